@@ -1,0 +1,207 @@
+"""The ASGI app: Twilio's voice webhook, the media-stream websocket and /healthz.
+
+POST /twilio/voice  checks X-Twilio-Signature, answers TwiML <Connect><Stream> with the flow's
+                    name and a per-call token as stream parameters.
+WS   /twilio/media  reads Twilio's `connected`/`start`, checks the token, then hands the socket
+                    to the call's pipeline (ivr.media.call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from contextlib import asynccontextmanager
+from typing import Callable
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response
+
+from .config import Settings
+from .runtime import Runtime
+from .telephony import twiml
+from .telephony.security import check_stream_token, make_stream_token, valid_twilio_signature
+
+log = logging.getLogger("ivr.app")
+
+START_TIMEOUT = 10.0  # seconds a new media websocket gets to send `start`
+MAX_PRELUDE_MESSAGES = 50  # messages tolerated before `start` (media sent early, junk)
+
+
+def _public_base(settings: Settings, request_url: str, headers) -> str:
+    """The base URL as Twilio sees it: configured, else from the proxy's or client's headers."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    parts = urlsplit(request_url)
+    proto = headers.get("x-forwarded-proto") or parts.scheme
+    host = headers.get("x-forwarded-host") or headers.get("host") or parts.netloc
+    return f"{proto}://{host}"
+
+
+def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None = None) -> FastAPI:
+    state: dict = {"runtime": None}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if not settings.twilio_auth_token:
+            if settings.dev_mode:
+                log.warning(
+                    "DEV MODE: TWILIO_AUTH_TOKEN is not set, so webhooks are NOT signature-checked. "
+                    "Anyone who can reach this server can start calls. Never expose it like this."
+                )
+            else:
+                log.error(
+                    "TWILIO_AUTH_TOKEN is not set and dev mode is off: every webhook will be refused (403). "
+                    "Set TWILIO_AUTH_TOKEN, or run with --dev for local testing."
+                )
+        runtime = runtime_factory() if runtime_factory else await asyncio.to_thread(Runtime.load, settings)
+        state["runtime"] = runtime
+        watcher = asyncio.create_task(runtime.flows.watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            runtime.draining = True
+            runtime.store.close()
+
+    app = FastAPI(title="ivr", lifespan=lifespan)
+    app.state.ivr = state
+
+    @app.get("/healthz")
+    async def healthz():
+        runtime: Runtime | None = state["runtime"]
+        if runtime is None:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return {
+            "status": "draining" if runtime.draining else "ok",
+            "active_calls": len(runtime.active_calls),
+            "flows": {name: runtime.flows.get(name).version for name in runtime.flows.names},
+            "flow_errors": {str(p): [str(e) for e in errs] for p, errs in runtime.flows.errors.items()},
+            "models": runtime.models,
+            "load_seconds": runtime.load_seconds,
+        }
+
+    @app.post("/twilio/voice")
+    async def voice_webhook(request: Request):
+        runtime: Runtime | None = state["runtime"]
+        form = await request.form()
+        params = {k: str(v) for k, v in form.items()}
+        base = _public_base(settings, str(request.url), request.headers)
+        if settings.twilio_auth_token:
+            url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            if not valid_twilio_signature(settings.twilio_auth_token, url, params, request.headers.get("x-twilio-signature")):
+                log.warning("webhook refused: bad or missing X-Twilio-Signature for %s (CallSid %s)", url, params.get("CallSid"))
+                return Response("invalid signature", status_code=403)
+        elif not settings.dev_mode:
+            log.warning("webhook refused: TWILIO_AUTH_TOKEN is not set and dev mode is off")
+            return Response("signature checking is not configured", status_code=403)
+        call_sid = params.get("CallSid", "")
+        if not call_sid:
+            return Response("CallSid missing", status_code=400)
+        if runtime is None or runtime.draining:
+            return Response(twiml.busy(), media_type="application/xml")
+        if len(runtime.active_calls) >= settings.max_calls:
+            log.warning("call %s refused: %d calls active (limit %d)", call_sid, len(runtime.active_calls), settings.max_calls)
+            return Response(twiml.busy(), media_type="application/xml")
+        flow_name = request.query_params.get("flow") or settings.default_flow
+        if runtime.flows.get(flow_name) is None:
+            log.error("call %s: flow '%s' is not loaded (have %s)", call_sid, flow_name, runtime.flows.names)
+            return Response(
+                twiml.reject("Sorry, this line is not available right now. Please try again later."),
+                media_type="application/xml",
+            )
+        ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        token = make_stream_token(runtime.secret, call_sid, flow_name)
+        body = twiml.connect_stream(
+            f"{ws_base}/twilio/media",
+            {"flow": flow_name, "token": token, "caller": params.get("From", ""), "called": params.get("To", "")},
+        )
+        log.info("call %s from %s: answering with flow %s", call_sid, params.get("From"), flow_name)
+        return Response(body, media_type="application/xml")
+
+    @app.websocket("/twilio/media")
+    async def media_stream(websocket: WebSocket):
+        runtime: Runtime | None = state["runtime"]
+        await websocket.accept()
+        if runtime is None:
+            await websocket.close(code=1013, reason="server is loading")
+            return
+        try:
+            start = await asyncio.wait_for(_read_start(websocket), START_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning("media websocket closed: no `start` within %.0fs", START_TIMEOUT)
+            await _close(websocket, 1008, "no start")
+            return
+        except (WebSocketDisconnect, _ProtocolError) as exc:
+            log.warning("media websocket closed before the call started: %s", exc)
+            await _close(websocket, 1008, "protocol error")
+            return
+        from .media.call import StreamStart, run_call  # pipecat stays in the media layer
+
+        custom = start.get("customParameters") or {}
+        call_sid, stream_sid = start.get("callSid") or "", start.get("streamSid") or ""
+        flow_name = custom.get("flow") or ""
+        problem = check_stream_token(runtime.secret, custom.get("token"), call_sid, flow_name, ttl=settings.stream_token_ttl)
+        if problem:
+            log.warning("media websocket for call %r refused: %s", call_sid, problem)
+            await _close(websocket, 1008, "bad token")
+            return
+        if call_sid in runtime.active_calls:
+            log.warning("media websocket refused: call %s already has a stream (replayed token?)", call_sid)
+            await _close(websocket, 1008, "duplicate stream")
+            return
+        flow = runtime.flows.get(flow_name)
+        if flow is None:
+            log.error("call %s: flow %s disappeared before the stream started", call_sid, flow_name)
+            await _close(websocket, 1011, "flow unavailable")
+            return
+        info = StreamStart(
+            stream_sid=stream_sid,
+            call_sid=call_sid,
+            flow=flow_name,
+            caller=custom.get("caller") or None,
+            called=custom.get("called") or None,
+            parameters=custom,
+        )
+        log.info("call %s: media stream %s started on flow %s v%s", call_sid, stream_sid, flow.name, flow.version)
+        try:
+            await run_call(websocket, info, flow, runtime)
+        finally:
+            await _close(websocket, 1000, "call ended")
+
+    return app
+
+
+class _ProtocolError(Exception):
+    pass
+
+
+async def _read_start(websocket: WebSocket) -> dict:
+    """Read until Twilio's `start`; tolerate `connected` and a few early or junk messages."""
+    for _ in range(MAX_PRELUDE_MESSAGES):
+        raw = await websocket.receive_text()
+        try:
+            message = json.loads(raw)
+        except json.JSONDecodeError:
+            log.warning("media websocket: message before `start` is not JSON: %r", raw[:80])
+            continue
+        event = message.get("event") if isinstance(message, dict) else None
+        if event == "start":
+            start = message.get("start")
+            if not isinstance(start, dict) or not start.get("callSid") or not message.get("streamSid", start.get("streamSid")):
+                raise _ProtocolError("`start` without callSid/streamSid")
+            start.setdefault("streamSid", message.get("streamSid"))
+            return start
+        if event == "stop":
+            raise _ProtocolError("`stop` before `start`")
+        if event != "connected":
+            log.warning("media websocket: %r event before `start`, ignored", event)
+    raise _ProtocolError(f"no `start` in the first {MAX_PRELUDE_MESSAGES} messages")
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    try:
+        await websocket.close(code=code, reason=reason)
+    except Exception:
+        pass

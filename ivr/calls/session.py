@@ -1,0 +1,338 @@
+"""One call's conversation: runs the flow engine's effects, the NLU step, timers and the call log.
+
+It knows nothing of pipecat or websockets: the media layer feeds it transcripts, DTMF and
+speaking events and gives it a `SessionOutput` to speak through; `ivr chat` and the tests give
+it one that prints or records. Every call ends through `end()`, once, whoever ends it
+(DESIGN.md section 6: teardown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ivr.dialog.engine import (
+    EnterNode,
+    Expectation,
+    FlowEngine,
+    Handoff,
+    Hangup,
+    Listen,
+    Say,
+    SetSlot,
+    Transfer,
+    Understanding,
+)
+from ivr.dialog.loader import LoadedFlow
+
+log = logging.getLogger("ivr.session")
+
+
+class SessionOutput(Protocol):
+    async def speak(self, text: str) -> None: ...
+
+    async def interrupt(self) -> None: ...
+
+    async def hang_up(self, reason: str) -> None: ...
+
+    async def transfer(self, target: str, reason: str) -> bool: ...
+
+
+class EventSink(Protocol):
+    def add_event(self, call_id: str, type: str, data: dict | None = None, ts: float | None = None) -> None: ...
+
+
+@dataclass
+class Turn:
+    """Timing of one caller turn, in epoch seconds; latencies derive from these."""
+
+    index: int
+    source: str  # "speech" or "dtmf"
+    speech_end: float | None = None
+    transcript_at: float | None = None
+    nlu_done_at: float | None = None
+    first_audio_at: float | None = None
+    stt_ms: float | None = None
+    nlu_ms: float | None = None
+    text: str = ""
+
+    def stages(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.speech_end and self.transcript_at:
+            out["to_transcript_ms"] = (self.transcript_at - self.speech_end) * 1000
+        if self.stt_ms is not None:
+            out["stt_ms"] = self.stt_ms
+        if self.nlu_ms is not None:
+            out["nlu_ms"] = self.nlu_ms
+        if self.nlu_done_at and self.first_audio_at:
+            out["to_first_audio_ms"] = (self.first_audio_at - self.nlu_done_at) * 1000
+        if self.speech_end and self.first_audio_at:
+            out["voice_to_voice_ms"] = (self.first_audio_at - self.speech_end) * 1000
+        return {k: round(v, 1) for k, v in out.items()}
+
+
+@dataclass
+class SessionResult:
+    outcome: str = "in_progress"
+    reason: str = ""
+    transfer_target: str | None = None
+
+
+class CallSession:
+    def __init__(
+        self,
+        call_id: str,
+        flow: LoadedFlow,
+        output: SessionOutput,
+        *,
+        nlu=None,
+        events: EventSink | None = None,
+        handoff=None,
+    ):
+        self.call_id = call_id
+        self.flow = flow
+        self.engine = FlowEngine(flow)
+        self.output = output
+        self.nlu = nlu
+        self.events = events
+        self.handoff = handoff
+        self.expectation: Expectation | None = None
+        self.result = SessionResult()
+        self.turns: list[Turn] = []
+        self.history: list[dict[str, Any]] = []
+        self.bot_speaking = False
+        self._lock = asyncio.Lock()
+        self._digits = ""
+        self._digit_timer: asyncio.Task | None = None
+        self._no_input_timer: asyncio.Task | None = None
+        self._pending_turn: Turn | None = None
+        self._ended = asyncio.Event()
+        self._closing = False
+
+    # ------------------------------------------------------------ lifecycle
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    async def wait_ended(self) -> None:
+        await self._ended.wait()
+
+    async def start(self) -> None:
+        async with self._lock:
+            await self._run(self.engine.start())
+
+    async def end(self, outcome: str, reason: str = "") -> None:
+        """End the call's conversation once: cancel timers, record the outcome."""
+        if self._ended.is_set():
+            return
+        self._ended.set()
+        self._cancel_timers()
+        if self.result.outcome == "in_progress":
+            self.result.outcome, self.result.reason = outcome, reason
+        self._log("hangup", {"outcome": self.result.outcome, "reason": self.result.reason})
+
+    # ------------------------------------------------------------ inputs
+    async def on_user_started_speaking(self) -> None:
+        self._cancel(self._no_input_timer)
+        if self.bot_speaking and self._barge_in_allowed():
+            self._log("barge_in", {"node": self.engine.node_name})
+            await self.output.interrupt()
+
+    async def on_transcript(self, text: str, *, speech_end: float | None = None, stt_ms: float | None = None) -> None:
+        text = text.strip()
+        if self.ended or self._closing:
+            return
+        turn = Turn(len(self.turns) + 1, "speech", speech_end=speech_end, transcript_at=time.time(), stt_ms=stt_ms, text=text)
+        self._log("transcript", {"text": text, "stt_ms": stt_ms, "node": self.engine.node_name})
+        if not text:
+            # Whisper heard only noise: not a no-match, just keep listening.
+            self._arm_no_input()
+            return
+        async with self._lock:
+            if self.expectation is None or self.ended:
+                return
+            self.turns.append(turn)
+            self.history.append({"role": "caller", "text": text})
+            outcome = await self._understand(self.expectation, text)
+            turn.nlu_done_at = time.time()
+            turn.nlu_ms = outcome.latency_ms
+            self._log(
+                "nlu",
+                {
+                    "node": self.expectation.node,
+                    "text": text,
+                    "intent": outcome.understanding.intent,
+                    "confidence": round(outcome.understanding.confidence, 4),
+                    "source": outcome.understanding.source,
+                    "ranked": [[n, round(s, 4)] for n, s in outcome.ranked[:3]],
+                    "latency_ms": round(outcome.latency_ms, 1),
+                },
+            )
+            self._pending_turn = turn
+            await self._run(self.engine.on_text(text, outcome.understanding))
+
+    async def on_dtmf(self, digit: str) -> None:
+        if self.ended or self._closing or self.expectation is None:
+            return
+        self._cancel(self._no_input_timer)
+        self._log("dtmf", {"digit": digit, "node": self.engine.node_name})
+        if self.bot_speaking:
+            await self.output.interrupt()  # a key press always cuts the prompt short
+        exp = self.expectation
+        self._cancel(self._digit_timer)
+        if exp.finish_on_key and digit == exp.finish_on_key:
+            await self._submit_digits()
+            return
+        self._digits += digit
+        if exp.max_digits and len(self._digits) >= exp.max_digits:
+            await self._submit_digits()
+        elif exp.dtmf_keys and not any(k.startswith(self._digits) for k in exp.dtmf_keys):
+            await self._submit_digits()  # no menu key starts like this: answer at once
+        else:
+            self._digit_timer = asyncio.create_task(self._digit_timeout(exp.inter_digit_timeout))
+
+    async def on_bot_started_speaking(self) -> None:
+        self.bot_speaking = True
+        self._cancel(self._no_input_timer)
+        turn = self._pending_turn
+        if turn is not None and turn.first_audio_at is None:
+            turn.first_audio_at = time.time()
+            self._log("turn_end", {"turn": turn.index, "source": turn.source, **turn.stages()})
+            self._pending_turn = None
+
+    async def on_bot_stopped_speaking(self) -> None:
+        self.bot_speaking = False
+        if self._closing:
+            return
+        self._arm_no_input()
+
+    # ------------------------------------------------------------ internals
+    def _barge_in_allowed(self) -> bool:
+        return self.expectation is None or self.expectation.barge_in
+
+    async def _understand(self, expectation: Expectation, text: str):
+        from ivr.nlu.service import NLUOutcome
+
+        if self.nlu is None or not expectation.intents:
+            return NLUOutcome(Understanding(None, 0.0, "none"))
+        try:
+            return await self.nlu.understand(expectation, text)
+        except Exception as exc:  # a failing model must not end the call: treat as not understood
+            log.error("call %s: NLU failed on node %s: %s", self.call_id, expectation.node, exc)
+            self._log("error", {"stage": "nlu", "error": str(exc)})
+            return NLUOutcome(Understanding(None, 0.0, "error"))
+
+    async def _digit_timeout(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await self._submit_digits()
+
+    async def _submit_digits(self) -> None:
+        digits, self._digits = self._digits, ""
+        if not digits or self.ended:
+            return
+        async with self._lock:
+            turn = Turn(len(self.turns) + 1, "dtmf", speech_end=time.time(), transcript_at=time.time(), text=digits)
+            turn.nlu_done_at = turn.transcript_at
+            self.turns.append(turn)
+            self._pending_turn = turn
+            self.history.append({"role": "caller", "dtmf": digits})
+            await self._run(self.engine.on_dtmf(digits))
+
+    def _arm_no_input(self) -> None:
+        self._cancel(self._no_input_timer)
+        if self.expectation is None or self.ended or self._closing:
+            return
+        self._no_input_timer = asyncio.create_task(self._no_input_after(self.expectation.no_input_timeout))
+
+    async def _no_input_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if self.ended or self.bot_speaking:
+            return
+        async with self._lock:
+            self._log("no_input", {"node": self.engine.node_name, "after_s": seconds}, kind="error")
+            await self._run(self.engine.on_no_input())
+
+    async def _run(self, effects) -> None:
+        for effect in effects:
+            if self.ended:
+                return
+            if isinstance(effect, EnterNode):
+                self.expectation = None
+                self._digits = ""
+                self._log("node", {"node": effect.node})
+            elif isinstance(effect, Say):
+                self.history.append({"role": "bot", "text": effect.text, "node": effect.node})
+                self._log("prompt", {"text": effect.text, "node": effect.node, "kind": effect.kind})
+                await self.output.speak(effect.text)
+            elif isinstance(effect, SetSlot):
+                self._log("slot", {"name": effect.name, "value": self._redact(effect.name, effect.value)})
+            elif isinstance(effect, Listen):
+                self.expectation = effect.expectation
+                if not self.bot_speaking:
+                    self._arm_no_input()
+            elif isinstance(effect, Transfer):
+                await self._transfer(effect)
+            elif isinstance(effect, Handoff):
+                await self._handoff(effect)
+            elif isinstance(effect, Hangup):
+                self._closing = True
+                self.result.outcome = self.result.outcome if self.result.outcome != "in_progress" else "completed"
+                self.result.reason = effect.reason
+                await self.output.hang_up(effect.reason)
+
+    async def _transfer(self, effect: Transfer) -> None:
+        self._closing = True
+        self._log("transfer", {"target": effect.target, "reason": effect.reason, "slots": self._redacted_slots()})
+        ok = False
+        try:
+            ok = await self.output.transfer(effect.target, effect.reason)
+        except Exception as exc:
+            log.error("call %s: transfer to %s failed: %s", self.call_id, effect.target, exc)
+            self._log("error", {"stage": "transfer", "error": str(exc)})
+        if ok:
+            self.result = SessionResult("transferred", effect.reason, effect.target)
+            return
+        self.result = SessionResult("transfer_failed", effect.reason, effect.target)
+        await self.output.speak("I'm sorry, I couldn't connect you to an agent right now. Please call again later. Goodbye.")
+        await self.output.hang_up("transfer failed")
+
+    async def _handoff(self, effect: Handoff) -> None:
+        self._log("handoff", {"target": effect.target, "reason": effect.reason, "return_to": effect.return_to})
+        if self.handoff is not None:
+            await self.handoff(self, effect)
+            return
+        # No LLM is configured for this server: say so and go back to the flow, never dead air.
+        apology = "I'm sorry, I can't help with that on this line."
+        self.history.append({"role": "bot", "text": apology})
+        self._log("prompt", {"text": apology, "node": self.engine.node_name, "kind": "handoff_unavailable"})
+        await self.output.speak(apology)
+        if effect.return_to:
+            await self._run(self.engine.goto(effect.return_to, reason="handoff unavailable"))
+        else:
+            await self._run([Hangup("handoff unavailable")])
+
+    def _redact(self, name: str, value: Any) -> Any:
+        slot = self.flow.flow.slots.get(name)
+        return "[redacted]" if slot is not None and slot.sensitive else value
+
+    def _redacted_slots(self) -> dict[str, Any]:
+        return {k: self._redact(k, v) for k, v in self.engine.state.slots.items()}
+
+    def _log(self, type_: str, data: dict, kind: str | None = None) -> None:
+        if self.events is None:
+            return
+        try:
+            self.events.add_event(self.call_id, kind or type_, data if kind is None else {"event": type_, **data})
+        except Exception as exc:  # the call log must never break a call
+            log.error("call %s: cannot log %s: %s", self.call_id, type_, exc)
+
+    def _cancel(self, task: asyncio.Task | None) -> None:
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+
+    def _cancel_timers(self) -> None:
+        self._cancel(self._digit_timer)
+        self._cancel(self._no_input_timer)

@@ -1,0 +1,272 @@
+"""The `ivr` command: serve | simulate | chat | validate | schema | models."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # pipecat logs through loguru at DEBUG by default: keep its warnings and errors only.
+    try:
+        from loguru import logger as loguru_logger
+
+        loguru_logger.remove()
+        loguru_logger.add(sys.stderr, level=os.environ.get("IVR_PIPECAT_LOG_LEVEL", "WARNING"))
+    except ImportError:
+        pass
+
+
+# ---------------------------------------------------------------- serve
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .config import load_settings
+    from .runtime import Runtime
+
+    settings = load_settings(args.config).with_overrides(
+        host=args.host, port=args.port, public_url=args.public_url, flows_dir=Path(args.flows) if args.flows else None,
+        default_flow=args.flow, dev_mode=True if args.dev else None,
+    )
+    _setup_logging(settings.log_level)
+    print(f"ivr: loading models (flows from {settings.flows_dir})", flush=True)
+    runtime = Runtime.load(settings, progress=lambda m: print(m, flush=True))
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    ws_base = base.replace("https://", "wss://").replace("http://", "ws://")
+    print(f"ivr: flows loaded: {', '.join(runtime.flows.names) or 'none'} (default: {settings.default_flow})")
+    print(f"ivr: Twilio voice webhook:  POST {base}/twilio/voice   (add ?flow=NAME for another flow)")
+    print(f"ivr: media stream:          {ws_base}/twilio/media")
+    print(f"ivr: health:                {base}/healthz")
+    if not settings.twilio_auth_token:
+        print("ivr: " + ("WARNING: DEV MODE - webhooks are not signature-checked" if settings.dev_mode
+                         else "WARNING: TWILIO_AUTH_TOKEN unset and not in dev mode: webhooks will get 403"), flush=True)
+    print(f"ivr: try a call:  ivr simulate --url {base} --say 'I want to check on my order' --dtmf 123456", flush=True)
+    app = create_app(settings, runtime_factory=lambda: runtime)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", ws="websockets-sansio")
+    return 0
+
+
+# ---------------------------------------------------------------- simulate
+class _StepAction(argparse.Action):
+    """--say/--dtmf/--wav/--pause keep their order in one list."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .simulate import Step
+
+        steps = getattr(namespace, "steps", None) or []
+        steps.append(Step(option_string.lstrip("-"), values))
+        namespace.steps = steps
+
+
+def cmd_simulate(args) -> int:
+    from .registry import model_registry, voice_registry
+    from .simulate import CallerSimulator
+    from .speech.stt import Transcriber
+    from .speech.tts import Synthesizer
+
+    _setup_logging("WARNING")
+    steps = args.steps or []
+    voice = Synthesizer(voice_registry().for_role("default").path) if any(s.kind == "say" for s in steps) else None
+    stt = None if args.no_transcribe else Transcriber(model_registry().for_role("stt").path)
+    token = args.auth_token if args.auth_token is not None else os.environ.get("TWILIO_AUTH_TOKEN")
+    sim = CallerSimulator(args.url, voice=voice, stt=stt, auth_token=token or None, flow=args.flow)
+    import httpx
+
+    try:
+        report = asyncio.run(sim.run(steps))
+    except httpx.ConnectError:
+        print(f"ivr simulate: cannot reach {args.url}: is `ivr serve` running (and done loading)?", file=sys.stderr)
+        return 2
+    except (RuntimeError, OSError) as exc:
+        print(f"ivr simulate: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return 0
+
+
+# ---------------------------------------------------------------- validate / schema
+def cmd_validate(args) -> int:
+    from .dialog.loader import validate_paths
+
+    loaded, errors = validate_paths(args.paths or ["flows"])
+    for err in errors:
+        print(err)
+    for flow in loaded:
+        print(f"ok: {flow.path} (flow {flow.name}, version {flow.version}, {len(flow.flow.nodes)} nodes)")
+    if errors:
+        print(f"{len(errors)} error(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from .dialog.schema import Flow
+
+    schema = Flow.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ivr flow"
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .registry import RegistryError, model_registry, voice_registry
+
+    for reg in (model_registry(), voice_registry()):
+        for name in reg.names:
+            try:
+                info = reg.resolve(name)
+                where = info.url or info.path
+                print(f"{name:36s} {info.kind:9s} {info.version}  ->  {where}")
+            except RegistryError as exc:
+                print(f"{name:36s} unavailable: {exc}")
+    return 0
+
+
+# ---------------------------------------------------------------- chat
+class _PrintOutput:
+    async def speak(self, text: str) -> None:
+        print(f"  bot> {text}")
+
+    async def interrupt(self) -> None:
+        pass
+
+    async def hang_up(self, reason: str) -> None:
+        print(f"  [call ended: {reason}]")
+
+    async def transfer(self, target: str, reason: str) -> bool:
+        print(f"  [transfer to {target}: {reason}]")
+        return True
+
+
+class _Capture:
+    """Collects the session's events so chat can show intent, confidence and slots."""
+
+    def __init__(self):
+        self.events: list[tuple[str, dict]] = []
+
+    def add_event(self, call_id, type, data=None, ts=None):
+        self.events.append((type, data or {}))
+
+
+def cmd_chat(args) -> int:
+    from .calls.session import CallSession
+    from .dialog.loader import FlowLoadError, load_flow
+
+    _setup_logging("WARNING")
+    try:
+        flow = load_flow(args.flow)
+    except FlowLoadError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    nlu = None
+    if not args.no_nlu:
+        from .nlu.intents import load_intent_classifier
+        from .nlu.service import NLUService
+
+        print("loading NLU models ...", flush=True)
+        nlu = NLUService(load_intent_classifier(use_slm=not args.no_slm))
+        nlu.prepare_flow(flow)
+
+    async def main() -> None:
+        capture = _Capture()
+        session = CallSession("chat", flow, _PrintOutput(), nlu=nlu, events=capture)
+        print(f"flow {flow.name} v{flow.version}: type what the caller says, #digits for keys, Ctrl-D to end")
+        await session.start()
+        _show(session, capture)
+        while not session.ended and not session._closing:
+            line = await asyncio.to_thread(sys.stdin.readline)
+            if not line:
+                break
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("#"):
+                for digit in line[1:]:
+                    await session.on_dtmf(digit)
+                if session.expectation is not None and session._digits:
+                    await session._submit_digits()
+            else:
+                await session.on_transcript(line)
+            _show(session, capture)
+        await session.end("completed", "chat ended")
+
+    asyncio.run(main())
+    return 0
+
+
+def _show(session, capture: _Capture) -> None:
+    for type_, data in capture.events:
+        if type_ == "nlu":
+            print(f"  [nlu] intent={data.get('intent')} confidence={data.get('confidence')} via {data.get('source')} ({data.get('latency_ms')} ms)")
+    capture.events.clear()
+    slots = session.engine.state.slots
+    print(f"  [node {session.engine.node_name}]" + (f" slots={slots}" if slots else ""))
+
+
+# ---------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivr", description="Self-hosted voice IVR bot server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="answer Twilio calls")
+    serve.add_argument("--config", help="ivr.toml path (default ./ivr.toml or $IVR_CONFIG)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--public-url", help="https://host Twilio reaches (for TwiML and signatures)")
+    serve.add_argument("--flows", help="flows directory")
+    serve.add_argument("--flow", help="default flow name")
+    serve.add_argument("--dev", action="store_true", help="accept unsigned webhooks (local testing only)")
+    serve.set_defaults(func=cmd_serve)
+
+    sim = sub.add_parser("simulate", help="call a running server as Twilio would")
+    sim.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
+    sim.add_argument("--flow", help="flow name (default: the server's default flow)")
+    sim.add_argument("--say", action=_StepAction, help="the caller says this (repeatable, in order)")
+    sim.add_argument("--dtmf", action=_StepAction, help="the caller presses these keys")
+    sim.add_argument("--wav", action=_StepAction, help="the caller plays this WAV file")
+    sim.add_argument("--pause", action=_StepAction, help="the caller stays silent for N seconds")
+    sim.add_argument("--auth-token", help="sign webhooks with this (default $TWILIO_AUTH_TOKEN)")
+    sim.add_argument("--json", action="store_true", help="print the report as JSON")
+    sim.add_argument("--no-transcribe", action="store_true", help="do not transcribe the bot's audio")
+    sim.set_defaults(func=cmd_simulate, steps=[])
+
+    chat = sub.add_parser("chat", help="talk to a flow in text")
+    chat.add_argument("flow", help="flow file")
+    chat.add_argument("--no-nlu", action="store_true", help="no models: only keys and slot values work")
+    chat.add_argument("--no-slm", action="store_true", help="example router only")
+    chat.set_defaults(func=cmd_chat)
+
+    val = sub.add_parser("validate", help="check flow files; file:line errors, non-zero exit")
+    val.add_argument("paths", nargs="*")
+    val.set_defaults(func=cmd_validate)
+
+    schema = sub.add_parser("schema", help="print the flow JSON Schema")
+    schema.set_defaults(func=cmd_schema)
+
+    models = sub.add_parser("models", help="list the model and voice registries")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

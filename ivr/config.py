@@ -1,0 +1,110 @@
+"""Server settings: one documented dataclass, read from `ivr.toml` and then `IVR_*` variables.
+
+Precedence: command-line flags > environment > `ivr.toml` (path in IVR_CONFIG, default
+./ivr.toml) > the defaults below. Twilio's credentials keep Twilio's own variable names.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from .registry import REPO_ROOT
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None
+    """Base URL Twilio reaches us at (https://bot.example.com). Used for the media-stream URL in
+    TwiML and for checking X-Twilio-Signature; without it both come from the request's Host."""
+
+    dev_mode: bool = False
+    """Accept unsigned webhooks. Only for local testing: anyone could start calls."""
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    """Checks X-Twilio-Signature; with the account SID it also enables transfers (REST)."""
+
+    secret: str | None = None
+    """Signs per-call stream tokens. Defaults to the auth token; in dev mode a random one."""
+
+    flows_dir: Path = REPO_ROOT / "flows"
+    default_flow: str = "customer_service"
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    """sqlite:///path or a plain path; default <data_dir>/ivr.sqlite3."""
+
+    max_calls: int = 20
+    """Concurrent calls this process accepts; more get TwiML saying the line is busy."""
+    max_call_seconds: int = 1800
+    stream_token_ttl: int = 300
+
+    stt_device: str = "cpu"
+    stt_compute_type: str = "int8"
+    stt_threads: int = 2
+    stt_beam_size: int = 1
+    slm_enabled: bool = True
+    """Ask the small language model when the example router is unsure."""
+    slm_device: str = "cpu"
+    nlu_threads: int = 1
+
+    vad_stop_secs: float = 0.5
+    """Silence that ends a caller's turn; longer while digits, phones or emails are read."""
+    vad_stop_secs_long: float = 1.0
+    vad_confidence: float = 0.7
+    vad_start_secs: float = 0.2
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    def with_overrides(self, **values) -> "Settings":
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    @property
+    def database(self) -> str:
+        return self.database_url or str(Path(self.data_dir) / "ivr.sqlite3")
+
+
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+
+
+def _coerce(kind: str, raw):
+    if isinstance(raw, str):
+        if "bool" in kind:
+            return raw.strip().lower() in _BOOL_TRUE
+        if "int" in kind and "float" not in kind:
+            return int(raw)
+        if "float" in kind:
+            return float(raw)
+        if "Path" in kind:
+            return Path(raw)
+    if "Path" in kind and raw is not None and not isinstance(raw, Path):
+        return Path(raw)
+    return raw
+
+
+def load_settings(config_file: str | Path | None = None, env: dict | None = None) -> Settings:
+    env = os.environ if env is None else env
+    values: dict = {}
+    path = Path(config_file or env.get("IVR_CONFIG", "ivr.toml"))
+    if path.exists():
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        values.update(data.get("server", data))
+    kinds = {f.name: str(f.type) for f in fields(Settings)}
+    for name in kinds:
+        key = f"IVR_{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+    if "TWILIO_AUTH_TOKEN" in env and "twilio_auth_token" not in values:
+        values["twilio_auth_token"] = env["TWILIO_AUTH_TOKEN"]
+    if "TWILIO_ACCOUNT_SID" in env and "twilio_account_sid" not in values:
+        values["twilio_account_sid"] = env["TWILIO_ACCOUNT_SID"]
+    unknown = set(values) - set(kinds)
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+    return Settings(**{k: _coerce(kinds[k], v) for k, v in values.items()})

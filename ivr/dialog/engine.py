@@ -1,0 +1,364 @@
+"""The flow engine: a pure state machine over one call's flow, with no audio, model or I/O.
+
+The caller's input comes in already understood (`on_text` with the NLU's `Understanding`,
+`on_dtmf` with a complete keypad entry, `on_no_input` when the silence timer fires) and the
+engine answers with a list of effects (say this, listen for that, transfer, hang up) that the
+call session carries out. The engine, not a model, decides every transition: models only
+classify and extract (DESIGN.md section 6, last point).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from ivr.nlu.slots import parse_slot
+
+from .conditions import evaluate
+from .loader import LoadedFlow
+from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy
+
+OUT_OF_SCOPE = "out_of_scope"
+MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a conversation
+
+
+# ---------------------------------------------------------------- effects (engine -> session)
+@dataclass(frozen=True)
+class EnterNode:
+    node: str
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+    node: str
+    kind: str = "prompt"  # prompt | no_match | no_input | repeat
+
+
+@dataclass(frozen=True)
+class SetSlot:
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class IntentOption:
+    name: str
+    examples: tuple[str, ...]
+    description: str
+    scope: str  # "node" or "global"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the current node waits for; the session uses it for NLU, DTMF and timers."""
+
+    node: str
+    key: str
+    intents: tuple[IntentOption, ...]
+    slot: str | None
+    slot_type: str | None
+    dtmf_keys: tuple[str, ...]
+    max_digits: int | None
+    finish_on_key: str
+    inter_digit_timeout: float
+    no_input_timeout: float
+    barge_in: bool
+
+
+@dataclass(frozen=True)
+class Listen:
+    expectation: Expectation
+
+
+@dataclass(frozen=True)
+class Transfer:
+    target: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Handoff:
+    target: str
+    return_to: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Hangup:
+    reason: str
+
+
+Effect = Union[EnterNode, Say, SetSlot, Listen, Transfer, Handoff, Hangup]
+
+
+# ---------------------------------------------------------------- input (session -> engine)
+@dataclass(frozen=True)
+class Understanding:
+    intent: str | None = None  # a candidate's name, OUT_OF_SCOPE, or None when not classified
+    confidence: float = 0.0
+    source: str = ""
+
+
+@dataclass
+class CallState:
+    node: str | None = None
+    slots: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+    no_match: int = 0
+    no_input: int = 0
+    last_prompts: list[str] = field(default_factory=list)
+    ended: bool = False
+    variants: dict[str, int] = field(default_factory=dict)
+
+
+_TEMPLATE = re.compile(r"\{\s*(slots|vars)\.([A-Za-z0-9_.]+)\s*\}")
+
+
+class FlowEngine:
+    def __init__(self, loaded: LoadedFlow):
+        self.loaded = loaded
+        self.flow = loaded.flow
+        self.state = CallState()
+        self._escalation_reason: str | None = None
+
+    # ------------------------------------------------------------ public API
+    @property
+    def node_name(self) -> str | None:
+        return self.state.node
+
+    @property
+    def node(self) -> Node:
+        assert self.state.node is not None, "start() first"
+        return self.flow.nodes[self.state.node]
+
+    def start(self) -> list[Effect]:
+        return self._enter(self.flow.start)
+
+    def goto(self, node: str, reason: str = "") -> list[Effect]:
+        """Jump to a node (an LLM handoff returning to the flow, an operator action)."""
+        if node not in self.flow.nodes:
+            raise KeyError(f"unknown node '{node}'")
+        self._escalation_reason = reason or None
+        return self._enter(node)
+
+    def expectation(self) -> Expectation:
+        node, name = self.node, self.state.node
+        options: dict[str, IntentOption] = {}
+        for intent, spec in self.flow.global_intents.items():
+            options[intent] = IntentOption(intent, tuple(spec.examples), spec.description, "global")
+        for intent, spec in (node.intents or {}).items():
+            options[intent] = IntentOption(intent, tuple(spec.examples), spec.description, "node")
+        slot_def = self.flow.slots.get(node.collect) if node.collect else None
+        rules = node.digits or DigitRules()
+        if slot_def is not None:
+            max_digits = slot_def.length or slot_def.max_length
+            if slot_def.type == "yes_no":
+                max_digits = 1
+        elif node.dtmf:
+            max_digits = max(len(k) for k in node.dtmf)
+        else:
+            max_digits = None
+        no_input = self._policy("no_input")
+        return Expectation(
+            node=name,
+            key=f"{self.loaded.version}:{name}",
+            intents=tuple(options.values()),
+            slot=node.collect,
+            slot_type=slot_def.type if slot_def else None,
+            dtmf_keys=tuple(node.dtmf or ()),
+            max_digits=max_digits,
+            finish_on_key=rules.finish_on_key,
+            inter_digit_timeout=rules.inter_digit_timeout,
+            no_input_timeout=no_input.timeout or 6.0,
+            barge_in=node.barge_in,
+        )
+
+    def on_text(self, text: str, understanding: Understanding) -> list[Effect]:
+        if self._closed():
+            return []
+        node = self.node
+        if node.collect:
+            filled = self._try_fill(text)
+            if filled is not None:
+                return filled
+        spec = self._intent_spec(understanding.intent)
+        if spec is not None:
+            return self._apply_intent(understanding.intent, spec)
+        reason = "out of scope" if understanding.intent == OUT_OF_SCOPE else "no match"
+        return self._no_match(reason)
+
+    def on_dtmf(self, digits: str) -> list[Effect]:
+        if self._closed():
+            return []
+        node = self.node
+        if node.collect:
+            filled = self._try_fill(digits)
+            return filled if filled is not None else self._no_match("keypad entry not valid")
+        target = (node.dtmf or {}).get(digits)
+        if target is None:
+            return self._no_match(f"key {digits} is not an option")
+        spec = self._intent_spec(target)
+        if spec is not None:
+            return self._apply_intent(target, spec)
+        return self._enter(target)
+
+    def on_no_input(self) -> list[Effect]:
+        if self._closed():
+            return []
+        policy = self._policy("no_input")
+        self.state.no_input += 1
+        if self.state.no_input <= policy.retries:
+            effects: list[Effect] = []
+            if policy.say:
+                effects.append(Say(self._render(self._pick("no_input", policy.say)), self.state.node, "no_input"))
+            effects += self._reprompt()
+            return effects
+        return self._exhausted(policy, f"no input {self.state.no_input} times")
+
+    # ------------------------------------------------------------ internals
+    def _closed(self) -> bool:
+        return self.state.ended or self.state.node is None or not self.node.listens
+
+    def _intent_spec(self, intent: str | None) -> IntentDef | None:
+        if not intent or intent == OUT_OF_SCOPE:
+            return None
+        node_intents = self.node.intents or {}
+        return node_intents.get(intent) or self.flow.global_intents.get(intent)
+
+    def _apply_intent(self, name: str, spec: IntentDef) -> list[Effect]:
+        if spec.goto:
+            return self._enter(spec.goto)
+        if spec.action == "repeat":
+            return [Say(p, self.state.node, "repeat") for p in self.state.last_prompts] + [
+                Listen(self.expectation())
+            ]
+        if spec.action == "start_over":
+            self.state.slots.clear()
+            return self._enter(self.flow.start)
+        self.state.ended = True
+        return [Hangup(f"caller intent '{name}'")]
+
+    def _try_fill(self, text: str) -> list[Effect] | None:
+        slot_name = self.node.collect
+        slot = self.flow.slots[slot_name]
+        result = parse_slot(
+            slot.type,
+            text,
+            length=slot.length,
+            min_length=slot.min_length,
+            max_length=slot.max_length,
+            choices=slot.choices,
+        )
+        if not result.ok:
+            return None
+        self.state.slots[slot_name] = result.value
+        effects: list[Effect] = [SetSlot(slot_name, result.value)]
+        return effects + self._advance()
+
+    def _advance(self) -> list[Effect]:
+        target = self._resolve_next(self.node.next)
+        if target is None:
+            self.state.ended = True
+            return [Hangup("end of flow")]
+        return self._enter(target)
+
+    def _resolve_next(self, nxt) -> str | None:
+        if nxt is None or isinstance(nxt, str):
+            return nxt
+        for branch in nxt:
+            if isinstance(branch, ElseBranch):
+                return branch.else_
+            if isinstance(branch, Branch) and evaluate(branch.if_, self.state.slots, self.state.vars):
+                return branch.then
+        return None
+
+    def _enter(self, name: str, hops: int = 0) -> list[Effect]:
+        if hops > MAX_HOPS:
+            self.state.ended = True
+            return [Hangup(f"flow loops through '{name}' without waiting for the caller")]
+        self.state.node = name
+        self.state.no_match = self.state.no_input = 0
+        node = self.flow.nodes[name]
+        effects: list[Effect] = [EnterNode(name)]
+        if node.say:
+            text = self._render(self._pick(name, node.say))
+            effects.append(Say(text, name))
+            self.state.last_prompts = [text]
+        reason = self._escalation_reason or f"flow node '{name}'"
+        if node.listens:
+            self._escalation_reason = None
+            return effects + [Listen(self.expectation())]
+        if node.transfer:
+            self.state.ended = True
+            return effects + [Transfer(node.transfer, reason)]
+        if node.handoff:
+            return effects + [Handoff(node.handoff, node.return_to, reason)]
+        if node.hangup:
+            self.state.ended = True
+            return effects + [Hangup(reason)]
+        target = self._resolve_next(node.next)
+        if target is None:
+            self.state.ended = True
+            return effects + [Hangup("no branch matched and no `else`")]
+        return effects + self._enter(target, hops + 1)
+
+    def _reprompt(self) -> list[Effect]:
+        node = self.node
+        effects: list[Effect] = []
+        if node.say:
+            text = self._render(self._pick(self.state.node, node.say))
+            effects.append(Say(text, self.state.node))
+            self.state.last_prompts = [text]
+        return effects + [Listen(self.expectation())]
+
+    def _no_match(self, reason: str) -> list[Effect]:
+        policy = self._policy("no_match")
+        self.state.no_match += 1
+        if self.state.no_match <= policy.retries:
+            effects: list[Effect] = []
+            if policy.say:
+                effects.append(Say(self._render(self._pick("no_match", policy.say)), self.state.node, "no_match"))
+            return effects + self._reprompt()
+        return self._exhausted(policy, f"{reason} {self.state.no_match} times")
+
+    def _exhausted(self, policy: RetryPolicy, reason: str) -> list[Effect]:
+        if policy.then:
+            self._escalation_reason = reason
+            return self._enter(policy.then)
+        self.state.ended = True
+        return [Say("Sorry, I'm having trouble understanding. Goodbye.", self.state.node, "no_match"), Hangup(reason)]
+
+    def _policy(self, kind: str) -> RetryPolicy:
+        """The node's policy, with unset fields taken from the flow's defaults."""
+        default: RetryPolicy = getattr(self.flow.defaults, kind)
+        own: RetryPolicy | None = getattr(self.node, kind)
+        if own is None:
+            return default
+        merged = default.model_dump()
+        merged.update(own.model_dump(exclude_unset=True))
+        return RetryPolicy(**merged)
+
+    def _pick(self, key: str, prompt) -> str:
+        if isinstance(prompt, str):
+            return prompt
+        index = self.state.variants.get(key, 0)
+        self.state.variants[key] = index + 1
+        return prompt[index % len(prompt)]
+
+    def _render(self, text: str) -> str:
+        def value(match: re.Match) -> str:
+            root, path = match.group(1), match.group(2).split(".")
+            current: Any = self.state.slots if root == "slots" else self.state.vars
+            for part in path:
+                current = current.get(part) if isinstance(current, dict) else getattr(current, part, None)
+                if current is None:
+                    return ""
+            if root == "slots" and self.flow.slots.get(path[0]) and self.flow.slots[path[0]].type in ("digits", "phone"):
+                return " ".join(str(current))  # read digit by digit, not as one big number
+            if isinstance(current, bool):
+                return "yes" if current else "no"
+            return str(current)
+
+        return _TEMPLATE.sub(value, text)

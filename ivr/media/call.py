@@ -1,0 +1,167 @@
+"""Assemble and run one call's pipecat pipeline over an accepted Twilio media websocket.
+
+    websocket -> SafeTwilioSerializer -> VAD (Silero) -> UtteranceTranscriber (shared whisper)
+      -> DialogBridge (CallSession: flow engine + NLU) -> SharedPiperTTS -> websocket
+
+The pipeline runs at 16 kHz in (whisper's rate) and 8 kHz out (Twilio's), so TTS audio is
+never resampled twice. Whoever ends the call (flow, caller, Twilio, an error), it ends here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
+from pipecat.workers.runner import WorkerRunner
+
+from ivr.calls.session import CallSession
+from ivr.dialog.loader import LoadedFlow
+from ivr.speech.stt import STT_RATE
+
+from .dialog import DialogBridge
+from .serializer import SafeTwilioSerializer
+from .speak import SharedPiperTTS
+from .transcribe import UtteranceTranscriber
+
+log = logging.getLogger("ivr.media")
+
+LONG_TURN_SLOTS = {"digits", "phone", "email", "money", "date", "time"}
+DIGIT_PROMPT = "1234 5678 90"  # nudges whisper to write digits as digits
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    """What Twilio's `start` message told us about the call."""
+
+    stream_sid: str
+    call_sid: str
+    flow: str
+    caller: str | None = None
+    called: str | None = None
+    parameters: dict | None = None
+
+
+async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> CallSession:
+    settings = runtime.settings
+    call_id = start.call_sid
+    serializer = SafeTwilioSerializer(start.stream_sid, start.call_sid, call_id=call_id)
+    transport = FastAPIWebsocketTransport(
+        websocket=websocket,
+        params=FastAPIWebsocketParams(
+            audio_in_enabled=True,
+            audio_out_enabled=True,
+            add_wav_header=False,
+            serializer=serializer,
+            session_timeout=settings.max_call_seconds,
+        ),
+    )
+    vad_params = VADParams(
+        confidence=settings.vad_confidence, start_secs=settings.vad_start_secs, stop_secs=settings.vad_stop_secs
+    )
+    vad = SileroVADAnalyzer(sample_rate=STT_RATE, params=vad_params)
+    session_ref: dict = {}
+
+    def recogniser_hint() -> str | None:
+        session = session_ref.get("session")
+        exp = session.expectation if session else None
+        return DIGIT_PROMPT if exp is not None and exp.slot_type in ("digits", "phone") else None
+
+    transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=recogniser_hint)
+
+    async def transfer(target: str, reason: str) -> bool:
+        if runtime.twilio is None:
+            return False
+        return await runtime.twilio.transfer(start.call_sid, target)
+
+    bridge = DialogBridge(call_id=call_id, transfer=transfer if runtime.twilio else None)
+    tts = SharedPiperTTS(runtime.tts)
+    pipeline = Pipeline([transport.input(), VADProcessor(vad_analyzer=vad), transcriber, bridge, tts, transport.output()])
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(audio_in_sample_rate=STT_RATE, audio_out_sample_rate=runtime.tts.out_rate),
+        enable_rtvi=False,
+        idle_timeout_secs=None,
+    )
+
+    session = _TimedSession(
+        call_id, flow, bridge, nlu=runtime.nlu, events=runtime.store, vad=vad, vad_params=vad_params,
+        long_stop=settings.vad_stop_secs_long,
+    )
+    session_ref["session"] = session
+    bridge.attach(session)
+
+    @transport.event_handler("on_client_disconnected")
+    async def _on_disconnected(_transport, _client):
+        await session.end("caller_hangup", "media websocket closed")
+        await worker.cancel()
+
+    @transport.event_handler("on_session_timeout")
+    async def _on_timeout(_transport, _client):
+        log.warning("call %s: longer than %ss, ending it", call_id, settings.max_call_seconds)
+        await session.end("timeout", "maximum call length")
+        await worker.cancel()
+
+    runtime.store.start_call(
+        call_id,
+        flow=flow.name,
+        flow_version=flow.version,
+        caller=start.caller,
+        called=start.called,
+        models=runtime.models,
+        meta={"stream_sid": start.stream_sid},
+    )
+    runtime.active_calls[call_id] = {"flow": flow.name, "started": time.time(), "session": session}
+    runner = WorkerRunner(handle_sigint=False)
+    try:
+        await runner.add_workers(worker)
+        await runner.run()
+    except Exception as exc:
+        log.exception("call %s: pipeline failed: %s", call_id, exc)
+        runtime.store.add_event(call_id, "error", {"stage": "pipeline", "error": str(exc)})
+        await session.end("error", str(exc))
+    finally:
+        runtime.active_calls.pop(call_id, None)
+        await session.end("completed", "pipeline finished")
+        runtime.store.end_call(
+            call_id,
+            session.result.outcome,
+            summary={
+                "reason": session.result.reason,
+                "transfer_target": session.result.transfer_target,
+                "last_node": session.engine.node_name,
+                "slots": session._redacted_slots(),
+                "turns": [t.stages() | {"turn": t.index, "source": t.source} for t in session.turns],
+                "rejected_messages": serializer.rejected,
+            },
+        )
+    return session
+
+
+class _TimedSession(CallSession):
+    """CallSession that also tunes the VAD's end-of-turn silence to what the node expects.
+
+    Callers reading digits pause between groups; a fixed short silence cuts them off
+    (livekit/agents 3701). Short after a yes/no or a menu, longer while reading numbers.
+    """
+
+    def __init__(self, *args, vad, vad_params: VADParams, long_stop: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._vad = vad
+        self._vad_params = vad_params
+        self._long_stop = long_stop
+
+    async def _run(self, effects) -> None:
+        await super()._run(effects)
+        exp = self.expectation
+        if exp is None:
+            return
+        stop = self._long_stop if exp.slot_type in LONG_TURN_SLOTS else self._vad_params.stop_secs
+        if self._vad.params.stop_secs != stop:
+            self._vad.set_params(VADParams(**{**self._vad_params.model_dump(), "stop_secs": stop}))

@@ -1,0 +1,136 @@
+"""The processor that connects a call's pipeline to its `CallSession`.
+
+Inbound it hands the session transcripts, DTMF, the caller starting to speak and the bot
+starting/stopping; outbound it is the session's `SessionOutput`: prompts become TTSSpeakFrames,
+an interruption is broadcast (the output transport drops queued audio and the serializer sends
+Twilio `clear`), and hanging up flushes the queued speech before the pipeline ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    CancelFrame,
+    CancelWorkerFrame,
+    EndFrame,
+    EndWorkerFrame,
+    Frame,
+    InputDTMFFrame,
+    InputTransportMessageFrame,
+    StartFrame,
+    TTSSpeakFrame,
+    VADUserStartedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from ivr.calls.session import CallSession
+
+from .frames import CallerTranscriptFrame
+
+log = logging.getLogger("ivr.media")
+
+TransferFn = Callable[[str, str], Awaitable[bool]]
+
+
+class DialogBridge(FrameProcessor):
+    def __init__(self, *, call_id: str, transfer: TransferFn | None = None, on_listen=None, **kwargs):
+        super().__init__(**kwargs)
+        self.call_id = call_id
+        self.session: CallSession | None = None
+        self._transfer = transfer
+        self._on_listen = on_listen
+        self._started = False
+        self._ending = False
+        self.marks: list[str] = []
+
+    def attach(self, session: CallSession) -> None:
+        self.session = session
+
+    # ------------------------------------------------------------ SessionOutput
+    async def speak(self, text: str) -> None:
+        if self._ending:
+            return
+        await self.push_frame(TTSSpeakFrame(text))
+
+    async def interrupt(self) -> None:
+        await self.broadcast_interruption()
+
+    async def hang_up(self, reason: str) -> None:
+        if self._ending:
+            return
+        self._ending = True
+        log.info("call %s: hanging up (%s)", self.call_id, reason)
+        # Downstream, behind the queued prompts: the goodbye is spoken before the stream closes.
+        await self.push_frame(EndWorkerFrame(reason=reason))
+
+    async def transfer(self, target: str, reason: str) -> bool:
+        if self._transfer is None:
+            log.error("call %s: transfer to %s asked for, but no Twilio credentials are configured", self.call_id, target)
+            return False
+        ok = await self._transfer(target, reason)
+        if ok:
+            self._ending = True
+            # Twilio ends the media stream itself once the call follows the new TwiML.
+            await self.push_frame(EndWorkerFrame(reason=f"transferred to {target}"))
+        return ok
+
+    # ------------------------------------------------------------ frames
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        session = self.session
+        if isinstance(frame, StartFrame):
+            await self.push_frame(frame, direction)
+            if session is not None and not self._started:
+                self._started = True
+                self.create_task(self._guard(session.start(), "start"))
+            return
+        if isinstance(frame, CallerTranscriptFrame):
+            if session is not None:
+                self.create_task(
+                    self._guard(session.on_transcript(frame.text, speech_end=frame.speech_end, stt_ms=frame.stt_ms), "turn")
+                )
+            return  # consumed here: nothing downstream wants it
+        if session is not None:
+            if isinstance(frame, VADUserStartedSpeakingFrame):
+                await self._guard(session.on_user_started_speaking(), "barge-in")
+            elif isinstance(frame, InputDTMFFrame):
+                await self._guard(session.on_dtmf(str(frame.button.value)), "dtmf")
+            elif isinstance(frame, BotStartedSpeakingFrame):
+                await session.on_bot_started_speaking()
+            elif isinstance(frame, BotStoppedSpeakingFrame):
+                await session.on_bot_stopped_speaking()
+            elif isinstance(frame, InputTransportMessageFrame) and direction == FrameDirection.DOWNSTREAM:
+                await self._on_transport_message(frame.message, session)
+            elif isinstance(frame, (EndFrame, CancelFrame)):
+                await session.end("caller_hangup" if isinstance(frame, CancelFrame) else "completed", "pipeline ended")
+        await self.push_frame(frame, direction)
+
+    async def _on_transport_message(self, message, session: CallSession) -> None:
+        if not isinstance(message, dict):
+            return
+        if message.get("event") == "mark":
+            self.marks.append(str((message.get("mark") or {}).get("name")))
+        elif message.get("event") == "stop":
+            log.info("call %s: Twilio sent stop (caller hung up or call ended)", self.call_id)
+            await session.end("caller_hangup", "stream stopped")
+            # Nobody is listening any more: drop queued prompts instead of playing them out.
+            self._ending = True
+            await self.push_frame(CancelWorkerFrame(reason="Twilio stop"), FrameDirection.UPSTREAM)
+
+    async def _guard(self, coro: Awaitable, what: str) -> None:
+        """Run a session step; a bug in one turn is logged and the call goes on or ends politely."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("call %s: %s failed: %s", self.call_id, what, exc)
+            if self.session is not None and self.session.events is not None:
+                self.session.events.add_event(self.call_id, "error", {"stage": what, "error": str(exc)})
+            await self.speak("I'm sorry, something went wrong on our side. Please call again later.")
+            await self.hang_up(f"internal error in {what}")

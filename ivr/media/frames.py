@@ -1,0 +1,21 @@
+"""Frames of our own that travel through the call pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipecat.frames.frames import SystemFrame
+
+
+@dataclass
+class CallerTranscriptFrame(SystemFrame):
+    """What the caller said in one utterance, with the timing the latency budget needs.
+
+    A system frame, so an interruption clearing the data queues cannot drop a caller's turn.
+    """
+
+    text: str = ""
+    speech_end: float = 0.0
+    """Epoch seconds when the caller stopped speaking (VAD stop time minus its stop window)."""
+    stt_ms: float = 0.0
+    audio_seconds: float = 0.0

@@ -1,0 +1,81 @@
+"""Twilio Media Streams <-> pipecat frames, hardened against bad input.
+
+Pipecat's TwilioFrameSerializer raises on a bad base64 payload, which ends the transport's
+receive loop and with it the call; it also drops `mark` and `stop`. This subclass turns every
+malformed message into one clear log line and carries on, and passes `mark`/`stop` on as
+transport messages so the dialog layer can track playback and end the call cleanly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+
+from pipecat.frames.frames import Frame, InputTransportMessageFrame
+from pipecat.serializers.twilio import TwilioFrameSerializer
+
+log = logging.getLogger("ivr.media")
+
+MAX_MESSAGE_BYTES = 64 * 1024  # a 20 ms media frame is ~300 bytes of JSON; anything this big is not Twilio
+KNOWN_EVENTS = {"connected", "start", "media", "dtmf", "mark", "stop"}
+
+
+class SafeTwilioSerializer(TwilioFrameSerializer):
+    def __init__(self, stream_sid: str, call_sid: str | None = None, *, call_id: str = ""):
+        super().__init__(
+            stream_sid,
+            call_sid=call_sid,
+            params=TwilioFrameSerializer.InputParams(auto_hang_up=False),
+        )
+        self.call_id = call_id or call_sid or stream_sid
+        self.rejected = 0
+
+    def _reject(self, why: str, data) -> None:
+        self.rejected += 1
+        preview = data[:80] if isinstance(data, (str, bytes)) else repr(data)[:80]
+        log.warning("call %s: dropped media-stream message: %s (%r)", self.call_id, why, preview)
+
+    async def deserialize(self, data: str | bytes) -> Frame | None:
+        if len(data) > MAX_MESSAGE_BYTES:
+            self._reject(f"message of {len(data)} bytes is over the {MAX_MESSAGE_BYTES} limit", data)
+            return None
+        try:
+            message = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self._reject("not JSON", data)
+            return None
+        if not isinstance(message, dict):
+            self._reject("not a JSON object", data)
+            return None
+        event = message.get("event")
+        if event not in KNOWN_EVENTS:
+            self._reject(f"unknown event {event!r}", data)
+            return None
+        if event == "media":
+            payload = (message.get("media") or {}).get("payload")
+            if not isinstance(payload, str):
+                self._reject("media event without a payload", data)
+                return None
+            try:
+                base64.b64decode(payload, validate=True)
+            except (binascii.Error, ValueError):
+                self._reject("media payload is not valid base64", data)
+                return None
+            try:
+                return await super().deserialize(data)
+            except Exception as exc:
+                self._reject(f"media payload could not be decoded ({exc})", data)
+                return None
+        if event == "dtmf":
+            digit = (message.get("dtmf") or {}).get("digit")
+            if not isinstance(digit, str) or len(digit) != 1 or digit not in "0123456789*#":
+                self._reject(f"DTMF digit {digit!r} is not a keypad key", data)
+                return None
+            return await super().deserialize(data)
+        if event in ("mark", "stop"):
+            return InputTransportMessageFrame(message=message)
+        if event == "start":
+            self._reject("second `start` on a running stream", data)
+        return None  # `connected`: nothing to do

@@ -1,0 +1,68 @@
+"""The NLU step of a turn: the current node's expectation + the caller's words -> understanding.
+
+Blocking model work (embeddings, llama.cpp) runs on the NLU worker thread, never on the event
+loop. Per-node preparation (example embeddings, the SLM's prompt prefix) happens when a flow is
+loaded, so the first caller does not pay for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ivr.dialog.engine import Expectation, Understanding
+from ivr.dialog.loader import LoadedFlow
+from ivr.speech.workers import ModelWorker
+
+log = logging.getLogger("ivr.nlu")
+
+
+@dataclass
+class NLUOutcome:
+    understanding: Understanding
+    ranked: list[tuple[str, float]] = field(default_factory=list)
+    latency_ms: float = 0.0
+
+
+def _intents_for(expectation: Expectation):
+    from .intents import Intent
+
+    return [Intent(o.name, tuple(o.examples), o.description) for o in expectation.intents]
+
+
+class NLUService:
+    def __init__(self, classifier, *, timeout: float = 5.0):
+        self.classifier = classifier
+        self.worker = ModelWorker("nlu", 1, timeout)
+
+    def prepare_flow(self, loaded: LoadedFlow) -> int:
+        """Cache every listening node of a flow (blocking; call at load). Returns nodes prepared."""
+        from ivr.dialog.engine import FlowEngine
+
+        count = 0
+        for name, node in loaded.flow.nodes.items():
+            if not node.listens:
+                continue
+            engine = FlowEngine(loaded)
+            engine.state.node = name
+            exp = engine.expectation()
+            if exp.intents:
+                self.classifier.prepare(exp.key, _intents_for(exp))
+                count += 1
+        return count
+
+    def understand_sync(self, expectation: Expectation, text: str) -> NLUOutcome:
+        started = time.perf_counter()
+        if not expectation.intents or not text.strip():
+            return NLUOutcome(Understanding(None, 0.0, "none"), [], 0.0)
+        result = self.classifier.classify(expectation.key, _intents_for(expectation), text)
+        latency = (time.perf_counter() - started) * 1000
+        return NLUOutcome(
+            Understanding(result.intent, float(result.confidence), result.source),
+            list(result.ranked),
+            latency,
+        )
+
+    async def understand(self, expectation: Expectation, text: str) -> NLUOutcome:
+        return await self.worker.run(self.understand_sync, expectation, text)

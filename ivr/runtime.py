@@ -1,0 +1,107 @@
+"""Everything a server process loads once and shares across calls: models, flows, the call log."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .config import Settings
+from .dialog.loader import LoadedFlow
+from .flows import FlowRepository, static_prompts
+from .registry import model_registry, voice_registry
+
+log = logging.getLogger("ivr.runtime")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    stt: object
+    tts: object
+    nlu: object
+    store: object
+    flows: FlowRepository
+    models: dict
+    secret: str
+    twilio: object | None = None
+    load_seconds: dict = field(default_factory=dict)
+    active_calls: dict = field(default_factory=dict)
+    draining: bool = False
+
+    @classmethod
+    def load(cls, settings: Settings, progress: Callable[[str], None] = print, *, store=None) -> "Runtime":
+        from .calllog.store import open_store
+        from .nlu.intents import load_intent_classifier
+        from .nlu.service import NLUService
+        from .speech.stt import STTSettings, Transcriber
+        from .speech.tts import Synthesizer
+
+        models = model_registry()
+        voices = voice_registry()
+        timings: dict[str, float] = {}
+
+        def step(label: str, fn):
+            progress(f"  loading {label} ...")
+            started = time.perf_counter()
+            value = fn()
+            timings[label] = round(time.perf_counter() - started, 2)
+            progress(f"  loaded {label} in {timings[label]:.2f}s")
+            return value
+
+        stt_info = models.for_role("stt")
+        stt = step(
+            f"speech recogniser ({stt_info.version})",
+            lambda: Transcriber(
+                stt_info.path,
+                STTSettings(
+                    device=settings.stt_device,
+                    compute_type=settings.stt_compute_type,
+                    cpu_threads=settings.stt_threads,
+                    beam_size=settings.stt_beam_size,
+                ),
+            ),
+        )
+        voice_info = voices.for_role("default")
+        tts = step(f"voice ({voice_info.version})", lambda: Synthesizer(voice_info.path))
+        emb_info = models.for_role("embedder")
+        slm_info = models.for_role("slm") if settings.slm_enabled else None
+        label = f"NLU ({emb_info.version}" + (f" + {slm_info.version})" if slm_info else ")")
+        classifier = step(
+            label, lambda: load_intent_classifier(models, use_slm=settings.slm_enabled, threads=settings.nlu_threads)
+        )
+        nlu = NLUService(classifier)
+
+        def prepare(loaded: LoadedFlow) -> None:
+            started = time.perf_counter()
+            nodes = nlu.prepare_flow(loaded)
+            prompts = tts.warm(static_prompts(loaded))
+            log.info(
+                "flow %s v%s prepared: %d menu nodes, %d prompts synthesised in %.2fs",
+                loaded.name, loaded.version, nodes, prompts, time.perf_counter() - started,
+            )
+
+        flows = FlowRepository(settings.flows_dir, prepare=prepare)
+        changed = step(f"flows from {settings.flows_dir}", flows.reload)
+        for path, errors in flows.errors.items():
+            for err in errors:
+                progress(f"  flow error: {err}")
+        if not changed and not flows.names:
+            progress(f"  warning: no valid flow in {settings.flows_dir}")
+        if store is None:
+            store = open_store(settings.database)
+        twilio = None
+        if settings.twilio_account_sid and settings.twilio_auth_token:
+            from .telephony.rest import TwilioCalls
+
+            twilio = TwilioCalls(settings.twilio_account_sid, settings.twilio_auth_token)
+        secret = settings.secret or settings.twilio_auth_token or secrets.token_urlsafe(32)
+        described = {"stt": stt_info.describe(), "voice": voice_info.describe(), "embedder": emb_info.describe()}
+        if slm_info:
+            described["slm"] = slm_info.describe()
+        return cls(
+            settings=settings, stt=stt, tts=tts, nlu=nlu, store=store, flows=flows,
+            models=described, secret=secret, twilio=twilio, load_seconds=timings,
+        )

@@ -1,0 +1,324 @@
+"""`ivr simulate`: play Twilio for a running server, so a flow can be called without a phone.
+
+It posts the signed voice webhook, follows the TwiML to the media websocket, streams the
+caller's audio as 20 ms mu-law frames at real-time pace (silence between turns, as Twilio does),
+answers `mark`s, records what the bot says and transcribes it. Latency is taken where a caller
+feels it: from the last frame of the caller's speech to the first non-silent frame of the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+from .speech.audio import FRAME_BYTES, TWILIO_RATE, resample, rms_dbfs, ulaw_decode, ulaw_encode
+from .telephony.security import twilio_signature
+
+SPEECH_DBFS = -45.0  # a reply frame louder than this is speech, not line silence
+SILENCE_FRAME = b"\xff" * FRAME_BYTES  # mu-law digital silence
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # "say", "dtmf", "wav", "pause"
+    value: str
+
+
+@dataclass
+class BotUtterance:
+    start: float
+    end: float
+    samples: list = field(default_factory=list)
+    text: str = ""
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.samples) if self.samples else np.zeros(0, dtype=np.int16)
+
+
+@dataclass
+class TurnReport:
+    step: Step
+    speech_end: float
+    first_reply_at: float | None = None
+    reply: list[BotUtterance] = field(default_factory=list)
+
+    @property
+    def latency_ms(self) -> float | None:
+        if self.first_reply_at is None:
+            return None
+        return (self.first_reply_at - self.speech_end) * 1000
+
+    @property
+    def reply_text(self) -> str:
+        return " ".join(u.text for u in self.reply if u.text).strip()
+
+
+@dataclass
+class SimulationReport:
+    call_sid: str
+    flow: str
+    answer_to_first_audio_ms: float | None = None
+    greeting: list[BotUtterance] = field(default_factory=list)
+    turns: list[TurnReport] = field(default_factory=list)
+    clears: int = 0
+    closed_by: str = ""
+    close_code: int | None = None
+
+    @property
+    def greeting_text(self) -> str:
+        return " ".join(u.text for u in self.greeting if u.text).strip()
+
+    def to_dict(self) -> dict:
+        return {
+            "call_sid": self.call_sid,
+            "flow": self.flow,
+            "answer_to_first_audio_ms": _round(self.answer_to_first_audio_ms),
+            "greeting": self.greeting_text,
+            "turns": [
+                {
+                    "caller": f"{t.step.kind}: {t.step.value}",
+                    "bot": t.reply_text,
+                    "voice_to_voice_ms": _round(t.latency_ms),
+                }
+                for t in self.turns
+            ],
+            "clears": self.clears,
+            "closed_by": self.closed_by,
+        }
+
+    def lines(self) -> list[str]:
+        out = [f"call {self.call_sid} on flow {self.flow}"]
+        out.append(f"  answer -> first bot audio: {_fmt_ms(self.answer_to_first_audio_ms)}")
+        out.append(f"  bot    : {self.greeting_text or '(silence)'}")
+        for t in self.turns:
+            said = t.step.value if t.step.kind == "say" else f"[{t.step.kind} {t.step.value}]"
+            out.append(f"  caller : {said}")
+            out.append(f"  bot    : {t.reply_text or '(no reply)'}    [voice-to-voice {_fmt_ms(t.latency_ms)}]")
+        out.append(f"  call ended by {self.closed_by}" + (f" ({self.clears} barge-in clears)" if self.clears else ""))
+        return out
+
+
+def _round(v):
+    return None if v is None else round(v, 1)
+
+
+def _fmt_ms(v) -> str:
+    return "n/a" if v is None else f"{v:.0f} ms"
+
+
+class CallerSimulator:
+    """One simulated call. `voice` turns text into 8 kHz int16 audio; `stt` transcribes replies."""
+
+    def __init__(self, base_url: str, *, voice=None, stt=None, auth_token: str | None = None, flow: str | None = None,
+                 caller: str = "+15555550123", called: str = "+15555550100", idle_gap: float = 1.2,
+                 reply_timeout: float = 20.0):
+        self.base_url = base_url.rstrip("/")
+        self.voice = voice
+        self.stt = stt
+        self.auth_token = auth_token
+        self.flow = flow
+        self.caller, self.called = caller, called
+        self.idle_gap = idle_gap
+        self.reply_timeout = reply_timeout
+        self._outgoing: asyncio.Queue[bytes] = asyncio.Queue()
+        self._utterances: list[BotUtterance] = []
+        self._last_speech = 0.0
+        self._closed = asyncio.Event()
+        self._report: SimulationReport | None = None
+        self._sent_start = 0.0
+
+    # ------------------------------------------------------------ webhook
+    async def _webhook(self, call_sid: str) -> tuple[str, dict[str, str]]:
+        url = f"{self.base_url}/twilio/voice" + (f"?flow={self.flow}" if self.flow else "")
+        params = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": self.caller, "To": self.called,
+                  "CallStatus": "ringing", "Direction": "inbound"}
+        headers = {}
+        if self.auth_token:
+            headers["X-Twilio-Signature"] = twilio_signature(self.auth_token, url, params)
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.post(url, data=params, headers=headers)
+        if response.status_code != 200:
+            raise RuntimeError(f"webhook answered {response.status_code}: {response.text[:200]}")
+        root = ET.fromstring(response.text)
+        stream = root.find("./Connect/Stream")
+        if stream is None:
+            raise RuntimeError(f"webhook did not answer with <Connect><Stream>: {response.text[:300]}")
+        parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+        return stream.get("url"), parameters
+
+    # ------------------------------------------------------------ run
+    async def run(self, steps: list[Step]) -> SimulationReport:
+        from websockets.asyncio.client import connect
+
+        call_sid = "CA" + uuid.uuid4().hex
+        stream_sid = "MZ" + uuid.uuid4().hex
+        ws_url, parameters = await self._webhook(call_sid)
+        report = SimulationReport(call_sid=call_sid, flow=parameters.get("flow", ""))
+        self._report = report
+        async with connect(ws_url, max_size=2**20) as ws:
+            await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+            await ws.send(json.dumps({
+                "event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
+                "start": {"streamSid": stream_sid, "callSid": call_sid, "accountSid": "AC" + "0" * 32,
+                          "tracks": ["inbound"], "customParameters": parameters,
+                          "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
+            }))
+            self._sent_start = time.time()
+            receiver = asyncio.create_task(self._receive(ws, report))
+            sender = asyncio.create_task(self._send_audio(ws, stream_sid))
+            try:
+                await self._wait_idle(first=True)
+                greeting_end = time.time()
+                report.greeting = [u for u in self._utterances if u.start <= greeting_end]
+                for step in steps:
+                    if self._closed.is_set():
+                        break
+                    report.turns.append(await self._do_step(ws, stream_sid, step))
+                if not self._closed.is_set():
+                    await ws.send(json.dumps({"event": "stop", "streamSid": stream_sid, "stop": {"callSid": call_sid}}))
+                    report.closed_by = "caller"
+                else:
+                    report.closed_by = "bot"
+            finally:
+                sender.cancel()
+                if report.closed_by == "caller":
+                    await ws.close()
+                await asyncio.gather(receiver, sender, return_exceptions=True)
+        if report.answer_to_first_audio_ms is None and self._utterances:
+            report.answer_to_first_audio_ms = (self._utterances[0].start - self._sent_start) * 1000
+        await self._transcribe(report)
+        return report
+
+    async def _do_step(self, ws, stream_sid: str, step: Step) -> TurnReport:
+        if step.kind == "pause":
+            await asyncio.sleep(float(step.value))
+            return TurnReport(step, time.time())
+        if step.kind == "dtmf":
+            for digit in step.value:
+                await ws.send(json.dumps({"event": "dtmf", "streamSid": stream_sid, "dtmf": {"track": "inbound_track", "digit": digit}}))
+                await asyncio.sleep(0.15)
+            speech_end = time.time()
+        else:
+            audio = self._caller_audio(step)
+            done = asyncio.get_running_loop().create_future()
+            frames = [audio[i:i + FRAME_BYTES] for i in range(0, len(audio), FRAME_BYTES)]
+            for frame in frames[:-1]:
+                self._outgoing.put_nowait(frame)
+            self._outgoing.put_nowait((frames[-1], done))
+            speech_end = await done
+        turn = TurnReport(step, speech_end)
+        await self._wait_reply(turn)
+        return turn
+
+    def _caller_audio(self, step: Step) -> bytes:
+        if step.kind == "wav":
+            from .speech.audio import read_wav
+
+            samples, rate = read_wav(step.value)
+            samples = resample(samples, rate, TWILIO_RATE)
+        else:
+            if self.voice is None:
+                raise RuntimeError("a caller voice is needed to speak text")
+            samples = np.frombuffer(self.voice.synthesize_sync(step.value), dtype=np.int16)
+        samples = _trim_silence(samples)
+        pad = (-len(samples)) % FRAME_BYTES
+        samples = np.concatenate([samples, np.zeros(pad, dtype=np.int16)])
+        return ulaw_encode(samples)
+
+    async def _wait_reply(self, turn: TurnReport) -> None:
+        deadline = time.time() + self.reply_timeout
+        while time.time() < deadline and not self._closed.is_set():
+            first = next((u for u in self._utterances if u.start > turn.speech_end), None)
+            if first is not None:
+                turn.first_reply_at = first.start
+                break
+            await asyncio.sleep(0.02)
+        await self._wait_idle()
+        turn.reply = [u for u in self._utterances if u.start > turn.speech_end]
+
+    async def _wait_idle(self, first: bool = False) -> None:
+        """Until the bot has said something (if `first`) and then kept quiet for `idle_gap`."""
+        deadline = time.time() + self.reply_timeout
+        while time.time() < deadline and not self._closed.is_set():
+            now = time.time()
+            spoke = bool(self._utterances)
+            if (spoke or not first) and now - max(self._last_speech, self._sent_start) >= self.idle_gap:
+                return
+            await asyncio.sleep(0.05)
+
+    async def _send_audio(self, ws, stream_sid: str) -> None:
+        """20 ms frames at real-time pace, forever: the caller's speech when queued, else silence."""
+        seq, next_at, chunk = 0, time.perf_counter(), 0
+        while not self._closed.is_set():
+            item = SILENCE_FRAME if self._outgoing.empty() else self._outgoing.get_nowait()
+            frame, done = item if isinstance(item, tuple) else (item, None)
+            seq += 1
+            chunk += 1
+            try:
+                await ws.send(json.dumps({
+                    "event": "media", "sequenceNumber": str(seq), "streamSid": stream_sid,
+                    "media": {"track": "inbound", "chunk": str(chunk), "timestamp": str(chunk * 20),
+                              "payload": base64.b64encode(frame).decode()},
+                }))
+            except Exception:
+                return
+            if done is not None and not done.done():
+                done.set_result(time.time())
+            next_at += 0.02
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    async def _receive(self, ws, report: SimulationReport) -> None:
+        try:
+            async for raw in ws:
+                message = json.loads(raw)
+                event = message.get("event")
+                if event == "media":
+                    now = time.time()
+                    samples = ulaw_decode(base64.b64decode(message["media"]["payload"]))
+                    if rms_dbfs(samples) > SPEECH_DBFS:
+                        if not self._utterances or now - self._last_speech > self.idle_gap * 0.6:
+                            self._utterances.append(BotUtterance(now, now))
+                            if report.answer_to_first_audio_ms is None:
+                                report.answer_to_first_audio_ms = (now - self._sent_start) * 1000
+                        self._last_speech = now
+                        self._utterances[-1].end = now
+                    if self._utterances and now - self._last_speech < self.idle_gap * 0.6:
+                        self._utterances[-1].samples.append(samples)
+                elif event == "mark":
+                    # Twilio echoes a mark once the audio before it has played; we play in real time.
+                    await ws.send(json.dumps({"event": "mark", "streamSid": message.get("streamSid"), "mark": message.get("mark")}))
+                elif event == "clear":
+                    report.clears += 1
+        except Exception as exc:
+            code = getattr(getattr(exc, "rcvd", None), "code", None)
+            report.close_code = code
+        finally:
+            report.close_code = report.close_code or getattr(ws, "close_code", None)
+            self._closed.set()
+
+    async def _transcribe(self, report: SimulationReport) -> None:
+        if self.stt is None:
+            return
+        for utterance in self._utterances:
+            audio = resample(utterance.audio(), TWILIO_RATE, 16000)
+            if audio.size:
+                utterance.text = (await asyncio.to_thread(self.stt.transcribe_sync, audio)).text
+
+
+def _trim_silence(samples: np.ndarray, frame: int = 160, threshold_dbfs: float = -50.0) -> np.ndarray:
+    """Drop leading/trailing silence so 'end of speech' is when the words end."""
+    n = len(samples) // frame
+    if n == 0:
+        return samples
+    loud = [i for i in range(n) if rms_dbfs(samples[i * frame:(i + 1) * frame]) > threshold_dbfs]
+    if not loud:
+        return samples
+    return samples[loud[0] * frame:(loud[-1] + 1) * frame]

@@ -1,0 +1,41 @@
+"""Twilio REST actions on a live call: transfer (redirect to <Dial>) and hang up.
+
+Transferring updates the live call with new TwiML, which ends the media stream cleanly and
+leaves no bot listening to hold music (DESIGN.md section 6). The blocking twilio client runs on
+a thread; a call that has already ended is not an error worth more than a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .twiml import dial
+
+log = logging.getLogger("ivr.telephony")
+
+
+class TwilioCalls:
+    def __init__(self, account_sid: str, auth_token: str, *, client=None):
+        if client is None:
+            from twilio.rest import Client
+
+            client = Client(account_sid, auth_token)
+        self._client = client
+
+    async def transfer(self, call_sid: str, target: str) -> bool:
+        try:
+            await asyncio.to_thread(lambda: self._client.calls(call_sid).update(twiml=dial(target)))
+            log.info("call %s: transferred to %s", call_sid, target)
+            return True
+        except Exception as exc:
+            log.error("call %s: transfer to %s failed: %s", call_sid, target, exc)
+            return False
+
+    async def hang_up(self, call_sid: str) -> bool:
+        try:
+            await asyncio.to_thread(lambda: self._client.calls(call_sid).update(status="completed"))
+            return True
+        except Exception as exc:
+            log.warning("call %s: REST hang-up failed (call may already be over): %s", call_sid, exc)
+            return False

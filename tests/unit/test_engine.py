@@ -1,0 +1,204 @@
+"""The flow engine on its own: effects for each input, no audio and no models."""
+
+from pathlib import Path
+
+import pytest
+
+from ivr.dialog.engine import (
+    OUT_OF_SCOPE,
+    EnterNode,
+    FlowEngine,
+    Handoff,
+    Hangup,
+    Listen,
+    Say,
+    SetSlot,
+    Transfer,
+    Understanding,
+)
+from ivr.dialog.loader import load_flow, load_flow_text
+
+REPO = Path(__file__).parent.parent.parent
+
+
+@pytest.fixture
+def cs():
+    engine = FlowEngine(load_flow(REPO / "flows" / "customer_service.yaml"))
+    engine.start()
+    return engine
+
+
+def said(effects):
+    return [e.text for e in effects if isinstance(e, Say)]
+
+
+def nodes(effects):
+    return [e.node for e in effects if isinstance(e, EnterNode)]
+
+
+def intent(name, confidence=0.9):
+    return Understanding(name, confidence, "test")
+
+
+def test_start_greets_and_listens():
+    engine = FlowEngine(load_flow(REPO / "flows" / "customer_service.yaml"))
+    effects = engine.start()
+    assert nodes(effects) == ["main_menu"]
+    assert said(effects)[0].startswith("Thanks for calling Acme")
+    assert isinstance(effects[-1], Listen)
+    exp = effects[-1].expectation
+    assert exp.node == "main_menu" and exp.max_digits == 1 and exp.slot is None
+    names = {o.name: o.scope for o in exp.intents}
+    assert names["order"] == "node" and names["talk_to_agent"] == "global"
+
+
+def test_spoken_intent_then_spoken_digits_then_confirmation(cs):
+    effects = cs.on_text("where's my order", intent("order"))
+    assert nodes(effects) == ["ask_order"]
+    assert cs.expectation().slot_type == "digits" and cs.expectation().max_digits == 6
+    effects = cs.on_text("it's four five seven two one nine", Understanding())
+    assert SetSlot("order_number", "457219") in effects
+    assert nodes(effects) == ["confirm_order"]
+    assert said(effects) == ["I heard order 4 5 7 2 1 9. Is that right?"]
+    effects = cs.on_text("yes that's right", Understanding())
+    assert nodes(effects) == ["order_agent", "agent"]
+    assert isinstance(effects[-1], Transfer) and effects[-1].target == "+15550100"
+
+
+def test_keypad_menu_and_keypad_digits(cs):
+    assert nodes(cs.on_dtmf("2")) == ["ask_order"]
+    effects = cs.on_dtmf("123456")
+    assert nodes(effects) == ["confirm_order"]
+    assert cs.on_dtmf("2") and cs.node_name == "ask_order"  # keypad 2 = no on a yes/no question
+
+
+def test_wrong_length_is_a_no_match_that_reprompts(cs):
+    cs.on_dtmf("2")
+    effects = cs.on_text("one two three", Understanding())
+    assert said(effects) == ["That didn't sound like six digits.", "Please say or key in your six digit order number."]
+    assert cs.node_name == "ask_order"
+
+
+def test_global_intent_works_inside_collect(cs):
+    cs.on_dtmf("2")
+    effects = cs.on_text("let me talk to a person", intent("talk_to_agent"))
+    assert nodes(effects) == ["agent"] and isinstance(effects[-1], Transfer)
+
+
+def test_no_match_retries_then_escalates_with_reason(cs):
+    first = cs.on_text("blah", intent(OUT_OF_SCOPE, 0.2))
+    assert said(first)[0].startswith("Sorry, I didn't get that. You can say")
+    second = cs.on_text("blah", intent(OUT_OF_SCOPE, 0.2))
+    assert said(second)[0] == "Sorry, I still didn't catch that."
+    third = cs.on_text("blah", intent(OUT_OF_SCOPE, 0.2))
+    transfer = third[-1]
+    assert isinstance(transfer, Transfer)
+    assert "out of scope 3 times" in transfer.reason
+
+
+def test_unknown_key_is_no_match(cs):
+    effects = cs.on_dtmf("7")
+    assert cs.node_name == "main_menu" and said(effects)
+
+
+def test_no_input_reprompts_then_goes_to_configured_node(cs):
+    assert said(cs.on_no_input())[0] == "Are you still there?"
+    cs.on_no_input()
+    effects = cs.on_no_input()
+    assert nodes(effects) == ["goodbye"] and isinstance(effects[-1], Hangup)
+
+
+def test_repeat_says_last_prompt_again(cs):
+    effects = cs.on_text("say that again", intent("repeat"))
+    assert said(effects) == [said(FlowEngine(cs.loaded).start())[0]]
+    assert cs.node_name == "main_menu"
+
+
+def test_start_over_clears_slots(cs):
+    cs.on_dtmf("2")
+    cs.on_dtmf("123456")
+    assert cs.state.slots
+    effects = cs.on_text("start over", intent("start_over"))
+    assert cs.state.slots == {} and nodes(effects) == ["main_menu"]
+
+
+def test_branch_on_yes_no(cs):
+    cs.on_dtmf("1")  # hours -> anything_else
+    assert cs.node_name == "anything_else"
+    effects = cs.on_text("nope", Understanding())
+    assert nodes(effects) == ["goodbye"] and isinstance(effects[-1], Hangup)
+
+
+def test_inputs_after_the_end_are_ignored(cs):
+    cs.on_text("bye", intent("goodbye"))
+    assert cs.state.ended
+    assert cs.on_text("hello?", intent("order")) == []
+    assert cs.on_dtmf("1") == []
+
+
+def test_intent_not_of_this_node_is_not_applied(cs):
+    effects = cs.on_text("x", intent("made_up_intent"))
+    assert cs.node_name == "main_menu" and said(effects)
+
+
+FLOW = """
+flow: t
+start: menu
+slots:
+  amount: {type: number}
+nodes:
+  menu:
+    say: [First, Second, Third]
+    intents:
+      llm: {examples: [something complicated], goto: helper}
+      ask: {examples: [amount], goto: ask}
+  ask:
+    say: How much?
+    collect: amount
+    next:
+      - if: slots.amount > 100
+        then: big
+      - else: small
+  big:
+    say: That's a lot, {slots.amount}.
+    hangup: true
+  small:
+    say: Fine.
+    hangup: true
+  helper:
+    handoff: llm
+    return_to: menu
+"""
+
+
+def test_variants_rotate_and_templates_render():
+    engine = FlowEngine(load_flow_text(FLOW))
+    assert said(engine.start()) == ["First"]
+    assert said(engine.on_text("?", Understanding()))[-1] == "Second"
+    assert said(engine.on_text("?", Understanding()))[-1] == "Third"
+    engine.on_text("amount", intent("ask"))
+    effects = engine.on_text("a hundred and fifty", Understanding())
+    assert said(effects) == ["That's a lot, 150."]
+
+
+def test_handoff_effect_and_return():
+    engine = FlowEngine(load_flow_text(FLOW))
+    engine.start()
+    effects = engine.on_text("it's complicated", intent("llm"))
+    handoff = effects[-1]
+    assert isinstance(handoff, Handoff) and handoff.return_to == "menu"
+    assert nodes(engine.goto("menu")) == ["menu"]
+    with pytest.raises(KeyError):
+        engine.goto("nowhere")
+
+
+def test_next_loop_is_cut():
+    loop = """
+flow: loop
+start: a
+nodes:
+  a: {say: A, next: b}
+  b: {say: B, next: a}
+"""
+    effects = FlowEngine(load_flow_text(loop)).start()
+    assert isinstance(effects[-1], Hangup) and "loops" in effects[-1].reason
