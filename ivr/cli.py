@@ -77,7 +77,7 @@ def cmd_simulate(args) -> int:
 
     _setup_logging("WARNING")
     steps = args.steps or []
-    voice = Synthesizer(voice_registry().for_role("default").path) if any(s.kind == "say" for s in steps) else None
+    voice = Synthesizer(voice_registry().for_role("default").path) if any(s.kind in ("say", "barge") for s in steps) else None
     stt = None if args.no_transcribe else Transcriber(model_registry().for_role("stt").path)
     token = args.auth_token if args.auth_token is not None else os.environ.get("TWILIO_AUTH_TOKEN")
     sim = CallerSimulator(args.url, voice=voice, stt=stt, auth_token=token or None, flow=args.flow)
@@ -237,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
     sim.add_argument("--flow", help="flow name (default: the server's default flow)")
     sim.add_argument("--say", action=_StepAction, help="the caller says this (repeatable, in order)")
+    sim.add_argument("--barge", action=_StepAction, help="the caller says this over the bot's prompt (barge-in)")
     sim.add_argument("--dtmf", action=_StepAction, help="the caller presses these keys")
     sim.add_argument("--wav", action=_StepAction, help="the caller plays this WAV file")
     sim.add_argument("--pause", action=_StepAction, help="the caller stays silent for N seconds")

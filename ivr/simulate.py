@@ -28,7 +28,7 @@ SILENCE_FRAME = b"\xff" * FRAME_BYTES  # mu-law digital silence
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # "say", "dtmf", "wav", "pause"
+    kind: str  # "say", "barge" (say it over the bot's prompt), "dtmf", "wav", "pause"
     value: str
 
 
@@ -175,13 +175,17 @@ class CallerSimulator:
             receiver = asyncio.create_task(self._receive(ws, report))
             sender = asyncio.create_task(self._send_audio(ws, stream_sid))
             try:
-                await self._wait_idle(first=True)
+                barge_first = bool(steps) and steps[0].kind == "barge"
+                await (self._wait_speaking() if barge_first else self._wait_idle(first=True))
                 greeting_end = time.time()
                 report.greeting = [u for u in self._utterances if u.start <= greeting_end]
-                for step in steps:
+                for i, step in enumerate(steps):
                     if self._closed.is_set():
                         break
-                    report.turns.append(await self._do_step(ws, stream_sid, step))
+                    if step.kind == "barge" and i > 0:
+                        await self._wait_speaking()
+                    barge_next = i + 1 < len(steps) and steps[i + 1].kind == "barge"
+                    report.turns.append(await self._do_step(ws, stream_sid, step, until_idle=not barge_next))
                 if not self._closed.is_set():
                     await ws.send(json.dumps({"event": "stop", "streamSid": stream_sid, "stop": {"callSid": call_sid}}))
                     report.closed_by = "caller"
@@ -197,7 +201,7 @@ class CallerSimulator:
         await self._transcribe(report)
         return report
 
-    async def _do_step(self, ws, stream_sid: str, step: Step) -> TurnReport:
+    async def _do_step(self, ws, stream_sid: str, step: Step, until_idle: bool = True) -> TurnReport:
         if step.kind == "pause":
             await asyncio.sleep(float(step.value))
             return TurnReport(step, time.time())
@@ -215,7 +219,7 @@ class CallerSimulator:
             self._outgoing.put_nowait((frames[-1], done))
             speech_end = await done
         turn = TurnReport(step, speech_end)
-        await self._wait_reply(turn)
+        await self._wait_reply(turn, until_idle)
         return turn
 
     def _caller_audio(self, step: Step) -> bytes:
@@ -233,7 +237,7 @@ class CallerSimulator:
         samples = np.concatenate([samples, np.zeros(pad, dtype=np.int16)])
         return ulaw_encode(samples)
 
-    async def _wait_reply(self, turn: TurnReport) -> None:
+    async def _wait_reply(self, turn: TurnReport, until_idle: bool = True) -> None:
         deadline = time.time() + self.reply_timeout
         while time.time() < deadline and not self._closed.is_set():
             first = next((u for u in self._utterances if u.start > turn.speech_end), None)
@@ -241,8 +245,18 @@ class CallerSimulator:
                 turn.first_reply_at = first.start
                 break
             await asyncio.sleep(0.02)
-        await self._wait_idle()
+        if until_idle:
+            await self._wait_idle()
         turn.reply = [u for u in self._utterances if u.start > turn.speech_end]
+
+    async def _wait_speaking(self, into: float = 0.6) -> None:
+        """Until the bot has been talking for `into` seconds: the moment to talk over it."""
+        deadline = time.time() + self.reply_timeout
+        while time.time() < deadline and not self._closed.is_set():
+            current = self._utterances[-1] if self._utterances else None
+            if current is not None and time.time() - self._last_speech < 0.1 and time.time() - current.start >= into:
+                return
+            await asyncio.sleep(0.02)
 
     async def _wait_idle(self, first: bool = False) -> None:
         """Until the bot has said something (if `first`) and then kept quiet for `idle_gap`."""

@@ -38,6 +38,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "node",
     "slot",
     "prompt",
+    "no_input",
+    "action",
     "barge_in",
     "handoff",
     "transfer",

@@ -20,6 +20,7 @@ from ivr.dialog.engine import (
     FlowEngine,
     Handoff,
     Hangup,
+    HttpRequest,
     Listen,
     Say,
     SetSlot,
@@ -91,10 +92,15 @@ class CallSession:
         nlu=None,
         events: EventSink | None = None,
         handoff=None,
+        actions=None,
+        env: dict[str, str] | None = None,
+        filler_after: float = 1.0,
     ):
         self.call_id = call_id
         self.flow = flow
-        self.engine = FlowEngine(flow)
+        self.engine = FlowEngine(flow, env=env)
+        self.actions = actions
+        self.filler_after = filler_after
         self.output = output
         self.nlu = nlu
         self.events = events
@@ -252,7 +258,7 @@ class CallSession:
         if self.ended or self.bot_speaking:
             return
         async with self._lock:
-            self._log("no_input", {"node": self.engine.node_name, "after_s": seconds}, kind="error")
+            self._log("no_input", {"node": self.engine.node_name, "after_s": seconds})
             await self._run(self.engine.on_no_input())
 
     async def _run(self, effects) -> None:
@@ -277,11 +283,33 @@ class CallSession:
                 await self._transfer(effect)
             elif isinstance(effect, Handoff):
                 await self._handoff(effect)
+            elif isinstance(effect, HttpRequest):
+                await self._run(await self._call_backend(effect))
+                return  # the result's effects ran the rest of this node
             elif isinstance(effect, Hangup):
                 self._closing = True
                 self.result.outcome = self.result.outcome if self.result.outcome != "in_progress" else "completed"
                 self.result.reason = effect.reason
                 await self.output.hang_up(effect.reason)
+
+    async def _call_backend(self, request: HttpRequest):
+        if self.actions is None:
+            from .actions import HttpActions
+
+            self.actions = HttpActions()
+        task = asyncio.ensure_future(self.actions.run(request))
+        done, _ = await asyncio.wait({task}, timeout=self.filler_after)
+        if not done and request.wait_say:
+            # Never dead air: say something while the backend thinks.
+            self._log("prompt", {"text": request.wait_say, "node": request.node, "kind": "wait"})
+            await self.output.speak(request.wait_say)
+        result = await task
+        self._log(
+            "action",
+            {"node": request.node, "method": request.method, "url": _strip_query(request.url), "ok": result.ok,
+             "status": result.status, "error": result.error, "latency_ms": result.latency_ms},
+        )
+        return self.engine.on_action_result(result.ok, result.data, result.error)
 
     async def _transfer(self, effect: Transfer) -> None:
         self._closing = True
@@ -321,11 +349,11 @@ class CallSession:
     def _redacted_slots(self) -> dict[str, Any]:
         return {k: self._redact(k, v) for k, v in self.engine.state.slots.items()}
 
-    def _log(self, type_: str, data: dict, kind: str | None = None) -> None:
+    def _log(self, type_: str, data: dict) -> None:
         if self.events is None:
             return
         try:
-            self.events.add_event(self.call_id, kind or type_, data if kind is None else {"event": type_, **data})
+            self.events.add_event(self.call_id, type_, data)
         except Exception as exc:  # the call log must never break a call
             log.error("call %s: cannot log %s: %s", self.call_id, type_, exc)
 
@@ -336,3 +364,8 @@ class CallSession:
     def _cancel_timers(self) -> None:
         self._cancel(self._digit_timer)
         self._cancel(self._no_input_timer)
+
+
+def _strip_query(url: str) -> str:
+    """Query strings can carry keys and account numbers: keep them out of the call log."""
+    return url.split("?", 1)[0]

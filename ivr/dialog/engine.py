@@ -90,7 +90,20 @@ class Hangup:
     reason: str
 
 
-Effect = Union[EnterNode, Say, SetSlot, Listen, Transfer, Handoff, Hangup]
+@dataclass(frozen=True)
+class HttpRequest:
+    """Call the backend, then feed the outcome to `FlowEngine.on_action_result`."""
+
+    node: str
+    method: str
+    url: str
+    headers: dict
+    json_body: Any
+    timeout: float
+    wait_say: str | None
+
+
+Effect = Union[EnterNode, Say, SetSlot, Listen, Transfer, Handoff, Hangup, HttpRequest]
 
 
 # ---------------------------------------------------------------- input (session -> engine)
@@ -113,15 +126,17 @@ class CallState:
     variants: dict[str, int] = field(default_factory=dict)
 
 
-_TEMPLATE = re.compile(r"\{\s*(slots|vars)\.([A-Za-z0-9_.]+)\s*\}")
+_TEMPLATE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\s*\}")
 
 
 class FlowEngine:
-    def __init__(self, loaded: LoadedFlow):
+    def __init__(self, loaded: LoadedFlow, *, env: dict[str, str] | None = None):
         self.loaded = loaded
         self.flow = loaded.flow
         self.state = CallState()
         self._escalation_reason: str | None = None
+        self._env = dict(env or {})  # for {env.X} in backend requests only, never in prompts
+        self._awaiting_action: str | None = None
 
     # ------------------------------------------------------------ public API
     @property
@@ -204,6 +219,31 @@ class FlowEngine:
             return self._apply_intent(target, spec)
         return self._enter(target)
 
+    def on_action_result(self, ok: bool, data: Any = None, error: str = "") -> list[Effect]:
+        """The outcome of the HttpRequest the current node asked for."""
+        name = self._awaiting_action
+        if name is None or name != self.state.node:
+            return []
+        self._awaiting_action = None
+        action = self.flow.nodes[name].action
+        if ok:
+            if action.save_as:
+                self.state.vars[action.save_as] = data
+            return self._after_action(name)
+        self.state.vars["last_error"] = error
+        if action.on_error:
+            self._escalation_reason = f"backend call failed: {error}"
+            return self._enter(action.on_error)
+        self.state.ended = True
+        return [
+            Say("Sorry, I can't look that up right now. Please call again later.", name, "error"),
+            Hangup(f"backend call failed: {error}"),
+        ]
+
+    @property
+    def awaiting_action(self) -> bool:
+        return self._awaiting_action is not None
+
     def on_no_input(self) -> list[Effect]:
         if self._closed():
             return []
@@ -219,7 +259,7 @@ class FlowEngine:
 
     # ------------------------------------------------------------ internals
     def _closed(self) -> bool:
-        return self.state.ended or self.state.node is None or not self.node.listens
+        return self.state.ended or self.state.node is None or self._awaiting_action is not None or not self.node.listens
 
     def _intent_spec(self, intent: str | None) -> IntentDef | None:
         if not intent or intent == OUT_OF_SCOPE:
@@ -281,7 +321,24 @@ class FlowEngine:
         self.state.node = name
         self.state.no_match = self.state.no_input = 0
         node = self.flow.nodes[name]
-        effects: list[Effect] = [EnterNode(name)]
+        if node.action is not None:
+            action = node.action
+            self._awaiting_action = name
+            request = HttpRequest(
+                node=name,
+                method=action.http,
+                url=self._render(action.url, request=True),
+                headers={k: self._render(v, request=True) for k, v in action.headers.items()},
+                json_body=self._render_json(action.json_body),
+                timeout=action.timeout,
+                wait_say=action.wait_say,
+            )
+            return [EnterNode(name), request]
+        return [EnterNode(name)] + self._after_action(name, hops)
+
+    def _after_action(self, name: str, hops: int = 0) -> list[Effect]:
+        node = self.flow.nodes[name]
+        effects: list[Effect] = []
         if node.say:
             text = self._render(self._pick(name, node.say))
             effects.append(Say(text, name))
@@ -347,14 +404,31 @@ class FlowEngine:
         self.state.variants[key] = index + 1
         return prompt[index % len(prompt)]
 
-    def _render(self, text: str) -> str:
+    def _render(self, text: str, *, request: bool = False) -> str:
+        """Fill {slots.x}, {vars.x.y} (or {x.y} for a saved response) and, in requests, {env.X}."""
+
         def value(match: re.Match) -> str:
-            root, path = match.group(1), match.group(2).split(".")
-            current: Any = self.state.slots if root == "slots" else self.state.vars
+            root = match.group(1)
+            path = [p for p in match.group(2).split(".") if p]
+            if root == "env":
+                return self._env.get(path[0], "") if request and path else ""
+            if root == "slots":
+                current: Any = self.state.slots
+            elif root == "vars":
+                current = self.state.vars
+            else:  # DESIGN.md's `{balance.amount}`: a response saved with `save_as: balance`
+                current, path = self.state.vars, [root] + path
             for part in path:
-                current = current.get(part) if isinstance(current, dict) else getattr(current, part, None)
+                if isinstance(current, dict):
+                    current = current.get(part)
+                elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+                    current = current[int(part)]
+                else:
+                    current = None
                 if current is None:
                     return ""
+            if request:
+                return str(current)
             if root == "slots" and self.flow.slots.get(path[0]) and self.flow.slots[path[0]].type in ("digits", "phone"):
                 return " ".join(str(current))  # read digit by digit, not as one big number
             if isinstance(current, bool):
@@ -362,3 +436,12 @@ class FlowEngine:
             return str(current)
 
         return _TEMPLATE.sub(value, text)
+
+    def _render_json(self, body: Any) -> Any:
+        if isinstance(body, str):
+            return self._render(body, request=True)
+        if isinstance(body, list):
+            return [self._render_json(v) for v in body]
+        if isinstance(body, dict):
+            return {k: self._render_json(v) for k, v in body.items()}
+        return body

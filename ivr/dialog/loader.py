@@ -95,7 +95,7 @@ def _loader_for(node: yaml.Node) -> yaml.SafeLoader:
     return loader
 
 
-_TEMPLATE = re.compile(r"\{\s*(slots|vars)\.([A-Za-z_][A-Za-z0-9_]*)[^}]*\}")
+_TEMPLATE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\s*\}")
 
 
 def load_flow(path: str | Path) -> LoadedFlow:
@@ -203,6 +203,8 @@ def _edges(name: str, node: Node) -> list[tuple[Loc, str]]:
             out.append((base + (policy, "then"), spec.then))
     if node.return_to:
         out.append((base + ("return_to",), node.return_to))
+    if node.action is not None and node.action.on_error:
+        out.append((base + ("action", "on_error"), node.action.on_error))
     return out
 
 
@@ -225,6 +227,7 @@ def check_references(flow: Flow, pos: _Positions, filename: str) -> list[FlowErr
         if then and then not in nodes:
             err(("defaults", policy, "then"), f"unknown node '{then}'")
 
+    saved = {n.action.save_as for n in nodes.values() if n.action is not None and n.action.save_as}
     edges: dict[str, list[str]] = {}
     for name, node in nodes.items():
         targets = _edges(name, node)
@@ -246,18 +249,17 @@ def check_references(flow: Flow, pos: _Positions, filename: str) -> list[FlowErr
         ends = node.transfer or node.handoff or node.hangup
         if not node.listens and not ends and node.next is None:
             err(base, f"node '{name}' is a dead end: give it `next`, `hangup: true`, `transfer` or `handoff`", key=True)
-        for field_name in ("say",):
-            for loc, text in _prompts(base + (field_name,), getattr(node, field_name)):
-                for kind, var in _TEMPLATE.findall(text):
-                    if kind == "slots" and var not in flow.slots:
-                        err(loc, f"prompt uses {{slots.{var}}}, but no slot '{var}' is declared")
+        prompts = _prompts(base + ("say",), node.say)
         for policy in ("no_match", "no_input"):
             spec = getattr(node, policy)
             if spec is not None:
-                for loc, text in _prompts(base + (policy, "say"), spec.say):
-                    for kind, var in _TEMPLATE.findall(text):
-                        if kind == "slots" and var not in flow.slots:
-                            err(loc, f"prompt uses {{slots.{var}}}, but no slot '{var}' is declared")
+                prompts += _prompts(base + (policy, "say"), spec.say)
+        for loc, text in prompts:
+            _check_template(text, loc, flow, saved, err, request=False)
+        if node.action is not None:
+            _check_template(node.action.url, base + ("action", "url"), flow, saved, err, request=True)
+            for key, value in node.action.headers.items():
+                _check_template(value, base + ("action", "headers", key), flow, saved, err, request=True)
         if isinstance(node.next, list):
             for i, branch in enumerate(node.next):
                 if isinstance(branch, Branch):
@@ -285,6 +287,22 @@ def check_references(flow: Flow, pos: _Positions, filename: str) -> list[FlowErr
         if name not in reachable and flow.start in nodes:
             err(("nodes", name), f"node '{name}' is unreachable: nothing leads to it from '{flow.start}'", key=True)
     return sorted(errors, key=lambda e: (e.line, e.column))
+
+
+def _check_template(text: str, loc: Loc, flow: Flow, saved: set[str], err, *, request: bool) -> None:
+    for root, rest in _TEMPLATE.findall(text):
+        name = rest.lstrip(".").split(".")[0] if rest else ""
+        if root == "slots":
+            if name not in flow.slots:
+                err(loc, f"`{{slots.{name}}}` names no declared slot '{name}'")
+        elif root == "vars":
+            if name and name not in saved and name != "last_error":
+                err(loc, f"`{{vars.{name}}}`: no action saves '{name}' (`save_as: {name}`)")
+        elif root == "env":
+            if not request:
+                err(loc, "`{env.…}` is only allowed in action URLs, headers and bodies, never spoken")
+        elif root not in saved:
+            err(loc, f"`{{{root}{rest}}}` is not a template: use slots.NAME, vars.NAME or a `save_as` name")
 
 
 def _prompts(loc: Loc, prompt) -> list[tuple[Loc, str]]:

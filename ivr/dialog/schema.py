@@ -7,7 +7,7 @@ than an option silently ignored. The keys follow DESIGN.md section 3 (Rasa `coll
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -85,8 +85,27 @@ class DigitRules(_Strict):
     inter_digit_timeout: float = Field(default=3.0, gt=0, le=30)
 
 
+class HttpAction(_Strict):
+    """A call to the company's backend, e.g. `{http: GET, url: "{env.API}/orders/{slots.order}", save_as: order}`.
+
+    The JSON response is saved under `vars.<save_as>` for prompts and conditions; on a timeout,
+    a network error or a non-2xx status the call goes to `on_error` (else it apologises and ends).
+    """
+
+    http: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(default=None, alias="json")
+    timeout: float = Field(default=5.0, gt=0, le=30)
+    save_as: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    on_error: str | None = None
+    wait_say: str | None = "One moment please."
+    """Said if the backend takes longer than a second, so the caller never hears dead air."""
+
+
 class Node(_Strict):
     say: Prompt | None = None
+    action: HttpAction | None = None
     dtmf: dict[str, str] | None = None
     intents: dict[str, IntentDef] | None = None
     collect: str | None = None

@@ -77,3 +77,37 @@ def test_unsigned_webhook_is_refused(server):
 
     r = httpx.post(server.url + "/twilio/voice", data={"CallSid": "CAx"})
     assert r.status_code == 403
+
+
+def test_caller_talks_over_the_greeting(server, caller_voice, listener):
+    """Barge-in: speech during a prompt stops it (Twilio `clear`) and is understood."""
+    sim = CallerSimulator(server.url, voice=caller_voice, stt=listener, auth_token=AUTH_TOKEN)
+    report = asyncio.run(sim.run([Step("barge", "I want to check on my order")]))
+    print("\n".join(report.lines()))
+    assert report.clears >= 1
+    # The greeting was cut short: far less than its full ~9 s was heard.
+    heard = sum(u.end - u.start for u in report.greeting)
+    assert heard < 6, heard
+    assert similar(report.turns[0].reply_text, "Please say or key in your six digit order number.") > 0.6
+
+
+def test_two_calls_at_once_share_the_models(server, caller_voice, listener):
+    """Each call keeps its own state; both are answered by the one loaded copy of each model."""
+
+    async def both():
+        a = CallerSimulator(server.url, voice=caller_voice, stt=None, auth_token=AUTH_TOKEN)
+        b = CallerSimulator(server.url, voice=caller_voice, stt=None, auth_token=AUTH_TOKEN)
+        return await asyncio.gather(
+            a.run([Step("dtmf", "2"), Step("dtmf", "654321")]),
+            b.run([Step("say", "what time do you open on saturday")]),
+        )
+
+    ra, rb = asyncio.run(both())
+    import time
+
+    time.sleep(1.0)
+    a, b = call_log(server, ra.call_sid), call_log(server, rb.call_sid)
+    assert [e["data"]["node"] for e in a["events"] if e["type"] == "node"] == ["main_menu", "ask_order", "confirm_order"]
+    assert [e["data"]["value"] for e in a["events"] if e["type"] == "slot"] == ["654321"]
+    assert [e["data"]["node"] for e in b["events"] if e["type"] == "node"][:2] == ["main_menu", "hours"]
+    assert all(t.latency_ms is not None for t in ra.turns + rb.turns)

@@ -43,7 +43,7 @@ def test_version_is_content_hash_and_changes_with_content():
         ("dead_end.yaml", 4, 3, "dead end"),
         ("bad_condition.yaml", 10, 13, "condition"),
         ("duplicate_key.yaml", 7, 3, "duplicate key 'a'"),
-        ("unknown_slot_in_prompt.yaml", 5, 10, "no slot 'balance'"),
+        ("unknown_slot_in_prompt.yaml", 5, 10, "no declared slot 'balance'"),
         ("flow_mapping_comma.yaml", 4, 26, "put the text in quotes"),
         ("wrong_type.yaml", 4, 13, "slots.n.type"),
     ],
