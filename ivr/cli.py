@@ -113,6 +113,29 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def cmd_test(args) -> int:
+    from .flowtest import expand_test_paths, report, run_files
+
+    _setup_logging("WARNING")
+    paths = expand_test_paths(args.paths or ["flows"])
+    if not paths:
+        print("ivr test: no *.test.yaml files found", file=sys.stderr)
+        return 2
+
+    def nlu_factory():
+        if args.no_nlu:
+            return None
+        from .nlu.intents import load_intent_classifier
+        from .nlu.service import NLUService
+
+        return NLUService(load_intent_classifier(use_slm=not args.no_slm))
+
+    results, errors = asyncio.run(run_files(paths, nlu_factory))
+    text, ok = report(results, errors)
+    print(text)
+    return 0 if ok else 1
+
+
 def cmd_schema(args) -> int:
     from .dialog.schema import Flow
 
@@ -255,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check flow files; file:line errors, non-zero exit")
     val.add_argument("paths", nargs="*")
     val.set_defaults(func=cmd_validate)
+
+    test = sub.add_parser("test", help="run flow conversation tests (*.test.yaml) against the real NLU")
+    test.add_argument("paths", nargs="*", help="test files or directories (default: flows)")
+    test.add_argument("--no-slm", action="store_true", help="example router only")
+    test.add_argument("--no-nlu", action="store_true", help="no models: keys and slot values only")
+    test.set_defaults(func=cmd_test)
 
     schema = sub.add_parser("schema", help="print the flow JSON Schema")
     schema.set_defaults(func=cmd_schema)

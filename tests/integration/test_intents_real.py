@@ -1,0 +1,117 @@
+"""The intent classifier with the real models: a small bank menu, obvious utterances.
+
+Loads the MiniLM ONNX router and, when llama-cpp-python is importable, the Qwen SLM (seconds).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+
+import pytest
+
+from ivr.nlu.intents import OUT_OF_SCOPE, Intent, IntentClassifier, load_intent_classifier
+
+pytestmark = pytest.mark.slow
+
+MENU = [
+    Intent("balance", ("what's my balance", "how much money do I have", "check my account balance",
+                       "how much is in my checking account")),
+    Intent("lost_card", ("I lost my card", "my card was stolen", "I can't find my debit card",
+                         "report a lost credit card")),
+    Intent("pay_bill", ("I want to pay a bill", "pay my electricity bill", "make a bill payment",
+                        "I need to pay my phone bill")),
+    Intent("talk_to_agent", ("agent", "representative", "a real person", "let me talk to someone")),
+]
+
+OBVIOUS = [
+    ("uh yeah I wanna know how much is in my checking", "balance"),
+    ("what is my current balance", "balance"),
+    ("somebody stole my card", "lost_card"),
+    ("I think I lost my credit card", "lost_card"),
+    ("I'd like to pay my water bill", "pay_bill"),
+    ("can I speak to a human please", "talk_to_agent"),
+]
+
+OUT = ["what's the weather like on mars"]
+
+
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _registry_or_skip():
+    from ivr.registry import RegistryError, model_registry
+
+    reg = model_registry()
+    try:
+        reg.for_role("embedder")
+    except RegistryError as exc:
+        pytest.skip(f"embedder not installed: {exc}")
+    return reg
+
+
+@pytest.fixture(scope="module")
+def router_only() -> IntentClassifier:
+    reg = _registry_or_skip()
+    clf = load_intent_classifier(reg, use_slm=False)
+    clf.prepare("bank", MENU)
+    return clf
+
+
+@pytest.fixture(scope="module")
+def hybrid() -> IntentClassifier:
+    reg = _registry_or_skip()
+    if not _have("llama_cpp"):
+        pytest.skip("llama-cpp-python is not installed")
+    clf = load_intent_classifier(reg, use_slm=True)
+    if clf.slm is None:
+        pytest.skip("the SLM could not be loaded (see the log)")
+    clf.prepare("bank", MENU)
+    return clf
+
+
+@pytest.mark.parametrize("text,expected", OBVIOUS + [(t, OUT_OF_SCOPE) for t in OUT])
+def test_router_only(router_only, text, expected):
+    r = router_only.classify("bank", MENU, text)
+    assert r.intent == expected, (r, router_only.calibration("bank"))
+    assert r.source == "router"
+
+
+def test_hybrid(hybrid):
+    for text, expected in OBVIOUS + [(t, OUT_OF_SCOPE) for t in OUT]:
+        r = hybrid.classify("bank", MENU, text)
+        assert r.intent == expected, r
+        assert r.intent in {i.name for i in MENU} | {OUT_OF_SCOPE}
+
+
+def test_slm_alone_on_the_menu(hybrid):
+    """The SLM's own scores rank the obvious intent first (it settles the router's unsure turns)."""
+    slm = hybrid.slm
+    wrong = []
+    for text, expected in OBVIOUS:
+        probs = slm.score("bank", text)
+        best = max(probs, key=probs.get)
+        if best != expected:
+            wrong.append((text, expected, best))
+    assert len(wrong) <= 1, wrong
+
+
+def test_slm_prefix_is_cached_per_key(hybrid):
+    """A second menu does not evict the first: switching keys costs a state restore, not a re-eval."""
+    slm = hybrid.slm
+    other = [Intent("yes", ("yes", "yeah", "that's right")), Intent("no", ("no", "nope", "that's wrong"))]
+    hybrid.prepare("confirm", other)
+    a = slm.score("bank", "somebody stole my card")
+    t = time.perf_counter()
+    slm.score("confirm", "yes please")
+    b = slm.score("bank", "somebody stole my card")
+    switch_ms = (time.perf_counter() - t) * 1000
+    assert max(b, key=b.get) == max(a, key=a.get) == "lost_card"
+    assert abs(a["lost_card"] - b["lost_card"]) < 0.05
+    assert switch_ms < 5000  # a cold prefix would be seconds; a restore is milliseconds
+    y = slm.score("confirm", "yeah that's right")
+    assert max(y, key=y.get) == "yes"
