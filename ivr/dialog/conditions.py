@@ -64,6 +64,8 @@ def _check(node: ast.AST, slots: set[str] | None) -> None:
             raise ConditionError(f"unknown name '{node.id}': use slots.NAME or vars.NAME")
     elif isinstance(node, ast.Attribute):
         path = _path(node)
+        if any(part.startswith("_") for part in path):
+            raise ConditionError("names starting with '_' are not allowed")
         if path[0] not in _ROOTS:
             raise ConditionError(f"unknown name '{path[0]}': use slots.NAME or vars.NAME")
         if path[0] == "slots" and slots is not None and len(path) > 1 and path[1] not in slots:
@@ -81,6 +83,25 @@ def _path(node: ast.AST) -> list[str]:
         raise ConditionError("only dotted names like slots.amount are allowed")
     parts.append(node.id)
     return parts[::-1]
+
+
+def _numeric_pair(a: Any, b: Any) -> tuple[Any, Any]:
+    """Money slots and JSON fields arrive as "42.50": compare them with numbers as numbers."""
+
+    def num(v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return float(v)
+            except ValueError:
+                return v
+        return v
+
+    number = (int, float)
+    if isinstance(a, number) and not isinstance(a, bool) and isinstance(b, str):
+        return a, num(b)
+    if isinstance(b, number) and not isinstance(b, bool) and isinstance(a, str):
+        return num(a), b
+    return a, b
 
 
 def evaluate(text: str, slots: dict[str, Any], vars: dict[str, Any]) -> bool:
@@ -110,8 +131,9 @@ def _eval(node: ast.AST, scope: dict[str, Any]) -> Any:
         left = _eval(node.left, scope)
         for op, right_node in zip(node.ops, node.comparators):
             right = _eval(right_node, scope)
+            a, b = _numeric_pair(left, right)
             try:
-                if not _COMPARE[type(op)](left, right):
+                if not _COMPARE[type(op)](a, b):
                     return False
             except TypeError:
                 return False  # comparing an unset slot with a number is simply false
@@ -128,8 +150,10 @@ def _eval(node: ast.AST, scope: dict[str, Any]) -> Any:
         for part in _path(node):
             if isinstance(value, dict):
                 value = value.get(part)
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
             else:
-                value = getattr(value, part, None)
+                return None  # only data is walked, never object attributes
             if value is None:
                 return None
         return value

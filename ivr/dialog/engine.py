@@ -20,6 +20,7 @@ from .loader import LoadedFlow
 from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy
 
 OUT_OF_SCOPE = "out_of_scope"
+_MISSING = object()
 MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a conversation
 
 
@@ -65,6 +66,8 @@ class Expectation:
     inter_digit_timeout: float
     no_input_timeout: float
     barge_in: bool
+    hints: tuple[str, ...] = ()
+    confirming: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ class CallState:
     last_prompts: list[str] = field(default_factory=list)
     ended: bool = False
     variants: dict[str, int] = field(default_factory=dict)
+    pending: tuple[str, Any] | None = None
+    """A collected (slot, value) waiting for the caller's yes/no confirmation."""
 
 
 _TEMPLATE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\s*\}")
@@ -167,7 +172,10 @@ class FlowEngine:
             options[intent] = IntentOption(intent, tuple(spec.examples), spec.description, "node")
         slot_def = self.flow.slots.get(node.collect) if node.collect else None
         rules = node.digits or DigitRules()
-        if slot_def is not None:
+        confirming = self.state.pending is not None
+        if confirming:
+            max_digits = 1
+        elif slot_def is not None:
             max_digits = slot_def.length or slot_def.max_length
             if slot_def.type == "yes_no":
                 max_digits = 1
@@ -181,20 +189,26 @@ class FlowEngine:
             key=f"{self.loaded.version}:{name}",
             intents=tuple(options.values()),
             slot=node.collect,
-            slot_type=slot_def.type if slot_def else None,
+            slot_type="yes_no" if confirming else (slot_def.type if slot_def else None),
             dtmf_keys=tuple(node.dtmf or ()),
             max_digits=max_digits,
             finish_on_key=rules.finish_on_key,
             inter_digit_timeout=rules.inter_digit_timeout,
             no_input_timeout=no_input.timeout or 6.0,
             barge_in=node.barge_in,
+            hints=tuple(node.hints),
+            confirming=confirming,
         )
 
     def on_text(self, text: str, understanding: Understanding) -> list[Effect]:
         if self._closed():
             return []
         node = self.node
-        if node.collect:
+        if self.state.pending is not None:
+            answered = self._confirm(text)
+            if answered is not None:
+                return answered
+        elif node.collect:
             filled = self._try_fill(text)
             if filled is not None:
                 return filled
@@ -208,6 +222,9 @@ class FlowEngine:
         if self._closed():
             return []
         node = self.node
+        if self.state.pending is not None:
+            answered = self._confirm(digits)
+            return answered if answered is not None else self._no_match("press 1 for yes or 2 for no")
         if node.collect:
             filled = self._try_fill(digits)
             return filled if filled is not None else self._no_match("keypad entry not valid")
@@ -293,9 +310,48 @@ class FlowEngine:
         )
         if not result.ok:
             return None
-        self.state.slots[slot_name] = result.value
-        effects: list[Effect] = [SetSlot(slot_name, result.value)]
-        return effects + self._advance()
+        node = self.node
+        for rejection in node.rejections:
+            if evaluate(rejection.if_, {**self.state.slots, slot_name: result.value}, self.state.vars):
+                saved = self.state.slots.get(slot_name)
+                self.state.slots[slot_name] = result.value  # so the message can say the value
+                text = self._render(rejection.say)
+                if saved is None:
+                    self.state.slots.pop(slot_name)
+                else:
+                    self.state.slots[slot_name] = saved
+                return [Say(text, self.state.node, "rejection")] + self._reprompt()
+        if node.confirm:
+            self.state.pending = (slot_name, result.value)
+            return self._ask_confirmation()
+        return self._keep(slot_name, result.value)
+
+    def _keep(self, slot_name: str, value: Any) -> list[Effect]:
+        self.state.slots[slot_name] = value
+        return [SetSlot(slot_name, value)] + self._advance()
+
+    def _ask_confirmation(self) -> list[Effect]:
+        slot_name, value = self.state.pending
+        template = self.node.confirm if isinstance(self.node.confirm, str) else f"I heard {{slots.{slot_name}}}. Is that right?"
+        previous = self.state.slots.get(slot_name, _MISSING)
+        self.state.slots[slot_name] = value
+        text = self._render(template)
+        if previous is _MISSING:
+            del self.state.slots[slot_name]
+        else:
+            self.state.slots[slot_name] = previous
+        self.state.last_prompts = [text]
+        return [Say(text, self.state.node, "confirm"), Listen(self.expectation())]
+
+    def _confirm(self, text: str) -> list[Effect] | None:
+        answer = parse_slot("yes_no", text)
+        if not answer.ok:
+            return None
+        slot_name, value = self.state.pending
+        self.state.pending = None
+        if answer.value:
+            return self._keep(slot_name, value)
+        return [Say("Okay, let's try that again.", self.state.node, "confirm")] + self._reprompt()
 
     def _advance(self) -> list[Effect]:
         target = self._resolve_next(self.node.next)
@@ -320,6 +376,7 @@ class FlowEngine:
             return [Hangup(f"flow loops through '{name}' without waiting for the caller")]
         self.state.node = name
         self.state.no_match = self.state.no_input = 0
+        self.state.pending = None
         node = self.flow.nodes[name]
         if node.action is not None:
             action = node.action
@@ -362,6 +419,8 @@ class FlowEngine:
         return effects + self._enter(target, hops + 1)
 
     def _reprompt(self) -> list[Effect]:
+        if self.state.pending is not None:
+            return self._ask_confirmation()
         node = self.node
         effects: list[Effect] = []
         if node.say:

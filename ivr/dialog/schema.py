@@ -82,6 +82,15 @@ class ElseBranch(_Strict):
 Next = Union[str, list[Union[Branch, ElseBranch]]]
 
 
+class Rejection(_Strict):
+    """Refuse a collected value that parses but is not acceptable (Rasa `rejections`)."""
+
+    if_: str = Field(alias="if")
+    """A condition over slots, where slots.NAME is already the new value."""
+    say: str
+    """Said before asking again; may use {slots.NAME}."""
+
+
 class DigitRules(_Strict):
     """Keypad entry rules, as in Twilio `<Gather>`: finish key and inter-digit timeout."""
 
@@ -119,6 +128,13 @@ class Node(_Strict):
     """What the caller may ask for here, each with example phrasings and where it goes."""
     collect: str | None = None
     """A slot (declared under `slots`) to fill by voice or keypad; re-asks until valid."""
+    confirm: bool | str = False
+    """Read a collected value back and ask yes/no before keeping it: true for
+    "I heard {value}. Is that right?", or your own prompt with {slots.NAME}."""
+    rejections: list[Rejection] = Field(default_factory=list)
+    """Checks on a collected value: the first whose `if` holds is said, and the slot re-asked."""
+    hints: list[str] = Field(default_factory=list)
+    """Words the speech recogniser should expect here (product names, street names)."""
     next: Next | None = None
     """Where to go after `say`/`collect`: a node, or a list of {if, then} branches and an {else}."""
     no_match: RetryPolicy | None = None
@@ -176,6 +192,8 @@ class Node(_Strict):
             raise ValueError("a menu node chooses where to go by its intents; remove `next`")
         if self.return_to and not self.handoff:
             raise ValueError("`return_to` only applies to a `handoff` node")
+        if (self.confirm or self.rejections) and not self.collect:
+            raise ValueError("`confirm` and `rejections` apply to a `collect` node")
         return self
 
     @property

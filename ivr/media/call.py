@@ -69,9 +69,15 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
     session_ref: dict = {}
 
     def recogniser_hint() -> str | None:
+        """Whisper's initial prompt: what the node expects (digits, the designer's hints)."""
         session = session_ref.get("session")
         exp = session.expectation if session else None
-        return DIGIT_PROMPT if exp is not None and exp.slot_type in ("digits", "phone") else None
+        if exp is None:
+            return None
+        parts = list(exp.hints)
+        if exp.slot_type in ("digits", "phone"):
+            parts.append(DIGIT_PROMPT)
+        return ", ".join(parts) or None
 
     transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=recogniser_hint)
 

@@ -202,3 +202,60 @@ nodes:
 """
     effects = FlowEngine(load_flow_text(loop)).start()
     assert isinstance(effects[-1], Hangup) and "loops" in effects[-1].reason
+
+
+CONFIRM = """
+flow: c
+start: ask
+slots:
+  amount: {type: money}
+nodes:
+  ask:
+    say: How much would you like to pay?
+    collect: amount
+    confirm: That's {slots.amount} dollars, right?
+    rejections:
+      - if: slots.amount > 5000
+        say: Sorry, {slots.amount} is over the 5000 dollar limit.
+      - if: slots.amount <= 0
+        say: The amount has to be more than zero.
+    next: done
+  done: {say: "Paid {slots.amount}.", hangup: true}
+"""
+
+
+def test_confirmation_yes_keeps_value():
+    engine = FlowEngine(load_flow_text(CONFIRM))
+    engine.start()
+    effects = engine.on_text("forty two fifty", Understanding())
+    assert said(effects) == ["That's 42.50 dollars, right?"]
+    assert "amount" not in engine.state.slots and engine.expectation().slot_type == "yes_no"
+    effects = engine.on_text("yep", Understanding())
+    assert SetSlot("amount", "42.50") in effects and said(effects) == ["Paid 42.50."]
+
+
+def test_confirmation_no_asks_again_and_keypad_works():
+    engine = FlowEngine(load_flow_text(CONFIRM))
+    engine.start()
+    engine.on_text("forty two fifty", Understanding())
+    effects = engine.on_dtmf("2")
+    assert said(effects) == ["Okay, let's try that again.", "How much would you like to pay?"]
+    assert engine.state.pending is None
+    engine.on_text("twelve dollars", Understanding())
+    assert said(engine.on_dtmf("1")) == ["Paid 12.00."]
+
+
+def test_unclear_confirmation_reasks_the_confirmation():
+    engine = FlowEngine(load_flow_text(CONFIRM))
+    engine.start()
+    engine.on_text("forty two fifty", Understanding())
+    effects = engine.on_text("hmm what", Understanding())
+    assert said(effects)[-1] == "That's 42.50 dollars, right?"
+
+
+def test_rejection_says_why_and_reasks():
+    engine = FlowEngine(load_flow_text(CONFIRM))
+    engine.start()
+    effects = engine.on_text("ten thousand dollars", Understanding())
+    assert said(effects) == ["Sorry, 10000.00 is over the 5000 dollar limit.", "How much would you like to pay?"]
+    assert "amount" not in engine.state.slots and engine.state.pending is None
