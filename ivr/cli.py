@@ -208,10 +208,10 @@ def cmd_chat(args) -> int:
     async def main() -> None:
         capture = _Capture()
         session = CallSession("chat", flow, _PrintOutput(), nlu=nlu, events=capture)
-        print(f"flow {flow.name} v{flow.version}: type what the caller says, #digits for keys, Ctrl-D to end")
+        print(f"flow {flow.name} v{flow.version}: type what the caller says, #digits for keys, ... for silence, Ctrl-D to end")
         await session.start()
         _show(session, capture)
-        while not session.ended and not session._closing:
+        while not session.closing:
             line = await asyncio.to_thread(sys.stdin.readline)
             if not line:
                 break
@@ -219,10 +219,9 @@ def cmd_chat(args) -> int:
             if not line:
                 continue
             if line.startswith("#"):
-                for digit in line[1:]:
-                    await session.on_dtmf(digit)
-                if session.expectation is not None and session._digits:
-                    await session._submit_digits()
+                await session.enter_keys(line[1:])
+            elif line == "...":
+                await session.silence()
             else:
                 await session.on_transcript(line)
             _show(session, capture)

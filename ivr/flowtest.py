@@ -149,13 +149,9 @@ async def run_case(case: dict, flow: LoadedFlow, nlu, *, env: dict, backend: dic
         if "user" in turn:
             await session.on_transcript(str(turn["user"]))
         elif "dtmf" in turn:
-            for digit in str(turn["dtmf"]):
-                await session.on_dtmf(digit)
-            if session._digits:
-                await session._submit_digits()
+            await session.enter_keys(str(turn["dtmf"]))
         elif turn.get("no_input"):
-            async with session._lock:
-                await session._run(session.engine.on_no_input())
+            await session.silence()
         nlu_events = [d for t, d in events.items if t == "nlu"]
         outcome = TurnOutcome(
             node=session.engine.node_name,

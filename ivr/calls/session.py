@@ -200,6 +200,25 @@ class CallSession:
         else:
             self._digit_timer = asyncio.create_task(self._digit_timeout(exp.inter_digit_timeout))
 
+    async def enter_keys(self, digits: str) -> None:
+        """A whole keypad entry at once (text chat, flow tests): no inter-digit wait."""
+        for digit in digits:
+            await self.on_dtmf(digit)
+        if self._digits:
+            self._cancel(self._digit_timer)
+            await self._submit_digits()
+
+    async def silence(self) -> None:
+        """The caller said nothing for the node's no-input time (text chat, flow tests)."""
+        self._cancel(self._no_input_timer)
+        async with self._lock:
+            await self._run(self.engine.on_no_input())
+
+    @property
+    def closing(self) -> bool:
+        """The flow has ended the conversation (hang-up or transfer under way)."""
+        return self._closing or self.ended
+
     async def on_bot_started_speaking(self) -> None:
         self.bot_speaking = True
         self._cancel(self._no_input_timer)
@@ -257,8 +276,8 @@ class CallSession:
         await asyncio.sleep(seconds)
         if self.ended or self.bot_speaking:
             return
+        self._log("no_input", {"node": self.engine.node_name, "after_s": seconds})
         async with self._lock:
-            self._log("no_input", {"node": self.engine.node_name, "after_s": seconds})
             await self._run(self.engine.on_no_input())
 
     async def _run(self, effects) -> None:
