@@ -136,6 +136,74 @@ def cmd_test(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_nlu(args) -> int:
+    """Utterances on stdin (lines, or JSON lines with "text"), one JSON result per line out."""
+    import time
+
+    from .dialog.engine import FlowEngine
+    from .dialog.loader import FlowLoadError, load_flow
+    from .handoff.policy import decide
+    from .nlu.intents import load_intent_classifier
+    from .nlu.service import NLUService
+    from .nlu.signals import detect
+    from .nlu.slots import parse_slot
+
+    _setup_logging("WARNING")
+    try:
+        flow = load_flow(args.flow)
+    except FlowLoadError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    node = args.node or flow.flow.start
+    if node not in flow.flow.nodes:
+        print(f"ivr nlu: no node '{node}' in {args.flow} (nodes: {', '.join(flow.flow.nodes)})", file=sys.stderr)
+        return 2
+    engine = FlowEngine(flow)
+    engine.state.node = node
+    expectation = engine.expectation()
+    nlu = NLUService(load_intent_classifier(use_slm=not args.no_slm))
+    nlu.prepare_flow(flow)
+    slot = flow.flow.slots.get(expectation.slot) if expectation.slot else None
+    person_intents = {o.name for o in expectation.intents if any(w in " ".join(o.examples).lower() for w in ("agent", "person", "human"))}
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        text, extra = line, {}
+        if line.startswith("{"):
+            try:
+                extra = json.loads(line)
+                text = str(extra.get("text", ""))
+            except json.JSONDecodeError:
+                pass
+        started = time.perf_counter()
+        outcome = nlu.understand_sync(expectation, text)
+        slots = {}
+        if slot is not None:
+            parsed = parse_slot(slot.type, text, length=slot.length, min_length=slot.min_length,
+                                max_length=slot.max_length, choices=slot.choices)
+            if parsed.ok:
+                slots[expectation.slot] = parsed.value
+        signals = detect(text)
+        u = outcome.understanding
+        escalation = decide(u.intent, u.confidence, signals, person_intent_chosen=u.intent in person_intents)
+        result = {
+            "text": text,
+            "intent": u.intent,
+            "confidence": round(u.confidence, 4),
+            "slots": slots,
+            "escalate": escalation.as_dict(),
+            "signals": signals.as_dict(),
+            "source": u.source,
+            "ranked": [[n, round(v, 4)] for n, v in outcome.ranked[:3]],
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        if "id" in extra:
+            result["id"] = extra["id"]
+        print(json.dumps(result), flush=True)
+    return 0
+
+
 def cmd_schema(args) -> int:
     from .dialog.schema import Flow
 
@@ -283,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--no-slm", action="store_true", help="example router only")
     test.add_argument("--no-nlu", action="store_true", help="no models: keys and slot values only")
     test.set_defaults(func=cmd_test)
+
+    nlu = sub.add_parser("nlu", help="classify utterances from stdin for one node; JSON lines out")
+    nlu.add_argument("flow", help="flow file")
+    nlu.add_argument("--node", help="node (default: the flow's start node)")
+    nlu.add_argument("--no-slm", action="store_true", help="example router only")
+    nlu.set_defaults(func=cmd_nlu)
 
     schema = sub.add_parser("schema", help="print the flow JSON Schema")
     schema.set_defaults(func=cmd_schema)
