@@ -162,7 +162,7 @@ def cmd_nlu(args) -> int:
     engine.state.node = node
     expectation = engine.expectation()
     nlu = NLUService(load_intent_classifier(use_slm=not args.no_slm))
-    nlu.prepare_flow(flow)
+    nlu.prepare(expectation)
     slot = flow.flow.slots.get(expectation.slot) if expectation.slot else None
     person_intents = {o.name for o in expectation.intents if any(w in " ".join(o.examples).lower() for w in ("agent", "person", "human"))}
     for line in sys.stdin:
@@ -271,7 +271,7 @@ def cmd_chat(args) -> int:
 
         print("loading NLU models ...", flush=True)
         nlu = NLUService(load_intent_classifier(use_slm=not args.no_slm))
-        nlu.prepare_flow(flow)
+        nlu.prepare(expectation)
 
     async def main() -> None:
         capture = _Capture()

@@ -36,20 +36,23 @@ class NLUService:
         self.classifier = classifier
         self.worker = ModelWorker("nlu", 1, timeout)
 
+    def prepare(self, expectation: Expectation) -> bool:
+        """Cache one node's examples and prompt prefix (blocking)."""
+        if not expectation.intents:
+            return False
+        self.classifier.prepare(expectation.key, _intents_for(expectation))
+        return True
+
     def prepare_flow(self, loaded: LoadedFlow) -> int:
         """Cache every listening node of a flow (blocking; call at load). Returns nodes prepared."""
         from ivr.dialog.engine import FlowEngine
 
         count = 0
         for name, node in loaded.flow.nodes.items():
-            if not node.listens:
-                continue
-            engine = FlowEngine(loaded)
-            engine.state.node = name
-            exp = engine.expectation()
-            if exp.intents:
-                self.classifier.prepare(exp.key, _intents_for(exp))
-                count += 1
+            if node.listens:
+                engine = FlowEngine(loaded)
+                engine.state.node = name
+                count += self.prepare(engine.expectation())
         return count
 
     def understand_sync(self, expectation: Expectation, text: str) -> NLUOutcome:
