@@ -204,6 +204,39 @@ def cmd_nlu(args) -> int:
     return 0
 
 
+def cmd_calls(args) -> int:
+    from .calllog.show import call_detail, call_rows, tail
+    from .calllog.store import open_store
+    from .config import load_settings
+
+    settings = load_settings(args.config)
+    store = open_store(args.db or settings.database, recover=False)
+    try:
+        if args.action == "list":
+            calls = store.list_calls(limit=args.limit, flow=args.flow, outcome=args.outcome)
+            print("\n".join(call_rows(calls)))
+        elif args.action == "show":
+            if not args.call_id:
+                print("ivr calls show: give a call id", file=sys.stderr)
+                return 2
+            call = store.get_call(args.call_id)
+            if call is None:
+                matches = [c for c in store.list_calls(limit=500) if c["call_id"].startswith(args.call_id)]
+                call = store.get_call(matches[0]["call_id"]) if len(matches) == 1 else None
+            if call is None:
+                print(f"ivr calls show: no call {args.call_id}", file=sys.stderr)
+                return 1
+            print("\n".join(call_detail(call)))
+        else:
+            try:
+                tail(store)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_schema(args) -> int:
     from .dialog.schema import Flow
 
@@ -357,6 +390,16 @@ def build_parser() -> argparse.ArgumentParser:
     nlu.add_argument("--node", help="node (default: the flow's start node)")
     nlu.add_argument("--no-slm", action="store_true", help="example router only")
     nlu.set_defaults(func=cmd_nlu)
+
+    calls = sub.add_parser("calls", help="the call log: list | show ID | tail")
+    calls.add_argument("action", choices=["list", "show", "tail"])
+    calls.add_argument("call_id", nargs="?")
+    calls.add_argument("--db", help="database (default: the server's, from settings)")
+    calls.add_argument("--config")
+    calls.add_argument("--limit", type=int, default=30)
+    calls.add_argument("--flow")
+    calls.add_argument("--outcome")
+    calls.set_defaults(func=cmd_calls)
 
     schema = sub.add_parser("schema", help="print the flow JSON Schema")
     schema.set_defaults(func=cmd_schema)
