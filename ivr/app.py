@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 
 from .config import Settings
+from .metrics import Metrics, ObservedStore
 from .runtime import Runtime
 from .telephony import twiml
 from .telephony.security import check_stream_token, make_stream_token, valid_twilio_signature
@@ -56,6 +57,8 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
                     "Set TWILIO_AUTH_TOKEN, or run with --dev for local testing."
                 )
         runtime = runtime_factory() if runtime_factory else await asyncio.to_thread(Runtime.load, settings)
+        if not isinstance(runtime.store, ObservedStore):
+            runtime.store = ObservedStore(runtime.store, Metrics())
         state["runtime"] = runtime
         watcher = asyncio.create_task(runtime.flows.watch())
         try:
@@ -81,6 +84,13 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
             "models": runtime.models,
             "load_seconds": runtime.load_seconds,
         }
+
+    @app.get("/metrics")
+    async def metrics():
+        runtime: Runtime | None = state["runtime"]
+        if runtime is None:
+            return Response("loading\n", status_code=503)
+        return Response(runtime.store.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.post("/twilio/voice")
     async def voice_webhook(request: Request):

@@ -138,6 +138,7 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
         runtime.store.end_call(
             call_id,
             session.result.outcome,
+            flow=flow.name,
             summary={
                 "reason": session.result.reason,
                 "transfer_target": session.result.transfer_target,

@@ -274,3 +274,22 @@ def test_flow_hangup_closes_the_stream(store):
     call = store.get_call("CA123")
     assert call["outcome"] == "completed"
     assert "Goodbye!" in runtime.tts.spoken
+
+
+def test_metrics_count_calls_turns_and_errors(store):
+    client, runtime = make_client(store)
+    with client:
+        with client.websocket_connect("/twilio/media") as ws:
+            ws.send_text(start_msg())
+            receive_until(ws, "media")
+            ws.send_text(dtmf("2"))
+            assert wait_for(lambda: "Please say or key in your six digit order number." in runtime.tts.spoken)
+            assert wait_for(lambda: "ivr_calls_active 1.0" in client.get("/metrics").text)
+            # The turn's latency is recorded when its reply's first audio goes out.
+            assert wait_for(lambda: 'stage="to_first_audio"' in client.get("/metrics").text)
+            hang_up(ws)
+        text = client.get("/metrics").text
+    assert 'ivr_calls_total{flow="customer_service",outcome="caller_hangup"} 1.0' in text
+    assert "ivr_calls_active 0.0" in text
+    assert 'ivr_turn_latency_seconds_count{stage="to_first_audio"}' in text
+    assert "ivr_barge_ins_total" in text

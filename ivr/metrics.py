@@ -1,0 +1,88 @@
+"""Prometheus metrics, fed by the same events the call log stores.
+
+`ObservedStore` wraps the call store: every event a call writes also updates the counters and
+histograms, so /metrics and the call log can never disagree about what happened. A private
+registry per app keeps tests (and several apps in one process) independent.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+STAGES = ("to_transcript_ms", "stt_ms", "nlu_ms", "to_first_audio_ms", "voice_to_voice_ms")
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.calls_active = Gauge("ivr_calls_active", "Calls in progress", registry=r)
+        self.calls_total = Counter("ivr_calls_total", "Calls ended, by flow and outcome", ["flow", "outcome"], registry=r)
+        self.turn_latency = Histogram("ivr_turn_latency_seconds", "Per-turn latency by stage", ["stage"],
+                                      buckets=LATENCY_BUCKETS, registry=r)
+        self.nlu = Counter("ivr_nlu_results_total", "NLU results by source and intent kind", ["source", "kind"], registry=r)
+        self.escalations = Counter("ivr_escalations_total", "Handoffs and transfers, by kind and reason", ["kind", "reason"], registry=r)
+        self.errors = Counter("ivr_errors_total", "Errors by stage", ["stage"], registry=r)
+        self.barge_ins = Counter("ivr_barge_ins_total", "Prompts the caller interrupted", registry=r)
+        self.no_inputs = Counter("ivr_no_input_total", "Times a caller said nothing in time", registry=r)
+        self.actions = Counter("ivr_backend_calls_total", "Flow HTTP actions by result", ["ok"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def observe(self, type_: str, data: dict) -> None:
+        if type_ == "turn_end":
+            for stage in STAGES:
+                value = data.get(stage)
+                if isinstance(value, (int, float)) and value >= 0:
+                    self.turn_latency.labels(stage.removesuffix("_ms")).observe(value / 1000)
+        elif type_ == "nlu":
+            intent = data.get("intent")
+            kind = "none" if intent is None else ("out_of_scope" if intent == "out_of_scope" else "intent")
+            self.nlu.labels(str(data.get("source")), kind).inc()
+        elif type_ in ("handoff", "transfer"):
+            self.escalations.labels(type_, _reason_label(str(data.get("reason", "")))).inc()
+        elif type_ == "error":
+            self.errors.labels(str(data.get("stage", "unknown"))).inc()
+        elif type_ == "barge_in":
+            self.barge_ins.inc()
+        elif type_ == "no_input":
+            self.no_inputs.inc()
+        elif type_ == "action":
+            self.actions.labels(str(bool(data.get("ok"))).lower()).inc()
+
+
+def _reason_label(reason: str) -> str:
+    """Keep label cardinality bounded: the kind of reason, not its free text."""
+    lowered = reason.lower()
+    for key in ("no match", "out of scope", "no input", "frustrat", "person", "backend", "handoff unavailable", "flow node"):
+        if key in lowered:
+            return key.replace(" ", "_")
+    return "other"
+
+
+class ObservedStore:
+    """The call store, plus metrics for everything written through it."""
+
+    def __init__(self, store, metrics: Metrics):
+        self._store = store
+        self.metrics = metrics
+
+    def start_call(self, call_id, **kwargs):
+        self.metrics.calls_active.inc()
+        return self._store.start_call(call_id, **kwargs)
+
+    def add_event(self, call_id, type, data=None, ts=None):
+        try:
+            self.metrics.observe(type, data or {})
+        finally:
+            return self._store.add_event(call_id, type, data, ts)
+
+    def end_call(self, call_id, outcome, **kwargs):
+        self.metrics.calls_active.dec()
+        self.metrics.calls_total.labels(kwargs.pop("flow", None) or "unknown", outcome).inc()
+        return self._store.end_call(call_id, outcome, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
