@@ -61,11 +61,20 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
             runtime.store = ObservedStore(runtime.store, Metrics())
         state["runtime"] = runtime
         watcher = asyncio.create_task(runtime.flows.watch())
+        warmers = []
+        if runtime.llm is not None:
+            # The LLM server reads each flow's fixed prompt once, in the background, so the
+            # first handoff does not pay for it; calls are answered meanwhile.
+            warmers = [asyncio.create_task(runtime.llm.warm(runtime.flows.get(n))) for n in runtime.flows.names]
         try:
             yield
         finally:
             watcher.cancel()
+            for task in warmers:
+                task.cancel()
             runtime.draining = True
+            if runtime.llm is not None:
+                await runtime.llm.aclose()
             runtime.store.close()
 
     app = FastAPI(title="ivr", lifespan=lifespan)

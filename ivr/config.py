@@ -52,6 +52,16 @@ class Settings:
     slm_device: str = "cpu"
     nlu_threads: int = 1
 
+    llm_base_url: str | None = None
+    """An OpenAI-compatible endpoint for `handoff: llm` nodes (OpenAI, vLLM, llama.cpp's
+    server). Without it, a handoff apologises and returns to the flow."""
+    llm_model: str = "local"
+    llm_api_key: str = "none"
+    llm_first_token_timeout: float = 4.0
+    llm_timeout: float = 8.0
+    llm_system_prompt: str | None = None
+    """Business facts and tone for the LLM (opening hours, policies), added to every handoff."""
+
     vad_stop_secs: float = 0.5
     """Silence that ends a caller's turn; longer while digits, phones or emails are read."""
     vad_stop_secs_long: float = 1.0

@@ -27,6 +27,7 @@ class Runtime:
     models: dict
     secret: str
     twilio: object | None = None
+    llm: object | None = None
     load_seconds: dict = field(default_factory=dict)
     active_calls: dict = field(default_factory=dict)
     draining: bool = False
@@ -97,11 +98,21 @@ class Runtime:
             from .telephony.rest import TwilioCalls
 
             twilio = TwilioCalls(settings.twilio_account_sid, settings.twilio_auth_token)
+        llm = None
+        if settings.llm_base_url:
+            from .handoff.llm import LLMHandoff, LLMSettings
+
+            llm = LLMHandoff(LLMSettings(
+                base_url=settings.llm_base_url, model=settings.llm_model, api_key=settings.llm_api_key,
+                timeout_s=settings.llm_timeout, first_token_timeout_s=settings.llm_first_token_timeout,
+                system_prompt=settings.llm_system_prompt,
+            ))
+            progress(f"  LLM handoff: {settings.llm_model} at {settings.llm_base_url}")
         secret = settings.secret or settings.twilio_auth_token or secrets.token_urlsafe(32)
         described = {"stt": stt_info.describe(), "voice": voice_info.describe(), "embedder": emb_info.describe()}
         if slm_info:
             described["slm"] = slm_info.describe()
         return cls(
             settings=settings, stt=stt, tts=tts, nlu=nlu, store=store, flows=flows,
-            models=described, secret=secret, twilio=twilio, load_seconds=timings,
+            models=described, secret=secret, twilio=twilio, llm=llm, load_seconds=timings,
         )

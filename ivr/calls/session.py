@@ -158,7 +158,17 @@ class CallSession:
             self._arm_no_input()
             return
         async with self._lock:
-            if self.expectation is None or self.ended:
+            if self.ended:
+                return
+            if self._handoff_active():
+                # An LLM holds the conversation: the caller's words are its, not the flow engine's.
+                turn.nlu_done_at = time.time()
+                self.turns.append(turn)
+                self.history.append({"role": "caller", "text": text})
+                self._pending_turn = turn
+                await self.handoff.on_caller_text(self, text)
+                return
+            if self.expectation is None:
                 return
             self.turns.append(turn)
             self.history.append({"role": "caller", "text": text})
@@ -268,7 +278,12 @@ class CallSession:
 
     def _arm_no_input(self) -> None:
         self._cancel(self._no_input_timer)
-        if self.expectation is None or self.ended or self._closing:
+        if self.ended or self._closing:
+            return
+        if self.expectation is None:
+            if self._handoff_active():
+                seconds = self.handoff.no_input_timeout_s
+                self._no_input_timer = asyncio.create_task(self._handoff_no_input_after(seconds))
             return
         self._no_input_timer = asyncio.create_task(self._no_input_after(self.expectation.no_input_timeout))
 
@@ -279,6 +294,20 @@ class CallSession:
         self._log("no_input", {"node": self.engine.node_name, "after_s": seconds})
         async with self._lock:
             await self._run(self.engine.on_no_input())
+
+    def _handoff_active(self) -> bool:
+        """Whether an LLM handoff is holding the conversation (it gets the caller's words)."""
+        is_active = getattr(self.handoff, "is_active", None)
+        return is_active is not None and is_active(self)
+
+    async def _handoff_no_input_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if self.ended or self.bot_speaking:
+            return
+        self._log("no_input", {"node": self.engine.node_name, "after_s": seconds, "handoff": True})
+        async with self._lock:
+            if self._handoff_active():
+                await self.handoff.on_no_input(self)
 
     async def _run(self, effects) -> None:
         for effect in effects:

@@ -97,7 +97,7 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
     )
 
     session = _TimedSession(
-        call_id, flow, bridge, nlu=runtime.nlu, events=runtime.store, vad=vad, vad_params=vad_params,
+        call_id, flow, bridge, nlu=runtime.nlu, events=runtime.store, handoff=runtime.llm, vad=vad, vad_params=vad_params,
         long_stop=settings.vad_stop_secs_long,
     )
     session_ref["session"] = session
