@@ -1,0 +1,1 @@
+"""Measurement scripts (`python -m ivr.bench.<name>`): not imported by the server."""

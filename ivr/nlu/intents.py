@@ -1,0 +1,241 @@
+"""Intent classification for one menu: which of the current node's intents the caller means.
+
+Two stages (DESIGN.md section 5):
+
+1. `ExampleRouter` (ONNX sentence embeddings, ~5-10 ms): scores the caller's words against the
+   designer's examples. Its threshold is calibrated per menu from the examples themselves
+   (leave-one-out) and a built-in background set of generic out-of-scope phrases. When its
+   conf is far enough above the threshold it routes, far enough below it says out of scope.
+2. `SlmScorer` (llama-cpp-python, ~150-400 ms on 2 cores), only for the turns in between: a
+   few-shot prompt built from the designer's examples, cached per menu (so a turn evaluates only
+   the caller's words), asks whether the caller wants the router's best intent (yes/no), with
+   shots that answer "no" for the intent the router confuses an example with and for generic
+   out-of-scope phrases. Its yes/no log-odds plus the router's standardised conf decide between
+   that intent and out of scope. (`slm_mode="choose"` instead scores every intent and a "none
+   of these" option by next-token likelihood and blends that with the router: measured weaker.)
+
+Never returns an intent that is not among the candidates. `classify` is thread-safe and meant to
+run on a worker thread (it blocks for the models), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ivr.nlu.router import ExampleRouter, RouterIndex
+
+log = logging.getLogger(__name__)
+
+OUT_OF_SCOPE = "out_of_scope"
+
+
+@dataclass(frozen=True)
+class Intent:
+    name: str
+    examples: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass
+class IntentResult:
+    intent: str  # one of the candidate names, or "out_of_scope"
+    confidence: float  # 0..1
+    ranked: list[tuple[str, float]]  # top candidates with scores, best first
+    source: str  # "router" or "slm"
+    latency_ms: float
+    detail: dict = field(default_factory=dict)  # router conf/tau, SLM probabilities: for logs
+
+
+def _fingerprint(intents: Sequence[Intent]) -> str:
+    h = hashlib.sha1()
+    for i in intents:
+        h.update(repr((i.name, tuple(i.examples), i.description)).encode())
+    return h.hexdigest()
+
+
+@dataclass
+class _Prepared:
+    fingerprint: str
+    index: RouterIndex
+    slm_ready: bool
+
+
+class IntentClassifier:
+    """Router first, SLM for the turns the router is unsure of.
+
+    Tuning keywords (anything else goes to `ExampleRouter`; defaults measured with
+    `python -m ivr.bench.nlu_quick --split dev`):
+      accept_band:  route without the SLM when conf >= tau + accept_band * spread (1.0)
+      reject_band:  out of scope without the SLM when conf < tau - reject_band * spread (0.5)
+      slm_mode:     "verify" (yes/no on the router's best intent) or "choose" ("verify")
+      verify_threshold: the best intent wins when yes-no log-odds + verify_router_weight * z
+                    exceeds this, z being the router's (conf - tau) / spread (-1.5)
+      verify_router_weight: (2.0)
+      slm_weight:   "choose" only: weight of the SLM's distribution against the router's (0.5)
+      top_k:        how many candidates `ranked` lists (5)
+    """
+
+    def __init__(self, embedder, slm=None, **tuning):
+        self.accept_band = float(tuning.pop("accept_band", 1.0))
+        self.reject_band = float(tuning.pop("reject_band", 0.5))
+        self.slm_mode = str(tuning.pop("slm_mode", "verify"))
+        if self.slm_mode not in ("verify", "choose"):
+            raise ValueError(f"slm_mode must be 'verify' or 'choose', not {self.slm_mode!r}")
+        self.verify_threshold = float(tuning.pop("verify_threshold", -1.5))
+        self.verify_router_weight = float(tuning.pop("verify_router_weight", 2.0))
+        self.slm_weight = float(tuning.pop("slm_weight", 0.5))
+        self.router_temperature = float(tuning.pop("router_temperature", 0.05))
+        self.top_k = int(tuning.pop("top_k", 5))
+        self.embedder = embedder
+        self.slm = slm
+        self.router = ExampleRouter(embedder, **tuning)
+        self._prepared: dict[str, _Prepared] = {}
+        self._lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+
+    # -- preparation ------------------------------------------------------------------------
+    def prepare(self, key: str, intents: Sequence[Intent]) -> None:
+        """Embed and calibrate this menu's examples (and warm the SLM's prompt for it).
+
+        Idempotent: a second call with the same intents does nothing; changed intents rebuild.
+        """
+        self._get(key, intents)
+
+    def _get(self, key: str, intents: Sequence[Intent]) -> _Prepared:
+        fp = _fingerprint(intents)
+        prep = self._prepared.get(key)
+        if prep is not None and prep.fingerprint == fp:
+            return prep
+        with self._lock:
+            klock = self._key_locks.setdefault(key, threading.Lock())
+        with klock:
+            prep = self._prepared.get(key)
+            if prep is not None and prep.fingerprint == fp:
+                return prep
+            index = self.router.build(intents)
+            slm_ready = False
+            if self.slm is not None:
+                try:
+                    self.slm.prepare(key, intents, confusable=self._confusable(index),
+                                     modes=(self.slm_mode,))
+                    slm_ready = True
+                except Exception:  # the router still works without it
+                    log.exception("SLM prompt for %r failed; router only", key)
+            prep = _Prepared(fp, index, slm_ready)
+            self._prepared[key] = prep
+            return prep
+
+    @staticmethod
+    def _confusable(index: RouterIndex) -> dict[str, list[str]]:
+        """For each intent, the others ordered by how close their centroids are."""
+        sims = index.centroids @ index.centroids.T
+        out = {}
+        for k, name in enumerate(index.names):
+            order = [j for j in np.argsort(-sims[k]) if j != k]
+            out[name] = [index.names[j] for j in order]
+        return out
+
+    def calibration(self, key: str) -> dict:
+        """What the router learned about a prepared menu (for `ivr validate` / `ivr test`)."""
+        prep = self._prepared.get(key)
+        return dict(prep.index.calibration) if prep else {}
+
+    # -- classification ---------------------------------------------------------------------
+    def classify(self, key: str, intents: Sequence[Intent], text: str) -> IntentResult:
+        t0 = time.perf_counter()
+        if not intents:
+            return IntentResult(OUT_OF_SCOPE, 1.0, [], "router", 0.0, {"reason": "no intents"})
+        prep = self._get(key, intents)
+        index = prep.index
+        text = (text or "").strip()
+        if not text:
+            return IntentResult(
+                OUT_OF_SCOPE, 1.0, [], "router", (time.perf_counter() - t0) * 1000, {"reason": "empty"}
+            )
+        vec = np.asarray(self.embedder.encode([text]))[0]
+        rs = self.router.score(index, vec)
+        p_in = self.router.probability(index, rs)
+        detail = {
+            "conf": round(rs.conf, 4),
+            "tau": round(rs.tau, 4),
+            "margin": round(rs.margin, 4),
+            "nearest_cosine": round(rs.raw_best, 4),
+            "background": rs.background,
+        }
+        hi = rs.tau + self.accept_band * index.spread
+        lo = rs.tau - self.reject_band * index.spread
+        ranked = [(n, round(sc, 4)) for n, sc in rs.ranked[: self.top_k]]
+        use_slm = prep.slm_ready and lo <= rs.conf < hi and not rs.background
+        if use_slm:
+            try:
+                return self._ask_slm(key, intents, text, index, rs, p_in, ranked, detail, t0)
+            except Exception:  # a failing SLM must not fail the turn: the router decides
+                log.exception("SLM failed on %r; the router decides", key)
+                detail["slm_error"] = True
+        if rs.conf >= rs.tau and not rs.background:
+            intent, conf = rs.best, p_in
+        else:
+            intent, conf = OUT_OF_SCOPE, 1.0 - p_in if not rs.background else max(0.5, 1.0 - p_in)
+        return IntentResult(intent, conf, ranked, "router", (time.perf_counter() - t0) * 1000, detail)
+
+    def _ask_slm(self, key, intents, text, index, rs, p_in, ranked, detail, t0) -> IntentResult:
+        """The router is unsure: the SLM settles it."""
+        if self.slm_mode == "verify":
+            z = (rs.conf - rs.tau) / max(index.spread, 1e-3)
+            log_odds = self.slm.verify(key, text, rs.best)
+            s = log_odds + self.verify_router_weight * z - self.verify_threshold
+            p = float(1.0 / (1.0 + np.exp(-s)))
+            detail["slm_log_odds"] = round(log_odds, 3)
+            intent, conf = (rs.best, p) if s > 0 else (OUT_OF_SCOPE, 1.0 - p)
+            return IntentResult(intent, conf, ranked, "slm", (time.perf_counter() - t0) * 1000, detail)
+
+        slm_probs = self.slm.score(key, text)  # {name: p, OUT_OF_SCOPE: p}, sums to 1
+        router_probs = self._router_distribution(rs, p_in)
+        w = self.slm_weight
+        names = [i.name for i in intents] + [OUT_OF_SCOPE]
+        blended = {n: w * slm_probs.get(n, 0.0) + (1 - w) * router_probs.get(n, 0.0) for n in names}
+        ranked_all = sorted(blended.items(), key=lambda kv: -kv[1])
+        intent, conf = ranked_all[0]
+        detail["slm"] = {n: round(p, 4) for n, p in sorted(slm_probs.items(), key=lambda kv: -kv[1])[:4]}
+        ranked = [(n, round(p, 4)) for n, p in ranked_all if n != OUT_OF_SCOPE][: self.top_k]
+        return IntentResult(intent, float(conf), ranked, "slm", (time.perf_counter() - t0) * 1000, detail)
+
+    def _router_distribution(self, rs, p_in: float) -> dict[str, float]:
+        names = [n for n, _ in rs.ranked]
+        s = np.asarray([v for _, v in rs.ranked], dtype=np.float64)
+        e = np.exp((s - s.max()) / self.router_temperature)
+        e /= e.sum()
+        out = {n: float(p_in * p) for n, p in zip(names, e)}
+        out[OUT_OF_SCOPE] = 1.0 - p_in
+        return out
+
+
+def load_intent_classifier(registry=None, *, use_slm: bool = True, threads: int = 1, **tuning) -> IntentClassifier:
+    """The registry's embedder (and SLM, unless use_slm=False) behind one IntentClassifier.
+
+    If the SLM cannot be loaded (llama-cpp-python missing, file missing) the classifier runs
+    router-only and logs why.
+    """
+    if registry is None:
+        from ivr.registry import model_registry
+
+        registry = model_registry()
+    from ivr.nlu.embedder import load_embedder
+
+    embedder = load_embedder(registry, threads=threads)
+    slm = None
+    if use_slm:
+        try:
+            from ivr.nlu.slm import load_slm
+
+            slm = load_slm(registry)
+        except Exception:
+            log.exception("SLM unavailable; intent classification runs router-only")
+    return IntentClassifier(embedder, slm, **tuning)
