@@ -128,7 +128,8 @@ def cmd_test(args) -> int:
         from .nlu.intents import load_intent_classifier
         from .nlu.service import NLUService
 
-        return NLUService(load_intent_classifier(use_slm=not args.no_slm))
+        # Tests must not depend on machine load: no stage timeout, unlike a live call.
+        return NLUService(load_intent_classifier(use_slm=not args.no_slm), timeout=None)
 
     results, errors = asyncio.run(run_files(paths, nlu_factory))
     text, ok = report(results, errors)
@@ -161,7 +162,7 @@ def cmd_nlu(args) -> int:
     engine = FlowEngine(flow)
     engine.state.node = node
     expectation = engine.expectation()
-    nlu = NLUService(load_intent_classifier(use_slm=not args.no_slm))
+    nlu = NLUService(load_intent_classifier(use_slm=not args.no_slm), timeout=None)
     nlu.prepare(expectation)
     slot = flow.flow.slots.get(expectation.slot) if expectation.slot else None
     person_intents = {o.name for o in expectation.intents if any(w in " ".join(o.examples).lower() for w in ("agent", "person", "human"))}
@@ -303,8 +304,9 @@ def cmd_chat(args) -> int:
         from .nlu.service import NLUService
 
         print("loading NLU models ...", flush=True)
-        nlu = NLUService(load_intent_classifier(use_slm=not args.no_slm))
-        nlu.prepare(expectation)
+        # No stage timeout off the call path: a slow turn here is a slow turn, not a no-match.
+        nlu = NLUService(load_intent_classifier(use_slm=not args.no_slm), timeout=None)
+        nlu.prepare_flow(flow)
 
     async def main() -> None:
         capture = _Capture()

@@ -32,7 +32,7 @@ def _intents_for(expectation: Expectation):
 
 
 class NLUService:
-    def __init__(self, classifier, *, timeout: float = 5.0):
+    def __init__(self, classifier, *, timeout: float | None = 5.0):
         self.classifier = classifier
         self.worker = ModelWorker("nlu", 1, timeout)
 

@@ -103,6 +103,7 @@ class SlmScorer:
         examples_in_options: int = 2,
         none_bias: float = 0.0,
         state_dir: str | Path | None = "default",
+        state_dir_max_mb: int = 512,
     ):
         """`state_dir`: where evaluated prompt prefixes (KV state) are kept across processes,
         keyed by the model file, llama-cpp-python version, n_ctx and the prompt's tokens, so a
@@ -133,6 +134,7 @@ class SlmScorer:
         self._loaded: tuple[str, str] | None = None  # whose prefix is in the KV cache now
         self.n_ctx = n_ctx
         self.state_dir = default_state_dir() if state_dir == "default" else (Path(state_dir) if state_dir else None)
+        self.state_dir_max_bytes = state_dir_max_mb << 20
         st = self.model_path.stat()
         self._model_id = f"{self.model_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{llama_cpp.__version__}|{n_ctx}"
         self._letter_ids = [self._single_token(c) for c in LETTERS]
@@ -306,6 +308,7 @@ class SlmScorer:
                 try:
                     prompt.state = path.read_bytes()
                     prompt.from_disk = True
+                    os.utime(path)  # recently used: last to be dropped
                 except OSError:
                     prompt.state = None
             if prompt.state is not None:
@@ -329,13 +332,19 @@ class SlmScorer:
         h.update(np.asarray(prompt.prefix, dtype=np.int64).tobytes())
         return self.state_dir / f"{h.hexdigest()[:32]}.kv"
 
-    @staticmethod
-    def _save_state(path: Path, state: bytes) -> None:
+    def _save_state(self, path: Path, state: bytes) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_bytes(state)
             os.replace(tmp, path)
+            # keep the directory bounded: drop the least recently written states
+            files = sorted(path.parent.glob("*.kv"), key=lambda f: f.stat().st_mtime, reverse=True)
+            total = 0
+            for f in files:
+                total += f.stat().st_size
+                if total > self.state_dir_max_bytes and f != path:
+                    f.unlink(missing_ok=True)
         except OSError:
             log.warning("could not keep the SLM prompt state in %s", path.parent, exc_info=True)
 
