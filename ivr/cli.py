@@ -11,20 +11,11 @@ import sys
 from pathlib import Path
 
 
-def _setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    # pipecat logs through loguru at DEBUG by default: keep its warnings and errors only.
-    try:
-        from loguru import logger as loguru_logger
+def _setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
+    from .logs import setup
 
-        loguru_logger.remove()
-        loguru_logger.add(sys.stderr, level=os.environ.get("IVR_PIPECAT_LOG_LEVEL", "WARNING"))
-    except ImportError:
-        pass
+    # pipecat logs every frame decision at DEBUG: keep its warnings and errors unless asked.
+    setup(level, json_lines=json_lines, pipecat_level=os.environ.get("IVR_PIPECAT_LOG_LEVEL", "WARNING"))
 
 
 # ---------------------------------------------------------------- serve
@@ -39,7 +30,7 @@ def cmd_serve(args) -> int:
         host=args.host, port=args.port, public_url=args.public_url, flows_dir=Path(args.flows) if args.flows else None,
         default_flow=args.flow, dev_mode=True if args.dev else None,
     )
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_json)
     print(f"ivr: loading models (flows from {settings.flows_dir})", flush=True)
     runtime = Runtime.load(settings, progress=lambda m: print(m, flush=True))
     base = settings.public_url or f"http://{settings.host}:{settings.port}"

@@ -23,6 +23,7 @@ from pipecat.workers.runner import WorkerRunner
 
 from ivr.calls.session import CallSession
 from ivr.dialog.loader import LoadedFlow
+from ivr.logs import call_id_var
 from ivr.speech.stt import STT_RATE
 
 from .dialog import DialogBridge
@@ -51,6 +52,7 @@ class StreamStart:
 async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> CallSession:
     settings = runtime.settings
     call_id = start.call_sid
+    call_id_var.set(call_id)  # every log line this call causes carries its id
     serializer = SafeTwilioSerializer(start.stream_sid, start.call_sid, call_id=call_id)
     transport = FastAPIWebsocketTransport(
         websocket=websocket,
