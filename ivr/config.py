@@ -50,6 +50,9 @@ class Settings:
     slm_enabled: bool = True
     """Ask the small language model when the example router is unsure."""
     slm_device: str = "cpu"
+    slm_threads: int = 1
+    """llama.cpp threads. 1, not 2, on a 2-core machine: with STT or another call busy on the
+    other core, 2 threads spin-wait on each other and a 0.6 s turn took 6-9 s (measured)."""
     nlu_threads: int = 1
 
     llm_base_url: str | None = None

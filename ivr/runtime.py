@@ -71,7 +71,9 @@ class Runtime:
         slm_info = models.for_role("slm") if settings.slm_enabled else None
         label = f"NLU ({emb_info.version}" + (f" + {slm_info.version})" if slm_info else ")")
         classifier = step(
-            label, lambda: load_intent_classifier(models, use_slm=settings.slm_enabled, threads=settings.nlu_threads)
+            label, lambda: load_intent_classifier(
+                models, use_slm=settings.slm_enabled, threads=settings.nlu_threads, slm_threads=settings.slm_threads
+            )
         )
         nlu = NLUService(classifier)
 

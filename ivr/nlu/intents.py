@@ -217,11 +217,17 @@ class IntentClassifier:
         return out
 
 
-def load_intent_classifier(registry=None, *, use_slm: bool = True, threads: int = 1, **tuning) -> IntentClassifier:
+def load_intent_classifier(
+    registry=None, *, use_slm: bool = True, threads: int = 1, slm_threads: int = 1, **tuning
+) -> IntentClassifier:
     """The registry's embedder (and SLM, unless use_slm=False) behind one IntentClassifier.
 
-    If the SLM cannot be loaded (llama-cpp-python missing, file missing) the classifier runs
-    router-only and logs why.
+    `threads` is onnxruntime's intra-op thread count for the embedder; `slm_threads` is
+    llama.cpp's. (Measured here: with other processes busy on the 2 cores, n_threads=2 turned a
+    ~0.6 s SLM turn into 6-9 s, since llama.cpp's threads spin waiting for each other; 1 thread
+    did not degrade. A server shares its cores between STT, TTS and NLU, so 1 is the default.)
+    If the SLM cannot be loaded
+    (llama-cpp-python missing, file missing) the classifier runs router-only and logs why.
     """
     if registry is None:
         from ivr.registry import model_registry
@@ -235,7 +241,7 @@ def load_intent_classifier(registry=None, *, use_slm: bool = True, threads: int 
         try:
             from ivr.nlu.slm import load_slm
 
-            slm = load_slm(registry)
+            slm = load_slm(registry, n_threads=slm_threads)
         except Exception:
             log.exception("SLM unavailable; intent classification runs router-only")
     return IntentClassifier(embedder, slm, **tuning)
