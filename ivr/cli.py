@@ -301,7 +301,7 @@ def cmd_chat(args) -> int:
 
     async def main() -> None:
         capture = _Capture()
-        session = CallSession("chat", flow, _PrintOutput(), nlu=nlu, events=capture)
+        session = CallSession("chat", flow, _PrintOutput(), nlu=nlu, events=capture, env=dict(os.environ))
         print(f"flow {flow.name} v{flow.version}: type what the caller says, #digits for keys, ... for silence, Ctrl-D to end")
         await session.start()
         _show(session, capture)

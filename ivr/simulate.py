@@ -206,10 +206,11 @@ class CallerSimulator:
             await asyncio.sleep(float(step.value))
             return TurnReport(step, time.time())
         if step.kind == "dtmf":
-            for digit in step.value:
+            for i, digit in enumerate(step.value):
+                if i:
+                    await asyncio.sleep(0.15)  # a person's pace between keys
                 await ws.send(json.dumps({"event": "dtmf", "streamSid": stream_sid, "dtmf": {"track": "inbound_track", "digit": digit}}))
-                await asyncio.sleep(0.15)
-            speech_end = time.time()
+            speech_end = time.time()  # the last key: the bot may answer within milliseconds
         else:
             audio = self._caller_audio(step)
             done = asyncio.get_running_loop().create_future()

@@ -152,7 +152,9 @@ class CallSession:
         if self.ended or self._closing:
             return
         turn = Turn(len(self.turns) + 1, "speech", speech_end=speech_end, transcript_at=time.time(), stt_ms=stt_ms, text=text)
-        self._log("transcript", {"text": text, "stt_ms": stt_ms, "node": self.engine.node_name})
+        sensitive = self._answering_sensitive()
+        logged_text = "[redacted]" if sensitive and text else text
+        self._log("transcript", {"text": logged_text, "stt_ms": stt_ms, "node": self.engine.node_name})
         if not text:
             # Whisper heard only noise: not a no-match, just keep listening.
             self._arm_no_input()
@@ -172,14 +174,21 @@ class CallSession:
                 return
             self.turns.append(turn)
             self.history.append({"role": "caller", "text": text})
-            outcome = await self._understand(self.expectation, text)
+            if self.engine.fills_slot(text):
+                # The answer parses as the slot this node collects: skip the NLU (its SLM can cost
+                # half a second) since a parsed value wins over intents anyway.
+                from ivr.nlu.service import NLUOutcome
+
+                outcome = NLUOutcome(Understanding(None, 1.0, "slot"))
+            else:
+                outcome = await self._understand(self.expectation, text)
             turn.nlu_done_at = time.time()
             turn.nlu_ms = outcome.latency_ms
             self._log(
                 "nlu",
                 {
                     "node": self.expectation.node,
-                    "text": text,
+                    "text": logged_text,
                     "intent": outcome.understanding.intent,
                     "confidence": round(outcome.understanding.confidence, 4),
                     "source": outcome.understanding.source,
@@ -194,7 +203,7 @@ class CallSession:
         if self.ended or self._closing or self.expectation is None:
             return
         self._cancel(self._no_input_timer)
-        self._log("dtmf", {"digit": digit, "node": self.engine.node_name})
+        self._log("dtmf", {"digit": "*" if self._answering_sensitive() else digit, "node": self.engine.node_name})
         if self.bot_speaking:
             await self.output.interrupt()  # a key press always cuts the prompt short
         exp = self.expectation
@@ -319,7 +328,7 @@ class CallSession:
                 self._log("node", {"node": effect.node})
             elif isinstance(effect, Say):
                 self.history.append({"role": "bot", "text": effect.text, "node": effect.node})
-                self._log("prompt", {"text": effect.text, "node": effect.node, "kind": effect.kind})
+                self._log("prompt", {"text": self._scrub(effect.text), "node": effect.node, "kind": effect.kind})
                 await self.output.speak(effect.text)
             elif isinstance(effect, SetSlot):
                 self._log("slot", {"name": effect.name, "value": self._redact(effect.name, effect.value)})
@@ -354,7 +363,7 @@ class CallSession:
         result = await task
         self._log(
             "action",
-            {"node": request.node, "method": request.method, "url": _strip_query(request.url), "ok": result.ok,
+            {"node": request.node, "method": request.method, "url": self._scrub(_strip_query(request.url)), "ok": result.ok,
              "status": result.status, "error": result.error, "latency_ms": result.latency_ms},
         )
         return self.engine.on_action_result(result.ok, result.data, result.error)
@@ -389,6 +398,28 @@ class CallSession:
             await self._run(self.engine.goto(effect.return_to, reason="handoff unavailable"))
         else:
             await self._run([Hangup("handoff unavailable")])
+
+    def _secrets(self) -> list[Any]:
+        from ivr.redact import sensitive_values
+
+        slots = dict(self.engine.state.slots)
+        pending = self.engine.state.pending
+        if pending is not None:
+            slots[pending[0]] = pending[1]
+        return sensitive_values(slots, self.flow.flow.slots)
+
+    def _answering_sensitive(self) -> bool:
+        """The caller is now saying or keying a value marked `sensitive: true`."""
+        exp = self.expectation
+        slot = self.flow.flow.slots.get(exp.slot) if exp is not None and exp.slot else None
+        return slot is not None and slot.sensitive
+
+    def _scrub(self, text: str) -> str:
+        """Sensitive slot values out of text bound for the call log (prompts read them back)."""
+        from ivr.redact import redact_text
+
+        secrets = self._secrets()
+        return redact_text(text, secrets) if secrets else text
 
     def _redact(self, name: str, value: Any) -> Any:
         slot = self.flow.flow.slots.get(name)

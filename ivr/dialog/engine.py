@@ -200,6 +200,20 @@ class FlowEngine:
             confirming=confirming,
         )
 
+    def fills_slot(self, text: str) -> bool:
+        """Whether `text` answers what this node collects: then no intent needs classifying,
+        because a parsed slot value wins over intents here (see on_text)."""
+        if self._closed():
+            return False
+        if self.state.pending is not None:
+            return parse_slot("yes_no", text).ok
+        slot_name = self.node.collect
+        if not slot_name:
+            return False
+        slot = self.flow.slots[slot_name]
+        return parse_slot(slot.type, text, length=slot.length, min_length=slot.min_length,
+                          max_length=slot.max_length, choices=slot.choices).ok
+
     def on_text(self, text: str, understanding: Understanding) -> list[Effect]:
         if self._closed():
             return []

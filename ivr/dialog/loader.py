@@ -116,6 +116,8 @@ def load_flow_text(text: str, filename: str = "<flow>", raw: bytes | None = None
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         reason = exc.problem or str(exc)
+        if "expected ',' or '}'" in reason or "expected ',' or ']'" in reason:
+            reason += " (text with `?`, `:`, `,`, `{` or `}` inside {...} or [...] must be in quotes)"
         raise FlowLoadError([FlowError(filename, line, col, f"YAML syntax: {reason}")])
     if document is None:
         raise FlowLoadError([FlowError(filename, 1, 1, "the file is empty")])

@@ -32,7 +32,7 @@ import openai
 from ivr.dialog.engine import Handoff, Hangup, SetSlot, Transfer
 from ivr.nlu.slots import parse_slot
 
-from .redact import redact_slots, redact_text, sensitive_values
+from ivr.redact import redact_slots, redact_text, sensitive_values
 
 log = logging.getLogger("ivr.handoff.llm")
 

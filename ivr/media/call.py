@@ -10,6 +10,7 @@ never resampled twice. Whoever ends the call (flow, caller, Twilio, an error), i
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -99,7 +100,8 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
     )
 
     session = _TimedSession(
-        call_id, flow, bridge, nlu=runtime.nlu, events=runtime.store, handoff=runtime.llm, vad=vad, vad_params=vad_params,
+        call_id, flow, bridge, nlu=runtime.nlu, events=runtime.store, handoff=runtime.llm,
+        env=dict(os.environ), vad=vad, vad_params=vad_params,
         long_stop=settings.vad_stop_secs_long,
     )
     session_ref["session"] = session

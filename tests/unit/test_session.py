@@ -215,3 +215,35 @@ nodes:
     await session.on_transcript("one two three four")
     assert events.of("slot") == [{"name": "card", "value": "[redacted]"}]
     assert session.engine.state.slots["card"] == "1234"
+
+
+async def test_sensitive_value_never_reaches_the_log():
+    text = """
+flow: t
+start: ask
+slots:
+  account: {type: digits, length: 8, sensitive: true}
+nodes:
+  ask: {say: "Account number?", collect: account, confirm: true, next: look}
+  look:
+    action: {http: GET, url: "https://bank.test/accounts/{slots.account}", save_as: acct, on_error: done}
+    next: done
+  done: {say: Thanks., hangup: true}
+"""
+    import json as _json
+
+    import httpx
+
+    from ivr.calls.actions import HttpActions
+
+    out, events = RecordingOutput(), EventList()
+    session = CallSession("CA1", load_flow_text(text), out, events=events,
+                          actions=HttpActions(httpx.MockTransport(lambda r: httpx.Response(200, json={}))))
+    await session.start()
+    await session.on_transcript("four five seven two one one three nine")
+    await session.enter_keys("1")  # yes, keyed
+    assert out.said[1] == "I heard 4 5 7 2 1 1 3 9. Is that right?"  # the caller hears it...
+    logged = _json.dumps(events.events)
+    for leak in ("45721139", "4 5 7 2 1 1 3 9", "four five seven"):
+        assert leak not in logged, leak  # ...the log never has it
+    assert "[redacted]" in logged
