@@ -18,6 +18,26 @@ def _setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
     setup(level, json_lines=json_lines, pipecat_level=os.environ.get("IVR_PIPECAT_LOG_LEVEL", "WARNING"))
 
 
+def _load_flow_arg(path: str):
+    """The flow a command was given, or None after printing its file:line errors."""
+    from .dialog.loader import FlowLoadError, load_flow
+
+    try:
+        return load_flow(path)
+    except FlowLoadError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def _offline_nlu(use_slm: bool):
+    """The NLU for chat, tests and evaluation: no stage timeout off the call path, since a slow
+    turn there is a slow turn, not a no-match (live calls keep theirs)."""
+    from .nlu.intents import load_intent_classifier
+    from .nlu.service import NLUService
+
+    return NLUService(load_intent_classifier(use_slm=use_slm), timeout=None)
+
+
 # ---------------------------------------------------------------- serve
 def cmd_serve(args) -> int:
     import uvicorn
@@ -114,13 +134,7 @@ def cmd_test(args) -> int:
         return 2
 
     def nlu_factory():
-        if args.no_nlu:
-            return None
-        from .nlu.intents import load_intent_classifier
-        from .nlu.service import NLUService
-
-        # Tests must not depend on machine load: no stage timeout, unlike a live call.
-        return NLUService(load_intent_classifier(use_slm=not args.no_slm), timeout=None)
+        return None if args.no_nlu else _offline_nlu(use_slm=not args.no_slm)
 
     results, errors = asyncio.run(run_files(paths, nlu_factory))
     text, ok = report(results, errors)
@@ -133,18 +147,13 @@ def cmd_nlu(args) -> int:
     import time
 
     from .dialog.engine import FlowEngine
-    from .dialog.loader import FlowLoadError, load_flow
     from .handoff.policy import decide
-    from .nlu.intents import load_intent_classifier
-    from .nlu.service import NLUService
     from .nlu.signals import detect
     from .nlu.slots import parse_slot
 
     _setup_logging("WARNING")
-    try:
-        flow = load_flow(args.flow)
-    except FlowLoadError as exc:
-        print(exc, file=sys.stderr)
+    flow = _load_flow_arg(args.flow)
+    if flow is None:
         return 1
     node = args.node or flow.flow.start
     if node not in flow.flow.nodes:
@@ -153,7 +162,7 @@ def cmd_nlu(args) -> int:
     engine = FlowEngine(flow)
     engine.state.node = node
     expectation = engine.expectation()
-    nlu = NLUService(load_intent_classifier(use_slm=not args.no_slm), timeout=None)
+    nlu = _offline_nlu(use_slm=not args.no_slm)
     nlu.prepare(expectation)
     slot = flow.flow.slots.get(expectation.slot) if expectation.slot else None
     person_intents = {o.name for o in expectation.intents if any(w in " ".join(o.examples).lower() for w in ("agent", "person", "human"))}
@@ -269,38 +278,23 @@ class _PrintOutput:
         return True
 
 
-class _Capture:
-    """Collects the session's events so chat can show intent, confidence and slots."""
-
-    def __init__(self):
-        self.events: list[tuple[str, dict]] = []
-
-    def add_event(self, call_id, type, data=None, ts=None):
-        self.events.append((type, data or {}))
-
-
 def cmd_chat(args) -> int:
     from .calls.session import CallSession
-    from .dialog.loader import FlowLoadError, load_flow
 
     _setup_logging("WARNING")
-    try:
-        flow = load_flow(args.flow)
-    except FlowLoadError as exc:
-        print(exc, file=sys.stderr)
+    flow = _load_flow_arg(args.flow)
+    if flow is None:
         return 1
     nlu = None
     if not args.no_nlu:
-        from .nlu.intents import load_intent_classifier
-        from .nlu.service import NLUService
-
         print("loading NLU models ...", flush=True)
-        # No stage timeout off the call path: a slow turn here is a slow turn, not a no-match.
-        nlu = NLUService(load_intent_classifier(use_slm=not args.no_slm), timeout=None)
+        nlu = _offline_nlu(use_slm=not args.no_slm)
         nlu.prepare_flow(flow)
 
     async def main() -> None:
-        capture = _Capture()
+        from .calls.session import RecordedEvents
+
+        capture = RecordedEvents()
         session = CallSession("chat", flow, _PrintOutput(), nlu=nlu, events=capture, env=dict(os.environ))
         print(f"flow {flow.name} v{flow.version}: type what the caller says, #digits for keys, ... for silence, Ctrl-D to end")
         await session.start()
@@ -325,11 +319,10 @@ def cmd_chat(args) -> int:
     return 0
 
 
-def _show(session, capture: _Capture) -> None:
-    for type_, data in capture.events:
-        if type_ == "nlu":
-            print(f"  [nlu] intent={data.get('intent')} confidence={data.get('confidence')} via {data.get('source')} ({data.get('latency_ms')} ms)")
-    capture.events.clear()
+def _show(session, capture) -> None:
+    for data in capture.of("nlu"):
+        print(f"  [nlu] intent={data.get('intent')} confidence={data.get('confidence')} via {data.get('source')} ({data.get('latency_ms')} ms)")
+    capture.items.clear()
     slots = session.engine.state.slots
     print(f"  [node {session.engine.node_name}]" + (f" slots={slots}" if slots else ""))
 

@@ -33,7 +33,7 @@ import httpx
 import yaml
 
 from .calls.actions import HttpActions
-from .calls.session import CallSession
+from .calls.session import CallSession, RecordedEvents
 from .dialog.loader import FlowLoadError, LoadedFlow, load_flow
 
 EXPECT_KEYS = {"node", "intent", "slots", "say", "not_say", "transfer", "handoff", "hangup"}
@@ -85,14 +85,6 @@ class _Recorder:
         return True
 
 
-class _Events:
-    def __init__(self):
-        self.items: list[tuple[str, dict]] = []
-
-    def add_event(self, call_id, type, data=None, ts=None):
-        self.items.append((type, data or {}))
-
-
 def _backend_transport(spec: dict) -> httpx.MockTransport:
     rules = []
     for key, answer in (spec or {}).items():
@@ -132,7 +124,7 @@ def load_test_file(path: Path) -> tuple[dict, LoadedFlow]:
 
 async def run_case(case: dict, flow: LoadedFlow, nlu, *, env: dict, backend: dict, file: str) -> CaseResult:
     name = str(case.get("name", "unnamed"))
-    recorder, events = _Recorder(), _Events()
+    recorder, events = _Recorder(), RecordedEvents()
     actions = HttpActions(_backend_transport({**backend, **(case.get("backend") or {})}))
     session = CallSession(f"test:{name}", flow, recorder, nlu=nlu, events=events, actions=actions,
                           env={**env, **(case.get("env") or {})}, filler_after=30)
@@ -152,7 +144,7 @@ async def run_case(case: dict, flow: LoadedFlow, nlu, *, env: dict, backend: dic
             await session.enter_keys(str(turn["dtmf"]))
         elif turn.get("no_input"):
             await session.silence()
-        nlu_events = [d for t, d in events.items if t == "nlu"]
+        nlu_events = events.of("nlu")
         outcome = TurnOutcome(
             node=session.engine.node_name,
             intent=nlu_events[-1]["intent"] if nlu_events else None,

@@ -46,6 +46,19 @@ class EventSink(Protocol):
     def add_event(self, call_id: str, type: str, data: dict | None = None, ts: float | None = None) -> None: ...
 
 
+class RecordedEvents:
+    """An in-memory EventSink: what `ivr chat` and `ivr test` inspect after each turn."""
+
+    def __init__(self):
+        self.items: list[tuple[str, dict]] = []
+
+    def add_event(self, call_id: str, type: str, data: dict | None = None, ts: float | None = None) -> None:
+        self.items.append((type, data or {}))
+
+    def of(self, type_: str) -> list[dict]:
+        return [d for t, d in self.items if t == type_]
+
+
 @dataclass
 class Turn:
     """Timing of one caller turn, in epoch seconds; latencies derive from these."""
