@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ivr.dialog.loader import load_flow_text
 from ivr.handoff.llm import APOLOGY, LLMHandoff, LLMSettings
 from tests.fakes import EventList, KeywordNLU, RecordingOutput
 from tests.unit.test_llm_handoff import HookedSession
+
+from .procs import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -44,12 +43,6 @@ nodes:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _model_path() -> Path:
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed")
@@ -61,44 +54,21 @@ def _model_path() -> Path:
     return model_registry().for_role("slm").path
 
 
-class LlamaServer:
+class LlamaServer(ServerProcess):
+    """llama-cpp-python's own OpenAI-compatible server with the bundled GGUF."""
+
     def __init__(self, tmp: Path):
-        self.port = _free_port()
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self.log_path = tmp / f"llama-{self.port}.log"
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
+        super().__init__(
+            "llama server",
             [sys.executable, "-m", "llama_cpp.server", "--model", str(_model_path()), "--host", "127.0.0.1",
              "--port", str(self.port), "--n_ctx", "2048", "--n_threads", "2"],
-            stdout=self._log, stderr=subprocess.STDOUT,
+            log_path=tmp / f"llama-{self.port}.log", ready_url=self.base_url + "/models",
         )
 
     def wait_ready(self, timeout: float = 180) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama server exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.base_url + "/models", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"llama server not ready in {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
+        super().wait_ready(timeout)
 
 
 @pytest.fixture
