@@ -15,6 +15,7 @@ from typing import Any, Union
 
 from ivr.nlu.slots import parse_slot
 
+from . import speech_format
 from .conditions import evaluate
 from .loader import LoadedFlow
 from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy
@@ -131,7 +132,7 @@ class CallState:
     """A collected (slot, value) waiting for the caller's yes/no confirmation."""
 
 
-_TEMPLATE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\s*\}")
+_TEMPLATE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\s*(?:\|\s*([a-z]+)\s*)?\}")
 
 
 class FlowEngine:
@@ -502,6 +503,8 @@ class FlowEngine:
                     return ""
             if request:
                 return str(current)
+            if match.group(3):  # {slots.amount|money}: said the way a person says it
+                return speech_format.apply(match.group(3), current)
             if root == "slots" and self.flow.slots.get(path[0]) and self.flow.slots[path[0]].type in ("digits", "phone"):
                 return " ".join(str(current))  # read digit by digit, not as one big number
             if isinstance(current, bool):

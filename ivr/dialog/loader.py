@@ -95,7 +95,7 @@ def _loader_for(node: yaml.Node) -> yaml.SafeLoader:
     return loader
 
 
-_TEMPLATE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\s*\}")
+_TEMPLATE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\s*(?:\|\s*([a-z]+)\s*)?\}")
 
 
 def load_flow(path: str | Path) -> LoadedFlow:
@@ -292,7 +292,11 @@ def check_references(flow: Flow, pos: _Positions, filename: str) -> list[FlowErr
 
 
 def _check_template(text: str, loc: Loc, flow: Flow, saved: set[str], err, *, request: bool) -> None:
-    for root, rest in _TEMPLATE.findall(text):
+    from .speech_format import FILTERS
+
+    for root, rest, filter_name in _TEMPLATE.findall(text):
+        if filter_name and filter_name not in FILTERS:
+            err(loc, f"`|{filter_name}` is not a filter (known: {', '.join(FILTERS)})")
         name = rest.lstrip(".").split(".")[0] if rest else ""
         if root == "slots":
             if name not in flow.slots:
