@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from ivr.calls.session import RecordedEvents
 from ivr.dialog.engine import Understanding
 from ivr.nlu.service import NLUOutcome
 
@@ -63,15 +64,8 @@ class RecordingOutput:
         return self.transfer_ok
 
 
-class EventList:
-    def __init__(self):
-        self.events: list[tuple[str, str, dict]] = []
-
-    def add_event(self, call_id, type, data=None, ts=None):
-        self.events.append((call_id, type, data or {}))
-
-    def of(self, type_: str) -> list[dict]:
-        return [d for _, t, d in self.events if t == type_]
+# The sessions' own in-memory sink: `.of(type)` and `.items` as (type, data) pairs.
+EventList = RecordedEvents
 
 
 class ToneSynthesizer:

@@ -173,28 +173,18 @@ class CallSession:
             self._arm_no_input()
             return
         async with self._lock:
-            if self.ended:
-                return
-            if self._handoff_active():
-                # An LLM holds the conversation: the caller's words are its, not the flow engine's.
-                turn.nlu_done_at = time.time()
-                self.turns.append(turn)
-                self.history.append({"role": "caller", "text": text})
-                self._pending_turn = turn
-                await self.handoff.on_caller_text(self, text)
-                return
-            if self.expectation is None:
+            llm_holds_call = self._handoff_active()
+            if self.ended or (self.expectation is None and not llm_holds_call):
                 return
             self.turns.append(turn)
             self.history.append({"role": "caller", "text": text})
-            if self.engine.fills_slot(text):
-                # The answer parses as the slot this node collects: skip the NLU (its SLM can cost
-                # half a second) since a parsed value wins over intents anyway.
-                from ivr.nlu.service import NLUOutcome
-
-                outcome = NLUOutcome(Understanding(None, 1.0, "slot"))
-            else:
-                outcome = await self._understand(self.expectation, text)
+            if llm_holds_call:
+                # An LLM holds the conversation: the caller's words are its, not the flow engine's.
+                turn.nlu_done_at = time.time()
+                self._pending_turn = turn
+                await self.handoff.on_caller_text(self, text)
+                return
+            outcome = await self._understand(self.expectation, text)
             turn.nlu_done_at = time.time()
             turn.nlu_ms = outcome.latency_ms
             self._log(
@@ -273,6 +263,10 @@ class CallSession:
     async def _understand(self, expectation: Expectation, text: str):
         from ivr.nlu.service import NLUOutcome
 
+        if self.engine.fills_slot(text):
+            # The answer parses as the slot this node collects: skip the NLU (its SLM can cost
+            # half a second) since a parsed value wins over intents anyway.
+            return NLUOutcome(Understanding(None, 1.0, "slot"))
         if self.nlu is None or not expectation.intents:
             return NLUOutcome(Understanding(None, 0.0, "none"))
         try:

@@ -21,7 +21,6 @@ from .loader import LoadedFlow
 from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy
 
 OUT_OF_SCOPE = "out_of_scope"
-_MISSING = object()
 MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a conversation
 
 
@@ -328,13 +327,8 @@ class FlowEngine:
         node = self.node
         for rejection in node.rejections:
             if evaluate(rejection.if_, {**self.state.slots, slot_name: result.value}, self.state.vars):
-                saved = self.state.slots.get(slot_name)
-                self.state.slots[slot_name] = result.value  # so the message can say the value
-                text = self._render(rejection.say)
-                if saved is None:
-                    self.state.slots.pop(slot_name)
-                else:
-                    self.state.slots[slot_name] = saved
+                # The value is not kept, but the message may say it.
+                text = self._render(rejection.say, candidate={slot_name: result.value})
                 return [Say(text, self.state.node, "rejection")] + self._reprompt()
         if node.confirm:
             self.state.pending = (slot_name, result.value)
@@ -348,13 +342,7 @@ class FlowEngine:
     def _ask_confirmation(self) -> list[Effect]:
         slot_name, value = self.state.pending
         template = self.node.confirm if isinstance(self.node.confirm, str) else f"I heard {{slots.{slot_name}}}. Is that right?"
-        previous = self.state.slots.get(slot_name, _MISSING)
-        self.state.slots[slot_name] = value
-        text = self._render(template)
-        if previous is _MISSING:
-            del self.state.slots[slot_name]
-        else:
-            self.state.slots[slot_name] = previous
+        text = self._render(template, candidate={slot_name: value})
         self.state.last_prompts = [text]
         return [Say(text, self.state.node, "confirm"), Listen(self.expectation())]
 
@@ -478,7 +466,7 @@ class FlowEngine:
         self.state.variants[key] = index + 1
         return prompt[index % len(prompt)]
 
-    def _render(self, text: str, *, request: bool = False) -> str:
+    def _render(self, text: str, *, request: bool = False, candidate: dict | None = None) -> str:
         """Fill {slots.x}, {vars.x.y} (or {x.y} for a saved response) and, in requests, {env.X}."""
 
         def value(match: re.Match) -> str:
@@ -486,8 +474,8 @@ class FlowEngine:
             path = [p for p in match.group(2).split(".") if p]
             if root == "env":
                 return self._env.get(path[0], "") if request and path else ""
-            if root == "slots":
-                current: Any = self.state.slots
+            if root == "slots":  # a candidate value (being confirmed or rejected) reads as set
+                current: Any = {**self.state.slots, **candidate} if candidate else self.state.slots
             elif root == "vars":
                 current = self.state.vars
             else:  # DESIGN.md's `{balance.amount}`: a response saved with `save_as: balance`

@@ -19,7 +19,7 @@ import pytest
 from ivr.dialog.loader import load_flow_text
 from ivr.handoff.llm import APOLOGY, LLMHandoff, LLMSettings
 from tests.fakes import EventList, KeywordNLU, RecordingOutput
-from tests.unit.test_llm_handoff import HookedSession
+from tests.unit.test_llm_handoff import HookedSession, handoff_events
 
 from .procs import ServerProcess, free_port
 
@@ -94,10 +94,6 @@ def make(base_url: str, **overrides):
     return session, out, events
 
 
-def handoff_events(events: EventList, kind: str) -> list[dict]:
-    return [e for e in events.of("handoff") if e.get("event") == kind]
-
-
 def llm_lines(events: EventList) -> list[str]:
     return [p["text"] for p in events.of("prompt") if p.get("kind") == "llm"]
 
@@ -119,7 +115,7 @@ async def test_off_script_question_is_answered_and_the_call_goes_back(llama):
     print("said:", out.said)
 
     spoken = llm_lines(events)
-    assert spoken and all(line.strip() for line in spoken), (out.said, events.events)
+    assert spoken and all(line.strip() for line in spoken), (out.said, events.items)
     for line in out.said:
         assert not any(ch in line for ch in "{}<>[]`*#"), line
         assert "return_to_flow" not in line and "transfer_to_human" not in line, line

@@ -69,7 +69,7 @@ async def test_success_saves_response_and_branches_on_it():
     assert out.said[-3:] == ["Your order is delayed, arriving Friday.", "We're sorry about the delay.", "Goodbye."]
     logged = events.of("action")[0]
     assert logged["ok"] and logged["status"] == 200
-    assert "s3cret" not in json.dumps(events.events)  # the query string and headers stay out of the log
+    assert "s3cret" not in json.dumps(events.items)  # the query string and headers stay out of the log
 
 
 @pytest.mark.parametrize("handler, error", [

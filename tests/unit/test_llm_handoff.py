@@ -288,7 +288,7 @@ async def test_sensitive_slot_set_by_the_model_is_not_logged():
     session, _, events, _ = await handed_off(fake)
     assert session.engine.state.slots["card"] == "4321"
     assert events.of("slot")[-1]["value"] == "[redacted]"
-    assert "4321" not in json.dumps(events.events)
+    assert "4321" not in json.dumps(events.items)
 
 
 # ---------------------------------------------------------------- tool calls printed as text

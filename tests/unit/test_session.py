@@ -236,14 +236,13 @@ nodes:
 
     from ivr.calls.actions import HttpActions
 
-    out, events = RecordingOutput(), EventList()
-    session = CallSession("CA1", load_flow_text(text), out, events=events,
-                          actions=HttpActions(httpx.MockTransport(lambda r: httpx.Response(200, json={}))))
+    session, out, events = make(load_flow_text(text),
+                                actions=HttpActions(httpx.MockTransport(lambda r: httpx.Response(200, json={}))))
     await session.start()
     await session.on_transcript("four five seven two one one three nine")
     await session.enter_keys("1")  # yes, keyed
     assert out.said[1] == "I heard 4 5 7 2 1 1 3 9. Is that right?"  # the caller hears it...
-    logged = _json.dumps(events.events)
+    logged = _json.dumps(events.items)
     for leak in ("45721139", "4 5 7 2 1 1 3 9", "four five seven"):
         assert leak not in logged, leak  # ...the log never has it
     assert "[redacted]" in logged
