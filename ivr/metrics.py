@@ -7,7 +7,11 @@ registry per app keeps tests (and several apps in one process) independent.
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger("ivr.metrics")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 STAGES = ("to_transcript_ms", "stt_ms", "nlu_ms", "to_first_audio_ms", "voice_to_voice_ms")
@@ -76,8 +80,9 @@ class ObservedStore:
     def add_event(self, call_id, type, data=None, ts=None):
         try:
             self.metrics.observe(type, data or {})
-        finally:
-            return self._store.add_event(call_id, type, data, ts)
+        except Exception:  # a metrics bug must not lose the event from the call log
+            log.exception("metrics: cannot observe %s event", type)
+        return self._store.add_event(call_id, type, data, ts)
 
     def end_call(self, call_id, outcome, **kwargs):
         self.metrics.calls_active.dec()

@@ -99,7 +99,7 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
         idle_timeout_secs=None,
     )
 
-    session = _TimedSession(
+    session = _EndpointingSession(
         call_id, flow, bridge, nlu=runtime.nlu, events=runtime.store, handoff=runtime.llm,
         env=dict(os.environ), vad=vad, vad_params=vad_params,
         long_stop=settings.vad_stop_secs_long,
@@ -155,7 +155,7 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
     return session
 
 
-class _TimedSession(CallSession):
+class _EndpointingSession(CallSession):
     """CallSession that also tunes the VAD's end-of-turn silence to what the node expects.
 
     Callers reading digits pause between groups; a fixed short silence cuts them off

@@ -38,15 +38,13 @@ TransferFn = Callable[[str, str], Awaitable[bool]]
 
 
 class DialogBridge(FrameProcessor):
-    def __init__(self, *, call_id: str, transfer: TransferFn | None = None, on_listen=None, **kwargs):
+    def __init__(self, *, call_id: str, transfer: TransferFn | None = None, **kwargs):
         super().__init__(**kwargs)
         self.call_id = call_id
         self.session: CallSession | None = None
         self._transfer = transfer
-        self._on_listen = on_listen
         self._started = False
         self._ending = False
-        self.marks: list[str] = []
 
     def attach(self, session: CallSession) -> None:
         self.session = session
@@ -113,9 +111,9 @@ class DialogBridge(FrameProcessor):
     async def _on_transport_message(self, message, session: CallSession) -> None:
         if not isinstance(message, dict):
             return
-        if message.get("event") == "mark":
-            self.marks.append(str((message.get("mark") or {}).get("name")))
-        elif message.get("event") == "stop":
+        # `mark` echoes need no action: this server sends no marks yet (playback is tracked by
+        # the output transport's bot-speaking frames).
+        if message.get("event") == "stop":
             log.info("call %s: Twilio sent stop (caller hung up or call ended)", self.call_id)
             await session.end("caller_hangup", "stream stopped")
             # Nobody is listening any more: drop queued prompts instead of playing them out.
