@@ -21,8 +21,20 @@ STAMP            := $(VENV)/.ivr-installed-$(LLAMA_KEY)
 
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit bench clean-venv
+# Debian packages the tests start for real: a PostgreSQL server (store tests) and chromium
+# (dashboard tests). Installed only when missing; root or sudo needed that one time.
+SYSTEM_PACKAGES := postgresql chromium
+SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
+
+.PHONY: install run test test-unit bench clean-venv system-deps
 install: $(STAMP)
+
+system-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v chromium >/dev/null; then \
+	  echo "installing Debian packages: $(SYSTEM_PACKAGES)"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); \
+	fi
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,7 +57,7 @@ $(STAMP): pyproject.toml Makefile
 run: install
 	$(BIN)/ivr serve $(if $(TWILIO_AUTH_TOKEN),,--dev)
 
-test: install
+test: install system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-unit: install
