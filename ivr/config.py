@@ -74,12 +74,28 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = False
 
+    dashboard_token: str | None = None
+    """Logs operators into /dashboard (and is the API's Bearer token). Unset: a random one is
+    made at start and logged once."""
+
+    recording: bool = False
+    """Record both legs of every call to a stereo WAV (left caller, right bot). Off by default:
+    recordings hold raw audio, including anything callers say aloud."""
+    recording_dir: Path | None = None
+    """Default <data_dir>/recordings."""
+    recording_retention_days: int = 30
+    """Recordings older than this are deleted at start-up and daily (0 keeps them forever)."""
+
     def with_overrides(self, **values) -> "Settings":
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
     @property
     def database(self) -> str:
         return self.database_url or str(Path(self.data_dir) / "ivr.sqlite3")
+
+    @property
+    def recordings_path(self) -> Path:
+        return Path(self.recording_dir) if self.recording_dir else Path(self.data_dir) / "recordings"
 
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}

@@ -45,6 +45,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "transfer",
     "error",
     "hangup",
+    "recording",
     "call_end",
 )
 
