@@ -606,8 +606,14 @@ def _cents_part(tokens: list[str]) -> tuple[int | None, str | None]:
     return cents, None
 
 
+_DOLLAR_SIGN_RE = re.compile(r"\$\s?(\d[\d,]*(?:\.\d+)?)")
+
+
 def parse_money(text: str) -> ParseResult:
     """An amount as a string with two decimals: "forty two fifty" -> "42.50"."""
+    # Whisper writes "twelve dollars and fifty cents" as "$12 and 50 cents": the "$" is the
+    # major unit, said after the number.
+    text = _DOLLAR_SIGN_RE.sub(r"\1 dollars ", text)
     tokens = [t for t in _tokens(_prepare_amount_text(text)) if t != "$"]
     tokens = ["thousand" if t == "grand" else t for t in tokens]
     # "a dollar fifty", "a buck twenty": the article is the amount.
@@ -839,6 +845,10 @@ def _month_day(tokens: list[str], today: date) -> ParseResult | None:
                 if found and found[1] == back:
                     before = found
                     break
+        if after and before and _year_at(words, i + 1):
+            # "the twelfth of April twenty twenty seven": the day came first, what follows the
+            # month is the year, not "April 20"
+            after = None
         if after:
             day, used = after
             year = _year_at(words, i + 1 + used)
@@ -996,10 +1006,18 @@ def _relative_time(tokens: list[str], period: str | None) -> ParseResult | None:
         hour = _single_number(right[:k]) if k else None
         if hour is None:
             continue
+        sign = 1 if tok in _RELATIVE_AFTER else -1
+        if period is not None and sign < 0 and 1 <= hour <= 12:
+            # "quarter to twelve in the morning" is 11:45 am: the period belongs to the time
+            # said, which lies in the hour before the one named.
+            before = 12 if hour == 1 else hour - 1
+            hour24 = _to_24h(before, period)
+            if hour24 is None:
+                return _fail(f"{hour} {period} isn't a time")
+            return _ok(_hhmm(hour24, 60 - minutes))
         hour24 = _to_24h(hour, period)
         if hour24 is None:
             return _fail(f"{hour} {period} isn't a time")
-        sign = 1 if tok in _RELATIVE_AFTER else -1
         total = (hour24 * 60 + sign * minutes) % (24 * 60)
         return _ok(_hhmm(total // 60, total % 60))
     return None

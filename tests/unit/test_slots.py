@@ -759,3 +759,35 @@ def test_parse_result_is_frozen():
     result = parse_slot("yes_no", "yes")
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.ok = False  # type: ignore[misc]
+
+
+# Found by the generated slot benchmark (ivr.bench.slots): a year said after "the Nth of Month",
+# the period of a "quarter to" time, and whisper's "$12 and 50 cents".
+@pytest.mark.parametrize("text,expected", [
+    ("the twelfth of April twenty twenty seven", "2027-04-12"),
+    ("um, the eighteenth of March twenty twenty seven", "2027-03-18"),
+    ("the thirty first of March twenty twenty seven", "2027-03-31"),
+    ("April twelfth twenty twenty seven", "2027-04-12"),
+])
+def test_date_day_before_month_then_spoken_year(text, expected):
+    assert parse_slot("date", text, today=date(2026, 11, 24)).value == expected
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("quarter to twelve in the morning", "11:45"),
+    ("quarter to one in the morning", "00:45"),
+    ("quarter to twelve at night", "23:45"),
+    ("quarter to one in the afternoon", "12:45"),
+    ("quarter to eight", "07:45"),
+])
+def test_time_quarter_to_with_period(text, expected):
+    assert parse_slot("time", text).value == expected
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("It's $1,261 and 99 cents.", "1261.99"),
+    ("$12 and 50 cents", "12.50"),
+    ("$40 and 5 cents", "40.05"),
+])
+def test_money_dollar_sign_then_cents(text, expected):
+    assert parse_slot("money", text).value == expected

@@ -1,0 +1,160 @@
+"""NLU benchmark: Banking77 mapped onto a bank menu, our router + SLM against LLM tool calls.
+
+    .venv/bin/python -m ivr.bench.nlu [--menus 1,2] [--split test|dev] [--baseline-cases 100]
+                                      [--modes router,hybrid,forced,auto] [--json FILE]
+
+For each menu (10 Banking77 intents, 4 designer examples each from train.csv; 200 in-menu and
+100 out-of-scope turns from test.csv, the out-of-scope ones from the other 67 intents, which are
+near misses by construction), every mode classifies the same turns in one process:
+
+  router   the example-similarity router alone (ONNX embeddings, per-menu calibration)
+  hybrid   what the server runs: the router, and the SLM (llama.cpp, cached per-menu prompt)
+           only on the turns the router is unsure of
+  forced   baseline: the same GGUF picks the transition by a tool call, constrained by a
+           grammar to one of the node's functions plus `other_request` (ivr.bench.toolcall)
+  auto     baseline: the same, unconstrained (pipecat.flows' default); no call = no route
+
+The baselines cost ~1 s a turn here, so they run on a stratified subset of the turns
+(`--baseline-cases`, 0 for all), and the comparison table scores hybrid on the same subset.
+Columns: in-menu accuracy (right intent, not rejected), out-of-scope recall, ECE (expected
+calibration error of the stated confidence; tool calls state none, so 1.0), accuracy of the
+turns scored 0.85-0.95, share of turns the SLM saw, latency p50/p95 of the whole NLU step and
+of the SLM step alone (the turns it ran on). Times on a shared 2-core VM are noisy: compare
+ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+
+from ivr.bench.nlu_quick import MENUS, build_case
+from ivr.bench.scoring import summarize
+from ivr.nlu.intents import OUT_OF_SCOPE, IntentClassifier
+
+BASELINES = ("forced", "auto")
+
+
+def subset(cases, n: int, seed: int = 0):
+    """A stratified subset: the same share of out-of-scope turns as the whole set."""
+    if n <= 0 or n >= len(cases):
+        return list(range(len(cases)))
+    rng = random.Random(seed)
+    oos = [i for i, (_, e) in enumerate(cases) if e == OUT_OF_SCOPE]
+    ins = [i for i, (_, e) in enumerate(cases) if e != OUT_OF_SCOPE]
+    k_oos = round(n * len(oos) / len(cases))
+    return sorted(rng.sample(ins, n - k_oos) + rng.sample(oos, k_oos))
+
+
+def _fmt(v: float, spec: str) -> str:
+    if v != v:  # NaN: nothing to report
+        width = int(spec.split(".")[0] or 0)
+        return "-".rjust(width)
+    return format(v, spec)
+
+
+def print_table(title: str, rows: list[dict], ref: str | None = None) -> None:
+    print(f"\n{title}")
+    head = (f"{'mode':8s} {'turns':>5s} {'in-menu':>8s} {'OOS rec':>8s} {'ECE':>6s} {'acc@.9':>7s} "
+            f"{'SLM %':>6s} {'p50 ms':>8s} {'p95 ms':>8s} {'SLM p50':>8s} {'SLM p95':>8s}")
+    if ref:
+        head += f" {'x faster':>9s}"
+    print(head)
+    ref_row = next((r for r in rows if r["mode"] == ref), None)
+    for r in rows:
+        line = (f"{r['mode']:8s} {r['n']:5d} {r['in_menu_acc']:8.3f} {r['oos_recall']:8.3f} {r['ece']:6.3f} "
+                f"{_fmt(r['acc_at_0.9'], '7.2f')} {100 * r['slm_share']:6.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} "
+                f"{_fmt(r['slm_p50_ms'], '8.1f')} {_fmt(r['slm_p95_ms'], '8.1f')}")
+        if ref_row is not None:
+            # how much faster hybrid is than this mode, on the mean (p50 hides the SLM turns)
+            line += f" {r['mean_ms'] / ref_row['mean_ms']:9.1f}" if r is not ref_row else f" {'1.0':>9s}"
+        print(line)
+
+
+def run_menu(menu: int, args, embedder, slm, baseline) -> dict:
+    intents, cases = build_case(MENUS[menu], seed=args.seed, split=args.split, n_examples=args.examples)
+    n_in = sum(e != OUT_OF_SCOPE for _, e in cases)
+    print(f"\n== menu {menu} ({args.split}): {len(intents)} intents x {args.examples} examples; "
+          f"{n_in} in-menu + {len(cases) - n_in} out-of-scope turns ==", flush=True)
+    key = f"bank{menu}"
+    per_mode: dict[str, list] = {}
+    for mode in [m for m in args.modes if m in ("router", "hybrid")]:
+        embedder.clear_cache()  # every mode pays for its own embeddings
+        clf = IntentClassifier(embedder, slm if mode == "hybrid" else None)
+        clf.prepare(key, intents)
+        per_mode[mode] = [(e, clf.classify(key, intents, text)) for text, e in cases]
+    sub = subset(cases, args.baseline_cases, args.seed)
+    for mode in [m for m in args.modes if m in BASELINES]:
+        t = time.perf_counter()
+        baseline.classify(intents, cases[sub[0]][0], mode=mode)  # warm the tools prompt
+        res = [(cases[i][1], baseline.classify(intents, cases[i][0], mode=mode)) for i in sub]
+        per_mode[mode] = res
+        print(f"[{mode}] {len(sub)} turns in {time.perf_counter() - t:.0f} s", flush=True)
+
+    def rows_for(indices: list[int] | None) -> list[dict]:
+        out = []
+        for mode, res in per_mode.items():
+            if indices is not None and mode not in BASELINES:
+                res = [res[i] for i in indices]
+            row = summarize(mode, res)
+            row["mean_ms"] = sum(r.latency_ms for _, r in res) / max(1, len(res))
+            out.append(row)
+        return out
+
+    full = rows_for(None)
+    print_table(f"menu {menu}, all {len(cases)} turns", [r for r in full if r["mode"] not in BASELINES])
+    compared = []
+    if any(m in per_mode for m in BASELINES):
+        compared = rows_for(sub)
+        ref = "hybrid" if "hybrid" in per_mode else None
+        print_table(f"menu {menu}, the {len(sub)} turns the tool-call baselines ran on "
+                    f"(x faster: mean latency of that mode / hybrid's)", compared, ref)
+    return {"menu": menu, "split": args.split, "all": full, "baseline_subset": compared}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--menus", default="1,2")
+    ap.add_argument("--split", default="test", choices=["test", "dev"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--examples", type=int, default=4)
+    ap.add_argument("--modes", default="router,hybrid,forced,auto")
+    ap.add_argument("--baseline-cases", type=int, default=100,
+                    help="turns per menu for the tool-call baselines (0: all)")
+    ap.add_argument("--threads", type=int, default=1, help="threads for onnxruntime and llama.cpp")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = set(args.modes) - {"router", "hybrid", *BASELINES}
+    if unknown:
+        ap.error(f"unknown modes: {', '.join(sorted(unknown))}")
+
+    from ivr.nlu.embedder import load_embedder
+    from ivr.registry import model_registry
+
+    reg = model_registry()
+    t = time.perf_counter()
+    embedder = load_embedder(reg, threads=args.threads)
+    slm = baseline = None
+    if "hybrid" in args.modes:
+        from ivr.nlu.slm import load_slm
+
+        slm = load_slm(reg, n_threads=args.threads)
+    if any(m in BASELINES for m in args.modes):
+        from ivr.bench.toolcall import ToolCallRouter
+
+        baseline = ToolCallRouter(reg.for_role("slm").path, n_threads=args.threads)
+    print(f"models loaded in {time.perf_counter() - t:.1f} s (SLM and baseline: "
+          f"{reg.for_role('slm').name}, {args.threads} thread(s))")
+    results = [run_menu(int(m), args, embedder, slm, baseline) for m in args.menus.split(",")]
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
