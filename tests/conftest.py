@@ -5,3 +5,6 @@ from loguru import logger
 # pipecat logs every frame decision at DEBUG through loguru: keep the test output readable.
 logger.remove()
 logger.add(sys.stderr, level="WARNING")
+
+# A real PostgreSQL server (pg_server, pg_database, store_url) for the call-log store tests.
+pytest_plugins = ["tests.pg"]

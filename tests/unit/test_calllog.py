@@ -1,4 +1,7 @@
-"""Durable call log store: round trips, ordering, concurrency, crash recovery, locked database."""
+"""Durable call log store: round trips, ordering, concurrency, crash recovery, locked database.
+
+Every test taking ``store_url`` runs against SQLite and a real PostgreSQL server (tests/pg.py).
+"""
 
 from __future__ import annotations
 
@@ -19,22 +22,27 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # when the package is not installed into the venv
     sys.path.insert(0, str(REPO_ROOT))
 
+import psycopg  # noqa: E402
+
+from ivr.calllog import owner as owners  # noqa: E402
+from ivr.calllog import sqlite as sqlite_mod  # noqa: E402
 from ivr.calllog import store as store_mod  # noqa: E402
 from ivr.calllog.events import ABNORMAL, EVENT_TYPES, LATENCY_KEY, CallEvent, with_latencies  # noqa: E402
 from ivr.calllog.store import CallStore, open_store  # noqa: E402
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "ivr.sqlite3"
+def db_path(store_url: str) -> Path | None:
+    """The SQLite file behind ``store_url`` (None for PostgreSQL)."""
+    return Path(store_url.removeprefix("sqlite:///")) if store_url.startswith("sqlite:") else None
 
 
 @pytest.fixture
-def make_store(db_path: Path):
+def make_store(store_url: str):
     stores: list[CallStore] = []
 
-    def make(path: Path | None = None, **kwargs) -> CallStore:
-        s = CallStore(path or db_path, **kwargs)
+    def make(url: str | Path | None = None, **kwargs) -> CallStore:
+        s = open_store(url or store_url, **kwargs)
         stores.append(s)
         return s
 
@@ -47,10 +55,35 @@ def _types(call: dict) -> list[str]:
     return [e["type"] for e in call["events"]]
 
 
-def _hold_exclusive_lock(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    conn.execute("BEGIN EXCLUSIVE")
-    return conn
+class Blocker:
+    """Another client holding the locks the writer needs: SQLite's file lock, PostgreSQL's
+    table locks (the writer's lock_timeout makes each attempt fail, like SQLite's busy timeout)."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:"):
+            self.conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.execute("BEGIN EXCLUSIVE")
+        else:
+            self.conn = psycopg.connect(url, autocommit=True)
+            self.conn.execute("BEGIN")
+            self.conn.execute("LOCK TABLE calls, events IN ACCESS EXCLUSIVE MODE")
+
+    def release(self) -> None:
+        self.conn.execute("COMMIT")
+        self.conn.close()
+
+
+def _transient_error(store: CallStore) -> Exception:
+    if store.backend.name == "sqlite":
+        return sqlite3.OperationalError("disk I/O error")
+    return psycopg.OperationalError("disk I/O error")
+
+
+def _integrity_error(store: CallStore) -> Exception:
+    if store.backend.name == "sqlite":
+        return sqlite3.IntegrityError("simulated constraint failure")
+    return psycopg.IntegrityError("simulated constraint failure")
 
 
 # --------------------------------------------------------------------------- round trip
@@ -212,19 +245,52 @@ def test_list_calls_filters_and_paging(make_store):
     assert "events" not in all_calls[0] and "owner" not in all_calls[0]
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_schema_wal_and_migration_table(make_store, db_path):
     s = make_store()
+    s.start_call("c1", flow="f", flow_version="1")
     s.close()
     s2 = make_store()
     s2.close()
     conn = sqlite3.connect(str(db_path))
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [store_mod.SCHEMA_VERSION]
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+        assert versions == [v for v, _ in sqlite_mod.MIGRATIONS] and versions[-1] == sqlite_mod.SCHEMA_VERSION
         index_names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert {"idx_events_call_seq", "idx_calls_started_at"} <= index_names
+        assert {"uq_events_call_seq", "idx_calls_started_at"} <= index_names
+        with pytest.raises(sqlite3.IntegrityError):  # the database, not only the writer, keeps seqs unique
+            conn.execute("INSERT INTO events (call_id, seq, ts, type) SELECT call_id, seq, ts, type FROM events")
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_version_1_database_upgrades_in_place(db_path, make_store):
+    """A call log written by the previous server (schema 1, repeated seqs possible) keeps its rows."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(db_path), isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+    for statement in sqlite_mod.MIGRATIONS[0][1]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+    conn.execute("INSERT INTO calls (call_id, flow, started_at, ended_at, outcome) VALUES ('old', 'f', 10, 20, 'completed')")
+    conn.execute("INSERT INTO calls (call_id, flow, started_at) VALUES ('dup', 'f', 30)")
+    rows = [("old", 1, 10.0, "call_start"), ("old", 2, 20.0, "call_end"),
+            ("dup", 1, 30.0, "call_start"), ("dup", 2, 31.0, "transcript"), ("dup", 2, 32.0, "dtmf"),
+            ("dup", 3, 33.0, "hangup")]
+    conn.executemany("INSERT INTO events (call_id, seq, ts, type, data) VALUES (?, ?, ?, ?, '{}')", rows)
+    conn.close()
+
+    s = make_store()
+    assert [(e["seq"], e["type"]) for e in s.get_call("old")["events"]] == [(1, "call_start"), (2, "call_end")]
+    dup = s.get_call("dup")
+    assert [(e["seq"], e["type"]) for e in dup["events"]] == [
+        (1, "call_start"), (2, "transcript"), (3, "dtmf"), (4, "hangup"), (5, "call_end")]
+    assert dup["outcome"] == ABNORMAL  # its owner is unknown: the old server is gone
+    s.add_event("old", "error", {"message": "late"})
+    assert s.flush()
+    assert [e["seq"] for e in s.get_call("old")["events"]] == [1, 2, 3]
 
 
 def test_open_store_paths_and_urls(tmp_path, monkeypatch):
@@ -240,10 +306,10 @@ def test_open_store_paths_and_urls(tmp_path, monkeypatch):
         assert absolute.exists()
         opened.append(open_store(str(tmp_path / "plain.sqlite3"), batch_interval=0.01))
         assert opened[-1].batch_interval == 0.01
-        with pytest.raises(NotImplementedError):
-            open_store("postgresql://u@h/db")
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="unsupported"):
             open_store("mysql://h/db")
+        with pytest.raises(ValueError, match="bad sqlite URL"):
+            open_store("sqlite://relative")
     finally:
         for s in opened:
             s.close()
@@ -252,16 +318,23 @@ def test_open_store_paths_and_urls(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- flush / close
 
 
-def test_flush_and_close_semantics(make_store, db_path, caplog):
+def _count_events(url: str, call_id: str) -> int:
+    if url.startswith("sqlite:"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return conn.execute("SELECT COUNT(*) FROM events WHERE call_id = ?", (call_id,)).fetchone()[0]
+        finally:
+            conn.close()
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT COUNT(*) FROM events WHERE call_id = %s", (call_id,)).fetchone()[0]
+
+
+def test_flush_and_close_semantics(make_store, store_url, caplog):
     s = make_store(batch_interval=10.0)  # only flush / batch size / close trigger a commit
     s.start_call("c1", flow="f", flow_version="1")
     s.add_event("c1", "turn_start", {})
     assert s.flush(5)
-    other = sqlite3.connect(str(db_path))
-    try:
-        assert other.execute("SELECT COUNT(*) FROM events WHERE call_id = 'c1'").fetchone()[0] == 2
-    finally:
-        other.close()
+    assert _count_events(store_url, "c1") == 2  # committed: another connection sees it
     assert s.flush(0.01)  # nothing pending: immediate
 
     s.add_event("c1", "hangup", {})
@@ -282,7 +355,7 @@ def test_flush_and_close_semantics(make_store, db_path, caplog):
     assert s.get_call("c1")["outcome"] == "completed"
 
 
-def test_batch_size_commits_without_waiting_for_interval(make_store, db_path):
+def test_batch_size_commits_without_waiting_for_interval(make_store):
     s = make_store(batch_interval=30.0)
     s.start_call("c1", flow="f", flow_version="1")
     for i in range(store_mod.BATCH_SIZE + 5):
@@ -337,9 +410,9 @@ def test_calls_of_a_running_store_are_not_recovered(make_store):
 
 CRASH_CHILD = r"""
 import os, signal, sys
-from ivr.calllog.store import CallStore
-path, mode = sys.argv[1], sys.argv[2]
-s = CallStore(path, batch_interval=0.02)
+from ivr.calllog.store import open_store
+url, mode = sys.argv[1], sys.argv[2]
+s = open_store(url, batch_interval=0.02)
 s.start_call("done", flow="f", flow_version="1")
 s.add_event("done", "hangup", {})
 s.end_call("done", "completed")
@@ -356,9 +429,9 @@ os._exit(3)
 
 
 @pytest.mark.parametrize("mode", ["sigkill", "os_exit"])
-def test_crash_keeps_flushed_events(make_store, db_path, mode):
+def test_crash_keeps_flushed_events(make_store, store_url, mode):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", CRASH_CHILD, str(db_path), mode], env=env, cwd=str(REPO_ROOT),
+    proc = subprocess.run([sys.executable, "-c", CRASH_CHILD, store_url, mode], env=env, cwd=str(REPO_ROOT),
                           capture_output=True, text=True, timeout=120)
     assert "FLUSHED True" in proc.stdout, proc.stderr
     assert proc.returncode == (-9 if mode == "sigkill" else 3), proc.stderr
@@ -379,12 +452,12 @@ def test_crash_keeps_flushed_events(make_store, db_path, mode):
 # --------------------------------------------------------------------------- unavailable database
 
 
-def test_locked_database_loses_nothing(make_store, db_path, caplog):
+def test_locked_database_loses_nothing(make_store, store_url, caplog):
     s = make_store(busy_timeout=0.05)  # fail fast so the retry path runs
     s.start_call("c1", flow="f", flow_version="1")
     assert s.flush()
     with caplog.at_level(logging.WARNING, logger="ivr.calllog"):
-        blocker = _hold_exclusive_lock(db_path)
+        blocker = Blocker(store_url)
         try:
             worst = 0.0
             for i in range(1000):
@@ -396,8 +469,7 @@ def test_locked_database_loses_nothing(make_store, db_path, caplog):
             assert not s.flush(0.1)  # cannot commit while locked
             assert s.stats()["queued"] > 0
         finally:
-            blocker.execute("COMMIT")
-            blocker.close()
+            blocker.release()
         s.end_call("c1", "completed")
         assert s.flush(10)
     assert worst < 0.25
@@ -408,11 +480,11 @@ def test_locked_database_loses_nothing(make_store, db_path, caplog):
     assert s.stats()["dropped"] == 0
 
 
-def test_add_event_is_fast_while_writer_waits_on_lock(make_store, db_path):
+def test_add_event_is_fast_while_writer_waits_on_lock(make_store, store_url):
     s = make_store(busy_timeout=2.0)  # writer sits inside sqlite's busy handler
     s.start_call("c1", flow="f", flow_version="1")
     assert s.flush()
-    blocker = _hold_exclusive_lock(db_path)
+    blocker = Blocker(store_url)
     try:
         time.sleep(0.1)
         t_start = time.perf_counter()
@@ -424,8 +496,7 @@ def test_add_event_is_fast_while_writer_waits_on_lock(make_store, db_path):
         total = time.perf_counter() - t_start
         time.sleep(0.4)
     finally:
-        blocker.execute("COMMIT")
-        blocker.close()
+        blocker.release()
     # Blocking on the database would take the whole 2 s busy timeout; allow for a loaded CI box.
     assert worst < 0.25, worst
     assert total < 2.0, total
@@ -433,6 +504,7 @@ def test_add_event_is_fast_while_writer_waits_on_lock(make_store, db_path):
     assert len(s.get_call("c1")["events"]) == 5001
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_database_unavailable_at_open(tmp_path, make_store, caplog):
     path = tmp_path / "fresh.sqlite3"
     blocker = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -452,9 +524,9 @@ def test_database_unavailable_at_open(tmp_path, make_store, caplog):
     assert _types(s.get_call("c1")) == ["call_start", "dtmf", "call_end"]
 
 
-def test_buffer_is_bounded_and_drops_are_logged(make_store, db_path, caplog):
+def test_buffer_is_bounded_and_drops_are_logged(make_store, store_url, caplog):
     s = make_store(max_buffer=50, busy_timeout=0.05)
-    blocker = _hold_exclusive_lock(db_path)
+    blocker = Blocker(store_url)
     try:
         with caplog.at_level(logging.ERROR, logger="ivr.calllog"):
             s.start_call("c1", flow="f", flow_version="1")
@@ -464,8 +536,7 @@ def test_buffer_is_bounded_and_drops_are_logged(make_store, db_path, caplog):
         assert s.stats()["dropped"] == 80 - 49
         assert any("BUFFER FULL" in r.getMessage() for r in caplog.records)
     finally:
-        blocker.execute("COMMIT")
-        blocker.close()
+        blocker.release()
     assert s.flush(10)
     call = s.get_call("c1")
     assert [e["data"]["i"] for e in call["events"] if e["type"] == "transcript"] == list(range(49))
@@ -480,7 +551,7 @@ def test_transient_errors_are_retried_without_duplicates(make_store, monkeypatch
     def flaky_apply(conn, ops):
         if failures["left"]:
             failures["left"] -= 1
-            raise sqlite3.OperationalError("disk I/O error")
+            raise _transient_error(s)
         return real_apply(conn, ops)
 
     monkeypatch.setattr(s, "_apply", flaky_apply)
@@ -503,22 +574,26 @@ def test_a_bad_record_is_dropped_not_retried_forever(make_store, monkeypatch, ca
     real_apply = s._apply
 
     def picky_apply(conn, ops):
-        if any(op.call_id == "poison" for op in ops):
-            raise sqlite3.IntegrityError("simulated constraint failure")
+        if any(op.call_id == "poison" or (op.kind == "event" and "POISON" in op.args[2]) for op in ops):
+            raise _integrity_error(s)
         return real_apply(conn, ops)
 
     monkeypatch.setattr(s, "_apply", picky_apply)
     with caplog.at_level(logging.ERROR, logger="ivr.calllog"):
         s.start_call("good", flow="f", flow_version="1")
         s.add_event("poison", "transcript", {})
+        s.add_event("good", "transcript", {"text": "POISON"})  # dropped inside a call that goes on
         s.add_event("good", "hangup", {})
         s.end_call("good", "completed")
         assert s.flush(10)
-    assert s.stats()["failed"] == 1
-    assert _types(s.get_call("good")) == ["call_start", "hangup", "call_end"]
+    assert s.stats()["failed"] == 2
+    good = s.get_call("good")
+    assert _types(good) == ["call_start", "hangup", "call_end"]
+    assert [e["seq"] for e in good["events"]] == [1, 2, 3]  # the dropped record left no gap
     assert any("poison" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_owner_json_shape(make_store, db_path):
     s = make_store()
     s.start_call("c1", flow="f", flow_version="1")
@@ -529,7 +604,14 @@ def test_owner_json_shape(make_store, db_path):
     finally:
         conn.close()
     assert owner["pid"] == os.getpid() and owner["instance"]
-    assert store_mod._owner_alive(json.dumps(owner))
-    assert not store_mod._owner_alive(json.dumps(dict(owner, instance="gone")))
-    assert not store_mod._owner_alive(json.dumps(dict(owner, host="elsewhere")))
-    assert not store_mod._owner_alive(None)
+    assert owners.owner_alive(json.dumps(owner))
+    assert not owners.owner_alive(json.dumps(dict(owner, instance="gone")))
+    assert not owners.owner_alive(json.dumps(dict(owner, host="elsewhere")))
+    # Same host name, another kernel or pid namespace (containers with host networking): pids
+    # there mean nothing here.
+    assert not owners.is_local(dict(owner, pidns="pid:[1]"))
+    assert not owners.is_local(dict(owner, boot="another-boot"))
+    legacy = {k: v for k, v in owner.items() if k not in ("boot", "pidns")}  # rows from schema 1
+    assert owners.is_local(legacy) and owners.owner_alive(json.dumps(legacy))
+    assert not owners.owner_alive(None)
+    assert not owners.owner_alive("not json")
