@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from .config import Settings
 from .metrics import Metrics, ObservedStore
+from .recording import retention_loop
 from .runtime import Runtime
 from .telephony import twiml
 from .telephony.security import check_stream_token, make_stream_token, valid_twilio_signature
@@ -61,6 +62,7 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
             runtime.store = ObservedStore(runtime.store, Metrics())
         state["runtime"] = runtime
         watcher = asyncio.create_task(runtime.flows.watch())
+        retention = asyncio.create_task(retention_loop(settings.recordings_path, settings.recording_retention_days))
         warmers = []
         if runtime.llm is not None:
             # The LLM server reads each flow's fixed prompt once, in the background, so the
@@ -70,6 +72,7 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
             yield
         finally:
             watcher.cancel()
+            retention.cancel()
             for task in warmers:
                 task.cancel()
             runtime.draining = True

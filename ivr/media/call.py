@@ -24,10 +24,13 @@ from pipecat.workers.runner import WorkerRunner
 
 from ivr.calls.session import CallSession
 from ivr.dialog.loader import LoadedFlow
+from ivr.handoff.policy import EscalationPolicy
 from ivr.logs import call_id_var
 from ivr.speech.stt import STT_RATE
+from ivr.telephony.whisper import public_http_base, whisper_url
 
 from .dialog import DialogBridge
+from .record import RecordingSerializer, collecting_sensitive, open_recording
 from .serializer import SafeTwilioSerializer
 from .speak import SharedPiperTTS
 from .transcribe import UtteranceTranscriber
@@ -54,7 +57,13 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
     settings = runtime.settings
     call_id = start.call_sid
     call_id_var.set(call_id)  # every log line this call causes carries its id
-    serializer = SafeTwilioSerializer(start.stream_sid, start.call_sid, call_id=call_id)
+    session_ref: dict = {}
+    recording = None
+    if settings.recording:
+        recording = open_recording(settings.recordings_path, call_id, lambda: collecting_sensitive(session_ref.get("session")))
+        serializer = RecordingSerializer(start.stream_sid, start.call_sid, call_id=call_id, recording=recording)
+    else:
+        serializer = SafeTwilioSerializer(start.stream_sid, start.call_sid, call_id=call_id)
     transport = FastAPIWebsocketTransport(
         websocket=websocket,
         params=FastAPIWebsocketParams(
@@ -69,7 +78,6 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
         confidence=settings.vad_confidence, start_secs=settings.vad_start_secs, stop_secs=settings.vad_stop_secs
     )
     vad = SileroVADAnalyzer(sample_rate=STT_RATE, params=vad_params)
-    session_ref: dict = {}
 
     def recogniser_hint() -> str | None:
         """Whisper's initial prompt: what the node expects (digits, the designer's hints)."""
@@ -84,10 +92,14 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
 
     transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=recogniser_hint)
 
-    async def transfer(target: str, reason: str) -> bool:
+    async def transfer(target: str, reason: str, summary: str = "") -> bool:
         if runtime.twilio is None:
             return False
-        return await runtime.twilio.transfer(start.call_sid, target)
+        whisper = None
+        if summary:
+            base = public_http_base(settings.public_url, str(websocket.url), websocket.headers)
+            whisper = whisper_url(base, runtime.secret, start.call_sid, summary)
+        return await runtime.twilio.transfer(start.call_sid, target, whisper_url=whisper)
 
     bridge = DialogBridge(call_id=call_id, transfer=transfer if runtime.twilio else None)
     tts = SharedPiperTTS(runtime.tts)
@@ -101,6 +113,7 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
 
     session = _EndpointingSession(
         call_id, flow, bridge, nlu=runtime.nlu, events=runtime.store, handoff=runtime.llm,
+        escalation=EscalationPolicy().merged(settings.escalation), transfer_target=settings.transfer_target,
         env=dict(os.environ), vad=vad, vad_params=vad_params,
         long_stop=settings.vad_stop_secs_long,
     )
@@ -139,6 +152,12 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
     finally:
         runtime.active_calls.pop(call_id, None)
         await session.end("completed", "pipeline finished")
+        if recording is not None:
+            info = recording.finish()
+            runtime.store.add_event(call_id, "recording", {
+                "file": info.file, "duration_s": info.duration_s, "paused_s": info.paused_s,
+                "channels": "left caller, right bot",
+            })
         runtime.store.end_call(
             call_id,
             session.result.outcome,

@@ -1,0 +1,67 @@
+"""The call-recording tap, at the serializer: the one place that sees the caller's audio as
+Twilio delivered it and the bot's audio as it leaves for Twilio (after pacing and barge-in
+cuts), both as 8 kHz mu-law, so the recording holds what was on the line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from pathlib import Path
+
+from pipecat.frames.frames import AudioRawFrame, Frame, InputAudioRawFrame, InterruptionFrame
+
+from ivr.recording import CallRecording, recording_name
+from ivr.speech.audio import ulaw_decode
+
+from .serializer import SafeTwilioSerializer
+
+log = logging.getLogger("ivr.media")
+
+
+class RecordingSerializer(SafeTwilioSerializer):
+    def __init__(self, stream_sid: str, call_sid: str | None = None, *, call_id: str = "", recording: CallRecording):
+        super().__init__(stream_sid, call_sid, call_id=call_id)
+        self.recording = recording
+
+    async def deserialize(self, data: str | bytes) -> Frame | None:
+        rejected = self.rejected
+        frame = await super().deserialize(data)
+        if self.rejected == rejected and (frame is None or isinstance(frame, InputAudioRawFrame)):
+            # Decode the validated mu-law here: the frame holds it resampled for whisper, and the
+            # resampler returns nothing for the first frames (no frame, but the caller was heard).
+            self._tap(lambda: self._caller(data))
+        return frame
+
+    def _caller(self, data: str | bytes) -> None:
+        message = json.loads(data)
+        if message.get("event") == "media":
+            self.recording.caller(ulaw_decode(base64.b64decode(message["media"]["payload"])))
+
+    async def serialize(self, frame: Frame) -> str | bytes | None:
+        out = await super().serialize(frame)
+        if isinstance(frame, InterruptionFrame):
+            self._tap(self.recording.cut_bot)
+        elif isinstance(frame, AudioRawFrame) and out:
+            self._tap(lambda: self.recording.bot(ulaw_decode(base64.b64decode(json.loads(out)["media"]["payload"]))))
+        return out
+
+    def _tap(self, record) -> None:
+        try:
+            record()
+        except Exception:  # a recording bug must not touch the call's audio
+            log.exception("call %s: recording failed for one frame", self.call_id)
+
+
+def open_recording(directory: Path, call_id: str, sensitive_now) -> CallRecording:
+    return CallRecording(Path(directory) / recording_name(call_id), paused=sensitive_now)
+
+
+def collecting_sensitive(session) -> bool:
+    """The call is waiting for a slot marked `sensitive: true`: the recording goes silent."""
+    exp = getattr(session, "expectation", None) if session is not None else None
+    if exp is None or not exp.slot:
+        return False
+    slot = session.flow.flow.slots.get(exp.slot)
+    return slot is not None and bool(slot.sensitive)
