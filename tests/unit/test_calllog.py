@@ -569,6 +569,62 @@ def test_transient_errors_are_retried_without_duplicates(make_store, monkeypatch
     assert any("writable again" in r.getMessage() for r in caplog.records)
 
 
+def test_batch_resent_after_a_lost_commit_is_written_once(make_store, monkeypatch, caplog):
+    """The commit reaches the database but the answer never comes back (connection reset):
+    the writer must retry, and the retry must find the rows instead of writing them twice."""
+    s = make_store()
+    backend = s.backend
+    real_apply = backend.apply
+    lost = {"left": 3}
+
+    def apply_then_lose_answer(conn, ops, owner, cache):
+        seqs = real_apply(conn, ops, owner, cache)
+        if lost["left"]:
+            lost["left"] -= 1
+            raise _transient_error(s)
+        return seqs
+
+    monkeypatch.setattr(backend, "apply", apply_then_lose_answer)
+    with caplog.at_level(logging.WARNING, logger="ivr.calllog"):
+        s.start_call("c1", flow="f", flow_version="1")
+        for i in range(30):
+            s.add_event("c1", "transcript", {"i": i})
+            if i % 10 == 0:
+                time.sleep(0.08)  # several batches, each lost once more than the last retry
+        s.add_event("c1", "node", {"node": "n1"})
+        s.end_call("c1", "completed")
+        assert s.flush(10)
+    assert lost["left"] == 0
+    call = s.get_call("c1")
+    assert [e["data"]["i"] for e in call["events"] if e["type"] == "transcript"] == list(range(30))
+    assert [e["seq"] for e in call["events"]] == list(range(1, 34))
+    assert call["outcome"] == "completed" and call["last_node"] == "n1"
+
+
+def test_a_taken_seq_moves_the_event_to_the_end(make_store, store_url):
+    """Another writer took the seq our unacknowledged batch had used (e.g. an instance closed the
+    call as abnormal meanwhile): our event goes after it rather than being lost."""
+    s = make_store()
+    s.start_call("c1", flow="f", flow_version="1", started_at=100.0)
+    s.add_event("c1", "transcript", {"i": 0}, ts=101.0)
+    assert s.flush()
+    other = make_store(recover=False)
+    from ivr.calllog.backend import Op
+
+    op = Op("event", "c1", (102.0, "error", '{"by":"other"}', None))
+    conn = other.backend.connect(1.0)
+    try:
+        other.backend.apply(conn, [op], "{}", {})
+    finally:
+        conn.close()
+    assert op.seq == 3
+    s.add_event("c1", "dtmf", {"digits": "1"}, ts=103.0)  # this writer still believes 3 is next
+    assert s.flush()
+    events = s.get_call("c1")["events"]
+    assert [(e["seq"], e["type"]) for e in events] == [(1, "call_start"), (2, "transcript"), (3, "error"),
+                                                       (4, "dtmf")]
+
+
 def test_a_bad_record_is_dropped_not_retried_forever(make_store, monkeypatch, caplog):
     s = make_store()
     real_apply = s._apply
