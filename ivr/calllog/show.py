@@ -60,18 +60,22 @@ def call_detail(call: dict) -> list[str]:
 
 
 def tail(store, *, interval: float = 0.5, out=print, stop=lambda: False) -> None:
-    """Follow new events of every call as they are written (Ctrl-C to stop)."""
-    seen: dict[str, int] = {}
+    """Follow new events of every call as they are written (Ctrl-C to stop).
+
+    Asks only for events after the last one printed per call, so a busy call log costs one
+    small query per live or recent call and poll.
+    """
+    last_seq: dict[str, int] = {}
     first = True
     while not stop():
-        for call in store.active_calls() + store.list_calls(limit=20):
-            full = store.get_call(call["call_id"])
-            if full is None:
+        calls = {c["call_id"]: c for c in store.active_calls() + store.list_calls(limit=20)}
+        for call_id in calls:
+            events = store.events_after(call_id, last_seq.get(call_id, 0))
+            if not events:
                 continue
-            events = full["events"]
-            start = seen.get(call["call_id"], len(events) if first else 0)
-            for event in events[start:]:
-                out(f"{call['call_id'][:12]}  {event_line(event)}")
-            seen[call["call_id"]] = len(events)
+            if not first:  # the first poll only notes where each call stands
+                for event in events:
+                    out(f"{call_id[:12]}  {event_line(event)}")
+            last_seq[call_id] = events[-1]["seq"]
         first = False
         time.sleep(interval)
