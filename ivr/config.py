@@ -36,7 +36,8 @@ class Settings:
     default_flow: str = "customer_service"
     data_dir: Path = Path("data")
     database_url: str | None = None
-    """sqlite:///path or a plain path; default <data_dir>/ivr.sqlite3."""
+    """IVR_DATABASE_URL: postgresql://user:password@host/db (several instances may share one), or
+    sqlite:///path or a plain path; default <data_dir>/ivr.sqlite3."""
 
     max_calls: int = 20
     """Concurrent calls this process accepts; more get TwiML saying the line is busy."""
