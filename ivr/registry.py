@@ -136,6 +136,22 @@ def _resolve_entry(name: str, entry: dict) -> ModelInfo:
     return ModelInfo(name, kind, version, source, path=path, extra=extra)
 
 
+def _adhoc_entry(name: str) -> dict | None:
+    """IVR_<ROLE>_MODEL may name a model server or a file instead of a registry entry:
+    `http://host:8080/v1` (optionally `#model-name`; else the server's first model) or
+    `/models/qwen2.5-3b-instruct-q4_k_m.gguf` (a ChatML GGUF such as Qwen2.5; other chat
+    formats: serve them by URL, the server applies their template)."""
+    if name.startswith(("http://", "https://")):
+        url, _, model = name.partition("#")
+        return {"kind": "openai", "version": name, "source": "url", "url": url, "model": model or None}
+    path = Path(os.path.expanduser(name))
+    if name.startswith(("/", "~", "./")) and path.exists():
+        kind = {".gguf": "gguf", ".onnx": "embedder"}.get(path.suffix, "whisper" if path.is_dir() else "")
+        return {"kind": kind, "version": f"{path.name} (path)", "source": "path", "path": str(path),
+                "chat_format": "chatml"}
+    return None
+
+
 class Registry:
     """One parsed registry file. `resolve(role_or_name)` gives a ModelInfo with local paths."""
 
@@ -163,6 +179,10 @@ class Registry:
         raise RegistryError(f"{self.path}: no model configured for role '{role}'")
 
     def resolve(self, name: str) -> ModelInfo:
+        if name not in self._resolved and name not in self._entries:
+            adhoc = _adhoc_entry(name)
+            if adhoc is not None:
+                self._resolved[name] = _resolve_entry(name, adhoc)
         if name not in self._resolved:
             if name not in self._entries:
                 raise RegistryError(

@@ -1,9 +1,10 @@
 """NLU benchmark: Banking77 mapped onto a bank menu, our router + SLM against LLM tool calls.
 
     .venv/bin/python -m ivr.bench.nlu [--menus 1,2] [--split test|dev] [--baseline-cases 100]
-                                      [--modes router,hybrid,forced,auto] [--json FILE]
+                                      [--examples 4,10] [--modes router,hybrid,forced,auto]
+                                      [--json FILE]
 
-For each menu (10 Banking77 intents, 4 designer examples each from train.csv; 200 in-menu and
+For each menu (10 Banking77 intents, 4 or 10 designer examples each from train.csv; 200 in-menu and
 100 out-of-scope turns from test.csv, the out-of-scope ones from the other 67 intents, which are
 near misses by construction), every mode classifies the same turns in one process:
 
@@ -112,7 +113,8 @@ def run_menu(menu: int, args, embedder, slm, baseline) -> dict:
         ref = "hybrid" if "hybrid" in per_mode else None
         print_table(f"menu {menu}, the {len(sub)} turns the tool-call baselines ran on "
                     f"(x faster: mean latency of that mode / hybrid's)", compared, ref)
-    return {"menu": menu, "split": args.split, "all": full, "baseline_subset": compared}
+    return {"menu": menu, "split": args.split, "examples": args.examples, "all": full,
+            "baseline_subset": compared}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--menus", default="1,2")
     ap.add_argument("--split", default="test", choices=["test", "dev"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--examples", type=int, default=4)
+    ap.add_argument("--examples", default="4,10",
+                    help="designer examples per intent, comma-separated: one run each; the "
+                         "tool-call baselines run with the first count only")
     ap.add_argument("--modes", default="router,hybrid,forced,auto")
     ap.add_argument("--baseline-cases", type=int, default=100,
                     help="turns per menu for the tool-call baselines (0: all)")
@@ -149,7 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         baseline = ToolCallRouter(reg.for_role("slm").path, n_threads=args.threads)
     print(f"models loaded in {time.perf_counter() - t:.1f} s (SLM and baseline: "
           f"{reg.for_role('slm').name}, {args.threads} thread(s))")
-    results = [run_menu(int(m), args, embedder, slm, baseline) for m in args.menus.split(",")]
+    counts = [int(x) for x in str(args.examples).split(",")]
+    modes = args.modes
+    results = []
+    for j, n_ex in enumerate(counts):
+        args.examples = n_ex
+        args.modes = modes if j == 0 else [m for m in modes if m not in BASELINES]
+        results += [run_menu(int(m), args, embedder, slm, baseline) for m in args.menus.split(",")]
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)

@@ -29,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ivr.nlu.calibration import Calibrator
 from ivr.nlu.router import ExampleRouter, RouterIndex
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class IntentClassifier:
       top_k:        how many candidates `ranked` lists (5)
     """
 
-    def __init__(self, embedder, slm=None, **tuning):
+    def __init__(self, embedder, slm=None, *, calibrator: Calibrator | None = None, **tuning):
         self.accept_band = float(tuning.pop("accept_band", 1.0))
         self.reject_band = float(tuning.pop("reject_band", 0.5))
         self.slm_mode = str(tuning.pop("slm_mode", "verify"))
@@ -95,6 +96,7 @@ class IntentClassifier:
         self.top_k = int(tuning.pop("top_k", 5))
         self.embedder = embedder
         self.slm = slm
+        self.calibrator = calibrator if calibrator is not None else Calibrator.load()
         self.router = ExampleRouter(embedder, **tuning)
         self._prepared: dict[str, _Prepared] = {}
         self._lock = threading.Lock()
@@ -162,9 +164,11 @@ class IntentClassifier:
         vec = np.asarray(self.embedder.encode([text]))[0]
         rs = self.router.score(index, vec)
         p_in = self.router.probability(index, rs)
+        z = (rs.conf - rs.tau) / max(index.spread, 1e-3)
         detail = {
             "conf": round(rs.conf, 4),
             "tau": round(rs.tau, 4),
+            "z": round(z, 3),
             "margin": round(rs.margin, 4),
             "nearest_cosine": round(rs.raw_best, 4),
             "background": rs.background,
@@ -175,25 +179,30 @@ class IntentClassifier:
         use_slm = prep.slm_ready and lo <= rs.conf < hi and not rs.background
         if use_slm:
             try:
-                return self._ask_slm(key, intents, text, index, rs, p_in, ranked, detail, t0)
+                return self._ask_slm(key, intents, text, index, rs, z, p_in, ranked, detail, t0)
             except Exception:  # a failing SLM must not fail the turn: the router decides
                 log.exception("SLM failed on %r; the router decides", key)
                 detail["slm_error"] = True
         if rs.conf >= rs.tau and not rs.background:
-            intent, conf = rs.best, p_in
+            intent, kind, x = rs.best, "router_in", z
         else:
-            intent, conf = OUT_OF_SCOPE, 1.0 - p_in if not rs.background else max(0.5, 1.0 - p_in)
+            # nearer a background phrase than any example: out of scope at least as surely
+            # as the threshold itself says
+            intent, kind, x = OUT_OF_SCOPE, "router_oos", (max(-z, 0.0) if rs.background else -z)
+        detail["decision"] = kind
+        conf = self.calibrator(kind, x)
         return IntentResult(intent, conf, ranked, "router", (time.perf_counter() - t0) * 1000, detail)
 
-    def _ask_slm(self, key, intents, text, index, rs, p_in, ranked, detail, t0) -> IntentResult:
+    def _ask_slm(self, key, intents, text, index, rs, z, p_in, ranked, detail, t0) -> IntentResult:
         """The router is unsure: the SLM settles it."""
         if self.slm_mode == "verify":
-            z = (rs.conf - rs.tau) / max(index.spread, 1e-3)
             log_odds = self.slm.verify(key, text, rs.best)
             s = log_odds + self.verify_router_weight * z - self.verify_threshold
-            p = float(1.0 / (1.0 + np.exp(-s)))
             detail["slm_log_odds"] = round(log_odds, 3)
-            intent, conf = (rs.best, p) if s > 0 else (OUT_OF_SCOPE, 1.0 - p)
+            detail["s"] = round(s, 3)
+            intent, kind, x = (rs.best, "slm_in", s) if s > 0 else (OUT_OF_SCOPE, "slm_oos", -s)
+            detail["decision"] = kind
+            conf = self.calibrator(kind, x)
             return IntentResult(intent, conf, ranked, "slm", (time.perf_counter() - t0) * 1000, detail)
 
         slm_probs = self.slm.score(key, text)  # {name: p, OUT_OF_SCOPE: p}, sums to 1

@@ -63,6 +63,48 @@ VERIFY_SYSTEM = (
 )
 
 
+def clean_text(text: str) -> str:
+    """The caller's words must not close the turn or open a new one (ChatML markers)."""
+    return " ".join(text.replace("<|", "< |").replace("|>", "| >").split())
+
+
+def verify_system_text(intents: Sequence, template: str = VERIFY_SYSTEM, clean=clean_text) -> str:
+    options = "\n".join(f"- {clean(i.description or humanize(i.name))}" for i in intents)
+    return template.format(options=options)
+
+
+def verify_question(text: str, intent, clean=clean_text) -> str:
+    label = intent.description or humanize(intent.name)
+    return f'Caller: "{clean(text)}"\nRequest: {clean(label)}'
+
+
+def verify_shots(intents: Sequence, confusable: dict | None, shots: int, none_shots: int) -> list[tuple[str, object, str]]:
+    """Few-shot (caller text, intent asked about, "yes"/"no") for the verify prompt: each
+    example paired with its own intent (yes) or, alternately, with the intent the router
+    confuses it with (no), plus background phrases (no), round-robin over the intents so no
+    intent sits last. Pure: the local and the remote scorer share it."""
+    names = [i.name for i in intents]
+    by_name = {i.name: i for i in intents}
+    per = [[e for e in i.examples if e.strip()][:shots] for i in intents]
+    out: list[tuple[str, object, str]] = []
+    rounds = max([len(p) for p in per] + [0])
+    for j in range(max(rounds, min(none_shots, len(NONE_SHOTS)))):
+        for k, exs in enumerate(per):
+            if j >= len(exs):
+                continue
+            if (j + k) % 2 == 0 or len(intents) < 2:
+                out.append((exs[j], intents[k], "yes"))
+            else:
+                others = list((confusable or {}).get(names[k], [])) or [
+                    names[(k + d) % len(names)] for d in range(1, len(names))
+                ]
+                other = by_name[others[(j // 2) % len(others)]]
+                out.append((exs[j], other, "no"))
+        if j < none_shots and j < len(NONE_SHOTS):
+            out.append((NONE_SHOTS[j], intents[j % len(intents)], "no"))
+    return out
+
+
 @dataclass
 class _Prompt:
     names: list[str]  # option order; for "choose" the last is OUT_OF_SCOPE
@@ -152,10 +194,7 @@ class SlmScorer:
             raise RuntimeError(f"label {text!r} is not a single token for this model")
         return ids[0]
 
-    @staticmethod
-    def _clean(text: str) -> str:
-        # the caller's words must not close the turn or open a new one
-        return " ".join(text.replace("<|", "< |").replace("|>", "| >").split())
+    _clean = staticmethod(clean_text)
 
     def _turn(self, user: str) -> list[int]:
         return (
@@ -166,6 +205,7 @@ class SlmScorer:
 
     def _question(self, text: str, intent) -> list[int]:
         label = intent.description or humanize(intent.name)
+        # the caller's words are tokenized without special tokens, so they cannot inject any
         return (
             self._tok('<|im_start|>user\nCaller: "', True)
             + self._tok(self._clean(text), False)
@@ -206,31 +246,11 @@ class SlmScorer:
     def build_verify_prompt(self, intents: Sequence, confusable: dict | None = None) -> _Prompt:
         """The "verify" prompt. `confusable[name]` lists the other intents nearest to it, best
         first (the classifier passes what its router finds); without it, neighbours in order."""
-        names = [i.name for i in intents]
-        by_name = {i.name: i for i in intents}
-        options = "\n".join(f"- {self._clean(i.description or humanize(i.name))}" for i in intents)
-        system = self.verify_system.format(options=options)
+        system = verify_system_text(intents, self.verify_system, self._clean)
         tokens = self._tok(f"<|im_start|>system\n{system}<|im_end|>\n", True)
-        per = [[e for e in i.examples if e.strip()][: self.shots] for i in intents]
-        shots: list[tuple[str, object, str]] = []
-        rounds = max([len(p) for p in per] + [0])
-        for j in range(max(rounds, min(self.none_shots, len(NONE_SHOTS)))):
-            for k, exs in enumerate(per):
-                if j >= len(exs):
-                    continue
-                if (j + k) % 2 == 0 or len(intents) < 2:
-                    shots.append((exs[j], intents[k], "yes"))
-                else:
-                    others = list((confusable or {}).get(names[k], [])) or [
-                        names[(k + d) % len(names)] for d in range(1, len(names))
-                    ]
-                    other = by_name[others[(j // 2) % len(others)]]
-                    shots.append((exs[j], other, "no"))
-            if j < self.none_shots and j < len(NONE_SHOTS):
-                shots.append((NONE_SHOTS[j], intents[j % len(intents)], "no"))
-        for text, intent, answer in shots:
+        for text, intent, answer in verify_shots(intents, confusable, self.shots, self.none_shots):
             tokens += self._question(text, intent) + self._tok(f"{answer}<|im_end|>\n", True)
-        return _Prompt(names, tokens, [self._yes, self._no])
+        return _Prompt([i.name for i in intents], tokens, [self._yes, self._no])
 
     # -- KV cache per prompt ----------------------------------------------------------------
     def _eval_prefix(self, prompt: _Prompt) -> None:
@@ -387,12 +407,24 @@ class SlmScorer:
 
 
 def load_slm(registry=None, **options) -> SlmScorer:
-    """The registry's `slm` role as an SlmScorer (a local GGUF with a ChatML template)."""
+    """The registry's `slm` role: an SlmScorer for a local GGUF with a ChatML template, or a
+    RemoteSlmScorer for an OpenAI-compatible server (`source = "url"`; `options` apply to the
+    local scorer only)."""
     if registry is None:
         from ivr.registry import model_registry
 
         registry = model_registry()
     info = registry.for_role("slm")
+    if info.url:
+        import os
+
+        from ivr.nlu.slm_remote import RemoteSlmScorer
+
+        key_env = info.extra.get("api_key_env", "IVR_SLM_API_KEY")
+        remote = RemoteSlmScorer(info.url, info.extra.get("model"), api_key=os.environ.get(key_env, "not-needed"),
+                                 timeout=float(info.extra.get("timeout", 1.5)))
+        remote.info = info  # type: ignore[attr-defined]
+        return remote  # type: ignore[return-value]
     if info.path is None:
         raise RuntimeError(f"SLM '{info.name}' is not a local GGUF (source {info.source})")
     fmt = info.extra.get("chat_format", "chatml")
