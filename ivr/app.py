@@ -26,6 +26,7 @@ from .telephony import twiml
 from .telephony.security import check_stream_token, make_stream_token, valid_twilio_signature
 
 log = logging.getLogger("ivr.app")
+from .telephony.whisper import check_whisper, say_to_agent
 
 START_TIMEOUT = 10.0  # seconds a new media websocket gets to send `start`
 MAX_PRELUDE_MESSAGES = 50  # messages tolerated before `start` (media sent early, junk)
@@ -152,6 +153,18 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
         try:
             start = await asyncio.wait_for(_read_start(websocket), START_TIMEOUT)
         except asyncio.TimeoutError:
+    @app.api_route("/twilio/whisper", methods=["GET", "POST"])
+    async def whisper(request: Request):
+        """TwiML said to the agent before a transferred caller is connected (telephony/whisper.py)."""
+        runtime: Runtime | None = state["runtime"]
+        q = request.query_params
+        problem = "server is loading" if runtime is None else check_whisper(
+            runtime.secret, q.get("call", ""), q.get("s", ""), q.get("t", ""))
+        if problem:
+            log.warning("whisper for call %r refused: %s", q.get("call"), problem)
+            return Response("forbidden", status_code=403)
+        return Response(say_to_agent(q["s"]), media_type="application/xml")
+
             log.warning("media websocket closed: no `start` within %.0fs", START_TIMEOUT)
             await _close(websocket, 1008, "no start")
             return

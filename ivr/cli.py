@@ -147,7 +147,7 @@ def cmd_nlu(args) -> int:
     import time
 
     from .dialog.engine import FlowEngine
-    from .handoff.policy import decide
+    from .handoff.policy import EscalationPolicy, TurnFacts, decide, is_person_intent
     from .nlu.signals import detect
     from .nlu.slots import parse_slot
 
@@ -165,7 +165,8 @@ def cmd_nlu(args) -> int:
     nlu = _offline_nlu(use_slm=not args.no_slm)
     nlu.prepare(expectation)
     slot = flow.flow.slots.get(expectation.slot) if expectation.slot else None
-    person_intents = {o.name for o in expectation.intents if any(w in " ".join(o.examples).lower() for w in ("agent", "person", "human"))}
+    policy = EscalationPolicy().merged(flow.flow.escalation.model_dump(exclude_none=True))
+    menu = any(o.scope == "node" for o in expectation.intents)
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -187,7 +188,10 @@ def cmd_nlu(args) -> int:
                 slots[expectation.slot] = parsed.value
         signals = detect(text)
         u = outcome.understanding
-        escalation = decide(u.intent, u.confidence, signals, person_intent_chosen=u.intent in person_intents)
+        # One turn alone: counting triggers see no earlier turns, as on a call's first answer.
+        facts = TurnFacts(u.intent, u.confidence, signals, understood=engine.understands(text, u),
+                          person_intent=is_person_intent(u.intent, flow.flow), menu=menu, from_slot=bool(slots))
+        escalation = decide(facts, policy)
         result = {
             "text": text,
             "intent": u.intent,
@@ -273,7 +277,7 @@ class _PrintOutput:
     async def hang_up(self, reason: str) -> None:
         print(f"  [call ended: {reason}]")
 
-    async def transfer(self, target: str, reason: str) -> bool:
+    async def transfer(self, target: str, reason: str, summary: str = "") -> bool:
         print(f"  [transfer to {target}: {reason}]")
         return True
 

@@ -65,6 +65,18 @@ class Settings:
     llm_timeout: float = 8.0
     llm_system_prompt: str | None = None
     """Business facts and tone for the LLM (opening hours, policies), added to every handoff."""
+    llm_filler_after: float = 1.2
+    """Seconds without a first word from the LLM before the caller hears `llm_filler_say`."""
+    llm_filler_say: str = "One moment while I look into that."
+    llm_max_turns: int = 6
+
+    escalation: dict = field(default_factory=dict)
+    """Server-wide defaults for every flow's `escalation:` block, same keys (ivr.toml's
+    [escalation] table, or IVR_ESCALATION as JSON); a flow's own values win."""
+    transfer_target: str | None = None
+    """Where calls go for a person when the flow names none (no `transfer` node)."""
+    twilio_api_url: str | None = None
+    """Twilio's REST API base URL (default https://api.twilio.com); tests point it elsewhere."""
 
     vad_stop_secs: float = 0.5
     """Silence that ends a caller's turn; longer while digits, phones or emails are read."""
@@ -103,6 +115,13 @@ _BOOL_TRUE = {"1", "true", "yes", "on"}
 
 
 def _coerce(kind: str, raw):
+    if "dict" in kind and isinstance(raw, str):
+        import json
+
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"expected a JSON object, got {raw[:40]!r}: {exc}") from None
     if isinstance(raw, str):
         if "bool" in kind:
             return raw.strip().lower() in _BOOL_TRUE
@@ -125,6 +144,8 @@ def load_settings(config_file: str | Path | None = None, env: dict | None = None
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
         values.update(data.get("server", data))
+        if "server" in data and "escalation" in data:
+            values["escalation"] = data["escalation"]
     kinds = {f.name: str(f.type) for f in fields(Settings)}
     for name in kinds:
         key = f"IVR_{name.upper()}"
@@ -137,4 +158,19 @@ def load_settings(config_file: str | Path | None = None, env: dict | None = None
     unknown = set(values) - set(kinds)
     if unknown:
         raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
-    return Settings(**{k: _coerce(kinds[k], v) for k, v in values.items()})
+    settings = Settings(**{k: _coerce(kinds[k], v) for k, v in values.items()})
+    _check_escalation(settings.escalation, path)
+    return settings
+
+
+def _check_escalation(value, path: Path) -> None:
+    """The [escalation] defaults take the flow file's keys: check them the same way, at start."""
+    from pydantic import ValidationError
+
+    from .dialog.schema import Escalation
+
+    try:
+        Escalation.model_validate(value)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{path} [escalation] (or IVR_ESCALATION): {problems}") from None

@@ -80,7 +80,7 @@ class _Recorder:
     async def hang_up(self, reason: str) -> None:
         self.hangup = True
 
-    async def transfer(self, target: str, reason: str) -> bool:
+    async def transfer(self, target: str, reason: str, summary: str = "") -> bool:
         self.transferred_to = target
         return True
 

@@ -99,16 +99,12 @@ class Runtime:
         if settings.twilio_account_sid and settings.twilio_auth_token:
             from .telephony.rest import TwilioCalls
 
-            twilio = TwilioCalls(settings.twilio_account_sid, settings.twilio_auth_token)
+            twilio = TwilioCalls(settings.twilio_account_sid, settings.twilio_auth_token, api_url=settings.twilio_api_url)
         llm = None
         if settings.llm_base_url:
-            from .handoff.llm import LLMHandoff, LLMSettings
+            from .handoff.llm import LLMHandoff, llm_settings
 
-            llm = LLMHandoff(LLMSettings(
-                base_url=settings.llm_base_url, model=settings.llm_model, api_key=settings.llm_api_key,
-                timeout_s=settings.llm_timeout, first_token_timeout_s=settings.llm_first_token_timeout,
-                system_prompt=settings.llm_system_prompt,
-            ))
+            llm = LLMHandoff(llm_settings(settings))
             progress(f"  LLM handoff: {settings.llm_model} at {settings.llm_base_url}")
         secret = settings.secret or settings.twilio_auth_token or secrets.token_urlsafe(32)
         described = {"stt": stt_info.describe(), "voice": voice_info.describe(), "embedder": emb_info.describe()}

@@ -59,7 +59,7 @@ class RecordingOutput:
     async def hang_up(self, reason: str) -> None:
         self.hangups.append(reason)
 
-    async def transfer(self, target: str, reason: str) -> bool:
+    async def transfer(self, target: str, reason: str, summary: str = "") -> bool:
         self.transfers.append((target, reason))
         return self.transfer_ok
 

@@ -28,8 +28,14 @@ from ivr.dialog.engine import (
     Understanding,
 )
 from ivr.dialog.loader import LoadedFlow
+from ivr.handoff.policy import EscalationPolicy, TurnFacts, decide, is_person_intent, with_repetition
+from ivr.handoff.transfer import human_destination, whisper_summary
+from ivr.nlu.signals import detect
 
 log = logging.getLogger("ivr.session")
+
+TRANSFER_SAY = "Let me connect you with someone who can help."
+TRANSFER_FAILED_SAY = "I'm sorry, I couldn't connect you to an agent right now. Please call again later. Goodbye."
 
 
 class SessionOutput(Protocol):
@@ -39,7 +45,9 @@ class SessionOutput(Protocol):
 
     async def hang_up(self, reason: str) -> None: ...
 
-    async def transfer(self, target: str, reason: str) -> bool: ...
+    async def transfer(self, target: str, reason: str, summary: str = "") -> bool:
+        """summary: said to the agent before the caller is connected (empty: none)."""
+        ...
 
 
 class EventSink(Protocol):
@@ -108,7 +116,11 @@ class CallSession:
         actions=None,
         env: dict[str, str] | None = None,
         filler_after: float = 1.0,
+        escalation: EscalationPolicy | None = None,
+        transfer_target: str | None = None,
     ):
+        """escalation: the server's defaults ([escalation] in ivr.toml); the flow's own
+        `escalation:` block is laid over them. transfer_target: a person for flows with none."""
         self.call_id = call_id
         self.flow = flow
         self.engine = FlowEngine(flow, env=env)
@@ -130,6 +142,11 @@ class CallSession:
         self._pending_turn: Turn | None = None
         self._ended = asyncio.Event()
         self._closing = False
+        self.policy = (escalation or EscalationPolicy()).merged(flow.flow.escalation.model_dump(exclude_none=True))
+        self._human = human_destination(flow.flow, self.policy.human, transfer_target)
+        self._trigger_counts: dict[str, int] = {}
+        self._last_caller_text: str | None = None
+        self._last_intent: str | None = None
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -156,6 +173,12 @@ class CallSession:
     # ------------------------------------------------------------ inputs
     async def on_user_started_speaking(self) -> None:
         self._cancel(self._no_input_timer)
+        if self._handoff_active() and self.handoff.interrupt(self):
+            # The model's reply is still streaming: stop it, or its next sentences would be
+            # spoken over the caller who is answering the first.
+            self._log("barge_in", {"node": self.engine.node_name, "llm": True})
+            await self.output.interrupt()
+            return
         if self.bot_speaking and self._barge_in_allowed():
             self._log("barge_in", {"node": self.engine.node_name})
             await self.output.interrupt()
@@ -179,37 +202,70 @@ class CallSession:
             self.turns.append(turn)
             self.history.append({"role": "caller", "text": text})
             if llm_holds_call:
-                # An LLM holds the conversation: the caller's words are its, not the flow engine's.
+                # An LLM holds the conversation: the caller's words are its, not the flow engine's,
+                # except when they call for a person (small models miss their transfer tool).
                 turn.nlu_done_at = time.time()
                 self._pending_turn = turn
+                facts = TurnFacts(None, 1.0, self._signals(text), understood=True, menu=False)
+                decision = self._decide(facts, llm_turn=True)
+                self._log("nlu", {"node": self.engine.node_name, "text": logged_text, "source": "llm_handoff",
+                                  "signals": self._signals_for_log(facts.signals, sensitive),
+                                  "decision": decision.as_dict()})
+                if decision.escalate:
+                    await self._escalate(decision)
+                    return
                 await self.handoff.on_caller_text(self, text)
                 return
             outcome = await self._understand(self.expectation, text)
             turn.nlu_done_at = time.time()
             turn.nlu_ms = outcome.latency_ms
+            u = outcome.understanding
+            facts = TurnFacts(
+                u.intent, u.confidence, self._signals(text),
+                understood=self.engine.understands(text, u),
+                person_intent=is_person_intent(u.intent, self.flow.flow),
+                menu=any(o.scope == "node" for o in self.expectation.intents),
+                from_slot=u.source == "slot",
+            )
+            decision = self._decide(facts)
             self._log(
                 "nlu",
                 {
                     "node": self.expectation.node,
                     "text": logged_text,
-                    "intent": outcome.understanding.intent,
-                    "confidence": round(outcome.understanding.confidence, 4),
-                    "source": outcome.understanding.source,
+                    "intent": u.intent,
+                    "confidence": round(u.confidence, 4),
+                    "source": u.source,
                     "ranked": [[n, round(s, 4)] for n, s in outcome.ranked[:3]],
                     "latency_ms": round(outcome.latency_ms, 1),
+                    "signals": self._signals_for_log(facts.signals, sensitive),
+                    "decision": decision.as_dict(),
                 },
             )
+            if u.intent and u.intent != "out_of_scope" and facts.understood:
+                self._last_intent = u.intent
             self._pending_turn = turn
-            await self._run(self.engine.on_text(text, outcome.understanding))
+            if decision.escalate:
+                await self._escalate(decision)
+                return
+            await self._run(self.engine.on_text(text, u))
 
     async def on_dtmf(self, digit: str) -> None:
-        if self.ended or self._closing or self.expectation is None:
+        if self.ended or self._closing:
+            return
+        if self.expectation is None:
+            if self._handoff_active():
+                await self._dtmf_during_handoff(digit)
             return
         self._cancel(self._no_input_timer)
         self._log("dtmf", {"digit": "*" if self._answering_sensitive() else digit, "node": self.engine.node_name})
         if self.bot_speaking:
             await self.output.interrupt()  # a key press always cuts the prompt short
         exp = self.expectation
+        if not self._digits and self._key_for_a_person(exp, digit):
+            async with self._lock:
+                await self._key_to_human(digit)
+            return
         self._cancel(self._digit_timer)
         if exp.finish_on_key and digit == exp.finish_on_key:
             await self._submit_digits()
@@ -255,6 +311,83 @@ class CallSession:
         if self._closing:
             return
         self._arm_no_input()
+
+    # ------------------------------------------------------------ escalation
+    def _signals(self, text: str):
+        signals = with_repetition(detect(text), self._last_caller_text, text)
+        self._last_caller_text = text
+        return signals
+
+    @staticmethod
+    def _signals_for_log(signals, sensitive: bool) -> dict:
+        data = signals.as_dict()
+        if sensitive:
+            data["cues"] = []  # cues quote the caller ("1 1 1" is a repeat), and this is a secret
+        return data
+
+    def _available_targets(self) -> list[str]:
+        targets = []
+        if self.handoff is not None and not self._handoff_active():
+            targets.append("llm")
+        if self._human is not None:
+            targets.append("human")
+        return targets
+
+    def _decide(self, facts: TurnFacts, *, llm_turn: bool = False):
+        counts = {**self._trigger_counts, "no_match": self.engine.state.no_match}
+        available = ["human"] if llm_turn and self._human is not None else self._available_targets()
+        decision = decide(facts, self.policy, counts=counts, available=available)
+        for trigger in decision.held:
+            if trigger != "no_match":  # the engine counts its own no-matches, per node
+                self._trigger_counts[trigger] = self._trigger_counts.get(trigger, 0) + 1
+        return decision
+
+    async def _escalate(self, decision) -> None:
+        """Leave the script: to the LLM (it answers the caller's last words) or to a person."""
+        node = self.engine.node_name
+        if decision.target == "llm":
+            self.expectation = None
+            await self._run([Handoff("llm", node, decision.reason, decision.trigger)])
+            return
+        self._log("handoff", {"event": "start", "target": "human", "trigger": decision.trigger,
+                              "reason": decision.reason, "node": node})
+        await self._to_human(decision.reason, decision.trigger)
+
+    async def _to_human(self, reason: str, trigger: str) -> None:
+        if self._handoff_active():
+            self.handoff.stop(self, "transfer", reason)
+        destination = self._human
+        self.expectation = None
+        if destination in self.flow.flow.nodes:
+            await self._run(self.engine.goto(destination, reason=reason, trigger=trigger))
+            return
+        self.history.append({"role": "bot", "text": TRANSFER_SAY})
+        self._log("prompt", {"text": TRANSFER_SAY, "node": self.engine.node_name, "kind": "transfer"})
+        await self.output.speak(TRANSFER_SAY)
+        await self._run([Transfer(destination, reason, trigger)])
+
+    def _key_for_a_person(self, exp: Expectation, digit: str) -> bool:
+        """The policy's key for a person, in a menu that gives that key no meaning of its own."""
+        if digit != self.policy.dtmf_human or self._human is None or exp.slot or exp.confirming:
+            return False
+        return not any(key.startswith(digit) for key in exp.dtmf_keys)
+
+    async def _key_to_human(self, digit: str) -> None:
+        reason = f"caller pressed {digit} for a person"
+        self._log("handoff", {"event": "start", "target": "human", "trigger": "dtmf", "reason": reason,
+                              "node": self.engine.node_name})
+        await self._to_human(reason, "dtmf")
+
+    async def _dtmf_during_handoff(self, digit: str) -> None:
+        self._log("dtmf", {"digit": digit, "node": self.engine.node_name, "handoff": True})
+        if digit != self.policy.dtmf_human or self._human is None:
+            return  # the model takes no keys: nothing to do with them
+        self.handoff.interrupt(self)
+        if self.bot_speaking:
+            await self.output.interrupt()
+        async with self._lock:
+            if self._handoff_active():
+                await self._key_to_human(digit)
 
     # ------------------------------------------------------------ internals
     def _barge_in_allowed(self) -> bool:
@@ -356,12 +489,16 @@ class CallSession:
                 self.result.reason = effect.reason
                 await self.output.hang_up(effect.reason)
 
-    async def _call_backend(self, request: HttpRequest):
+    def backend(self):
+        """The HTTP client for the flow's actions (the flow's nodes and the LLM's tools)."""
         if self.actions is None:
             from .actions import HttpActions
 
             self.actions = HttpActions()
-        task = asyncio.ensure_future(self.actions.run(request))
+        return self.actions
+
+    async def _call_backend(self, request: HttpRequest):
+        task = asyncio.ensure_future(self.backend().run(request))
         done, _ = await asyncio.wait({task}, timeout=self.filler_after)
         if not done and request.wait_say:
             # Never dead air: say something while the backend thinks.
@@ -377,25 +514,32 @@ class CallSession:
 
     async def _transfer(self, effect: Transfer) -> None:
         self._closing = True
-        self._log("transfer", {"target": effect.target, "reason": effect.reason, "slots": self._redacted_slots()})
-        ok = False
+        slots = self._redacted_slots()
+        summary = whisper_summary(self.flow.flow, self._last_intent, slots, effect.reason) if self.policy.whisper else ""
+        self._log("transfer", {"target": effect.target, "reason": effect.reason, "trigger": effect.trigger,
+                               "summary": self._scrub(summary), "slots": slots})
+        ok, error = False, f"could not transfer to {effect.target}"
         try:
-            ok = await self.output.transfer(effect.target, effect.reason)
+            ok = await self.output.transfer(effect.target, effect.reason, summary=self._scrub(summary))
         except Exception as exc:
             log.error("call %s: transfer to %s failed: %s", self.call_id, effect.target, exc)
-            self._log("error", {"stage": "transfer", "error": str(exc)})
+            error = str(exc)
         if ok:
             self.result = SessionResult("transferred", effect.reason, effect.target)
             return
+        self._log("error", {"stage": "transfer", "error": error})
         self.result = SessionResult("transfer_failed", effect.reason, effect.target)
-        await self.output.speak("I'm sorry, I couldn't connect you to an agent right now. Please call again later. Goodbye.")
+        self.history.append({"role": "bot", "text": TRANSFER_FAILED_SAY})
+        self._log("prompt", {"text": TRANSFER_FAILED_SAY, "node": self.engine.node_name, "kind": "transfer_failed"})
+        await self.output.speak(TRANSFER_FAILED_SAY)
         await self.output.hang_up("transfer failed")
 
     async def _handoff(self, effect: Handoff) -> None:
-        self._log("handoff", {"target": effect.target, "reason": effect.reason, "return_to": effect.return_to})
         if self.handoff is not None:
-            await self.handoff(self, effect)
+            await self.handoff(self, effect)  # it logs the start, with the model's name
             return
+        self._log("handoff", {"event": "start", "target": effect.target, "trigger": effect.trigger,
+                              "reason": effect.reason, "return_to": effect.return_to, "available": False})
         # No LLM is configured for this server: say so and go back to the flow, never dead air.
         apology = "I'm sorry, I can't help with that on this line."
         self.history.append({"role": "bot", "text": apology})

@@ -79,6 +79,9 @@ class Listen:
 class Transfer:
     target: str
     reason: str
+    trigger: str = "flow"
+    """What sent the call here: flow, no_match, no_input, backend_error, an escalation
+    policy trigger, dtmf or llm; the call log and the dashboard count by it."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Handoff:
     target: str
     return_to: str | None
     reason: str
+    trigger: str = "flow"
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ class FlowEngine:
         self.flow = loaded.flow
         self.state = CallState()
         self._escalation_reason: str | None = None
+        self._escalation_trigger = "flow"
         self._env = dict(env or {})  # for {env.X} in backend requests only, never in prompts
         self._awaiting_action: str | None = None
 
@@ -156,12 +161,33 @@ class FlowEngine:
     def start(self) -> list[Effect]:
         return self._enter(self.flow.start)
 
-    def goto(self, node: str, reason: str = "") -> list[Effect]:
-        """Jump to a node (an LLM handoff returning to the flow, an operator action)."""
+    def goto(self, node: str, reason: str = "", trigger: str = "flow") -> list[Effect]:
+        """Jump to a node (an LLM handoff returning to the flow, the escalation policy)."""
         if node not in self.flow.nodes:
             raise KeyError(f"unknown node '{node}'")
         self._escalation_reason = reason or None
+        self._escalation_trigger = trigger
         return self._enter(node)
+
+    def understands(self, text: str, understanding: Understanding) -> bool:
+        """Whether `on_text` would act on this answer rather than count a no match (no state change)."""
+        if self._closed():
+            return False
+        return self.fills_slot(text) or self._intent_spec(understanding.intent) is not None
+
+    def request_for(self, node: str, slots: dict[str, Any]) -> HttpRequest:
+        """A node's backend call with these slot values, without entering the node (the LLM
+        uses the flow's actions as tools)."""
+        action = self.flow.nodes[node].action
+        saved, self.state.slots = self.state.slots, {**self.state.slots, **slots}
+        try:
+            return HttpRequest(
+                node=node, method=action.http, url=self._render(action.url, request=True),
+                headers={k: self._render(v, request=True) for k, v in action.headers.items()},
+                json_body=self._render_json(action.json_body), timeout=action.timeout, wait_say=action.wait_say,
+            )
+        finally:
+            self.state.slots = saved
 
     def expectation(self) -> Expectation:
         node, name = self.node, self.state.node
@@ -264,6 +290,7 @@ class FlowEngine:
         self.state.vars["last_error"] = error
         if action.on_error:
             self._escalation_reason = f"backend call failed: {error}"
+            self._escalation_trigger = "backend_error"
             return self._enter(action.on_error)
         self.state.ended = True
         return [
@@ -286,7 +313,7 @@ class FlowEngine:
                 effects.append(Say(self._render(self._pick("no_input", policy.say)), self.state.node, "no_input"))
             effects += self._reprompt()
             return effects
-        return self._exhausted(policy, f"no input {self.state.no_input} times")
+        return self._exhausted(policy, f"no input {self.state.no_input} times", "no_input")
 
     # ------------------------------------------------------------ internals
     def _closed(self) -> bool:
@@ -404,14 +431,15 @@ class FlowEngine:
             effects.append(Say(text, name))
             self.state.last_prompts = [text]
         reason = self._escalation_reason or f"flow node '{name}'"
+        trigger = self._escalation_trigger if self._escalation_reason else "flow"
         if node.listens:
             self._escalation_reason = None
             return effects + [Listen(self.expectation())]
         if node.transfer:
             self.state.ended = True
-            return effects + [Transfer(node.transfer, reason)]
+            return effects + [Transfer(node.transfer, reason, trigger)]
         if node.handoff:
-            return effects + [Handoff(node.handoff, node.return_to, reason)]
+            return effects + [Handoff(node.handoff, node.return_to, reason, trigger)]
         if node.hangup:
             self.state.ended = True
             return effects + [Hangup(reason)]
@@ -440,11 +468,12 @@ class FlowEngine:
             if policy.say:
                 effects.append(Say(self._render(self._pick("no_match", policy.say)), self.state.node, "no_match"))
             return effects + self._reprompt()
-        return self._exhausted(policy, f"{reason} {self.state.no_match} times")
+        return self._exhausted(policy, f"{reason} {self.state.no_match} times", "no_match")
 
-    def _exhausted(self, policy: RetryPolicy, reason: str) -> list[Effect]:
+    def _exhausted(self, policy: RetryPolicy, reason: str, trigger: str) -> list[Effect]:
         if policy.then:
             self._escalation_reason = reason
+            self._escalation_trigger = trigger
             return self._enter(policy.then)
         self.state.ended = True
         return [Say("Sorry, I'm having trouble understanding. Goodbye.", self.state.node, "no_match"), Hangup(reason)]

@@ -229,6 +229,10 @@ def check_references(flow: Flow, pos: _Positions, filename: str) -> list[FlowErr
         if then and then not in nodes:
             err(("defaults", policy, "then"), f"unknown node '{then}'")
 
+    human = flow.escalation.human
+    if human and not is_dial_target(human) and human not in nodes:
+        err(("escalation", "human"), f"escalation.human '{human}' is neither a node nor a phone number or sip: address")
+
     saved = {n.action.save_as for n in nodes.values() if n.action is not None and n.action.save_as}
     edges: dict[str, list[str]] = {}
     for name, node in nodes.items():
@@ -275,6 +279,8 @@ def check_references(flow: Flow, pos: _Positions, filename: str) -> list[FlowErr
     # Reachability: from start, plus every global intent (they can fire from any node).
     reachable: set[str] = set()
     frontier = [flow.start] + [s.goto for s in flow.global_intents.values() if s.goto]
+    if human and human in nodes:
+        frontier.append(human)  # the escalation policy can send any call there
     for policy in ("no_match", "no_input"):
         then = getattr(flow.defaults, policy).then
         if then:
@@ -289,6 +295,11 @@ def check_references(flow: Flow, pos: _Positions, filename: str) -> list[FlowErr
         if name not in reachable and flow.start in nodes:
             err(("nodes", name), f"node '{name}' is unreachable: nothing leads to it from '{flow.start}'", key=True)
     return sorted(errors, key=lambda e: (e.line, e.column))
+
+
+def is_dial_target(text: str) -> bool:
+    """A phone number (+15550100, 5550100) or a SIP address, as `transfer:` takes."""
+    return text.startswith("sip:") or bool(re.fullmatch(r"\+?[0-9][0-9 ()-]{2,}", text))
 
 
 def _check_template(text: str, loc: Loc, flow: Flow, saved: set[str], err, *, request: bool) -> None:

@@ -206,6 +206,50 @@ class Defaults(_Strict):
     no_input: RetryPolicy = RetryPolicy(say="Are you still there?", retries=2, timeout=6.0)
 
 
+TARGETS = ("llm", "human", "off")
+
+
+class Trigger(_Strict):
+    """One escalation trigger: when it fires (threshold) and where the call goes (target)."""
+
+    threshold: float | None = Field(default=None, ge=0)
+    """What "fires" means depends on the trigger: a confidence below it (low_confidence), a
+    score at or above it (frustration, 0..1), or a count of such turns in the call (the rest)."""
+    target: Literal[TARGETS] | None = None  # type: ignore[valid-type]
+    """`llm` (hand the conversation to the language model), `human` (transfer) or `off`."""
+
+
+class Escalation(_Strict):
+    """When a call leaves the script, and for whom (docs/flows.md section 10a).
+
+    Unset keys fall back to the server's `[escalation]` table in ivr.toml, then to built-in
+    defaults. A trigger whose target is not available (no LLM configured, no human to transfer
+    to) does not fire: the flow's own no_match handling runs instead."""
+
+    low_confidence: Trigger | None = None
+    """The NLU picked an intent but with a confidence below `threshold`."""
+    no_match: Trigger | None = None
+    """The same node did not understand the caller `threshold` times in a row."""
+    out_of_scope: Trigger | None = None
+    """`threshold` turns in a menu that match none of its intents."""
+    frustration: Trigger | None = None
+    """Angry or upset words, shouting-style repetition, the caller repeating themselves (0..1)."""
+    person: Trigger | None = None
+    """The caller asks for a person and the flow has no intent of its own that routes them."""
+    multiple_requests: Trigger | None = None
+    """Several requests in one turn ("check my balance and also report a lost card")."""
+    human: str | None = None
+    """Where `human` goes: a node (usually one with `transfer`), a phone number or a SIP
+    address. Default: the flow's first `transfer` node, else the server's transfer_target."""
+    dtmf_human: str | None = Field(default=None, pattern=r"^[0-9*#]$")
+    """A key that reaches a person during an LLM handoff and in menus that don't use it."""
+    llm_fallback: Literal["retry", "human"] | None = None
+    """When the LLM fails (timeout, error, empty reply): back to the node the caller was in
+    (`retry`), or to a person (`human`)."""
+    whisper: bool | None = None
+    """Say a summary (intent, details, reason) to the agent before the call is connected."""
+
+
 class Flow(_Strict):
     flow: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     """The flow's name: what the webhook's ?flow= and the call logs use."""
@@ -221,4 +265,6 @@ class Flow(_Strict):
     """Intents active in every node (a node's own intent of the same name wins)."""
     defaults: Defaults = Defaults()
     """Flow-wide no_match and no_input handling."""
+    escalation: Escalation = Escalation()
+    """When to hand the call to the language model or a person, and why (each a trigger)."""
     nodes: dict[str, Node]

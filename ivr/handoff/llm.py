@@ -68,6 +68,17 @@ class LLMSettings:
     """Silence after a reply before asking "are you still there?" (the session's timer)."""
 
 
+def llm_settings(settings) -> LLMSettings:
+    """The handoff's settings from the server's (ivr.config.Settings)."""
+    return LLMSettings(
+        base_url=settings.llm_base_url, model=settings.llm_model, api_key=settings.llm_api_key,
+        timeout_s=settings.llm_timeout, first_token_timeout_s=settings.llm_first_token_timeout,
+        filler_after_s=settings.llm_filler_after, filler_say=settings.llm_filler_say,
+        max_turns=settings.llm_max_turns, system_prompt=settings.llm_system_prompt,
+        transfer_target=settings.transfer_target,
+    )
+
+
 # ---------------------------------------------------------------- data at the boundaries
 @dataclass(frozen=True)
 class ToolCall:
@@ -78,6 +89,8 @@ class ToolCall:
 
 @dataclass
 class LLMReply:
+    interrupted: bool = False
+    """The caller spoke (or pressed a key) over it: the rest was dropped."""
     spoken: list[str] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
     raw: str = ""
@@ -104,13 +117,35 @@ class _Conversation:
     turns: int = 0
     silences: int = 0
     started: float = field(default_factory=time.time)
+    barge: asyncio.Event = field(default_factory=asyncio.Event)
+    streaming: bool = False
+    tokens: int = 0
 
 
 # ---------------------------------------------------------------- tools
 TOOL_NAMES = ("return_to_flow", "transfer_to_human", "end_call", "set_slot")
+HTTP_TOOL = "http_"
+"""Prefix of the tools made from the flow's backend actions: http_<node>."""
+_TOOL_NAME = r"(?:" + "|".join(TOOL_NAMES) + r"|" + HTTP_TOOL + r"[A-Za-z0-9_]+)"
 
 
-def tool_specs(nodes: list[str], slots: list[str]) -> list[dict]:
+def is_tool_name(name) -> bool:
+    return isinstance(name, str) and (name in TOOL_NAMES or bool(re.fullmatch(HTTP_TOOL + r"[A-Za-z0-9_]+", name)))
+
+
+def action_tools(flow) -> dict[str, tuple[str, list[str]]]:
+    """The flow's backend actions as tools: name -> (node, the slots its request needs)."""
+    tools = {}
+    for name, node in flow.nodes.items():
+        if node.action is None:
+            continue
+        text = json.dumps(node.action.json_body) + node.action.url + " ".join(node.action.headers.values())
+        needed = sorted(set(re.findall(r"\{\s*slots\.([A-Za-z_][A-Za-z0-9_]*)", text)) & set(flow.slots))
+        tools[HTTP_TOOL + name] = (name, needed)
+    return tools
+
+
+def tool_specs(nodes: list[str], slots: list[str], flow=None) -> list[dict]:
     """OpenAI function tools; enums keep a model from inventing nodes or slots."""
 
     def fn(name: str, description: str, props: dict, required: list[str]) -> dict:
@@ -126,6 +161,11 @@ def tool_specs(nodes: list[str], slots: list[str]) -> list[dict]:
         fn("transfer_to_human", "Transfer the caller to a human agent.", {"reason": reason}, ["reason"]),
         fn("end_call", "End the call when the caller is done.", {"reason": reason}, ["reason"]),
     ]
+    for tool_name, (node_name, needed) in (action_tools(flow) if flow is not None else {}).items():
+        action = flow.nodes[node_name].action
+        what = f"{action.http} request of the menu step '{node_name}'"
+        props = {n: {"type": "string", "description": flow.slots[n].description or flow.slots[n].type} for n in needed}
+        tools.append(fn(tool_name, f"Look it up in our systems: the {what}; returns its answer.", props, needed))
     if slots:
         tools.append(
             fn(
@@ -142,12 +182,12 @@ def tool_specs(nodes: list[str], slots: list[str]) -> list[dict]:
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 # Where text stops being speech: JSON, tags, code fences or a tool's name written as a call.
-_HOLD = re.compile(r"[{<\[]|```|\b(?:" + "|".join(TOOL_NAMES) + r")\b")
+_HOLD = re.compile(r"[{<\[]|```|\b" + _TOOL_NAME + r"\b")
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s+|\n+")
 _TOOL_TAG = re.compile(r"</?tool_call>|</?function[^>]*>|<\|[^|>]*\|>", re.IGNORECASE)
 _ANY_TAG = re.compile(r"<[^>\n]{0,40}>")
 _FENCE = re.compile(r"```[a-z]*", re.IGNORECASE)
-_PY_CALL = re.compile(r"\b(" + "|".join(TOOL_NAMES) + r")\s*\(([^)]*)\)")
+_PY_CALL = re.compile(r"\b(" + _TOOL_NAME + r")\s*\(([^)]*)\)")
 _PY_ARG = re.compile(r"(\w+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^,\s)]+))")
 _MARKDOWN = re.compile(r"[*_#`~|>]+")
 _BULLET = re.compile(r"^\s*(?:[-•]|\d+[.)])\s+")
@@ -207,7 +247,7 @@ def _strip_tool_text(text: str) -> tuple[str, list[ToolCall]]:
     text = _TOOL_TAG.sub(" ", text)
     text = _ANY_TAG.sub(" ", text)
     text = _FENCE.sub(" ", text)
-    text = re.sub(r"\b(?:" + "|".join(TOOL_NAMES) + r")\b", " ", text)
+    text = re.sub(r"\b" + _TOOL_NAME + r"\b", " ", text)
     return text, calls
 
 
@@ -233,7 +273,7 @@ def _calls_from_json(value: Any) -> list[ToolCall]:
     if isinstance(value.get("function"), dict):
         return _calls_from_json(value["function"])
     name = value.get("name") or value.get("tool") or value.get("function")
-    if name not in TOOL_NAMES:
+    if not is_tool_name(name):
         return []
     args = value.get("arguments", value.get("parameters", value.get("args", {})))
     if isinstance(args, str):
@@ -379,9 +419,25 @@ class LLMHandoff:
         conv = _Conversation(effect, session.engine.node_name)
         conv.messages = history_messages(session.history, self._secrets(session))
         self._calls[session] = conv
-        session._log("handoff", {"event": "start", "reason": effect.reason, "return_to": effect.return_to,
-                                 "node": conv.node, "model": self.settings.model})
+        session._log("handoff", {"event": "start", "target": "llm", "trigger": effect.trigger, "reason": effect.reason,
+                                 "return_to": effect.return_to, "node": conv.node, "model": self.settings.model})
         await self._turn_safely(session, conv)
+
+    def interrupt(self, session) -> bool:
+        """The caller spoke or keyed over a reply still streaming: stop speaking it. True when
+        there was one to stop."""
+        conv = self._calls.get(session)
+        if conv is None or not conv.streaming:
+            return False
+        conv.barge.set()
+        return True
+
+    def stop(self, session, why: str, detail: str = "") -> None:
+        """End this call's conversation from outside (the caller asked for a person)."""
+        conv = self._calls.get(session)
+        if conv is not None:
+            conv.barge.set()
+            self._end(session, conv, why, detail)
 
     @property
     def no_input_timeout_s(self) -> float:
@@ -438,6 +494,8 @@ class LLMHandoff:
             self._log_turn(session, conv, round_, reply)
             spoke = spoke or bool(reply.spoken)
             conv.messages.append(self._assistant_message(reply))
+            if reply.interrupted:
+                return  # the caller's new words (or keys) are the next turn
             if not reply.tool_calls:
                 break
             if await self._run_tools(session, conv, reply, spoke):
@@ -473,6 +531,9 @@ class LLMHandoff:
         native: dict[int, dict] = {}
         chunks = self._chunks(self._request(session, conv)).__aiter__()
         pending: asyncio.Future | None = None
+        conv.barge.clear()
+        conv.streaming = True
+        barged = asyncio.ensure_future(conv.barge.wait())
         try:
             while True:
                 pending = asyncio.ensure_future(chunks.__anext__())
@@ -481,7 +542,13 @@ class LLMHandoff:
                     until = end_deadline
                     if waiting_first:
                         until = min(until, first_deadline if reply.filler else min(filler_at, first_deadline))
-                    done, _ = await asyncio.wait({pending}, timeout=max(0.0, until - loop.time()))
+                    done, _ = await asyncio.wait({pending, barged}, timeout=max(0.0, until - loop.time()),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if barged in done:
+                        reply.interrupted = True
+                        reply.latency_ms = round((loop.time() - started) * 1000, 1)
+                        reply.tokens = reply.usage_tokens or reply.tokens
+                        return reply
                     if done:
                         break
                     if waiting_first and not reply.filler and loop.time() < first_deadline:
@@ -496,7 +563,8 @@ class LLMHandoff:
                 except StopAsyncIteration:
                     break
                 for sentence in self._on_chunk(chunk, reply, text, native, started, loop.time()):
-                    if session.closing:
+                    if session.closing or conv.barge.is_set():
+                        reply.interrupted = conv.barge.is_set()
                         return reply
                     reply.spoken.append(sentence)
                     await self._say(session, conv, sentence, "llm")
@@ -512,6 +580,8 @@ class LLMHandoff:
             log.exception("LLM stream failed")
             raise LLMFailure(f"{type(exc).__name__}: {exc}") from exc
         finally:
+            conv.streaming = False
+            barged.cancel()
             await _close_quietly(pending, chunks)
         tail, printed = text.finish()
         for sentence in tail:
@@ -528,8 +598,9 @@ class LLMHandoff:
     def _on_chunk(self, chunk, reply: LLMReply, text: SentenceStream, native: dict, started: float,
                   now: float) -> list[str]:
         usage = getattr(chunk, "usage", None)
-        if usage is not None and getattr(usage, "completion_tokens", None):
-            reply.usage_tokens = usage.completion_tokens
+        if usage is not None and (getattr(usage, "total_tokens", None) or getattr(usage, "completion_tokens", None)):
+            # The server's own count, prompt included: what a hosted model bills.
+            reply.usage_tokens = usage.total_tokens or usage.completion_tokens
         if not chunk.choices:
             return []
         delta = chunk.choices[0].delta
@@ -553,14 +624,17 @@ class LLMHandoff:
         return self._body(flow, [context] + conv.messages)
 
     def _body(self, flow, messages: list[dict], *, stream: bool = True, max_tokens: int | None = None) -> dict:
-        return {
+        body = {
             "model": self.settings.model,
             "messages": [{"role": "system", "content": build_system_prompt(flow, self.settings)}] + messages,
-            "tools": tool_specs(returnable_nodes(flow), list(flow.slots)),
+            "tools": tool_specs(returnable_nodes(flow), list(flow.slots), flow),
             "temperature": self.settings.temperature,
             "max_tokens": max_tokens or self.settings.max_tokens,
             "stream": stream,
         }
+        if stream:
+            body["stream_options"] = {"include_usage": True}  # servers that know it send the token count
+        return body
 
     async def warm(self, loaded_flow, timeout_s: float = 120.0) -> float | None:
         """Have the server read a flow's fixed prompt once (at load), so the first caller handed
@@ -614,13 +688,10 @@ class LLMHandoff:
             await session._run(session.engine.goto(node, reason=f"LLM returned to the flow: {node}"))
             return "ok", True
         if name == "transfer_to_human":
-            target = self._transfer_target(flow)
-            if target is None:
+            if self._human(session) is None:
                 return "error: no human agents on this line; help the caller or return to the menu", False
-            if not spoke:
-                await self._say(session, conv, TRANSFER_SAY, "llm")
             self._end(session, conv, "transfer_to_human", reason)
-            await session._run([Transfer(target, f"LLM: {reason}")])
+            await self._to_human(session, f"LLM: {reason}", "llm")
             return "ok", True
         if name == "end_call":
             if not spoke:
@@ -630,7 +701,36 @@ class LLMHandoff:
             return "ok", True
         if name == "set_slot":
             return await self._set_slot(session, str(args.get("name", "")), args.get("value")), False
+        if name in action_tools(flow):
+            return await self._http_tool(session, name, args), False
         return f"error: no tool named '{name}'", False
+
+    async def _http_tool(self, session, name: str, args: dict) -> str:
+        """One of the flow's backend actions, with the slot values the model gathered."""
+        flow = session.flow.flow
+        node, needed = action_tools(flow)[name]
+        values = {}
+        for slot_name in needed:
+            raw = args.get(slot_name, session.engine.state.slots.get(slot_name))
+            slot = flow.slots[slot_name]
+            parsed = parse_slot(slot.type, "" if raw is None else str(raw), length=slot.length,
+                                min_length=slot.min_length, max_length=slot.max_length, choices=slot.choices)
+            if not parsed.ok:
+                return f"error: {slot_name} is not a valid {slot.type}: {parsed.reason}; ask the caller for it"
+            values[slot_name] = parsed.value
+        for slot_name, value in values.items():
+            if session.engine.state.slots.get(slot_name) != value:
+                session.engine.state.slots[slot_name] = value
+                await session._run([SetSlot(slot_name, value)])
+        request = session.engine.request_for(node, values)
+        result = await session.backend().run(request)
+        session._log("action", {"node": node, "method": request.method, "url": session._scrub(request.url.split("?", 1)[0]),
+                                "ok": result.ok, "status": result.status, "error": result.error,
+                                "latency_ms": result.latency_ms, "llm": True})
+        if not result.ok:
+            return f"error: the lookup failed ({result.error}); apologise, or transfer the caller"
+        data = json.dumps(result.data, default=str) if not isinstance(result.data, str) else result.data
+        return redact_text(data[:1500], self._secrets(session))
 
     async def _set_slot(self, session, name: str, value: Any) -> str:
         slot = session.flow.flow.slots.get(name)
@@ -644,11 +744,15 @@ class LLMHandoff:
         await session._run([SetSlot(name, parsed.value)])  # logs it, redacted when sensitive
         return "saved"
 
-    def _transfer_target(self, flow) -> str | None:
-        for node in flow.nodes.values():
-            if node.transfer:
-                return node.transfer
-        return self.settings.transfer_target
+    def _human(self, session) -> str | None:
+        """Where a person is for this call: the session's policy, else the LLM settings."""
+        return getattr(session, "_human", None) or self.settings.transfer_target
+
+    async def _to_human(self, session, reason: str, trigger: str) -> None:
+        if getattr(session, "_human", None) is not None:
+            await session._to_human(reason, trigger)
+            return
+        await session._run([Transfer(self.settings.transfer_target, reason, trigger)])
 
     def _safe_args(self, session, name: str, args: dict) -> dict:
         if name != "set_slot":
@@ -667,17 +771,20 @@ class LLMHandoff:
         await self._fallback(session, conv, f"LLM handoff failed: {reason}")
 
     async def _fallback(self, session, conv: _Conversation, reason: str) -> None:
-        """Back to the scripted flow: return_to, else a human, else a polite goodbye."""
+        """Back to the scripted flow: the flow's `llm_fallback` (retry: return_to; human: a
+        person), else whichever of the two exists, else a polite goodbye."""
         flow = session.flow.flow
         return_to = conv.effect.return_to
-        if return_to in returnable_nodes(flow):
+        policy = getattr(session, "policy", None)
+        wants_human = policy is not None and policy.llm_fallback == "human"
+        human = self._human(session)
+        if return_to in returnable_nodes(flow) and not (wants_human and human is not None):
             session._log("handoff", {"event": "fallback", "to": "return_to", "node": return_to, "reason": reason})
             await session._run(session.engine.goto(return_to, reason=reason))
             return
-        target = self._transfer_target(flow)
-        if target is not None:
-            session._log("handoff", {"event": "fallback", "to": "transfer", "target": target, "reason": reason})
-            await session._run([Transfer(target, reason)])
+        if human is not None:
+            session._log("handoff", {"event": "fallback", "to": "transfer", "target": human, "reason": reason})
+            await self._to_human(session, reason, "llm_fallback")
             return
         session._log("handoff", {"event": "fallback", "to": "hangup", "reason": reason})
         await self._say(session, conv, GOODBYE_SAY, "llm")
@@ -686,8 +793,9 @@ class LLMHandoff:
     def _end(self, session, conv: _Conversation, why: str, detail: str) -> None:
         if self._calls.pop(session, None) is None:
             return
+        # The total is `total_tokens`, not `tokens`: the turn records already carry the counts.
         session._log("handoff", {"event": "end", "why": why, "detail": detail, "turns": conv.turns,
-                                 "duration_ms": round((time.time() - conv.started) * 1000, 1)})
+                                 "total_tokens": conv.tokens, "duration_ms": round((time.time() - conv.started) * 1000, 1)})
 
     # ------------------------------------------------------------ helpers
     async def _say(self, session, conv: _Conversation, text: str, kind: str) -> None:
@@ -696,10 +804,12 @@ class LLMHandoff:
         await session.output.speak(text)
 
     def _log_turn(self, session, conv: _Conversation, round_: int, reply: LLMReply) -> None:
+        conv.tokens += reply.tokens
         session._log("handoff", {
             "event": "turn", "turn": conv.turns, "round": round_, "latency_ms": reply.latency_ms,
-            "first_token_ms": reply.first_token_ms, "tokens": reply.tokens, "sentences": len(reply.spoken),
-            "filler": reply.filler, "tool_calls": [c.name for c in reply.tool_calls],
+            "first_token_ms": reply.first_token_ms, "tokens": {"llm": reply.tokens},
+            "tokens_reported": reply.usage_tokens is not None, "sentences": len(reply.spoken),
+            "filler": reply.filler, "interrupted": reply.interrupted, "tool_calls": [c.name for c in reply.tool_calls],
         })
 
     def _secrets(self, session) -> list[Any]:

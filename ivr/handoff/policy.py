@@ -1,28 +1,91 @@
 """When a turn should leave the scripted path: pure rules over one turn's understanding.
 
-Each trigger has a threshold and a target ("llm" or "human"); the first trigger that fires,
-in the order below, decides, and its reason is logged so an operator can see why a call went
-where it did. Session-level triggers (repeated no-match) come from the flow's retry policy.
+Each trigger has a threshold and a target ("llm", "human" or "off"). The first trigger that
+fires, in the order of `TRIGGERS`, decides; every decision, escalating or not, carries a reason
+so an operator can see why a call went where it did. Counting triggers (repeated no-match,
+out-of-scope, ...) get their counts from the session, which keeps them per call; the no-match
+count is the flow engine's own retry counter for the node.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from difflib import SequenceMatcher
+from typing import Iterable, Mapping
 
-from ivr.nlu.signals import Signals
+from ivr.nlu.signals import Signals, detect
 
 OUT_OF_SCOPE = "out_of_scope"
+LLM, HUMAN, OFF = "llm", "human", "off"
+
+# Order of precedence: an upset caller or one asking for a person outranks a confused turn.
+TRIGGERS = ("frustration", "person", "no_match", "multiple_requests", "out_of_scope", "low_confidence")
+COUNTED = ("person", "no_match", "multiple_requests", "out_of_scope")
+"""Triggers whose threshold is a number of turns; the others compare a score."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    threshold: float
+    target: str
+
+
+DEFAULT_RULES: dict[str, Rule] = {
+    "frustration": Rule(0.6, HUMAN),
+    "person": Rule(1, HUMAN),
+    "no_match": Rule(2, LLM),
+    "multiple_requests": Rule(1, LLM),
+    "out_of_scope": Rule(1, LLM),
+    "low_confidence": Rule(0.35, LLM),
+}
 
 
 @dataclass(frozen=True)
 class EscalationPolicy:
-    frustration_threshold: float = 0.6
-    frustration_target: str = "human"
-    person_target: str = "human"
-    out_of_scope_target: str = "llm"
-    low_confidence_threshold: float = 0.35
-    low_confidence_target: str = "llm"
-    multiple_requests_target: str = "llm"
+    rules: Mapping[str, Rule] = field(default_factory=lambda: dict(DEFAULT_RULES))
+    human: str | None = None
+    """A node, phone number or SIP address; None: the flow's first transfer node."""
+    dtmf_human: str = "0"
+    llm_fallback: str = "retry"
+    whisper: bool = True
+
+    def rule(self, trigger: str) -> Rule:
+        return self.rules.get(trigger, DEFAULT_RULES[trigger])
+
+    def merged(self, layer: Mapping | None) -> "EscalationPolicy":
+        """This policy with a config layer on top (ivr.toml's [escalation], then the flow's).
+
+        A layer has the flow file's shape: `{trigger: {threshold, target}, human, ...}`, with
+        unset values absent or None."""
+        if not layer:
+            return self
+        rules = dict(self.rules)
+        for trigger in TRIGGERS:
+            spec = layer.get(trigger)
+            if not spec:
+                continue
+            base = rules.get(trigger, DEFAULT_RULES[trigger])
+            threshold = spec.get("threshold")
+            rules[trigger] = Rule(base.threshold if threshold is None else float(threshold), spec.get("target") or base.target)
+        simple = {k: layer[k] for k in ("human", "dtmf_human", "llm_fallback", "whisper") if layer.get(k) is not None}
+        return replace(self, rules=rules, **simple)
+
+
+@dataclass(frozen=True)
+class TurnFacts:
+    """One caller turn as the policy sees it; the session fills it from the NLU and the engine."""
+
+    intent: str | None
+    confidence: float
+    signals: Signals
+    understood: bool = False
+    """The flow itself can act on this turn: a slot value, a yes/no, one of its intents."""
+    person_intent: bool = False
+    """The intent chosen is the flow's own way to reach a person: the flow routes it."""
+    menu: bool = True
+    """The node offers intents of its own; out-of-scope and low confidence only apply there."""
+    from_slot: bool = False
+    """The answer parsed as the slot the node collects (no intent was classified)."""
 
 
 @dataclass(frozen=True)
@@ -31,26 +94,112 @@ class Escalation:
     target: str | None = None
     reason: str = ""
     trigger: str = ""
+    held: tuple[str, ...] = ()
+    """The counting triggers whose condition held this turn: the session adds them up."""
 
     def as_dict(self) -> dict:
-        return {"escalate": self.escalate, "target": self.target, "reason": self.reason, "trigger": self.trigger}
+        return {"escalate": self.escalate, "target": self.target, "trigger": self.trigger, "reason": self.reason}
 
 
 NO_ESCALATION = Escalation(False)
 
 
-def decide(intent: str | None, confidence: float, signals: Signals, policy: EscalationPolicy = EscalationPolicy(),
-           *, person_intent_chosen: bool = False) -> Escalation:
-    """person_intent_chosen: the NLU picked the flow's own "agent" intent, so the flow routes it."""
-    if signals.frustration >= policy.frustration_threshold:
-        cues = ", ".join(signals.cues[:3])
-        return Escalation(True, policy.frustration_target, f"caller sounds frustrated ({cues})", "frustration")
-    if signals.wants_person and not person_intent_chosen:
-        return Escalation(True, policy.person_target, "caller asked for a person", "person_requested")
-    if signals.multiple_requests:
-        return Escalation(True, policy.multiple_requests_target, "several requests in one turn", "multiple_requests")
-    if intent == OUT_OF_SCOPE:
-        return Escalation(True, policy.out_of_scope_target, "request is outside this menu", "out_of_scope")
-    if intent is not None and confidence < policy.low_confidence_threshold:
-        return Escalation(True, policy.low_confidence_target, f"low confidence ({confidence:.2f}) in '{intent}'", "low_confidence")
-    return NO_ESCALATION
+def conditions(turn: TurnFacts, policy: EscalationPolicy) -> dict[str, str]:
+    """The triggers whose condition holds this turn, each with what was seen."""
+    s = turn.signals
+    held: dict[str, str] = {}
+    if s.frustration >= policy.rule("frustration").threshold:
+        held["frustration"] = f"caller sounds frustrated ({', '.join(s.cues[:3])}; score {s.frustration:.2f})"
+    if s.wants_person and not turn.person_intent:
+        held["person"] = "caller asked for a person"
+    if not turn.understood:
+        held["no_match"] = "not understood"
+    if s.multiple_requests:
+        held["multiple_requests"] = "several requests in one turn"
+    if turn.menu and turn.intent == OUT_OF_SCOPE and not turn.understood:
+        held["out_of_scope"] = "request is outside this menu"
+    low = policy.rule("low_confidence").threshold
+    if turn.menu and not turn.from_slot and turn.intent not in (None, OUT_OF_SCOPE) and turn.confidence < low:
+        held["low_confidence"] = f"low confidence ({turn.confidence:.2f} < {low:g}) in '{turn.intent}'"
+    return held
+
+
+def decide(turn: TurnFacts, policy: EscalationPolicy = EscalationPolicy(), *, counts: Mapping[str, int] | None = None,
+           available: Iterable[str] = (LLM, HUMAN)) -> Escalation:
+    """counts: how many earlier turns met each counting trigger (for no_match: the engine's
+    no-match count in this node). available: the targets this call can reach now."""
+    counts = counts or {}
+    available = set(available)
+    held = conditions(turn, policy)
+    notes: list[str] = []
+    for trigger in TRIGGERS:
+        if trigger not in held:
+            continue
+        rule = policy.rule(trigger)
+        what = held[trigger]
+        if trigger in COUNTED:
+            seen = counts.get(trigger, 0) + 1
+            if seen < rule.threshold:
+                notes.append(f"{what} ({seen} of {rule.threshold:g})")
+                continue
+            if rule.threshold > 1:
+                what = f"{what} {seen} times"
+        if rule.target == OFF:
+            notes.append(f"{what} (trigger off)")
+            continue
+        if rule.target not in available:
+            notes.append(f"{what} (no {rule.target} to hand to)")
+            continue
+        return Escalation(True, rule.target, what, trigger, tuple(t for t in held if t in COUNTED))
+    if notes:
+        reason = "; ".join(notes)
+    elif turn.from_slot:
+        reason = "on script: the answer is a value for this step"
+    elif turn.intent:
+        reason = f"on script: '{turn.intent}' ({turn.confidence:.2f})"
+    else:
+        reason = "on script"
+    return Escalation(False, None, reason, "", tuple(t for t in held if t in COUNTED))
+
+
+def repeated(previous: str | None, text: str, ratio: float = 0.8) -> bool:
+    """The caller said (nearly) the same words as last turn: the bot is failing them."""
+    if not previous:
+        return False
+    a, b = _words(previous), _words(text)
+    return len(b) >= 2 and SequenceMatcher(None, a, b).ratio() >= ratio
+
+
+REPEAT_WEIGHT = 0.35
+"""How much saying the same thing again adds to the frustration score."""
+
+
+def with_repetition(signals: Signals, previous: str | None, text: str) -> Signals:
+    if not repeated(previous, text):
+        return signals
+    return replace(signals, frustration=min(1.0, signals.frustration + REPEAT_WEIGHT),
+                   cues=signals.cues + ("said the same thing again",))
+
+
+def _words(text: str) -> list[str]:
+    return "".join(ch if ch.isalnum() else " " for ch in text.lower()).split()
+
+
+def is_person_intent(intent: str | None, flow) -> bool:
+    """Whether a flow's intent is its own way to a person: it leads to a `transfer` node within
+    a few `next` steps, or its examples ask for one."""
+    spec = None
+    if intent:
+        for intents in [flow.global_intents] + [n.intents or {} for n in flow.nodes.values()]:
+            if intent in intents:
+                spec = intents[intent]
+                break
+    if spec is None:
+        return False
+    node_name, hops = spec.goto, 0
+    while node_name in flow.nodes and hops < 5:
+        node = flow.nodes[node_name]
+        if node.transfer:
+            return True
+        node_name, hops = node.next if isinstance(node.next, str) else None, hops + 1
+    return any(detect(example).wants_person for example in spec.examples)

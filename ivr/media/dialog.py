@@ -34,7 +34,7 @@ from .frames import CallerTranscriptFrame
 
 log = logging.getLogger("ivr.media")
 
-TransferFn = Callable[[str, str], Awaitable[bool]]
+TransferFn = Callable[[str, str, str], Awaitable[bool]]  # (target, reason, summary for the agent)
 
 
 class DialogBridge(FrameProcessor):
@@ -66,11 +66,11 @@ class DialogBridge(FrameProcessor):
         # Downstream, behind the queued prompts: the goodbye is spoken before the stream closes.
         await self.push_frame(EndWorkerFrame(reason=reason))
 
-    async def transfer(self, target: str, reason: str) -> bool:
+    async def transfer(self, target: str, reason: str, summary: str = "") -> bool:
         if self._transfer is None:
             log.error("call %s: transfer to %s asked for, but no Twilio credentials are configured", self.call_id, target)
             return False
-        ok = await self._transfer(target, reason)
+        ok = await self._transfer(target, reason, summary)
         if ok:
             self._ending = True
             # Twilio ends the media stream itself once the call follows the new TwiML.

@@ -16,16 +16,20 @@ log = logging.getLogger("ivr.telephony")
 
 
 class TwilioCalls:
-    def __init__(self, account_sid: str, auth_token: str, *, client=None):
+    def __init__(self, account_sid: str, auth_token: str, *, client=None, api_url: str | None = None):
         if client is None:
             from twilio.rest import Client
 
             client = Client(account_sid, auth_token)
+        if api_url:
+            # Twilio's own client, another host: a regional edge, or a test's local server.
+            client.api.base_url = api_url.rstrip("/")
         self._client = client
 
-    async def transfer(self, call_sid: str, target: str) -> bool:
+    async def transfer(self, call_sid: str, target: str, *, whisper_url: str | None = None) -> bool:
+        twiml = dial(target, whisper_url=whisper_url)
         try:
-            await asyncio.to_thread(lambda: self._client.calls(call_sid).update(twiml=dial(target)))
+            await asyncio.to_thread(lambda: self._client.calls(call_sid).update(twiml=twiml))
             log.info("call %s: transferred to %s", call_sid, target)
             return True
         except Exception as exc:

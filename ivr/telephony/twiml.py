@@ -30,13 +30,16 @@ def reject(message: str) -> str:
     return str(response)
 
 
-def dial(target: str, *, caller_id: str | None = None) -> str:
-    """Transfer: a phone number (+15550100) or a SIP address (sip:agent@pbx.example.com)."""
+def dial(target: str, *, caller_id: str | None = None, whisper_url: str | None = None) -> str:
+    """Transfer: a phone number (+15550100) or a SIP address (sip:agent@pbx.example.com).
+
+    whisper_url: TwiML Twilio plays to the agent on answer, before connecting the caller."""
     response = VoiceResponse()
     dial_verb = Dial(caller_id=caller_id) if caller_id else Dial()
+    extra = {"url": whisper_url} if whisper_url else {}
     if target.startswith("sip:"):
-        dial_verb.sip(target)
+        dial_verb.sip(target, **extra)
     else:
-        dial_verb.number(target)
+        dial_verb.number(target, **extra)
     response.append(dial_verb)
     return str(response)

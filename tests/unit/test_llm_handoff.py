@@ -169,7 +169,7 @@ async def test_streamed_reply_is_spoken_sentence_by_sentence_and_logged():
     start = handoff_events(events, "start")[0]
     assert start["reason"] == "flow node 'llm'" and start["return_to"] == "menu"
     turn = handoff_events(events, "turn")[0]
-    assert turn["tokens"] == 5 and turn["first_token_ms"] is not None and turn["latency_ms"] >= turn["first_token_ms"]
+    assert turn["tokens"] == {"llm": 5} and turn["first_token_ms"] is not None and turn["latency_ms"] >= turn["first_token_ms"]
     assert [p["kind"] for p in events.of("prompt")][-2:] == ["llm", "llm"]
     request = fake.requests[0]
     assert request["stream"] is True and request["model"] == "fake"
@@ -244,8 +244,9 @@ async def test_transfer_to_human_uses_the_flows_transfer_target():
     fake = FakeLLM(text(tool("transfer_to_human", reason="refund dispute")))
     session, out, events, _ = await handed_off(fake)
     assert out.transfers == [("+15550100", "LLM: refund dispute")]
-    assert out.said[-1] == "Let me connect you with someone who can help."
+    assert out.said[-1] == "Connecting you."  # the flow's own transfer node speaks
     assert session.result.outcome == "transferred"
+    assert events.of("transfer")[0]["trigger"] == "llm"
     assert events.of("transfer")[0]["reason"] == "LLM: refund dispute"
 
 
@@ -296,7 +297,7 @@ async def test_tool_call_printed_as_json_is_run_and_not_spoken():
     fake = FakeLLM(text("Sure, one moment. ", '{"name": "transfer', '_to_human", "arguments": ', '{"reason": "wants a person"}}'))
     _, out, events, _ = await handed_off(fake)
     assert out.transfers == [("+15550100", "LLM: wants a person")]
-    assert out.said[-1] == "Sure, one moment."
+    assert out.said[-2:] == ["Sure, one moment.", "Connecting you."]
     no_markup(out.said)
     assert handoff_events(events, "tool")[0]["printed"] is True
 
@@ -369,7 +370,7 @@ async def test_empty_reply_apologises_and_returns():
 async def test_fallback_without_return_to_transfers_then_hangs_up():
     no_return = FLOW.replace("llm: {handoff: llm, return_to: menu}", "llm: {handoff: llm}")
     _, out, _, _ = await handed_off(FakeLLM(Script(status=503)), no_return)
-    assert out.said[-1] == APOLOGY and out.transfers[0][0] == "+15550100"
+    assert out.said[-2:] == [APOLOGY, "Connecting you."] and out.transfers[0][0] == "+15550100"
     nobody = without_agent(no_return)
     session, out, events, _ = await handed_off(FakeLLM(Script(status=503)), nobody)
     assert out.said[-2:] == [APOLOGY, "Thank you for calling. Goodbye."]

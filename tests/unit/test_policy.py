@@ -1,25 +1,166 @@
-from ivr.handoff.policy import EscalationPolicy, decide
+"""The escalation policy: pure rules, their thresholds, targets and reasons, and its config."""
+
+import pytest
+
+from ivr.config import load_settings
+from ivr.dialog.loader import FlowLoadError, load_flow_text
+from ivr.handoff.policy import (
+    DEFAULT_RULES,
+    EscalationPolicy,
+    Rule,
+    TurnFacts,
+    decide,
+    is_person_intent,
+    with_repetition,
+)
+from ivr.handoff.transfer import human_destination, transfer_number, whisper_summary
 from ivr.nlu.signals import Signals, detect
 
 
-def test_routine_turn_stays_on_script():
-    assert not decide("balance", 0.9, detect("what's my balance")).escalate
+def turn(text: str = "", intent: str | None = "balance", confidence: float = 0.9, **kw) -> TurnFacts:
+    return TurnFacts(intent, confidence, detect(text), **{"understood": True, **kw})
+
+
+def test_routine_turn_stays_on_script_and_says_why():
+    e = decide(turn("what's my balance"))
+    assert not e.escalate and e.reason == "on script: 'balance' (0.90)"
+    e = decide(turn("12345678", intent=None, confidence=1.0, from_slot=True))
+    assert not e.escalate and "value for this step" in e.reason
 
 
 def test_each_trigger_with_reason_and_target():
-    e = decide("balance", 0.9, detect("this is ridiculous, you're useless"))
+    e = decide(turn("this is ridiculous, you're useless"))
     assert (e.escalate, e.target, e.trigger) == (True, "human", "frustration") and "ridiculous" in e.reason
-    e = decide("balance", 0.9, detect("let me talk to a real person"))
-    assert (e.target, e.trigger) == ("human", "person_requested")
-    assert not decide("talk_to_agent", 0.9, detect("let me talk to a real person"), person_intent_chosen=True).escalate
-    e = decide("balance", 0.9, detect("check my balance and also report a lost card"))
+    e = decide(turn("let me talk to a real person"))
+    assert (e.target, e.trigger, e.reason) == ("human", "person", "caller asked for a person")
+    e = decide(turn("check my balance and also report a lost card"))
     assert (e.target, e.trigger) == ("llm", "multiple_requests")
-    assert decide("out_of_scope", 0.8, Signals()).trigger == "out_of_scope"
-    e = decide("balance", 0.2, Signals())
-    assert e.trigger == "low_confidence" and "0.20" in e.reason
+    e = decide(turn("do you sell boats", intent="out_of_scope", confidence=0.8, understood=False))
+    assert (e.target, e.trigger, e.reason) == ("llm", "out_of_scope", "request is outside this menu")
+    e = decide(turn("hmm balance maybe", confidence=0.2))
+    assert e.trigger == "low_confidence" and "0.20" in e.reason and e.target == "llm"
+
+
+def test_repeated_no_match_counts_from_the_engine():
+    not_understood = turn("mumble", intent=None, confidence=0.0, understood=False, menu=False)
+    first = decide(not_understood, counts={"no_match": 0})
+    assert not first.escalate and "not understood (1 of 2)" in first.reason
+    second = decide(not_understood, counts={"no_match": 1})
+    assert (second.escalate, second.trigger, second.reason) == (True, "no_match", "not understood 2 times")
+
+
+def test_flows_own_person_intent_keeps_its_routing():
+    assert not decide(turn("let me talk to a real person", intent="talk_to_agent", person_intent=True)).escalate
+
+
+def test_out_of_scope_and_low_confidence_only_in_menus():
+    collect = turn("I don't know it", intent="out_of_scope", confidence=0.3, understood=False, menu=False)
+    assert decide(collect).trigger != "out_of_scope"
+    assert not decide(turn("maybe", confidence=0.1, menu=False)).escalate
+
+
+def test_precedence_frustration_over_person_over_confusion():
+    e = decide(turn("this is ridiculous and useless, get me a human", intent="out_of_scope", understood=False))
+    assert e.trigger == "frustration"
+    e = decide(turn("I want a human", intent="out_of_scope", understood=False))
+    assert e.trigger == "person"
 
 
 def test_thresholds_and_targets_are_configurable():
-    policy = EscalationPolicy(frustration_threshold=0.95, low_confidence_threshold=0.1, out_of_scope_target="human")
-    assert not decide("balance", 0.2, detect("this is ridiculous"), policy).escalate
-    assert decide("out_of_scope", 0.9, Signals(), policy).target == "human"
+    policy = EscalationPolicy().merged({
+        "frustration": {"threshold": 0.95}, "low_confidence": {"threshold": 0.1},
+        "out_of_scope": {"target": "human", "threshold": 2}, "multiple_requests": {"target": "off"},
+    })
+    assert policy.rule("frustration") == Rule(0.95, "human")  # target kept from the default
+    assert not decide(turn("this is ridiculous, you're useless", confidence=0.2), policy).escalate
+    oos = turn("boats", intent="out_of_scope", understood=False)
+    assert not decide(oos, policy).escalate and "(1 of 2)" in decide(oos, policy).reason
+    assert decide(oos, policy, counts={"out_of_scope": 1}).target == "human"
+    off = decide(turn("check my balance and also pay a bill"), policy)
+    assert not off.escalate and "trigger off" in off.reason
+
+
+def test_unavailable_target_does_not_fire_and_says_so():
+    e = decide(turn("boats", intent="out_of_scope", understood=False), available=["human"])
+    assert not e.escalate and "no llm to hand to" in e.reason
+    assert "out_of_scope" in e.held  # still counted: the session adds it up
+
+
+def test_layers_flow_over_server_over_defaults():
+    server = EscalationPolicy().merged({"person": {"target": "llm"}, "human": "+15550000", "dtmf_human": "9"})
+    flow = server.merged({"person": {"threshold": 2}, "human": "agent", "llm_fallback": "human"})
+    assert flow.rule("person") == Rule(2, "llm")
+    assert (flow.human, flow.dtmf_human, flow.llm_fallback) == ("agent", "9", "human")
+    assert flow.rule("no_match") == DEFAULT_RULES["no_match"]
+
+
+def test_saying_the_same_thing_again_raises_frustration():
+    calm = detect("I need to change my address")
+    again = with_repetition(calm, "I need to change my address", "I need to change my address")
+    assert calm.frustration == 0 and again.frustration > 0 and "said the same thing again" in again.cues
+    assert with_repetition(calm, "what are your hours", "I need to change my address") == calm
+    angry_again = with_repetition(detect("this is ridiculous"), "this is ridiculous", "this is ridiculous")
+    assert decide(turn(), EscalationPolicy()).escalate is False
+    assert decide(TurnFacts("balance", 0.9, angry_again, understood=True)).trigger == "frustration"
+
+
+FLOW = """
+flow: t
+start: menu
+slots:
+  order: {type: digits, length: 6, description: the order number}
+  pin: {type: digits, length: 4, sensitive: true}
+global_intents:
+  talk_to_agent: {examples: [agent, a real person], goto: agent}
+nodes:
+  menu:
+    say: Menu.
+    intents:
+      help_me: {examples: [help], goto: helper}
+      order_status: {description: The caller asks where their order is., examples: [where is my order], goto: menu}
+  helper: {say: One moment., next: agent}
+  agent: {say: Connecting you., transfer: "+15550100"}
+"""
+
+
+def test_person_intent_is_one_that_reaches_a_transfer():
+    flow = load_flow_text(FLOW).flow
+    assert is_person_intent("talk_to_agent", flow)
+    assert is_person_intent("help_me", flow)  # via `next` to the transfer node
+    assert not is_person_intent("order_status", flow) and not is_person_intent(None, flow)
+
+
+def test_human_destination_and_whisper_summary():
+    flow = load_flow_text(FLOW).flow
+    assert human_destination(flow, None, "+1999") == "agent"
+    assert human_destination(flow, "sip:desk@pbx", None) == "sip:desk@pbx"
+    assert transfer_number(flow, "agent") == "+15550100"
+    summary = whisper_summary(flow, "order_status", {"order": "123456", "pin": "[redacted]"}, "caller asked for a person")
+    assert summary == ("Caller wants: The caller asks where their order is. Details: order 1 2 3 4 5 6, "
+                       "pin [redacted]. Reason: caller asked for a person.")
+    assert len(whisper_summary(flow, None, {"order": "x" * 500}, "r")) <= 300
+
+
+def test_flow_escalation_block_loads_and_bad_values_point_at_the_line():
+    flow = load_flow_text(FLOW + "escalation:\n  out_of_scope: {threshold: 2, target: human}\n  human: agent\n")
+    assert flow.flow.escalation.out_of_scope.threshold == 2 and flow.flow.escalation.human == "agent"
+    with pytest.raises(FlowLoadError) as info:
+        load_flow_text(FLOW + "escalation:\n  frustration: {target: manager}\n", "f.yaml")
+    assert str(info.value.errors[0]) == "f.yaml:18:25: escalation.frustration.target: Input should be 'llm', 'human' or 'off'"
+    with pytest.raises(FlowLoadError) as info:
+        load_flow_text(FLOW + "escalation:\n  human: desk\n", "f.yaml")
+    assert str(info.value.errors[0]).startswith("f.yaml:18:10: escalation.human 'desk' is neither a node")
+    with pytest.raises(FlowLoadError) as info:
+        load_flow_text(FLOW + "escalation:\n  frustation: {target: llm}\n", "f.yaml")
+    assert "unknown key 'frustation' in escalation" in str(info.value)
+
+
+def test_server_defaults_from_ivr_toml(tmp_path):
+    toml = tmp_path / "ivr.toml"
+    toml.write_text('[server]\nport = 9000\n\n[escalation]\nhuman = "+15550000"\nout_of_scope = {target = "human"}\n')
+    settings = load_settings(toml, env={})
+    assert settings.escalation == {"human": "+15550000", "out_of_scope": {"target": "human"}}
+    assert EscalationPolicy().merged(settings.escalation).rule("out_of_scope").target == "human"
+    toml.write_text('[escalation]\nout_of_scope = {threshold = -1}\n')
+    with pytest.raises(ValueError, match=r"\[escalation\].*out_of_scope.threshold"):
+        load_settings(toml, env={})
