@@ -1,4 +1,5 @@
-"""The ASGI app: Twilio's voice webhook, the media-stream websocket and /healthz.
+"""The ASGI app: Twilio's voice webhook, the media-stream websocket, /healthz, /metrics and the
+operator dashboard (/dashboard, ivr.dashboard).
 
 POST /twilio/voice  checks X-Twilio-Signature, answers TwiML <Connect><Stream> with the flow's
                     name and a per-call token as stream parameters.
@@ -16,17 +17,18 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from .config import Settings
+from .dashboard import Dashboard
 from .metrics import Metrics, ObservedStore
 from .recording import retention_loop
 from .runtime import Runtime
 from .telephony import twiml
 from .telephony.security import check_stream_token, make_stream_token, valid_twilio_signature
+from .telephony.whisper import check_whisper, say_to_agent
 
 log = logging.getLogger("ivr.app")
-from .telephony.whisper import check_whisper, say_to_agent
 
 START_TIMEOUT = 10.0  # seconds a new media websocket gets to send `start`
 MAX_PRELUDE_MESSAGES = 50  # messages tolerated before `start` (media sent early, junk)
@@ -61,6 +63,8 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
         runtime = runtime_factory() if runtime_factory else await asyncio.to_thread(Runtime.load, settings)
         if not isinstance(runtime.store, ObservedStore):
             runtime.store = ObservedStore(runtime.store, Metrics())
+        runtime.store = dashboard.observe(runtime.store)
+        dashboard.announce()
         state["runtime"] = runtime
         watcher = asyncio.create_task(runtime.flows.watch())
         retention = asyncio.create_task(retention_loop(settings.recordings_path, settings.recording_retention_days))
@@ -83,6 +87,12 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
 
     app = FastAPI(title="ivr", lifespan=lifespan)
     app.state.ivr = state
+    dashboard = Dashboard(settings, lambda: state["runtime"])
+    app.include_router(dashboard.router, prefix="/dashboard")
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_home():
+        return RedirectResponse("/dashboard/", status_code=307)
 
     @app.get("/healthz")
     async def healthz():
@@ -143,16 +153,6 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
         log.info("call %s from %s: answering with flow %s", call_sid, params.get("From"), flow_name)
         return Response(body, media_type="application/xml")
 
-    @app.websocket("/twilio/media")
-    async def media_stream(websocket: WebSocket):
-        runtime: Runtime | None = state["runtime"]
-        await websocket.accept()
-        if runtime is None:
-            await websocket.close(code=1013, reason="server is loading")
-            return
-        try:
-            start = await asyncio.wait_for(_read_start(websocket), START_TIMEOUT)
-        except asyncio.TimeoutError:
     @app.api_route("/twilio/whisper", methods=["GET", "POST"])
     async def whisper(request: Request):
         """TwiML said to the agent before a transferred caller is connected (telephony/whisper.py)."""
@@ -165,6 +165,16 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
             return Response("forbidden", status_code=403)
         return Response(say_to_agent(q["s"]), media_type="application/xml")
 
+    @app.websocket("/twilio/media")
+    async def media_stream(websocket: WebSocket):
+        runtime: Runtime | None = state["runtime"]
+        await websocket.accept()
+        if runtime is None:
+            await websocket.close(code=1013, reason="server is loading")
+            return
+        try:
+            start = await asyncio.wait_for(_read_start(websocket), START_TIMEOUT)
+        except asyncio.TimeoutError:
             log.warning("media websocket closed: no `start` within %.0fs", START_TIMEOUT)
             await _close(websocket, 1008, "no start")
             return

@@ -1,0 +1,228 @@
+"""The dashboard's JSON API (under /dashboard/api) and its live websocket.
+
+Every store read is synchronous database work, so it runs in a thread: the event loop keeps
+serving calls. Query parameters are checked here and a bad one is a 400 that says what was
+wrong, never a 500 or a silently ignored filter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse
+
+from .auth import COOKIE
+from .live import RESYNC
+from .turns import call_view
+
+if TYPE_CHECKING:
+    from . import Dashboard
+
+log = logging.getLogger("ivr.dashboard")
+
+MAX_LIMIT = 500
+KEEPALIVE_S = 20.0
+SEND_TIMEOUT_S = 10.0
+_LIST_FIELDS = ("call_id", "flow", "flow_version", "caller", "called", "started_at", "ended_at", "duration",
+                "outcome", "last_node")
+
+
+def parse_time(name: str, raw: str | None) -> float | None:
+    """Epoch seconds, or an ISO 8601 date/time (UTC when it names no zone)."""
+    if raw is None or raw.strip() == "":
+        return None
+    raw = raw.strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise HTTPException(400, f"{name}: expected epoch seconds or an ISO 8601 date/time, got {raw!r}")
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.timestamp()
+    if not math.isfinite(value) or value < 0:
+        raise HTTPException(400, f"{name}: expected epoch seconds, got {raw!r}")
+    return value
+
+
+def parse_int(name: str, raw: str | None, default: int, lo: int, hi: int) -> int:
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HTTPException(400, f"{name}: expected a whole number, got {raw!r}")
+    if not lo <= value <= hi:
+        raise HTTPException(400, f"{name}: must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def call_filters(params) -> dict:
+    """The list filters from query parameters, in the store's keyword names."""
+    text = {k: (params.get(k) or "").strip() or None for k in ("flow", "outcome", "caller", "handoff_reason", "q")}
+    since, until = parse_time("since", params.get("since")), parse_time("until", params.get("until"))
+    if since is not None and until is not None and until <= since:
+        raise HTTPException(400, "until must be after since")
+    return {**text, "since": since, "until": until}
+
+
+def list_row(call: dict) -> dict:
+    row = {k: call.get(k) for k in _LIST_FIELDS}
+    summary = call.get("summary") if isinstance(call.get("summary"), dict) else {}
+    row["reason"] = summary.get("reason")
+    row["transfer_target"] = summary.get("transfer_target")
+    return row
+
+
+def same_origin(headers) -> bool:
+    """A websocket handshake from another site would carry our cookie if SameSite failed: refuse it."""
+    origin = headers.get("origin")
+    if not origin:
+        return True  # not a browser
+    return urlsplit(origin).netloc == (headers.get("x-forwarded-host") or headers.get("host"))
+
+
+def build_router(dash: "Dashboard") -> APIRouter:
+    router = APIRouter(dependencies=[Depends(dash.auth.require)])
+    ws_router = APIRouter()
+
+    def store():
+        runtime = dash.runtime()
+        if runtime is None:
+            raise HTTPException(503, "the server is still loading")
+        return runtime.store
+
+    @router.get("/session")
+    async def session():
+        return {"ok": True}
+
+    @router.get("/options")
+    async def options():
+        """Values for the filter menus."""
+        runtime = dash.runtime()
+        flows = sorted(runtime.flows.names) if runtime is not None else []
+        totals = await asyncio.to_thread(store().summary)
+        return {"flows": flows, "outcomes": sorted(totals["outcomes"]), "handoff_reasons": sorted(totals["escalations"]),
+                "recording": dash.settings.recording}
+
+    @router.get("/live")
+    async def live_calls():
+        return {"calls": await dash.live_snapshot()}
+
+    @router.get("/calls")
+    async def calls(request: Request):
+        params = request.query_params
+        filters = call_filters(params)
+        limit = parse_int("limit", params.get("limit"), 50, 1, MAX_LIMIT)
+        offset = parse_int("offset", params.get("offset"), 0, 0, 10**9)
+        s = store()
+        rows, total = await asyncio.gather(
+            asyncio.to_thread(s.list_calls, limit, offset, **filters),
+            asyncio.to_thread(s.count_calls, **filters),
+        )
+        return {"calls": [list_row(c) for c in rows], "total": total, "limit": limit, "offset": offset}
+
+    @router.get("/calls/{call_id}")
+    async def one_call(call_id: str):
+        call = await asyncio.to_thread(store().get_call, call_id)
+        if call is None:
+            raise HTTPException(404, f"no call {call_id!r} in the call log")
+        view = call_view(call)
+        view["live"] = dash.live.calls.get(call_id)
+        if view["recording"]:
+            view["recording"]["available"] = dash.recording_path(view["recording"].get("file")) is not None
+        return view
+
+    @router.get("/calls/{call_id}/recording")
+    async def recording(call_id: str):
+        call = await asyncio.to_thread(store().get_call, call_id)
+        if call is None:
+            raise HTTPException(404, f"no call {call_id!r} in the call log")
+        info = call_view(call)["recording"]
+        if not info:
+            raise HTTPException(404, "this call was not recorded")
+        path = dash.recording_path(info.get("file"))
+        if path is None:
+            raise HTTPException(404, "the recording file is gone (deleted by retention, or still being written)")
+        return FileResponse(path, media_type="audio/wav", filename=path.name)
+
+    @router.get("/summary")
+    async def summary(request: Request):
+        params = request.query_params
+        since, until = parse_time("since", params.get("since")), parse_time("until", params.get("until"))
+        if since is not None and until is not None and until <= since:
+            raise HTTPException(400, "until must be after since")
+        bucket = parse_int("bucket_s", params.get("bucket_s"), 3600, 60, 31 * 86400)
+        flow = (params.get("flow") or "").strip() or None
+        try:
+            return await asyncio.to_thread(store().summary, since=since, until=until, flow=flow, bucket_s=bucket)
+        except ValueError as exc:  # e.g. too many time buckets for the range
+            raise HTTPException(400, str(exc))
+
+    @ws_router.websocket("/live")
+    async def live_socket(ws: WebSocket):
+        if not (dash.auth.valid_session(ws.cookies.get(COOKIE)) or _bearer_ok(dash, ws)) or not same_origin(ws.headers):
+            await ws.close(code=1008, reason="not logged in")
+            return
+        await ws.accept()
+        await stream_live(dash, ws)
+
+    return router, ws_router
+
+
+def _bearer_ok(dash, ws: WebSocket) -> bool:
+    header = ws.headers.get("authorization", "")
+    return header[:7].lower() == "bearer " and dash.auth.check_token(header[7:].strip())
+
+
+async def stream_live(dash: "Dashboard", ws: WebSocket) -> None:
+    """Snapshot, then every call change, until the browser goes away or falls behind."""
+    sub = dash.publisher.subscribe()  # before the snapshot: nothing falls between the two
+    receiver = asyncio.ensure_future(ws.receive())
+    getter: asyncio.Future | None = None
+    try:
+        await _send(ws, {"kind": "snapshot", "calls": await dash.live_snapshot()})
+        while True:
+            getter = asyncio.ensure_future(sub.get(KEEPALIVE_S))
+            done, _ = await asyncio.wait({receiver, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver in done:
+                if receiver.result().get("type") == "websocket.disconnect":
+                    return
+                receiver = asyncio.ensure_future(ws.receive())  # the browser sends nothing we need
+            if getter in done:
+                message = getter.result()
+                getter = None
+                if message is RESYNC:
+                    await _send(ws, RESYNC)
+                    await ws.close(code=1013, reason="too slow; reconnect")
+                    return
+                await _send(ws, message if message is not None else {"kind": "ping"})
+    except (WebSocketDisconnect, asyncio.TimeoutError, RuntimeError):
+        return  # gone, or not reading: its subscription is dropped below
+    finally:
+        sub.close()
+        for task in (receiver, getter):
+            if task is not None and not task.done():
+                task.cancel()
+
+
+async def _send(ws: WebSocket, message: dict) -> None:
+    await asyncio.wait_for(ws.send_text(json.dumps(message, default=str)), SEND_TIMEOUT_S)
+
+
+def safe_recording_path(directory: Path, name: str | None) -> Path | None:
+    """The file a `recording` event names, if it is a plain name inside the recordings folder."""
+    if not name or Path(name).name != name or not name.endswith(".wav"):
+        return None
+    path = Path(directory) / name
+    return path if path.is_file() else None
