@@ -298,8 +298,20 @@ def cmd_chat(args) -> int:
     async def main() -> None:
         from .calls.session import RecordedEvents
 
+        from .config import load_settings
+        from .handoff.policy import EscalationPolicy
+
         capture = RecordedEvents()
-        session = CallSession("chat", flow, _PrintOutput(), nlu=nlu, events=capture, env=dict(os.environ))
+        settings = load_settings()
+        handoff = None
+        if settings.llm_base_url:  # the same LLM handoff a live call gets, so escalations can be tried
+            from .handoff.llm import LLMHandoff, llm_settings
+
+            handoff = LLMHandoff(llm_settings(settings))
+            print(f"LLM handoff: {settings.llm_model} at {settings.llm_base_url}")
+        session = CallSession("chat", flow, _PrintOutput(), nlu=nlu, events=capture, env=dict(os.environ),
+                              handoff=handoff, escalation=EscalationPolicy().merged(settings.escalation),
+                              transfer_target=settings.transfer_target)
         print(f"flow {flow.name} v{flow.version}: type what the caller says, #digits for keys, ... for silence, Ctrl-D to end")
         await session.start()
         _show(session, capture)
@@ -326,6 +338,9 @@ def cmd_chat(args) -> int:
 def _show(session, capture) -> None:
     for data in capture.of("nlu"):
         print(f"  [nlu] intent={data.get('intent')} confidence={data.get('confidence')} via {data.get('source')} ({data.get('latency_ms')} ms)")
+        decision = data.get("decision") or {}
+        if decision.get("escalate"):
+            print(f"  [escalate] {decision['trigger']} -> {decision['target']}: {decision['reason']}")
     capture.items.clear()
     slots = session.engine.state.slots
     print(f"  [node {session.engine.node_name}]" + (f" slots={slots}" if slots else ""))
