@@ -195,6 +195,7 @@ class CallSession:
             # Whisper heard only noise: not a no-match, just keep listening.
             self._arm_no_input()
             return
+        self._cancel(self._no_input_timer)  # words are input, even where no VAD event came first
         async with self._lock:
             llm_holds_call = self._handoff_active()
             if self.ended or (self.expectation is None and not llm_holds_call):
@@ -440,8 +441,10 @@ class CallSession:
         await asyncio.sleep(seconds)
         if self.ended or self.bot_speaking:
             return
-        self._log("no_input", {"node": self.engine.node_name, "after_s": seconds})
         async with self._lock:
+            if self.ended or self.expectation is None or self._handoff_active():
+                return  # the caller spoke while we waited for the lock: that turn moved on
+            self._log("no_input", {"node": self.engine.node_name, "after_s": seconds})
             await self._run(self.engine.on_no_input())
 
     def _handoff_active(self) -> bool:

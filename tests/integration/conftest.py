@@ -12,10 +12,11 @@ from .procs import ServerProcess, free_port
 
 REPO = Path(__file__).parent.parent.parent
 AUTH_TOKEN = "integration-test-token"
+DASHBOARD_TOKEN = "integration-dashboard-token"
 
 
 class Server(ServerProcess):
-    """`ivr serve` with the real models, signed webhooks on."""
+    """`ivr serve` with the real models, signed webhooks on, a dashboard token, calls recorded."""
 
     def __init__(self, tmp: Path, flows_dir: Path = REPO / "flows"):
         self.port = free_port()
@@ -26,6 +27,8 @@ class Server(ServerProcess):
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "IVR_DATA_DIR": str(tmp),
             "IVR_FLOWS_DIR": str(flows_dir),
+            "IVR_DASHBOARD_TOKEN": DASHBOARD_TOKEN,
+            "IVR_RECORDING": "1",
             "PYTHONUNBUFFERED": "1",
         }
         super().__init__(
