@@ -18,7 +18,7 @@ DASHBOARD_TOKEN = "integration-dashboard-token"
 class Server(ServerProcess):
     """`ivr serve` with the real models, signed webhooks on, a dashboard token, calls recorded."""
 
-    def __init__(self, tmp: Path, flows_dir: Path = REPO / "flows"):
+    def __init__(self, tmp: Path, flows_dir: Path = REPO / "flows", env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = tmp
@@ -30,6 +30,7 @@ class Server(ServerProcess):
             "IVR_DASHBOARD_TOKEN": DASHBOARD_TOKEN,
             "IVR_RECORDING": "1",
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         super().__init__(
             "ivr serve",
