@@ -6,9 +6,10 @@ clocks do not matter), and a call whose owner has not been heard from for ``stal
 seconds is ended ``abnormal``. Owners on this very machine (same boot, same pid namespace) are
 judged by pid as well, so a server restarted after a crash closes its own dead calls at once.
 
-The writer sweeps at open and every ``recover_interval`` seconds, but only once its own
-connection has been up for ``stale_after`` seconds: after an outage every heartbeat is old, and
-the other instances need that long to reconnect and refresh theirs.
+The writer of a server (``recover=True``) sweeps at open and every ``recover_interval``
+seconds. Calls of an instance whose store was closed are ended at once; heartbeats are judged
+only once the database and the sweeping connection have been up for ``stale_after`` seconds,
+because after an outage every heartbeat is old and the others need that long to send a new one.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 # rollbacks (serialization, deadlock), insufficient resources, operator intervention (server
 # shutting down), system errors; and lock_not_available.
 _TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
+#: Rows of instances not heard from for this long are deleted by the sweeps.
+INSTANCE_RETENTION_S = 7 * 86400
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
 
 
@@ -179,6 +182,13 @@ class PostgresBackend(Backend):
 
     def retire(self, conn, instance: str) -> None:
         conn.execute(f"UPDATE instances SET stopped_at = {_NOW} WHERE instance = %s", (instance,))
+
+    def recover(self, conn, owner: str) -> list[str]:
+        closed = super().recover(conn, owner)
+        # Rows of instances gone for a week: their calls are closed by now, and one row per
+        # server start would otherwise pile up.
+        conn.execute(f"DELETE FROM instances WHERE heartbeat_at < {_NOW} - %s", (INSTANCE_RETENTION_S,))
+        return closed
 
     def stale_calls(self, conn, owner: str) -> list[tuple[str, float]]:
         # Heartbeats are only comparable once the database and this connection have been up

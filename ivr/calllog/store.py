@@ -302,7 +302,7 @@ class CallStore:
     def stats(self) -> dict:
         """Counters for health checks: queued, written, dropped (buffer full), failed (bad records)."""
         with self._lock:
-            return {"queued": len(self._queue), "written": self._written, "dropped": self._dropped,
+            return {"backend": self.backend.name, "queued": len(self._queue), "written": self._written, "dropped": self._dropped,
                     "failed": self._failed,
                     "failing_for_s": (None if self._failing_since is None
                                       else round(time.monotonic() - self._failing_since, 3)),
@@ -330,13 +330,17 @@ class CallStore:
         sweep_due = sweep and self.recover and now - self._last_sweep >= sweep
         if not heartbeat_due and not sweep_due:
             return
+        # Due times move on even if this fails: a database that is down is retried at the next
+        # interval (or by the next write), not in a tight loop.
+        if heartbeat_due:
+            self._last_heartbeat = now
+        if sweep_due:
+            self._last_sweep = now
         try:
             conn = self._get_conn()
             if heartbeat_due:
                 self.backend.heartbeat(conn, self._owner, self._instance)
-                self._last_heartbeat = now
             if sweep_due:
-                self._last_sweep = now
                 self.backend.recover(conn, self._owner)
         except Exception as exc:
             # The next write notices a dead connection too; here it is only logged.

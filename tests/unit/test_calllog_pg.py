@@ -203,3 +203,23 @@ def test_urls():
     b = PostgresBackend("postgresql+psycopg://u@h/db")
     assert b.url == "postgresql://u@h/db"
     assert PostgresBackend("postgres://u@h/db").url == "postgresql://u@h/db"
+
+
+def test_idle_writer_does_not_spin_while_the_server_is_down(pg_server, pg_database, stores, monkeypatch):
+    monkeypatch.setattr(pg_mod.PostgresBackend, "heartbeat_interval", 0.1)
+    s = _open(stores, pg_database)
+    s.start_call("c1", flow="f", flow_version="1")
+    assert s.flush()
+    attempts = []
+    real_connect = s.backend.connect
+    monkeypatch.setattr(s.backend, "connect", lambda *a: attempts.append(1) or real_connect(*a))
+    pg_server.stop("fast")
+    try:
+        time.sleep(1.0)
+    finally:
+        pg_server.start()
+    # One try per heartbeat interval, not a busy loop of refused connections.
+    assert 1 <= len(attempts) <= 15, len(attempts)
+    s.end_call("c1", "completed")
+    assert s.flush(30)
+    assert s.get_call("c1")["outcome"] == "completed"
