@@ -16,6 +16,11 @@ function niceMax(value) {
   return 10 * power;
 }
 
+// Grid lines at whole numbers for counts (5 -> 0..5 by 1), quarters for times.
+function tickCount(max, counts) {
+  return counts ? [4, 5, 2, 1].find((n) => Number.isInteger(max / n)) : 4;
+}
+
 function fmt(value, unit) {
   if (unit === "ms") return value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${Math.round(value)} ms`;
   if (unit === "%") return `${Math.round(value * 100)}%`;
@@ -23,17 +28,19 @@ function fmt(value, unit) {
 }
 
 // Horizontal bars, one row per label; `series` gives one or more values per row (e.g. p50 and p95).
-export function barChart(rows, { series = [{ key: "value", color: "#2563eb", label: "" }], unit = "", width = 520, title = "" } = {}) {
+export function barChart(rows, { series = [{ key: "value", color: "#2563eb", label: "" }], unit = "", width = 520, title = "", labelW = 170 } = {}) {
   const rowH = 18 * series.length + 10;
-  const labelW = 170, pad = 60;
+  const pad = 60;
   const height = Math.max(rows.length * rowH + 28, 60);
-  const max = niceMax(Math.max(0, ...rows.flatMap((r) => series.map((s) => r[s.key] ?? 0))));
+  // Counts get an axis of whole numbers (at least 0..4); times and rates any nice maximum.
+  const max = niceMax(Math.max(unit ? 0 : 4, ...rows.flatMap((r) => series.map((s) => r[s.key] ?? 0))));
   const plotW = width - labelW - pad;
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img", "aria-label": title, class: "chart-bars" });
-  for (let i = 0; i <= 4; i++) {
-    const x = labelW + (plotW * i) / 4;
+  const n = tickCount(max, !unit);
+  for (let i = 0; i <= n; i++) {
+    const x = labelW + (plotW * i) / n;
     root.append(svg("line", { x1: x, x2: x, y1: 0, y2: height - 20, class: "grid" }));
-    root.append(svg("text", { x, y: height - 6, "text-anchor": "middle", fill: "#5f6b7a" }, fmt((max * i) / 4, unit)));
+    root.append(svg("text", { x, y: height - 6, "text-anchor": "middle", fill: "#5f6b7a" }, fmt((max * i) / n, unit)));
   }
   rows.forEach((row, i) => {
     const y0 = i * rowH + 6;
@@ -53,13 +60,14 @@ export function barChart(rows, { series = [{ key: "value", color: "#2563eb", lab
 // Columns over time (calls per bucket).
 export function columnChart(points, { width = 520, height = 200, title = "", label = (t) => t } = {}) {
   const left = 36, bottom = 24, top = 8;
-  const max = niceMax(Math.max(0, ...points.map((p) => p.value)));
+  const max = niceMax(Math.max(4, ...points.map((p) => p.value)));
   const plotW = width - left - 8, plotH = height - bottom - top;
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img", "aria-label": title, class: "chart-columns" });
-  for (let i = 0; i <= 4; i++) {
-    const y = top + plotH - (plotH * i) / 4;
+  const n = tickCount(max, true);
+  for (let i = 0; i <= n; i++) {
+    const y = top + plotH - (plotH * i) / n;
     root.append(svg("line", { x1: left, x2: width - 8, y1: y, y2: y, class: "grid" }));
-    root.append(svg("text", { x: left - 4, y: y + 4, "text-anchor": "end", fill: "#5f6b7a" }, fmt((max * i) / 4)));
+    root.append(svg("text", { x: left - 4, y: y + 4, "text-anchor": "end", fill: "#5f6b7a" }, fmt((max * i) / n)));
   }
   const slot = plotW / Math.max(points.length, 1);
   const every = Math.ceil(points.length / 8);

@@ -33,7 +33,7 @@ async function load() {
     card("Calls", s.calls, `${s.active} in progress`),
     card("Containment", rate, s.ended ? `${s.contained} of ${s.ended} ended calls stayed with the bot` : "no ended calls"),
     card("Escalations", Object.values(s.escalations).reduce((a, b) => a + b, 0)),
-    card("Minutes", Math.round(s.minutes), s.ended ? `avg ${fmtDuration((s.minutes * 60) / s.ended)} a call` : null),
+    card("Minutes", s.minutes < 10 ? s.minutes.toFixed(1) : Math.round(s.minutes), s.ended ? `avg ${fmtDuration((s.minutes * 60) / s.ended)} a call` : null),
     card("Model tokens", s.tokens.slm + s.tokens.llm, `SLM ${s.tokens.slm} · LLM ${s.tokens.llm}`));
 
   const label = (t) => {
@@ -51,7 +51,7 @@ async function load() {
     .sort(([a], [b]) => Object.keys(STAGE_NAMES).indexOf(a) - Object.keys(STAGE_NAMES).indexOf(b))
     .map(([k, v]) => ({ label: `${STAGE_NAMES[k]} (n=${v.n})`, p50: v.p50, p95: v.p95 }));
   document.getElementById("latency").replaceChildren(stages.length
-    ? barChart(stages, { unit: "ms", title: "latency", series: [{ key: "p50", color: "#60a5fa", label: "p50" }, { key: "p95", color: "#1e3a8a", label: "p95" }] })
+    ? barChart(stages, { unit: "ms", title: "latency", labelW: 230, series: [{ key: "p50", color: "#60a5fa", label: "p50" }, { key: "p95", color: "#1e3a8a", label: "p95" }] })
     : empty("No turns with latencies in this period."));
 }
 
