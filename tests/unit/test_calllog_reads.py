@@ -137,6 +137,11 @@ def test_summary_filters_and_buckets(calls):
         calls.summary(bucket_s=0)
     with pytest.raises(ValueError, match="larger bucket_s"):
         calls.summary(since=0, until=T0, bucket_s=60)
+    # A span that comes from the data, not the question: sparse buckets instead of an error.
+    sparse = calls.summary(bucket_s=0.5)["volume"]  # 14501 buckets from the first call to the last
+    assert [v["t"] for v in sparse] == [int(T0), int(T0 + 600), int(T0 + HOUR + 10), int(T0 + HOUR + 20),
+                                        int(T0 + 2 * HOUR + 5), int(T0 + 2 * HOUR + 50)]
+    assert all(v["calls"] == 1 for v in sparse)
 
 
 def test_events_after(calls):
