@@ -193,3 +193,36 @@ def test_a_whole_call_is_recorded_with_its_event(tmp_path):
         assert np.abs(audio[:, 0]).max() > 1000 and np.abs(audio[:, 1]).max() > 100
     finally:
         store.close()
+
+
+def test_sensitive_collect_is_silenced_on_a_real_call(tmp_path):
+    """Bank flow: key 1 -> the account-number collect (sensitive); what the caller says there
+    never reaches the file, what they said before does."""
+    from tests.unit.test_media_protocol import dtmf, hang_up, make_client, media, receive_until, start_msg, wait_for
+    from ivr.calllog.store import CallStore
+    from ivr.recording import shared_writer
+
+    store = CallStore(tmp_path / "calls.sqlite3")
+    tone = ulaw_encode((3000 * np.sin(np.arange(FRAME) * 0.3)).astype(np.int16))
+    try:
+        client, runtime = make_client(store, recording=True, recording_dir=tmp_path / "rec")
+        with client, client.websocket_connect("/twilio/media") as ws:
+            ws.send_text(start_msg(flow="bank"))
+            receive_until(ws, "media")
+            for _ in range(25):
+                ws.send_text(media(tone))
+            ws.send_text(dtmf("1"))
+            session = runtime.active_calls["CA123"]["session"]
+            assert wait_for(lambda: session.expectation is not None and session.expectation.slot == "account_number")
+            for _ in range(25):
+                ws.send_text(media(tone))
+            hang_up(ws)  # after the frames: the transport reads (and records) them in order
+        store.flush()
+        event = next(e["data"] for e in store.get_call("CA123")["events"] if e["type"] == "recording")
+        assert event["paused_s"] == pytest.approx(0.5, abs=0.05)
+        assert shared_writer().drain()
+        left = read_stereo(tmp_path / "rec" / "CA123.wav")[:, 0]
+        heard = np.abs(left.astype(np.int64)).sum()
+        assert heard == 25 * np.abs(ulaw_decode(tone).astype(np.int64)).sum()  # only the frames before the collect
+    finally:
+        store.close()
