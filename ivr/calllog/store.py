@@ -80,6 +80,12 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def _text(value: Any) -> str | None:
+    """A column value as text PostgreSQL accepts (no NUL), the same on every backend; caller
+    numbers come from the webhook, so a NUL must not cost the call its row."""
+    return None if value is None else str(value).replace("\x00", "\ufffd")
+
+
 def dumps(obj: Any) -> str | None:
     if obj is None:
         return None
@@ -183,11 +189,10 @@ class CallStore:
         try:
             ts = time.time() if started_at is None else float(started_at)
             start_data = {"flow": flow, "flow_version": flow_version, "caller": caller, "called": called}
-            args = (str(flow), None if flow_version is None else str(flow_version),
-                    None if caller is None else str(caller), None if called is None else str(called),
+            args = (_text(str(flow)), _text(flow_version), _text(caller), _text(called),
                     dumps(models), dumps(meta), ts, dumps(start_data))
             self._owns_calls = True
-            self._enqueue(Op("start", str(call_id), args), critical=True)
+            self._enqueue(Op("start", _text(call_id), args), critical=True)
         except Exception:
             log.exception("call log: could not queue start of call %s", call_id)
 
@@ -202,9 +207,9 @@ class CallStore:
             node = None
             if type == "node":
                 node = data.get("node", data.get("to"))
-                node = None if node is None else str(node)
+                node = _text(node)
             ts = time.time() if ts is None else float(ts)
-            self._enqueue(Op("event", str(call_id), (ts, type, dumps(data), node)), critical=False)
+            self._enqueue(Op("event", _text(call_id), (ts, type, dumps(data), node)), critical=False)
         except Exception:
             log.exception("call log: could not queue %s event of call %s", type, call_id)
 
@@ -213,8 +218,8 @@ class CallStore:
         """Record the end of a call (and its ``call_end`` event). Never blocks, never raises."""
         try:
             ts = time.time() if ended_at is None else float(ended_at)
-            args = (ts, str(outcome), dumps(summary), dumps({"outcome": str(outcome)}))
-            self._enqueue(Op("end", str(call_id), args), critical=True)
+            args = (ts, _text(outcome), dumps(summary), dumps({"outcome": str(outcome)}))
+            self._enqueue(Op("end", _text(call_id), args), critical=True)
         except Exception:
             log.exception("call log: could not queue end of call %s", call_id)
 

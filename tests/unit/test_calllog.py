@@ -152,6 +152,23 @@ def test_data_is_snapshotted_and_odd_values_survive(make_store):
     assert events[3]["data"] == {"value": "not a dict"}
 
 
+def test_values_postgresql_cannot_store_as_given_are_kept_readable(make_store):
+    """NUL characters and NaN/infinity are not valid in PostgreSQL text or JSON: they are
+    replaced the same way on every backend instead of costing the record."""
+    s = make_store()
+    s.start_call("c\x00nul", flow="f", flow_version="1", caller="+1\x00555")
+    s.add_event("c\x00nul", "transcript", {"text": "a\x00b", "confidence": float("nan"), "k\x00": float("inf")})
+    s.add_event("c\x00nul", "nlu", {"text": "literal \\u0000 stays"})
+    s.end_call("c\x00nul", "completed")
+    assert s.flush()
+    assert s.stats()["failed"] == 0
+    call = s.get_call("c\ufffdnul")
+    assert call["caller"] == "+1\ufffd555" and call["outcome"] == "completed"
+    data = call["events"][1]["data"]
+    assert data == {"text": "a\ufffdb", "confidence": "nan", "k\ufffd": "inf"}
+    assert call["events"][2]["data"] == {"text": "literal \\u0000 stays"}
+
+
 def test_events_keep_enqueue_order_regardless_of_timestamps(make_store):
     s = make_store(batch_interval=0.001)
     s.start_call("c1", flow="f", flow_version="1", started_at=50.0)
