@@ -218,7 +218,8 @@ def cmd_calls(args) -> int:
     store = open_store(args.db or settings.database, recover=False)
     try:
         if args.action == "list":
-            calls = store.list_calls(limit=args.limit, flow=args.flow, outcome=args.outcome)
+            calls = store.list_calls(limit=args.limit, flow=args.flow, outcome=args.outcome, caller=args.caller,
+                                     q=args.search)
             print("\n".join(call_rows(calls)))
         elif args.action == "show":
             if not args.call_id:
@@ -399,11 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     calls = sub.add_parser("calls", help="the call log: list | show ID | tail")
     calls.add_argument("action", choices=["list", "show", "tail"])
     calls.add_argument("call_id", nargs="?")
-    calls.add_argument("--db", help="database (default: the server's, from settings)")
+    calls.add_argument("--db", help="database path or URL (default: the server's, IVR_DATABASE_URL or the data dir)")
     calls.add_argument("--config")
     calls.add_argument("--limit", type=int, default=30)
     calls.add_argument("--flow")
     calls.add_argument("--outcome")
+    calls.add_argument("--caller", help="part of the caller's number")
+    calls.add_argument("--search", help="text the caller said, or part of a call id")
     calls.set_defaults(func=cmd_calls)
 
     schema = sub.add_parser("schema", help="print the flow JSON Schema")

@@ -43,6 +43,8 @@ def test_list_and_show_from_the_database_url(store, store_url, tmp_path):
     assert "CA-cli-1" in listed.stdout and "CA-cli-2" in listed.stdout and "in progress" in listed.stdout
     only = _ivr(store_url, tmp_path, "list", "--flow", "bank")
     assert "CA-cli-1" in only.stdout and "CA-cli-2" not in only.stdout
+    said = _ivr(store_url, tmp_path, "list", "--search", "BALANCE", "--caller", "555")
+    assert "CA-cli-1" in said.stdout and "CA-cli-2" not in said.stdout, said.stderr
 
     shown = _ivr(store_url, tmp_path, "show", "CA-cli-1")
     assert shown.returncode == 0, shown.stderr
