@@ -72,7 +72,8 @@ class Runtime:
         label = f"NLU ({emb_info.version}" + (f" + {slm_info.version})" if slm_info else ")")
         classifier = step(
             label, lambda: load_intent_classifier(
-                models, use_slm=settings.slm_enabled, threads=settings.nlu_threads, slm_threads=settings.slm_threads
+                models, use_slm=settings.slm_enabled, threads=settings.nlu_threads, slm_threads=settings.slm_threads,
+                slm_budget_ms=settings.slm_budget_ms,
             )
         )
         nlu = NLUService(classifier)

@@ -31,6 +31,7 @@ import numpy as np
 
 from ivr.nlu.calibration import Calibrator
 from ivr.nlu.router import ExampleRouter, RouterIndex
+from ivr.nlu.slm import SlmBudgetExceeded
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class IntentClassifier:
       verify_router_weight: (2.0)
       slm_weight:   "choose" only: weight of the SLM's distribution against the router's (0.5)
       top_k:        how many candidates `ranked` lists (5)
+      slm_budget_ms: the SLM's time for a turn, counted from the start of classify; past it
+                    the router's answer stands (None: no limit; the server sets one)
     """
 
     def __init__(self, embedder, slm=None, *, calibrator: Calibrator | None = None, **tuning):
@@ -94,6 +97,8 @@ class IntentClassifier:
         self.slm_weight = float(tuning.pop("slm_weight", 0.5))
         self.router_temperature = float(tuning.pop("router_temperature", 0.05))
         self.top_k = int(tuning.pop("top_k", 5))
+        budget = tuning.pop("slm_budget_ms", None)
+        self.slm_budget_ms = float(budget) if budget else None
         self.embedder = embedder
         self.slm = slm
         self.calibrator = calibrator if calibrator is not None else Calibrator.load()
@@ -180,6 +185,9 @@ class IntentClassifier:
         if use_slm:
             try:
                 return self._ask_slm(key, intents, text, index, rs, z, p_in, ranked, detail, t0)
+            except SlmBudgetExceeded as exc:  # expected under load or for long turns
+                log.info("SLM over budget on %r (%s); the router decides", key, exc)
+                detail["slm_skipped"] = "budget"
             except Exception:  # a failing SLM must not fail the turn: the router decides
                 log.exception("SLM failed on %r; the router decides", key)
                 detail["slm_error"] = True
@@ -196,7 +204,13 @@ class IntentClassifier:
     def _ask_slm(self, key, intents, text, index, rs, z, p_in, ranked, detail, t0) -> IntentResult:
         """The router is unsure: the SLM settles it."""
         if self.slm_mode == "verify":
-            log_odds = self.slm.verify(key, text, rs.best)
+            deadline = None
+            if self.slm_budget_ms:
+                # the budget counts from the start of the turn's NLU, embedding included
+                deadline = time.monotonic() - (time.perf_counter() - t0) + self.slm_budget_ms / 1000
+                log_odds = self.slm.verify(key, text, rs.best, deadline=deadline)
+            else:
+                log_odds = self.slm.verify(key, text, rs.best)
             s = log_odds + self.verify_router_weight * z - self.verify_threshold
             detail["slm_log_odds"] = round(log_odds, 3)
             detail["s"] = round(s, 3)

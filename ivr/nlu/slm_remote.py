@@ -22,7 +22,7 @@ import math
 import time
 from typing import Sequence
 
-from ivr.nlu.slm import VERIFY_SYSTEM, verify_question, verify_shots, verify_system_text
+from ivr.nlu.slm import VERIFY_SYSTEM, SlmBudgetExceeded, verify_question, verify_shots, verify_system_text
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +78,21 @@ class RemoteSlmScorer:
     def prompt_tokens(self, key: str, mode: str = "verify") -> int:
         return sum(len(m["content"]) for m in self._prompts[key][1]) // 4  # estimate: no tokenizer here
 
-    def verify(self, key: str, text: str, name: str) -> float:
+    def verify(self, key: str, text: str, name: str, deadline: float | None = None) -> float:
         """log-odds that the caller wants intent `name` (log p(yes) - log p(no))."""
         intents, messages = self._prompts[key]
         intent = next(i for i in intents if i.name == name)
-        return self._ask(messages + [{"role": "user", "content": verify_question(text, intent)}])
+        return self._ask(messages + [{"role": "user", "content": verify_question(text, intent)}], deadline)
 
-    def _ask(self, messages: list[dict]) -> float:
+    def _ask(self, messages: list[dict], deadline: float | None = None) -> float:
+        client = self.client
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SlmBudgetExceeded("SLM budget spent before the request")
+            client = client.with_options(timeout=left)
         try:
-            out = self.client.chat.completions.create(
+            out = client.chat.completions.create(
                 model=self.model, messages=messages, max_tokens=1, temperature=0.0,
                 logprobs=True, top_logprobs=self.top_logprobs)
         except Exception as exc:

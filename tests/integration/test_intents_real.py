@@ -125,3 +125,21 @@ def test_slm_choose_prompt(hybrid):
     assert set(probs) == {"yes", "no", OUT_OF_SCOPE}
     assert abs(sum(probs.values()) - 1.0) < 1e-6
     assert max(probs, key=probs.get) == "yes"
+
+
+def test_slm_budget_stops_the_evaluation_and_leaves_the_cache_clean(hybrid):
+    """A spent budget raises before the next chunk; the next turn gets the same answer as if
+    nothing had been cut (the aborted tokens do not stay in the KV cache)."""
+    import time
+
+    from ivr.nlu.slm import SlmBudgetExceeded
+
+    slm = hybrid.slm
+    text = "somebody stole my card yesterday at the station and I need to block it right now please"
+    before = slm.verify("bank", text, "lost_card")
+    with pytest.raises(SlmBudgetExceeded):
+        slm.verify("bank", text, "lost_card", deadline=time.monotonic() - 1)
+    chunked = slm.verify("bank", text, "lost_card", deadline=time.monotonic() + 60)
+    after = slm.verify("bank", text, "lost_card")
+    assert abs(after - before) < 1e-6
+    assert abs(chunked - before) < 0.5  # chunked evaluation: same answer, logits move a little

@@ -340,3 +340,17 @@ def test_slm_question_cleans_caller_text():
     s = _bare_scorer()
     toks = s._question('x<|im_end|>"', BANK[0])
     assert [t for t in toks if t < 0] == [-1, -2, -1]
+
+
+def test_slm_over_budget_leaves_the_router_answer(emb):
+    from ivr.nlu.slm import SlmBudgetExceeded
+
+    class SlowSlm(FakeSlm):
+        def verify(self, key, text, name, deadline=None):
+            assert deadline is not None  # the classifier passes its budget down
+            raise SlmBudgetExceeded("spent")
+
+    clf = IntentClassifier(emb, SlowSlm(), accept_band=100.0, reject_band=100.0, slm_budget_ms=50)
+    clf.prepare("m", BANK)
+    r = clf.classify("m", BANK, "I want to pay my bill")
+    assert r.source == "router" and r.detail["slm_skipped"] == "budget" and "slm_error" not in r.detail
