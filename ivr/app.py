@@ -99,8 +99,10 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
         runtime: Runtime | None = state["runtime"]
         if runtime is None:
             return JSONResponse({"status": "loading"}, status_code=503)
+        if runtime.draining:  # shutting down (ivr/drain.py): a load balancer should move on
+            return JSONResponse({"status": "draining", "active_calls": len(runtime.active_calls)}, status_code=503)
         return {
-            "status": "draining" if runtime.draining else "ok",
+            "status": "ok",
             "active_calls": len(runtime.active_calls),
             "flows": {name: runtime.flows.get(name).version for name in runtime.flows.names},
             "flow_errors": {str(p): [str(e) for e in errs] for p, errs in runtime.flows.errors.items()},

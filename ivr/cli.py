@@ -64,7 +64,12 @@ def cmd_serve(args) -> int:
                          else "WARNING: TWILIO_AUTH_TOKEN unset and not in dev mode: webhooks will get 403"), flush=True)
     print(f"ivr: try a call:  ivr simulate --url {base} --say 'I want to check on my order' --dtmf 123456", flush=True)
     app = create_app(settings, runtime_factory=lambda: runtime)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", ws="websockets-sansio")
+    from .drain import DrainingServer
+
+    # SIGTERM drains the calls first (ivr/drain.py); what uvicorn then still waits on is capped.
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", ws="websockets-sansio",
+                            timeout_graceful_shutdown=5)
+    DrainingServer(config, runtime, settings.drain_seconds).run()
     return 0
 
 

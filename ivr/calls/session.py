@@ -36,6 +36,7 @@ log = logging.getLogger("ivr.session")
 
 TRANSFER_SAY = "Let me connect you with someone who can help."
 TRANSFER_FAILED_SAY = "I'm sorry, I couldn't connect you to an agent right now. Please call again later. Goodbye."
+DRAIN_SAY = "We have to end this call now. Please call back. Goodbye."
 
 
 class SessionOutput(Protocol):
@@ -142,6 +143,7 @@ class CallSession:
         self._pending_turn: Turn | None = None
         self._ended = asyncio.Event()
         self._closing = False
+        self._ending_politely = False
         self.policy = (escalation or EscalationPolicy()).merged(flow.flow.escalation.model_dump(exclude_none=True))
         self._human = human_destination(flow.flow, self.policy.human, transfer_target)
         self._trigger_counts: dict[str, int] = {}
@@ -169,6 +171,35 @@ class CallSession:
         if self.result.outcome == "in_progress":
             self.result.outcome, self.result.reason = outcome, reason
         self._log("hangup", {"outcome": self.result.outcome, "reason": self.result.reason})
+
+    async def end_politely(self, reason: str, *, say: str = DRAIN_SAY, outcome: str = "drained",
+                           lock_wait: float = 1.0) -> bool:
+        """End the call from outside (the server is shutting down): stop what the bot is saying,
+        say `say`, hang up, outcome `outcome`. False when the call was already ending."""
+        if self.closing:
+            return False
+        self._closing = True  # the caller's words and keys from here on are ignored
+        self._ending_politely = True  # and a turn still running says nothing more
+        self._cancel_timers()
+        try:  # a turn in progress finishes its step (its prompts are dropped), but briefly
+            await asyncio.wait_for(self._lock.acquire(), lock_wait)
+            self._lock.release()
+        except asyncio.TimeoutError:
+            pass
+        if self.ended:
+            return False
+        if getattr(self.handoff, "stop", None) is not None:
+            self.handoff.stop(self, outcome, reason)  # an LLM reply still streaming stops here
+        if self.result.outcome == "in_progress":
+            self.result.outcome, self.result.reason = outcome, reason
+        self._log("drain", {"reason": reason, "node": self.engine.node_name, "outcome": outcome})
+        if self.bot_speaking:
+            await self.output.interrupt()
+        self.history.append({"role": "bot", "text": say})
+        self._log("prompt", {"text": say, "node": self.engine.node_name, "kind": outcome})
+        await self.output.speak(say)
+        await self.output.hang_up(reason)
+        return True
 
     # ------------------------------------------------------------ inputs
     async def on_user_started_speaking(self) -> None:
@@ -463,7 +494,7 @@ class CallSession:
 
     async def _run(self, effects) -> None:
         for effect in effects:
-            if self.ended:
+            if self.ended or self._ending_politely:
                 return
             if isinstance(effect, EnterNode):
                 self.expectation = None
