@@ -227,10 +227,13 @@ class _ProtocolError(Exception):
 async def _read_start(websocket: WebSocket) -> dict:
     """Read until Twilio's `start`; tolerate `connected` and a few early or junk messages."""
     for _ in range(MAX_PRELUDE_MESSAGES):
-        raw = await websocket.receive_text()
+        received = await websocket.receive()
+        if received["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(received.get("code", 1000), received.get("reason"))
+        raw = received.get("text") if received.get("text") is not None else received.get("bytes") or b""
         try:
             message = json.loads(raw)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
             log.warning("media websocket: message before `start` is not JSON: %r", raw[:80])
             continue
         event = message.get("event") if isinstance(message, dict) else None
@@ -239,6 +242,10 @@ async def _read_start(websocket: WebSocket) -> dict:
             if not isinstance(start, dict) or not start.get("callSid") or not message.get("streamSid", start.get("streamSid")):
                 raise _ProtocolError("`start` without callSid/streamSid")
             start.setdefault("streamSid", message.get("streamSid"))
+            custom = start.get("customParameters")
+            if not all(isinstance(v, str) for v in (start["callSid"], start["streamSid"])) or not (
+                    custom is None or (isinstance(custom, dict) and all(isinstance(v, str) for v in custom.values()))):
+                raise _ProtocolError("`start` with callSid, streamSid or customParameters that are not text")
             return start
         if event == "stop":
             raise _ProtocolError("`stop` before `start`")

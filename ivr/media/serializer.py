@@ -43,18 +43,19 @@ class SafeTwilioSerializer(TwilioFrameSerializer):
             return None
         try:
             message = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
             self._reject("not JSON", data)
             return None
         if not isinstance(message, dict):
             self._reject("not a JSON object", data)
             return None
         event = message.get("event")
-        if event not in KNOWN_EVENTS:
+        if not isinstance(event, str) or event not in KNOWN_EVENTS:
             self._reject(f"unknown event {event!r}", data)
             return None
         if event == "media":
-            payload = (message.get("media") or {}).get("payload")
+            body = message.get("media")
+            payload = body.get("payload") if isinstance(body, dict) else None
             if not isinstance(payload, str):
                 self._reject("media event without a payload", data)
                 return None
@@ -69,7 +70,8 @@ class SafeTwilioSerializer(TwilioFrameSerializer):
                 self._reject(f"media payload could not be decoded ({exc})", data)
                 return None
         if event == "dtmf":
-            digit = (message.get("dtmf") or {}).get("digit")
+            body = message.get("dtmf")
+            digit = body.get("digit") if isinstance(body, dict) else None
             if not isinstance(digit, str) or len(digit) != 1 or digit not in "0123456789*#":
                 self._reject(f"DTMF digit {digit!r} is not a keypad key", data)
                 return None
