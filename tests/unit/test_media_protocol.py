@@ -202,6 +202,39 @@ def test_bad_messages_are_logged_and_the_call_goes_on(store, caplog):
     assert call["summary"]["rejected_messages"] == 5  # the rest were dropped before `start`
 
 
+def test_fuzz_found_inputs_are_rejected_and_the_call_goes_on(store, caplog):
+    """What the hypothesis fuzz (test_fuzz_media.py) found crashing the handler or ending the
+    call as a hang-up, pinned one by one."""
+    client, runtime = make_client(store)
+    deep = "[" * 5000 + "]" * 5000
+    with client, caplog.at_level(logging.WARNING), client.websocket_connect("/twilio/media") as ws:
+        ws.send_bytes(b"\xff\xfe not utf-8")  # binary frame before start
+        ws.send_text(deep)  # nesting deeper than the JSON parser's recursion limit
+        ws.send_text(start_msg())
+        receive_until(ws, "media")
+        ws.send_text(json.dumps({"event": "media", "media": "not an object"}))
+        ws.send_text(json.dumps({"event": "dtmf", "dtmf": [1, 2]}))
+        ws.send_text(json.dumps({"event": ["media"]}))
+        ws.send_text(deep)
+        ws.send_text(dtmf("2"))  # still answering
+        assert wait_for(lambda: "Please say or key in your six digit order number." in runtime.tts.spoken)
+        hang_up(ws)
+    store.flush()
+    call = store.get_call("CA123")
+    assert call["outcome"] != "error" and call["summary"]["rejected_messages"] >= 4
+
+
+def test_start_with_non_text_fields_is_refused(store, caplog):
+    client, _ = make_client(store)
+    msg = json.loads(start_msg())
+    msg["start"]["callSid"] = {"not": "text"}
+    with client, caplog.at_level(logging.WARNING), client.websocket_connect("/twilio/media") as ws:
+        ws.send_text(json.dumps(msg))
+        with pytest.raises(Exception):
+            ws.receive_text()
+    assert store.get_call("CA123") is None
+
+
 @pytest.mark.parametrize("token, why", [("", "missing"), ("123.abc", "expired"), (None, "does not match")])
 def test_bad_stream_tokens_are_refused(store, caplog, token, why):
     client, runtime = make_client(store)
