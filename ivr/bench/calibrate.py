@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -51,12 +52,7 @@ def collect(args) -> list[dict]:
         clf.prepare(key, intents)
         for text, expected in cases:
             r = clf.classify(key, intents, text)
-            d = r.detail
-            kind = d["decision"]
-            x = {"router_in": d["z"], "router_oos": -d["z"], "slm_in": d.get("s"), "slm_oos": -d.get("s", 0.0)}[kind]
-            if kind == "router_oos" and d.get("background"):
-                x = max(x, 0.0)
-            samples.append({"menu": m, "examples": n_ex, "kind": kind, "x": float(x),
+            samples.append({"menu": m, "examples": n_ex, "kind": r.detail["decision"], "x": r.detail["score"],
                             "correct": r.intent == expected, "expected_oos": expected == OUT_OF_SCOPE})
         print(f"menu {m} ({n_ex} examples): {len(cases)} turns in {time.perf_counter() - t:.0f} s", flush=True)
     return samples
@@ -84,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", help="read (or, if missing, write) the collected samples here")
     ap.add_argument("--out", default=str(DEFAULT_FILE))
     args = ap.parse_args(argv)
-    if args.samples and __import__("os").path.exists(args.samples):
+    if args.samples and os.path.exists(args.samples):
         samples = json.load(open(args.samples))
     else:
         samples = collect(args)

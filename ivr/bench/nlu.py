@@ -70,8 +70,9 @@ def print_table(title: str, rows: list[dict], ref: str | None = None) -> None:
                 f"{_fmt(r['acc_at_0.9'], '7.2f')} {100 * r['slm_share']:6.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} "
                 f"{_fmt(r['slm_p50_ms'], '8.1f')} {_fmt(r['slm_p95_ms'], '8.1f')}")
         if ref_row is not None:
-            # how much faster hybrid is than this mode, on the mean (p50 hides the SLM turns)
-            line += f" {r['mean_ms'] / ref_row['mean_ms']:9.1f}" if r is not ref_row else f" {'1.0':>9s}"
+            # how much faster hybrid is than this baseline, on the mean (p50 hides the SLM turns)
+            ratio = r["mean_ms"] / ref_row["mean_ms"] if r["mode"] in BASELINES else float("nan")
+            line += f" {_fmt(ratio, '9.1f')}"
         print(line)
 
 

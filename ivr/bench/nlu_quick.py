@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
+from ivr.bench.scoring import summarize
 from ivr.nlu.intents import OUT_OF_SCOPE, Intent, IntentClassifier, IntentResult
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -85,21 +85,6 @@ def build_case(menu: list[str], *, seed: int = 0, split: str = "test", n_example
     oos = [i for i in avail if pool[i][1] not in menu]
     cases += [(pool[i][0], OUT_OF_SCOPE) for i in rng.sample(oos, n_oos)]
     return intents, cases
-
-
-def summarize(name: str, results: list[tuple[str, IntentResult]]) -> dict:
-    ins = [(e, r) for e, r in results if e != OUT_OF_SCOPE]
-    oos = [(e, r) for e, r in results if e == OUT_OF_SCOPE]
-    lat = np.asarray([r.latency_ms for _, r in results])
-    return {
-        "mode": name,
-        "in_menu_acc": sum(r.intent == e for e, r in ins) / max(1, len(ins)),
-        "in_menu_top1": sum((r.ranked[0][0] if r.ranked else None) == e for e, r in ins) / max(1, len(ins)),
-        "oos_recall": sum(r.intent == OUT_OF_SCOPE for _, r in oos) / max(1, len(oos)),
-        "slm_share": sum(r.source == "slm" for _, r in results) / max(1, len(results)),
-        "p50_ms": float(np.percentile(lat, 50)),
-        "p95_ms": float(np.percentile(lat, 95)),
-    }
 
 
 def slm_only(slm, key: str, intents, text: str) -> IntentResult:

@@ -228,19 +228,26 @@ def make_cases(per_type: int, seed: int) -> list[Case]:
     return [gen(rng) for name, gen in GENERATORS.items() for _ in range(per_type)]
 
 
-def score(cases: list[Case], texts: list[str]) -> dict[str, Counter]:
+def score(cases: list[Case], texts: list[str]) -> tuple[dict[str, Counter], list[tuple]]:
+    """Per type, counts of exact / rejected / wrong (and n); and every miss as
+    (type, outcome, text, expected, got)."""
     from ivr.nlu.slots import parse_slot
 
-    out: dict[str, Counter] = defaultdict(Counter)
+    counts: dict[str, Counter] = defaultdict(Counter)
+    misses: list[tuple] = []
     for case, text in zip(cases, texts):
         r = parse_slot(case.type, text, length=case.length, today=TODAY)
         outcome = "exact" if r.ok and r.value == case.expected else ("wrong" if r.ok else "rejected")
-        out[case.type][outcome] += 1
-        out[case.type]["n"] += 1
-        case_errors = out.setdefault("_errors", Counter())  # type: ignore[arg-type]
+        counts[case.type][outcome] += 1
+        counts[case.type]["n"] += 1
         if outcome != "exact":
-            case_errors[(case.type, outcome, text, str(case.expected), str(r.value))] += 1
-    return out
+            misses.append((case.type, outcome, text, str(case.expected), str(r.value)))
+    return counts, misses
+
+
+def print_misses(misses: list[tuple]) -> None:
+    for t, outcome, text, want, got in sorted(misses):
+        print(f"  {t:7s} {outcome:8s} want {want:24s} got {got:24s} | {text}")
 
 
 def transcribe_cases(cases: list[Case]) -> tuple[list[str], float]:
@@ -293,18 +300,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--errors", action="store_true")
     args = ap.parse_args(argv)
     cases = make_cases(args.per_type, args.seed)
-    res = score(cases, [c.text for c in cases])
+    res, misses = score(cases, [c.text for c in cases])
     print_table(f"slots from text ({len(cases)} generated utterances, seed {args.seed})", res)
     if args.errors:
-        for (t, outcome, text, want, got), _ in sorted(res["_errors"].items()):
-            print(f"  {t:7s} {outcome:8s} want {want!s:24s} got {got!s:24s} | {text}")
+        print_misses(misses)
     if args.audio:
         texts, stt_s = transcribe_cases(cases)
-        res_a = score(cases, texts)
+        res_a, misses_a = score(cases, texts)
         print_table(f"slots from speech (piper -> 8 kHz mu-law -> whisper; {1000 * stt_s:.0f} ms STT a case)", res_a)
         if args.errors:
-            for (t, outcome, text, want, got), _ in sorted(res_a["_errors"].items()):
-                print(f"  {t:7s} {outcome:8s} want {want!s:24s} got {got!s:24s} | {text}")
+            print_misses(misses_a)
     return 0
 
 

@@ -168,7 +168,6 @@ class IntentClassifier:
             )
         vec = np.asarray(self.embedder.encode([text]))[0]
         rs = self.router.score(index, vec)
-        p_in = self.router.probability(index, rs)
         z = (rs.conf - rs.tau) / max(index.spread, 1e-3)
         detail = {
             "conf": round(rs.conf, 4),
@@ -184,7 +183,7 @@ class IntentClassifier:
         use_slm = prep.slm_ready and lo <= rs.conf < hi and not rs.background
         if use_slm:
             try:
-                return self._ask_slm(key, intents, text, index, rs, z, p_in, ranked, detail, t0)
+                return self._ask_slm(key, intents, text, index, rs, z, ranked, detail, t0)
             except SlmBudgetExceeded as exc:  # expected under load or for long turns
                 log.info("SLM over budget on %r (%s); the router decides", key, exc)
                 detail["slm_skipped"] = "budget"
@@ -197,11 +196,11 @@ class IntentClassifier:
             # nearer a background phrase than any example: out of scope at least as surely
             # as the threshold itself says
             intent, kind, x = OUT_OF_SCOPE, "router_oos", (max(-z, 0.0) if rs.background else -z)
-        detail["decision"] = kind
+        detail["decision"], detail["score"] = kind, float(x)
         conf = self.calibrator(kind, x)
         return IntentResult(intent, conf, ranked, "router", (time.perf_counter() - t0) * 1000, detail)
 
-    def _ask_slm(self, key, intents, text, index, rs, z, p_in, ranked, detail, t0) -> IntentResult:
+    def _ask_slm(self, key, intents, text, index, rs, z, ranked, detail, t0) -> IntentResult:
         """The router is unsure: the SLM settles it."""
         if self.slm_mode == "verify":
             deadline = None
@@ -215,12 +214,12 @@ class IntentClassifier:
             detail["slm_log_odds"] = round(log_odds, 3)
             detail["s"] = round(s, 3)
             intent, kind, x = (rs.best, "slm_in", s) if s > 0 else (OUT_OF_SCOPE, "slm_oos", -s)
-            detail["decision"] = kind
+            detail["decision"], detail["score"] = kind, float(x)
             conf = self.calibrator(kind, x)
             return IntentResult(intent, conf, ranked, "slm", (time.perf_counter() - t0) * 1000, detail)
 
         slm_probs = self.slm.score(key, text)  # {name: p, OUT_OF_SCOPE: p}, sums to 1
-        router_probs = self._router_distribution(rs, p_in)
+        router_probs = self._router_distribution(rs, self.router.probability(index, rs))
         w = self.slm_weight
         names = [i.name for i in intents] + [OUT_OF_SCOPE]
         blended = {n: w * slm_probs.get(n, 0.0) + (1 - w) * router_probs.get(n, 0.0) for n in names}

@@ -68,14 +68,14 @@ def clean_text(text: str) -> str:
     return " ".join(text.replace("<|", "< |").replace("|>", "| >").split())
 
 
-def verify_system_text(intents: Sequence, template: str = VERIFY_SYSTEM, clean=clean_text) -> str:
-    options = "\n".join(f"- {clean(i.description or humanize(i.name))}" for i in intents)
+def verify_system_text(intents: Sequence, template: str = VERIFY_SYSTEM) -> str:
+    options = "\n".join(f"- {clean_text(i.description or humanize(i.name))}" for i in intents)
     return template.format(options=options)
 
 
-def verify_question(text: str, intent, clean=clean_text) -> str:
+def verify_question(text: str, intent) -> str:
     label = intent.description or humanize(intent.name)
-    return f'Caller: "{clean(text)}"\nRequest: {clean(label)}'
+    return f'Caller: "{clean_text(text)}"\nRequest: {clean_text(label)}'
 
 
 def verify_shots(intents: Sequence, confusable: dict | None, shots: int, none_shots: int) -> list[tuple[str, object, str]]:
@@ -254,7 +254,7 @@ class SlmScorer:
     def build_verify_prompt(self, intents: Sequence, confusable: dict | None = None) -> _Prompt:
         """The "verify" prompt. `confusable[name]` lists the other intents nearest to it, best
         first (the classifier passes what its router finds); without it, neighbours in order."""
-        system = verify_system_text(intents, self.verify_system, self._clean)
+        system = verify_system_text(intents, self.verify_system)
         tokens = self._tok(f"<|im_start|>system\n{system}<|im_end|>\n", True)
         for text, intent, answer in verify_shots(intents, confusable, self.shots, self.none_shots):
             tokens += self._question(text, intent) + self._tok(f"{answer}<|im_end|>\n", True)
