@@ -51,6 +51,13 @@ def cmd_serve(args) -> int:
         default_flow=args.flow, dev_mode=True if args.dev else None,
     )
     _setup_logging(settings.log_level, settings.log_json)
+    from .telephony.guard import MAX_MESSAGE_BYTES, trusted_proxies
+
+    try:  # before the models load: a typo here should not cost a minute
+        forwarded = trusted_proxies(settings.trusted_proxies)
+    except ValueError as exc:
+        print(f"ivr serve: {exc}", file=sys.stderr)
+        return 2
     print(f"ivr: loading models (flows from {settings.flows_dir})", flush=True)
     runtime = Runtime.load(settings, progress=lambda m: print(m, flush=True))
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
@@ -67,8 +74,12 @@ def cmd_serve(args) -> int:
     from .drain import DrainingServer
 
     # SIGTERM drains the calls first (ivr/drain.py); what uvicorn then still waits on is capped.
+    # ws_max_size: uvicorn would otherwise buffer up to 16 MiB of one message per socket before
+    # the app sees it; over the cap it closes that socket alone with 1009. The client address
+    # comes from X-Forwarded-For only for peers in IVR_TRUSTED_PROXIES.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", ws="websockets-sansio",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, ws_max_size=MAX_MESSAGE_BYTES, proxy_headers=True,
+                            forwarded_allow_ips=forwarded)
     DrainingServer(config, runtime, settings.drain_seconds).run()
     return 0
 

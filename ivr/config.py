@@ -47,6 +47,31 @@ class Settings:
     draining); then each hears a short goodbye and is hung up, and the process exits."""
     stream_token_ttl: int = 300
 
+    # Hostile input and floods (issue #9; the cost model is in ivr/telephony/guard.py).
+    trusted_proxies: str = "127.0.0.1,::1"
+    """Peers whose X-Forwarded-For names the real client (comma-separated addresses or CIDRs,
+    `*` for any). Loopback by default: behind nginx on the same host the peer is 127.0.0.1, and
+    without trusting it every caller would look like one source. Set it to your proxy's network
+    when the proxy runs elsewhere (another container); per-source limits count the proxy
+    itself otherwise."""
+    webhook_rate_per_source: float | None = None
+    """New calls a second one source may start (a token bucket, burst `webhook_burst_per_source`),
+    beyond that the TwiML says the line is busy. Unset: 5 where webhooks are not
+    signature-checked (dev mode) and off for signed ones, which come from Twilio's shared
+    addresses (a per-source cap would throttle Twilio itself). 0 turns it off everywhere."""
+    webhook_burst_per_source: int = 20
+    max_media_sockets: int | None = None
+    """Media websockets open at once, calls and sockets that have not sent `start` yet alike;
+    more are closed with 1013 (try again later). Unset: max_calls + 20."""
+    max_waiting_sockets_per_source: int = 10
+    """Media websockets from one source that have not sent `start` yet. Twilio sends `start`
+    within milliseconds of connecting, so only sockets that sit idle pile up here."""
+    media_start_timeout: float = 10.0
+    """Seconds a new media websocket gets to send `start`."""
+    media_stall_seconds: float = 10.0
+    """A started stream that sends nothing for this long is ended (outcome `stalled`): Twilio
+    sends a media frame every 20 ms for the whole call, silence included."""
+
     stt_device: str = "cpu"
     stt_compute_type: str = "int8"
     stt_threads: int = 2
@@ -107,6 +132,15 @@ class Settings:
 
     def with_overrides(self, **values) -> "Settings":
         return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    @property
+    def media_sockets_limit(self) -> int:
+        return self.max_media_sockets if self.max_media_sockets is not None else self.max_calls + 20
+
+    def webhook_rate(self, signed: bool) -> float:
+        if self.webhook_rate_per_source is not None:
+            return self.webhook_rate_per_source
+        return 0.0 if signed else 5.0
 
     @property
     def database(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 log = logging.getLogger("ivr.metrics")
 
@@ -31,6 +31,20 @@ class Metrics:
         self.barge_ins = Counter("ivr_barge_ins_total", "Prompts the caller interrupted", registry=r)
         self.no_inputs = Counter("ivr_no_input_total", "Times a caller said nothing in time", registry=r)
         self.actions = Counter("ivr_backend_calls_total", "Flow HTTP actions by result", ["ok"], registry=r)
+        # Floods and hostile input (ivr/telephony/guard.py). The gauges are sampled when /metrics
+        # is read; with process_open_fds they show a leak as a level that does not come back.
+        self.refused = Counter("ivr_refused_total", "Webhooks and media websockets refused, by endpoint and reason",
+                               ["what", "reason"], registry=r)
+        self.media_sockets = Gauge("ivr_media_websockets_open", "Media websockets open, started or not", registry=r)
+        self.media_sockets_waiting = Gauge("ivr_media_websockets_waiting", "Media websockets that have not sent `start`",
+                                           registry=r)
+        self.loop_tasks = Gauge("ivr_event_loop_tasks", "asyncio tasks alive in the server's event loop", registry=r)
+        ProcessCollector(registry=r)  # process_open_fds, process_resident_memory_bytes, ... (Linux)
+
+    def sample_server(self, *, media_sockets: int, media_sockets_waiting: int, loop_tasks: int) -> None:
+        self.media_sockets.set(media_sockets)
+        self.media_sockets_waiting.set(media_sockets_waiting)
+        self.loop_tasks.set(loop_tasks)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,6 +9,7 @@ never resampled twice. Whoever ends the call (flow, caller, Twilio, an error), i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -53,7 +54,8 @@ class StreamStart:
     parameters: dict | None = None
 
 
-async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> CallSession:
+async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, watch=None) -> CallSession:
+    """`watch` (ivr.telephony.guard.SocketWatch) ends a stalled stream and says why a socket closed."""
     settings = runtime.settings
     call_id = start.call_sid
     call_id_var.set(call_id)  # every log line this call causes carries its id
@@ -122,7 +124,18 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
 
     @transport.event_handler("on_client_disconnected")
     async def _on_disconnected(_transport, _client):
-        await session.end("caller_hangup", "media websocket closed")
+        problem = watch.problem if watch is not None else None  # e.g. a message over the size limit
+        if problem:
+            log.warning("call %s: media websocket closed by the server: %s", call_id, problem)
+            runtime.store.add_event(call_id, "error", {"stage": "media", "error": problem})
+        await session.end("error" if problem else "caller_hangup", problem or "media websocket closed")
+        await worker.cancel()
+
+    async def _end_if_stalled():
+        quiet = await watch.wait_stalled(settings.media_stall_seconds)
+        log.warning("call %s: nothing from Twilio for %.1fs (it sends audio every 20 ms): ending the call as stalled",
+                    call_id, quiet)
+        await session.end("stalled", f"no media for {quiet:.0f}s")
         await worker.cancel()
 
     @transport.event_handler("on_session_timeout")
@@ -142,6 +155,7 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
     )
     runtime.active_calls[call_id] = {"flow": flow.name, "started": time.time(), "session": session}
     runner = WorkerRunner(handle_sigint=False)
+    stall_watch = asyncio.create_task(_end_if_stalled()) if watch is not None and settings.media_stall_seconds > 0 else None
     try:
         await runner.add_workers(worker)
         await runner.run()
@@ -150,6 +164,8 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime) -> 
         runtime.store.add_event(call_id, "error", {"stage": "pipeline", "error": str(exc)})
         await session.end("error", str(exc))
     finally:
+        if stall_watch is not None:
+            stall_watch.cancel()
         runtime.active_calls.pop(call_id, None)
         await session.end("completed", "pipeline finished")
         if recording is not None:

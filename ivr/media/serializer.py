@@ -16,9 +16,10 @@ import logging
 from pipecat.frames.frames import Frame, InputTransportMessageFrame
 from pipecat.serializers.twilio import TwilioFrameSerializer
 
+from ivr.telephony.guard import MAX_MESSAGE_BYTES  # uvicorn closes a socket over it (1009); this is for other servers
+
 log = logging.getLogger("ivr.media")
 
-MAX_MESSAGE_BYTES = 64 * 1024  # a 20 ms media frame is ~300 bytes of JSON; anything this big is not Twilio
 KNOWN_EVENTS = {"connected", "start", "media", "dtmf", "mark", "stop"}
 
 
