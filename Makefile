@@ -21,16 +21,19 @@ STAMP            := $(VENV)/.ivr-installed-$(LLAMA_KEY)
 
 PYTEST_ARGS ?=
 
-# Debian packages the tests start for real: a PostgreSQL server (store tests) and chromium
-# (dashboard tests). Installed only when missing; root or sudo needed that one time.
-SYSTEM_PACKAGES := postgresql chromium
+# Debian packages the tests start for real: a PostgreSQL server (store tests), chromium
+# (dashboard tests) and nginx (deploy/nginx/ivr-locations.conf in front of stand-in servers;
+# the tests run their own nginx on a free port, never the system service). Installed only when
+# missing; root or sudo needed that one time.
+SYSTEM_PACKAGES := postgresql chromium nginx
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
 .PHONY: install run test test-unit bench clean-venv system-deps
 install: $(STAMP)
 
 system-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v chromium >/dev/null; then \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v chromium >/dev/null \
+	    || ! test -x /usr/sbin/nginx; then \
 	  echo "installing Debian packages: $(SYSTEM_PACKAGES)"; \
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); \
