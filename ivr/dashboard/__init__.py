@@ -5,6 +5,8 @@ call's turns and recording, and a summary. One `Dashboard` per app ties together
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -15,14 +17,22 @@ from .auth import DashboardAuth
 from .live import LiveCalls, LocalPublisher, Publisher, PublishingStore
 from .pages import build_pages
 
+log = logging.getLogger("ivr.dashboard")
+
+#: After a failed read, live snapshots leave the call log out for this long.
+SKIP_LOG_S = 5.0
+
 
 class Dashboard:
     def __init__(self, settings, runtime: Callable[[], object | None], publisher: Publisher | None = None):
         self.settings = settings
         self.runtime = runtime
         self.auth = DashboardAuth(settings.dashboard_token)
+        self._chosen = publisher is not None
         self.publisher = publisher or LocalPublisher()
+        self._local = self.publisher
         self.live = LiveCalls()
+        self._skip_log_until = float("-inf")
         self.router = APIRouter()
         api, live_ws = build_router(self)
         self.router.include_router(api, prefix="/api")
@@ -30,7 +40,13 @@ class Dashboard:
         self.router.include_router(build_pages(self))
 
     def observe(self, store) -> PublishingStore:
-        """Wrap the call store so every call change reaches the live feed."""
+        """Wrap the call store so every call change reaches the live feed; on PostgreSQL, the
+        live feed of every instance on the same database (pg_live)."""
+        backend = getattr(store, "backend", None)
+        if not self._chosen and getattr(backend, "name", None) == "postgresql":
+            from .pg_live import PgLivePublisher  # psycopg: only needed with PostgreSQL
+
+            self.publisher = PgLivePublisher(backend.url, self.live, self._local).start()
         return PublishingStore(store, self.publisher, self.live)
 
     def announce(self) -> None:
@@ -45,9 +61,18 @@ class Dashboard:
         (another instance on the same database), with what the log knows of them."""
         calls = {c["call_id"]: c for c in self.live.snapshot()}
         runtime = self.runtime()
-        if runtime is not None:
-            for row in await asyncio.to_thread(runtime.store.active_calls):
-                if row["call_id"] not in calls and row["call_id"] not in self.live.recently_ended:
+        rows = []
+        # With the database down, what this process knows is still worth showing; and the next
+        # snapshots do not wait on it again (an unreachable host costs a connect timeout each).
+        if runtime is not None and time.monotonic() >= self._skip_log_until:
+            try:
+                rows = await asyncio.to_thread(runtime.store.active_calls)
+            except Exception as exc:
+                self._skip_log_until = time.monotonic() + SKIP_LOG_S
+                log.warning("dashboard: live snapshots leave out the call log for %.0f s (%s: %s)", SKIP_LOG_S,
+                            type(exc).__name__, " ".join(str(exc).split()))
+            for row in rows:
+                if row["call_id"] not in calls and not self.live.is_ended(row["call_id"]):
                     calls[row["call_id"]] = {
                         "call_id": row["call_id"], "flow": row.get("flow"), "flow_version": row.get("flow_version"),
                         "caller": row.get("caller"), "called": row.get("called"), "started_at": row.get("started_at"),

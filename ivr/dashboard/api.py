@@ -204,7 +204,7 @@ async def stream_live(dash: "Dashboard", ws: WebSocket) -> None:
                 getter = None
                 if message is RESYNC:
                     await _send(ws, RESYNC)
-                    await ws.close(code=1013, reason="too slow; reconnect")
+                    await ws.close(code=1013, reason="missed updates; reconnect")
                     return
                 await _send(ws, message if message is not None else {"kind": "ping"})
     except (WebSocketDisconnect, asyncio.TimeoutError, RuntimeError):
