@@ -133,6 +133,8 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
 
     async def _end_if_stalled():
         quiet = await watch.wait_stalled(settings.media_stall_seconds)
+        if session.closing:  # the flow is hanging up already: let its goodbye play out, within reason
+            quiet = await watch.wait_stalled(settings.media_stall_seconds + 30)
         log.warning("call %s: nothing from Twilio for %.1fs (it sends audio every 20 ms): ending the call as stalled",
                     call_id, quiet)
         await session.end("stalled", f"no media for {quiet:.0f}s")
