@@ -54,7 +54,7 @@ def cmd_serve(args) -> int:
     from .telephony.guard import MAX_MESSAGE_BYTES, trusted_proxies
 
     try:  # before the models load: a typo here should not cost a minute
-        forwarded = trusted_proxies(settings.trusted_proxies)
+        forwarded = trusted_proxies(settings.trusted_proxy_list())
     except ValueError as exc:
         print(f"ivr serve: {exc}", file=sys.stderr)
         return 2

@@ -48,12 +48,12 @@ class Settings:
     stream_token_ttl: int = 300
 
     # Hostile input and floods (issue #9; the cost model is in ivr/telephony/guard.py).
-    trusted_proxies: str = "127.0.0.1,::1"
-    """Peers whose X-Forwarded-For names the real client (comma-separated addresses or CIDRs,
-    `*` for any). Loopback by default: behind nginx on the same host the peer is 127.0.0.1, and
-    without trusting it every caller would look like one source. Set it to your proxy's network
-    when the proxy runs elsewhere (another container); per-source limits count the proxy
-    itself otherwise."""
+    trusted_proxies: str | None = None
+    """Peers whose X-Forwarded-For (and X-Forwarded-Proto) is believed: comma-separated addresses
+    or CIDRs, `*` for any. Unset: uvicorn's own FORWARDED_ALLOW_IPS if set, else loopback, since
+    behind nginx on the same host the peer is 127.0.0.1 and without trusting it every caller
+    would look like one source. Set it to your proxy's network when the proxy runs elsewhere
+    (another container, an ingress); per-source limits count the proxy itself otherwise."""
     webhook_rate_per_source: float | None = None
     """New calls a second one source may start (a token bucket, burst `webhook_burst_per_source`),
     beyond that the TwiML says the line is busy. Unset: 5 where webhooks are not
@@ -132,6 +132,11 @@ class Settings:
 
     def with_overrides(self, **values) -> "Settings":
         return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    def trusted_proxy_list(self, env=os.environ) -> str:
+        if self.trusted_proxies is not None:
+            return self.trusted_proxies
+        return env.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
     @property
     def media_sockets_limit(self) -> int:

@@ -145,4 +145,10 @@ def test_settings_defaults_and_env():
            "IVR_MEDIA_STALL_SECONDS": "2.5", "IVR_TRUSTED_PROXIES": "10.0.0.0/8"}
     s = load_settings(env=env)
     assert s.webhook_rate(signed=True) == 0.5 and s.media_sockets_limit == 7
-    assert s.media_stall_seconds == 2.5 and s.trusted_proxies == "10.0.0.0/8"
+    assert s.media_stall_seconds == 2.5 and s.trusted_proxy_list() == "10.0.0.0/8"
+
+
+def test_trusted_proxies_default_to_uvicorns_variable_then_loopback():
+    assert Settings().trusted_proxy_list(env={}) == "127.0.0.1,::1"
+    assert Settings().trusted_proxy_list(env={"FORWARDED_ALLOW_IPS": "172.18.0.0/16"}) == "172.18.0.0/16"
+    assert Settings(trusted_proxies="").trusted_proxy_list(env={"FORWARDED_ALLOW_IPS": "*"}) == ""
