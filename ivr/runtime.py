@@ -68,14 +68,25 @@ class Runtime:
         voice_info = voices.for_role("default")
         tts = step(f"voice ({voice_info.version})", lambda: Synthesizer(voice_info.path))
         emb_info = models.for_role("embedder")
-        slm_info = models.for_role("slm") if settings.slm_enabled else None
-        label = f"NLU ({emb_info.version}" + (f" + {slm_info.version})" if slm_info else ")")
-        classifier = step(
-            label, lambda: load_intent_classifier(
-                models, use_slm=settings.slm_enabled, threads=settings.nlu_threads, slm_threads=settings.slm_threads,
-                slm_budget_ms=settings.slm_budget_ms,
+        if settings.nlu_mode not in ("hybrid", "router", "toolcall"):
+            raise ValueError(f"IVR_NLU_MODE must be hybrid, router or toolcall, not {settings.nlu_mode!r}")
+        gpu_layers = -1 if settings.slm_device == "cuda" else 0
+        use_slm = settings.nlu_mode == "toolcall" or (settings.slm_enabled and settings.nlu_mode == "hybrid")
+        slm_info = models.for_role("slm") if use_slm else None
+        if settings.nlu_mode == "toolcall":
+            from .nlu.toolcall import ToolCallClassifier
+
+            classifier = step(f"tool-call baseline NLU ({slm_info.version})",
+                              lambda: ToolCallClassifier(slm_info.path, n_threads=settings.slm_threads,
+                                                         n_gpu_layers=gpu_layers))
+        else:
+            label = f"NLU ({emb_info.version}" + (f" + {slm_info.version})" if slm_info else ")")
+            classifier = step(
+                label, lambda: load_intent_classifier(
+                    models, use_slm=use_slm, threads=settings.nlu_threads, slm_threads=settings.slm_threads,
+                    slm_gpu_layers=gpu_layers, slm_budget_ms=settings.slm_budget_ms,
+                )
             )
-        )
         nlu = NLUService(classifier)
 
         def prepare(loaded: LoadedFlow) -> None:

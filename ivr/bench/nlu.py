@@ -12,7 +12,7 @@ near misses by construction), every mode classifies the same turns in one proces
   hybrid   what the server runs: the router, and the SLM (llama.cpp, cached per-menu prompt)
            only on the turns the router is unsure of
   forced   baseline: the same GGUF picks the transition by a tool call, constrained by a
-           grammar to one of the node's functions plus `other_request` (ivr.bench.toolcall)
+           grammar to one of the node's functions plus `other_request` (ivr.nlu.toolcall)
   auto     baseline: the same, unconstrained (pipecat.flows' default); no call = no route
 
 The baselines cost ~1 s a turn here, so they run on a stratified subset of the turns
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
         slm = load_slm(reg, n_threads=args.threads)
     if any(m in BASELINES for m in args.modes):
-        from ivr.bench.toolcall import ToolCallRouter
+        from ivr.nlu.toolcall import ToolCallRouter
 
         baseline = ToolCallRouter(reg.for_role("slm").path, n_threads=args.threads)
     print(f"models loaded in {time.perf_counter() - t:.1f} s (SLM and baseline: "

@@ -240,7 +240,8 @@ class IntentClassifier:
 
 
 def load_intent_classifier(
-    registry=None, *, use_slm: bool = True, threads: int = 1, slm_threads: int = 1, **tuning
+    registry=None, *, use_slm: bool = True, threads: int = 1, slm_threads: int = 1, slm_gpu_layers: int = 0,
+    **tuning
 ) -> IntentClassifier:
     """The registry's embedder (and SLM, unless use_slm=False) behind one IntentClassifier.
 
@@ -263,7 +264,7 @@ def load_intent_classifier(
         try:
             from ivr.nlu.slm import load_slm
 
-            slm = load_slm(registry, n_threads=slm_threads)
+            slm = load_slm(registry, n_threads=slm_threads, n_gpu_layers=slm_gpu_layers)
         except Exception:
             log.exception("SLM unavailable; intent classification runs router-only")
     return IntentClassifier(embedder, slm, **tuning)

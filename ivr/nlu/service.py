@@ -55,11 +55,19 @@ class NLUService:
                 count += self.prepare(engine.expectation())
         return count
 
+    @property
+    def routes_every_turn(self) -> bool:
+        """True for the tool-call baseline, which asks its model on collect nodes too."""
+        return getattr(self.classifier, "routes_every_turn", False)
+
     def understand_sync(self, expectation: Expectation, text: str) -> NLUOutcome:
         started = time.perf_counter()
-        if not expectation.intents or not text.strip():
+        if self.routes_every_turn and text.strip() and (expectation.intents or expectation.slot):
+            result = self.classifier.classify(expectation.key, _intents_for(expectation), text, slot=expectation.slot)
+        elif not expectation.intents or not text.strip():
             return NLUOutcome(Understanding(None, 0.0, "none"), [], 0.0)
-        result = self.classifier.classify(expectation.key, _intents_for(expectation), text)
+        else:
+            result = self.classifier.classify(expectation.key, _intents_for(expectation), text)
         latency = (time.perf_counter() - started) * 1000
         return NLUOutcome(
             Understanding(result.intent, float(result.confidence), result.source),

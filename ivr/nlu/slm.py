@@ -154,6 +154,7 @@ class SlmScorer:
         none_bias: float = 0.0,
         state_dir: str | Path | None = "default",
         state_dir_max_mb: int = 512,
+        n_gpu_layers: int = 0,
     ):
         """`state_dir`: where evaluated prompt prefixes (KV state) are kept across processes,
         keyed by the model file, llama-cpp-python version, n_ctx and the prompt's tokens, so a
@@ -169,6 +170,7 @@ class SlmScorer:
             n_batch=n_batch,
             n_threads=n_threads,
             n_threads_batch=n_threads,
+            n_gpu_layers=n_gpu_layers,  # -1: all of them, on a CUDA build (the GPU profile)
             logits_all=False,
             verbose=False,
         )

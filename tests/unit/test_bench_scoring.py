@@ -1,7 +1,7 @@
 import math
 
 from ivr.bench.scoring import expected_calibration_error, reliability, summarize
-from ivr.bench.toolcall import parse_tool_call, tool_specs
+from ivr.nlu.toolcall import parse_tool_call, tool_specs
 from ivr.nlu.intents import OUT_OF_SCOPE, Intent, IntentResult
 
 
