@@ -363,6 +363,14 @@ def _show(session, capture) -> None:
     print(f"  [node {session.engine.node_name}]" + (f" slots={slots}" if slots else ""))
 
 
+# ---------------------------------------------------------------- bench
+def cmd_bench(args) -> int:
+    import importlib
+
+    _setup_logging("WARNING")
+    return importlib.import_module(f"ivr.bench.{args.which}").main(args.rest)
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivr", description="Self-hosted voice IVR bot server")
@@ -424,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--caller", help="part of the caller's number")
     calls.add_argument("--search", help="text the caller said, or part of a call id")
     calls.set_defaults(func=cmd_calls)
+
+    bench = sub.add_parser("bench", help="benchmarks: calls | nlu | slots | stt (each prints a table)",
+                           add_help=False)
+    bench.add_argument("which", choices=["calls", "nlu", "slots", "stt"])
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
 
     schema = sub.add_parser("schema", help="print the flow JSON Schema")
     schema.set_defaults(func=cmd_schema)

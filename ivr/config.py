@@ -86,6 +86,10 @@ class Settings:
     """The SLM's time on one turn; past it the router's answer stands. On this 2-core CPU the
     SLM step measured p50 ~0.8 s / p95 ~1.2 s on Banking77-length queries, seconds under load."""
     nlu_threads: int = 1
+    nlu_mode: str = "hybrid"
+    """`hybrid` (example router, SLM for the unsure turns), `router` (no SLM), or `toolcall`: the
+    pipecat.flows way, one LLM tool call per turn on the same GGUF. `toolcall` is the baseline
+    `ivr bench calls` compares against, not something to run a line on."""
 
     llm_base_url: str | None = None
     """An OpenAI-compatible endpoint for `handoff: llm` nodes (OpenAI, vLLM, llama.cpp's
@@ -112,8 +116,15 @@ class Settings:
     vad_stop_secs: float = 0.5
     """Silence that ends a caller's turn; longer while digits, phones or emails are read."""
     vad_stop_secs_long: float = 1.0
+    vad_pause_secs: float = 0.2
+    """Silence after which whisper starts on the words so far (kept if the turn then ends,
+    dropped if the caller goes on): the rest of the end-of-turn silence overlaps whisper."""
     vad_confidence: float = 0.7
-    vad_start_secs: float = 0.2
+    vad_start_secs: float = 0.1
+    """Speech before the VAD says the caller started. 0.2 s missed a short "yes" (0.3 s long)."""
+    barge_in_after_secs: float = 0.6
+    """The caller must talk over a prompt this long, or say real words, to stop it: "mhm" and
+    "okay" do not. 0 stops the prompt at the first sound the VAD hears."""
 
     log_level: str = "INFO"
     log_json: bool = False

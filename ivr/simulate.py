@@ -24,6 +24,8 @@ from .telephony.security import twilio_signature
 
 SPEECH_DBFS = -45.0  # a reply frame louder than this is speech, not line silence
 SILENCE_FRAME = b"\xff" * FRAME_BYTES  # mu-law digital silence
+JITTER_BUFFER_S = 0.06  # the playout delay a phone network's jitter buffer adds to a talk spurt
+SPURT_GAP_S = 0.5  # this long with nothing to play: the bot finished talking, not an underrun
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ class SimulationReport:
     clears: int = 0
     closed_by: str = ""
     close_code: int | None = None
+    underruns: int = 0
+    """Times the bot's audio ran dry mid-sentence: a caller would hear it stutter."""
+    underrun_ms: float = 0.0
 
     @property
     def greeting_text(self) -> str:
@@ -91,6 +96,8 @@ class SimulationReport:
                 for t in self.turns
             ],
             "clears": self.clears,
+            "underruns": self.underruns,
+            "underrun_ms": round(self.underrun_ms, 1),
             "closed_by": self.closed_by,
         }
 
@@ -134,6 +141,7 @@ class CallerSimulator:
         self._closed = asyncio.Event()
         self._report: SimulationReport | None = None
         self._sent_start = 0.0
+        self._play_at: float | None = None  # when the audio received so far will have played out
 
     # ------------------------------------------------------------ webhook
     async def _webhook(self, call_sid: str) -> tuple[str, dict[str, str]]:
@@ -297,7 +305,9 @@ class CallerSimulator:
                 event = message.get("event")
                 if event == "media":
                     now = time.time()
-                    samples = ulaw_decode(base64.b64decode(message["media"]["payload"]))
+                    payload = base64.b64decode(message["media"]["payload"])
+                    self._play_out(now, len(payload) / TWILIO_RATE, report)
+                    samples = ulaw_decode(payload)
                     if rms_dbfs(samples) > SPEECH_DBFS:
                         if not self._utterances or now - self._last_speech > self.idle_gap * 0.6:
                             self._utterances.append(BotUtterance(now, now))
@@ -312,12 +322,25 @@ class CallerSimulator:
                     await ws.send(json.dumps({"event": "mark", "streamSid": message.get("streamSid"), "mark": message.get("mark")}))
                 elif event == "clear":
                     report.clears += 1
+                    self._play_at = None  # Twilio drops what it had buffered
         except Exception as exc:
             code = getattr(getattr(exc, "rcvd", None), "code", None)
             report.close_code = code
         finally:
             report.close_code = report.close_code or getattr(ws, "close_code", None)
             self._closed.set()
+
+    def _play_out(self, now: float, seconds: float, report: SimulationReport) -> None:
+        """Play the bot's audio the way the phone network does: a short jitter buffer at the
+        start of each talk spurt, then real time. Audio that arrives after the buffer ran dry
+        mid-spurt is an underrun (the server fell behind its pacing)."""
+        if self._play_at is None or now - self._play_at > SPURT_GAP_S:
+            self._play_at = now + JITTER_BUFFER_S
+        elif now > self._play_at:
+            report.underruns += 1
+            report.underrun_ms += (now - self._play_at) * 1000
+            self._play_at = now + JITTER_BUFFER_S
+        self._play_at += seconds
 
     async def _transcribe(self, report: SimulationReport) -> None:
         if self.stt is None:

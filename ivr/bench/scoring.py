@@ -34,6 +34,11 @@ def reliability(confidences: Sequence[float], correct: Sequence[bool], lo: float
     return (float(ok[m].mean()) if m.any() else float("nan")), int(m.sum())
 
 
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (linear interpolation), or None for no values."""
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else None
+
+
 def summarize(name: str, results: Sequence[tuple[str, IntentResult]]) -> dict:
     """`results`: (expected intent or OUT_OF_SCOPE, what the classifier said) per turn."""
     ins = [(e, r) for e, r in results if e != OUT_OF_SCOPE]

@@ -43,6 +43,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "no_input",
     "action",
     "barge_in",
+    "backchannel",
     "handoff",
     "transfer",
     "error",

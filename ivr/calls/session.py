@@ -32,6 +32,8 @@ from ivr.handoff.policy import EscalationPolicy, TurnFacts, decide, is_person_in
 from ivr.handoff.transfer import human_destination, whisper_summary
 from ivr.nlu.signals import detect
 
+from .turn_taking import is_backchannel
+
 log = logging.getLogger("ivr.session")
 
 TRANSFER_SAY = "Let me connect you with someone who can help."
@@ -75,6 +77,7 @@ class Turn:
     index: int
     source: str  # "speech" or "dtmf"
     speech_end: float | None = None
+    decided_at: float | None = None  # the end-of-turn silence had passed
     transcript_at: float | None = None
     nlu_done_at: float | None = None
     first_audio_at: float | None = None
@@ -84,6 +87,8 @@ class Turn:
 
     def stages(self) -> dict[str, float]:
         out: dict[str, float] = {}
+        if self.speech_end and self.decided_at:
+            out["endpoint_ms"] = (self.decided_at - self.speech_end) * 1000
         if self.speech_end and self.transcript_at:
             out["to_transcript_ms"] = (self.transcript_at - self.speech_end) * 1000
         if self.stt_ms is not None:
@@ -119,9 +124,13 @@ class CallSession:
         filler_after: float = 1.0,
         escalation: EscalationPolicy | None = None,
         transfer_target: str | None = None,
+        barge_in_after: float | None = None,
     ):
         """escalation: the server's defaults ([escalation] in ivr.toml); the flow's own
-        `escalation:` block is laid over them. transfer_target: a person for flows with none."""
+        `escalation:` block is laid over them. transfer_target: a person for flows with none.
+        barge_in_after: None, the caller's first sound stops the bot; else the bot stops when
+        the media layer says they kept talking this long (`on_caller_speaking`) or when their
+        words arrive and are not a backchannel (ivr.calls.turn_taking)."""
         self.call_id = call_id
         self.flow = flow
         self.engine = FlowEngine(flow, env=env)
@@ -136,6 +145,7 @@ class CallSession:
         self.turns: list[Turn] = []
         self.history: list[dict[str, Any]] = []
         self.bot_speaking = False
+        self.barge_in_after = barge_in_after
         self._lock = asyncio.Lock()
         self._digits = ""
         self._digit_timer: asyncio.Task | None = None
@@ -210,22 +220,39 @@ class CallSession:
             self._log("barge_in", {"node": self.engine.node_name, "llm": True})
             await self.output.interrupt()
             return
-        if self.bot_speaking and self._barge_in_allowed():
+        if self.bot_speaking and self._barge_in_allowed() and self.barge_in_after is None:
             self._log("barge_in", {"node": self.engine.node_name})
             await self.output.interrupt()
 
-    async def on_transcript(self, text: str, *, speech_end: float | None = None, stt_ms: float | None = None) -> None:
+    async def on_caller_speaking(self, seconds: float) -> None:
+        """The caller has talked over the bot for `seconds`: too long for a backchannel."""
+        if self.bot_speaking and self._barge_in_allowed() and not self.closing:
+            self._log("barge_in", {"node": self.engine.node_name, "by": "speech", "after_s": round(seconds, 2)})
+            await self.output.interrupt()
+
+    async def on_transcript(self, text: str, *, speech_end: float | None = None, stt_ms: float | None = None,
+                            decided_at: float | None = None, discarded: int = 0) -> None:
         text = text.strip()
         if self.ended or self._closing:
             return
-        turn = Turn(len(self.turns) + 1, "speech", speech_end=speech_end, transcript_at=time.time(), stt_ms=stt_ms, text=text)
+        turn = Turn(len(self.turns) + 1, "speech", speech_end=speech_end, decided_at=decided_at,
+                    transcript_at=time.time(), stt_ms=stt_ms, text=text)
         sensitive = self._answering_sensitive()
         logged_text = "[redacted]" if sensitive and text else text
-        self._log("transcript", {"text": logged_text, "stt_ms": stt_ms, "node": self.engine.node_name})
+        self._log("transcript", {"text": logged_text, "stt_ms": stt_ms, "node": self.engine.node_name,
+                                 **({"discarded": discarded} if discarded else {})})
         if not text:
             # Whisper heard only noise: not a no-match, just keep listening.
             self._arm_no_input()
             return
+        if self.bot_speaking and self.barge_in_after is not None and self._barge_in_allowed():
+            exp = self.expectation
+            answers_yes_no = exp is not None and (exp.slot_type == "yes_no" or exp.confirming)
+            if is_backchannel(text) and not answers_yes_no:
+                self._log("backchannel", {"text": logged_text, "node": self.engine.node_name})
+                return  # "mhm" over a prompt: the prompt goes on, and so does the call
+            self._log("barge_in", {"node": self.engine.node_name, "by": "words"})
+            await self.output.interrupt()
         self._cancel(self._no_input_timer)  # words are input, even where no VAD event came first
         async with self._lock:
             llm_holds_call = self._handoff_active()
@@ -428,11 +455,12 @@ class CallSession:
     async def _understand(self, expectation: Expectation, text: str):
         from ivr.nlu.service import NLUOutcome
 
-        if self.engine.fills_slot(text):
+        every_turn = getattr(self.nlu, "routes_every_turn", False)
+        if not every_turn and self.engine.fills_slot(text):
             # The answer parses as the slot this node collects: skip the NLU (its SLM can cost
             # half a second) since a parsed value wins over intents anyway.
             return NLUOutcome(Understanding(None, 1.0, "slot"))
-        if self.nlu is None or not expectation.intents:
+        if self.nlu is None or not (expectation.intents or every_turn):
             return NLUOutcome(Understanding(None, 0.0, "none"))
         try:
             return await self.nlu.understand(expectation, text)

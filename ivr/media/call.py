@@ -76,8 +76,11 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
             session_timeout=settings.max_call_seconds,
         ),
     )
+    # The VAD's own stop window is the short pause at which whisper starts speculatively; the
+    # node's end-of-turn silence is waited out by the transcriber (ivr/media/transcribe.py).
     vad_params = VADParams(
-        confidence=settings.vad_confidence, start_secs=settings.vad_start_secs, stop_secs=settings.vad_stop_secs
+        confidence=settings.vad_confidence, start_secs=settings.vad_start_secs,
+        stop_secs=min(settings.vad_pause_secs, settings.vad_stop_secs),
     )
     vad = SileroVADAnalyzer(sample_rate=STT_RATE, params=vad_params)
 
@@ -92,7 +95,16 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
             parts.append(DIGIT_PROMPT)
         return ", ".join(parts) or None
 
-    transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=recogniser_hint)
+    def end_of_turn_silence() -> float:
+        """Short after a question or a menu, longer while digits or an address are read
+        (callers pause between groups; a fixed short silence cuts them off, livekit/agents 3701)."""
+        session = session_ref.get("session")
+        exp = session.expectation if session else None
+        return settings.vad_stop_secs_long if exp is not None and exp.slot_type in LONG_TURN_SLOTS else settings.vad_stop_secs
+
+    barge_in_after = settings.barge_in_after_secs or None
+    transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=recogniser_hint,
+                                       endpoint_for=end_of_turn_silence, barge_in_after=barge_in_after)
 
     async def transfer(target: str, reason: str, summary: str = "") -> bool:
         if runtime.twilio is None:
@@ -113,11 +125,10 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
         idle_timeout_secs=None,
     )
 
-    session = _EndpointingSession(
+    session = CallSession(
         call_id, flow, bridge, nlu=runtime.nlu, events=runtime.store, handoff=runtime.llm,
         escalation=EscalationPolicy().merged(settings.escalation), transfer_target=settings.transfer_target,
-        env=dict(os.environ), vad=vad, vad_params=vad_params,
-        long_stop=settings.vad_stop_secs_long,
+        env=dict(os.environ), barge_in_after=barge_in_after,
     )
     session_ref["session"] = session
     bridge.attach(session)
@@ -190,26 +201,3 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
             },
         )
     return session
-
-
-class _EndpointingSession(CallSession):
-    """CallSession that also tunes the VAD's end-of-turn silence to what the node expects.
-
-    Callers reading digits pause between groups; a fixed short silence cuts them off
-    (livekit/agents 3701). Short after a yes/no or a menu, longer while reading numbers.
-    """
-
-    def __init__(self, *args, vad, vad_params: VADParams, long_stop: float, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._vad = vad
-        self._vad_params = vad_params
-        self._long_stop = long_stop
-
-    async def _run(self, effects) -> None:
-        await super()._run(effects)
-        exp = self.expectation
-        if exp is None:
-            return
-        stop = self._long_stop if exp.slot_type in LONG_TURN_SLOTS else self._vad_params.stop_secs
-        if self._vad.params.stop_secs != stop:
-            self._vad.set_params(VADParams(**{**self._vad_params.model_dump(), "stop_secs": stop}))

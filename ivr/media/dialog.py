@@ -30,7 +30,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from ivr.calls.session import CallSession
 
-from .frames import CallerTranscriptFrame
+from .frames import CallerSpeakingFrame, CallerTranscriptFrame
 
 log = logging.getLogger("ivr.media")
 
@@ -90,9 +90,15 @@ class DialogBridge(FrameProcessor):
         if isinstance(frame, CallerTranscriptFrame):
             if session is not None:
                 self.create_task(
-                    self._guard(session.on_transcript(frame.text, speech_end=frame.speech_end, stt_ms=frame.stt_ms), "turn")
+                    self._guard(session.on_transcript(frame.text, speech_end=frame.speech_end, stt_ms=frame.stt_ms,
+                                                      decided_at=frame.decided_at or None,
+                                                      discarded=frame.discarded), "turn")
                 )
             return  # consumed here: nothing downstream wants it
+        if isinstance(frame, CallerSpeakingFrame):
+            if session is not None:
+                await self._guard(session.on_caller_speaking(frame.seconds), "barge-in")
+            return
         if session is not None:
             if isinstance(frame, VADUserStartedSpeakingFrame):
                 await self._guard(session.on_user_started_speaking(), "barge-in")

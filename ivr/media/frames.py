@@ -19,3 +19,14 @@ class CallerTranscriptFrame(SystemFrame):
     """Epoch seconds when the caller stopped speaking (VAD stop time minus its stop window)."""
     stt_ms: float = 0.0
     audio_seconds: float = 0.0
+    decided_at: float = 0.0
+    """Epoch seconds when the turn was judged over (the node's end-of-turn silence had passed)."""
+    discarded: int = 0
+    """Speculative transcriptions started at a pause and thrown away because the caller went on."""
+
+
+@dataclass
+class CallerSpeakingFrame(SystemFrame):
+    """The caller has been talking long enough to be interrupting, not backchannelling."""
+
+    seconds: float = 0.0

@@ -1,13 +1,20 @@
 """Cuts the caller's audio into utterances at the VAD's boundaries and transcribes each one.
 
-Keeps a short pre-roll of audio from before the VAD fired, because the VAD needs ~0.2 s of
+Keeps a short pre-roll of audio from before the VAD fired, because the VAD needs ~0.1 s of
 speech before it says "started" and the commonest digit error is a lost first digit
 (DESIGN.md section 4). Transcription runs as a task on the shared whisper worker, so audio
 keeps flowing (and barge-in keeps working) while a turn is transcribed.
+
+Speculative transcription: the VAD reports a pause after a short silence (its stop window,
+~0.2 s), but a turn ends only after the node's end-of-turn silence (0.5 s after a question,
+1 s while digits are read). Whisper starts at the first pause and runs during the rest of that
+silence; if the caller stays quiet its result is the turn, if they go on it is thrown away
+and the utterance continues. So the silence and the transcription overlap instead of adding up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -26,7 +33,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from ivr.speech.stt import STT_RATE, Transcriber
 from ivr.speech.workers import StageTimeout
 
-from .frames import CallerTranscriptFrame
+from .frames import CallerSpeakingFrame, CallerTranscriptFrame
 
 log = logging.getLogger("ivr.media")
 
@@ -35,62 +42,129 @@ MAX_UTTERANCE_SECONDS = 30.0  # whisper's window; a caller talking longer is cut
 
 
 class UtteranceTranscriber(FrameProcessor):
-    def __init__(self, transcriber: Transcriber, *, call_id: str = "", prompt_for=None, **kwargs):
+    def __init__(self, transcriber: Transcriber, *, call_id: str = "", prompt_for=None, endpoint_for=None,
+                 barge_in_after: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self._stt = transcriber
         self._call_id = call_id
         self._prompt_for = prompt_for  # () -> str | None: a recogniser hint for the current node
+        self._endpoint_for = endpoint_for  # () -> seconds of silence that end a turn on this node
+        self._barge_in_after = barge_in_after  # seconds of speech that make it an interruption
         self._preroll: deque[bytes] = deque()
         self._preroll_bytes = 0
         self._segment = bytearray()
         self._speaking = False
+        self._speech_bytes = 0  # speech heard in this utterance (VAD speaking), for barge-in
+        self._signalled = False
+        self._hold: asyncio.Task | None = None  # waiting out the end-of-turn silence
+        self._spec: asyncio.Task | None = None  # the speculative transcription
+        self._discarded = 0
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
-            self._on_audio(frame)
+            await self._on_audio(frame)
         elif isinstance(frame, VADUserStartedSpeakingFrame):
-            self._speaking = True
-            self._segment = bytearray(b"".join(self._preroll))
+            self._on_started()
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
-            await self._finish_segment(frame.stop_secs, frame.timestamp)
+            self._on_paused(frame.stop_secs, frame.timestamp)
         elif isinstance(frame, (EndFrame, CancelFrame)):
+            self._drop_speculation()
+            self._cancel_hold()
             self._segment = bytearray()
         await self.push_frame(frame, direction)
 
-    def _on_audio(self, frame: InputAudioRawFrame) -> None:
+    async def _on_audio(self, frame: InputAudioRawFrame) -> None:
         if frame.sample_rate != STT_RATE:
             log.error("call %s: audio at %d Hz, expected %d", self._call_id, frame.sample_rate, STT_RATE)
             return
-        if self._speaking:
-            self._segment.extend(frame.audio)
+        if self._speaking or self._hold is not None:
+            self._segment.extend(frame.audio)  # through a pause too: the caller may go on
+            if self._speaking:
+                self._speech_bytes += len(frame.audio)
+                await self._maybe_signal_speaking()
             if len(self._segment) > MAX_UTTERANCE_SECONDS * STT_RATE * 2:
-                self.create_task(self._transcribe(bytes(self._segment), time.time()))
+                self._drop_speculation()
+                self._cancel_hold()
+                self.create_task(self._commit(bytes(self._segment), time.time(), None))
                 self._segment = bytearray()
         self._preroll.append(frame.audio)
         self._preroll_bytes += len(frame.audio)
         while self._preroll_bytes > PREROLL_SECONDS * STT_RATE * 2 and len(self._preroll) > 1:
             self._preroll_bytes -= len(self._preroll.popleft())
 
-    async def _finish_segment(self, stop_secs: float, stopped_at: float) -> None:
-        self._speaking = False
-        audio, self._segment = bytes(self._segment), bytearray()
-        if len(audio) < 0.1 * STT_RATE * 2:
+    async def _maybe_signal_speaking(self) -> None:
+        if self._signalled or self._barge_in_after is None:
             return
-        self.create_task(self._transcribe(audio, stopped_at - stop_secs))
+        seconds = self._speech_bytes / (STT_RATE * 2)
+        if seconds >= self._barge_in_after:
+            self._signalled = True
+            await self.push_frame(CallerSpeakingFrame(seconds=seconds))
 
-    async def _transcribe(self, audio: bytes, speech_end: float) -> None:
+    def _on_started(self) -> None:
+        if self._hold is not None:
+            # Speech again within the end-of-turn silence: same utterance, the guess is stale.
+            self._cancel_hold()
+            self._drop_speculation()
+            self._discarded += 1
+        else:
+            self._segment = bytearray(b"".join(self._preroll))
+            self._speech_bytes = 0
+            self._signalled = False
+            self._discarded = 0
+        self._speaking = True
+
+    def _on_paused(self, stop_secs: float, stopped_at: float) -> None:
+        if not self._speaking:
+            return
+        self._speaking = False
+        speech_end = stopped_at - stop_secs
+        audio = bytes(self._segment)
+        if len(audio) < 0.1 * STT_RATE * 2:
+            self._segment = bytearray()
+            return
+        endpoint = self._endpoint_for() if self._endpoint_for else stop_secs
+        self._spec = self.create_task(self._transcribe(audio))
+        self._hold = self.create_task(self._hold_then_commit(speech_end, max(0.0, endpoint - stop_secs)))
+
+    async def _hold_then_commit(self, speech_end: float, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self._hold = None
+        spec, self._spec = self._spec, None
+        self._segment = bytearray()
+        decided_at = time.time()
+        await self._push_result(await spec if spec is not None else None, speech_end, decided_at)
+
+    async def _commit(self, audio: bytes, speech_end: float, decided_at: float | None) -> None:
+        await self._push_result(await self._transcribe(audio), speech_end, decided_at or time.time())
+
+    def _cancel_hold(self) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
+
+    def _drop_speculation(self) -> None:
+        if self._spec is not None:
+            self._spec.cancel()  # a run not yet started is never started; one running finishes unseen
+            self._spec = None
+
+    async def _transcribe(self, audio: bytes):
         prompt = self._prompt_for() if self._prompt_for else None
         try:
-            result = await self._stt.transcribe(np.frombuffer(audio, dtype=np.int16), prompt=prompt)
+            return await self._stt.transcribe(np.frombuffer(audio, dtype=np.int16), prompt=prompt)
         except StageTimeout as exc:
             log.error("call %s: %s", self._call_id, exc)
-            result = None
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             log.exception("call %s: transcription failed: %s", self._call_id, exc)
-            result = None
+        return None
+
+    async def _push_result(self, result, speech_end: float, decided_at: float) -> None:
+        discarded, self._discarded = self._discarded, 0
         if result is None:
-            await self.push_frame(CallerTranscriptFrame(text="", speech_end=speech_end, stt_ms=-1))
+            await self.push_frame(CallerTranscriptFrame(text="", speech_end=speech_end, stt_ms=-1,
+                                                        decided_at=decided_at, discarded=discarded))
             return
         log.info("call %s: caller said %r (%.0f ms for %.1f s)", self._call_id, result.text, result.latency_ms, result.audio_seconds)
         await self.push_frame(
@@ -99,5 +173,7 @@ class UtteranceTranscriber(FrameProcessor):
                 speech_end=speech_end,
                 stt_ms=result.latency_ms,
                 audio_seconds=result.audio_seconds,
+                decided_at=decided_at,
+                discarded=discarded,
             )
         )

@@ -92,6 +92,53 @@ async def test_barge_in_interrupts_only_while_bot_speaks(flow):
     assert out.interrupts == 1 and events.of("barge_in")
 
 
+async def test_with_barge_in_after_the_first_sound_does_not_stop_the_prompt_sustained_speech_does(flow):
+    session, out, events = make(flow, barge_in_after=0.6)
+    await session.start()
+    await session.on_bot_started_speaking()
+    await session.on_user_started_speaking()
+    assert out.interrupts == 0  # could be "mhm", a cough, the TV
+    await session.on_caller_speaking(0.6)
+    assert out.interrupts == 1
+    assert events.of("barge_in")[-1]["by"] == "speech"
+
+
+@pytest.mark.parametrize("said", ["mhm", "Okay.", "uh-huh, right", "yeah okay"])
+async def test_a_backchannel_over_a_prompt_is_ignored(flow, said):
+    session, out, events = make(flow, barge_in_after=0.6)
+    await session.start()
+    await session.on_bot_started_speaking()
+    await session.on_transcript(said, speech_end=1.0)
+    assert out.interrupts == 0
+    assert session.engine.node_name == "main_menu" and not events.of("nlu")
+    assert events.of("backchannel")[0]["text"] == said
+    await session.on_bot_stopped_speaking()
+    await session.on_transcript(said, speech_end=2.0)  # the same words after the prompt are a turn
+    assert events.of("nlu")
+
+
+async def test_real_words_over_a_prompt_stop_it_and_are_the_turn(flow):
+    session, out, events = make(flow, barge_in_after=0.6)
+    await session.start()
+    await session.on_bot_started_speaking()
+    await session.on_transcript("I want to check on my order", speech_end=1.0)
+    assert out.interrupts == 1 and events.of("barge_in")[-1]["by"] == "words"
+    assert session.engine.node_name == "ask_order"
+
+
+async def test_yes_over_a_yes_no_question_is_an_answer_not_a_backchannel(flow):
+    session, out, events = make(flow, barge_in_after=0.6)
+    await session.start()
+    await session.on_dtmf("2")
+    for d in "123456":
+        await session.on_dtmf(d)
+    assert session.engine.node_name == "confirm_order"
+    await session.on_bot_started_speaking()
+    await session.on_transcript("yeah", speech_end=1.0)
+    assert out.interrupts >= 1 and not events.of("backchannel")
+    assert session.engine.node_name != "confirm_order"
+
+
 async def test_barge_in_off_for_node():
     text = """
 flow: t

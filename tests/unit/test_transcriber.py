@@ -1,0 +1,111 @@
+"""The transcriber's end-of-turn logic: speculative whisper at the first pause, kept when the
+caller stays quiet, dropped when they go on; and the barge-in signal after sustained speech.
+
+Driven through a real pipecat pipeline (pipecat.tests.utils.run_test) with a fake recogniser
+whose latency we choose, so the overlap can be seen in the frames' timestamps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from pipecat.frames.frames import InputAudioRawFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame
+from pipecat.tests.utils import SleepFrame, run_test
+
+from ivr.media.frames import CallerSpeakingFrame, CallerTranscriptFrame
+from ivr.media.transcribe import UtteranceTranscriber
+from ivr.speech.stt import STT_RATE, Transcript
+
+PAUSE = 0.1  # the VAD's stop window in these tests
+
+
+class FakeRecogniser:
+    """Says how many samples it was given; takes `delay` seconds; counts starts and cancels."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.started = 0
+        self.cancelled = 0
+        self.lengths: list[int] = []
+
+    async def transcribe(self, pcm16, prompt=None) -> Transcript:
+        self.started += 1
+        self.lengths.append(len(pcm16))
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return Transcript(f"{len(pcm16)} samples", len(pcm16) / STT_RATE, self.delay * 1000, 0.0, -0.1)
+
+
+def audio(seconds: float, loud: bool = True) -> list:
+    """20 ms frames of 16 kHz PCM."""
+    n = int(seconds / 0.02)
+    sample = np.full(320, 3000 if loud else 0, dtype=np.int16).tobytes()
+    return [InputAudioRawFrame(audio=sample, sample_rate=STT_RATE, num_channels=1) for _ in range(n)]
+
+
+def paused() -> VADUserStoppedSpeakingFrame:
+    return VADUserStoppedSpeakingFrame(stop_secs=PAUSE, timestamp=time.time())
+
+
+def transcripts(frames) -> list[CallerTranscriptFrame]:
+    return [f for f in frames if isinstance(f, CallerTranscriptFrame)]
+
+
+@pytest.mark.asyncio
+async def test_whisper_runs_during_the_end_of_turn_silence_and_its_result_is_the_turn():
+    stt = FakeRecogniser(delay=0.25)
+    proc = UtteranceTranscriber(stt, endpoint_for=lambda: 0.4)
+    before = time.time()
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.4), paused(), *audio(0.1, loud=False), SleepFrame(0.6)])
+    [t] = transcripts(down)
+    assert stt.started == 1 and stt.cancelled == 0
+    assert t.discarded == 0
+    # The turn is judged over once the node's 0.4 s of silence has passed (0.3 s after the pause)
+    # and whisper, started at the pause, took 0.25 s of that time: so no extra wait.
+    assert t.decided_at - t.speech_end == pytest.approx(0.4, abs=0.08)
+    assert t.decided_at > before
+
+
+@pytest.mark.asyncio
+async def test_speech_after_a_pause_drops_the_guess_and_the_turn_has_all_the_words():
+    stt = FakeRecogniser(delay=0.5)  # still running when the caller goes on
+    proc = UtteranceTranscriber(stt, endpoint_for=lambda: 0.6)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), *audio(0.1, loud=False), SleepFrame(0.1),
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.2)])
+    [t] = transcripts(down)
+    assert stt.started == 2 and stt.cancelled == 1
+    assert t.discarded == 1
+    # The kept transcription heard both stretches of speech and the gap between them.
+    assert stt.lengths[1] > stt.lengths[0] + int(0.3 * STT_RATE)
+
+
+@pytest.mark.asyncio
+async def test_two_separate_turns_give_two_transcripts():
+    stt = FakeRecogniser(delay=0.05)
+    proc = UtteranceTranscriber(stt, endpoint_for=lambda: 0.2)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.2), paused(), SleepFrame(0.4),
+        VADUserStartedSpeakingFrame(), *audio(0.2), paused(), SleepFrame(0.4)])
+    assert [t.discarded for t in transcripts(down)] == [0, 0]
+    assert stt.cancelled == 0
+
+
+@pytest.mark.asyncio
+async def test_sustained_speech_signals_a_barge_in_once_and_a_short_sound_never_does():
+    stt = FakeRecogniser(delay=0.01)
+    proc = UtteranceTranscriber(stt, endpoint_for=lambda: 0.2, barge_in_after=0.5)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(0.3),  # "mhm"
+        VADUserStartedSpeakingFrame(), *audio(1.0), paused(), SleepFrame(0.3)])  # a real interruption
+    speaking = [f for f in down if isinstance(f, CallerSpeakingFrame)]
+    assert len(speaking) == 1 and speaking[0].seconds == pytest.approx(0.5, abs=0.03)
+    order = [type(f).__name__ for f in down if isinstance(f, (CallerSpeakingFrame, CallerTranscriptFrame))]
+    assert order == ["CallerTranscriptFrame", "CallerSpeakingFrame", "CallerTranscriptFrame"]
