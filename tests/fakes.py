@@ -96,7 +96,7 @@ class ScriptedTranscriber:
         self.texts = list(texts or [])
         self.heard: list[int] = []
 
-    async def transcribe(self, pcm16, *, prompt=None):
+    async def transcribe(self, pcm16, *, prompt=None, full_window=False):
         from ivr.speech.stt import Transcript
 
         self.heard.append(len(pcm16))

@@ -1,22 +1,28 @@
 """`make bench` / `python -m ivr.bench`: the benchmarks, each printing a table.
 
-1. NLU (ivr.bench.nlu): Banking77 mapped onto two bank menus; router, router + SLM (what the
+1. Calls (ivr.bench.calls): scripted calls through a real `ivr serve` at 1, 2, 4 and 8 at
+   once, voice to voice and per stage, against the same server driven by LLM tool calls.
+2. STT (ivr.bench.stt): whisper's word error rate and latency on phone audio, per setting.
+3. NLU (ivr.bench.nlu): Banking77 mapped onto two bank menus; router, router + SLM (what the
    server runs) and the LLM tool-call baseline on the same GGUF, in one process so the ratios
    are honest; accuracy, out-of-scope recall, calibration error, latency.
-2. Slots (ivr.bench.slots): generated spoken values, parsed from text and from speech through
+4. Slots (ivr.bench.slots): generated spoken values, parsed from text and from speech through
    piper, 8 kHz mu-law and whisper.
-Per-turn voice-to-voice latency through the Twilio protocol is measured with `ivr simulate`
-against a running server. Takes ~20 minutes on 2 cores.
+Takes ~30 minutes on 2 cores; each runs alone as `ivr bench calls|stt|nlu|slots`.
 """
 
 import sys
 
+from .calls import main as calls_main
 from .nlu import main as nlu_main
 from .slots import main as slots_main
+from .stt import main as stt_main
 
 
 def main() -> int:
-    status = nlu_main([])
+    status = calls_main([])
+    status |= stt_main([])
+    status |= nlu_main([])
     status |= slots_main(["--per-type", "20", "--audio"])
     return status
 

@@ -95,16 +95,20 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
             parts.append(DIGIT_PROMPT)
         return ", ".join(parts) or None
 
+    def reading_numbers() -> bool:
+        session = session_ref.get("session")
+        exp = session.expectation if session else None
+        return exp is not None and exp.slot_type in LONG_TURN_SLOTS
+
     def end_of_turn_silence() -> float:
         """Short after a question or a menu, longer while digits or an address are read
         (callers pause between groups; a fixed short silence cuts them off, livekit/agents 3701)."""
-        session = session_ref.get("session")
-        exp = session.expectation if session else None
-        return settings.vad_stop_secs_long if exp is not None and exp.slot_type in LONG_TURN_SLOTS else settings.vad_stop_secs
+        return settings.vad_stop_secs_long if reading_numbers() else settings.vad_stop_secs
 
     barge_in_after = settings.barge_in_after_secs or None
     transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=recogniser_hint,
-                                       endpoint_for=end_of_turn_silence, barge_in_after=barge_in_after)
+                                       endpoint_for=end_of_turn_silence, full_window_for=reading_numbers,
+                                       barge_in_after=barge_in_after)
 
     async def transfer(target: str, reason: str, summary: str = "") -> bool:
         if runtime.twilio is None:

@@ -43,12 +43,13 @@ MAX_UTTERANCE_SECONDS = 30.0  # whisper's window; a caller talking longer is cut
 
 class UtteranceTranscriber(FrameProcessor):
     def __init__(self, transcriber: Transcriber, *, call_id: str = "", prompt_for=None, endpoint_for=None,
-                 barge_in_after: float | None = None, **kwargs):
+                 full_window_for=None, barge_in_after: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self._stt = transcriber
         self._call_id = call_id
         self._prompt_for = prompt_for  # () -> str | None: a recogniser hint for the current node
         self._endpoint_for = endpoint_for  # () -> seconds of silence that end a turn on this node
+        self._full_window_for = full_window_for  # () -> bool: digits are read, whisper's full window
         self._barge_in_after = barge_in_after  # seconds of speech that make it an interruption
         self._preroll: deque[bytes] = deque()
         self._preroll_bytes = 0
@@ -150,8 +151,9 @@ class UtteranceTranscriber(FrameProcessor):
 
     async def _transcribe(self, audio: bytes):
         prompt = self._prompt_for() if self._prompt_for else None
+        full = bool(self._full_window_for and self._full_window_for())
         try:
-            return await self._stt.transcribe(np.frombuffer(audio, dtype=np.int16), prompt=prompt)
+            return await self._stt.transcribe(np.frombuffer(audio, dtype=np.int16), prompt=prompt, full_window=full)
         except StageTimeout as exc:
             log.error("call %s: %s", self._call_id, exc)
         except asyncio.CancelledError:

@@ -31,7 +31,7 @@ class FakeRecogniser:
         self.cancelled = 0
         self.lengths: list[int] = []
 
-    async def transcribe(self, pcm16, prompt=None) -> Transcript:
+    async def transcribe(self, pcm16, prompt=None, full_window=False) -> Transcript:
         self.started += 1
         self.lengths.append(len(pcm16))
         try:
