@@ -103,6 +103,8 @@ def waterfall(lat: dict[str, float]) -> list[dict]:
     to_transcript = lat.get("to_transcript")
     total = lat.get("voice_to_voice")
     to_audio = lat.get("to_first_audio")
+    if lat.get("endpoint") is not None:  # whisper runs inside this silence (speculative STT)
+        bars.append({"stage": "end-of-turn silence", "start_ms": 0.0, "end_ms": lat["endpoint"]})
     if to_transcript is not None:
         bars.append({"stage": "end of speech → transcript", "start_ms": 0.0, "end_ms": to_transcript})
         stt = lat.get("stt")

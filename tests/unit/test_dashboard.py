@@ -251,6 +251,8 @@ def test_waterfall_bars_line_up_on_one_axis():
     assert bars["understanding (NLU)"]["start_ms"] == 700 and bars["understanding (NLU)"]["end_ms"] == 740
     assert bars["→ first audio"]["end_ms"] == bars["voice to voice"]["end_ms"] == 800
     assert waterfall({}) == []  # nothing measured: no invented bars
+    with_endpoint = waterfall({"endpoint": 500, "to_transcript": 520, "stt": 310, "voice_to_voice": 600})
+    assert with_endpoint[0] == {"stage": "end-of-turn silence", "start_ms": 0.0, "end_ms": 500.0}
     assert [b["stage"] for b in waterfall({"to_first_audio": 20, "voice_to_voice": 20})] == ["→ first audio", "voice to voice"]
 
 
