@@ -28,7 +28,7 @@ PYTEST_ARGS ?=
 SYSTEM_PACKAGES := postgresql chromium nginx
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
-.PHONY: install run test test-unit bench clean-venv system-deps
+.PHONY: install run test test-unit bench loadtest clean-venv system-deps
 install: $(STAMP)
 
 system-deps:
@@ -68,6 +68,11 @@ test-unit: install
 
 bench: install
 	$(BIN)/python -m ivr.bench
+
+# 20 calls at once through nginx to two instances on one PostgreSQL (tests/load): minutes of
+# full CPU, so not part of `make test`.
+loadtest: install system-deps
+	IVR_LOADTEST=1 $(BIN)/python -m pytest -q -s tests/load $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,8 @@ import pytest
 import yaml
 
 from ivr.config import Settings
+from tests.nginx import Nginx as _Nginx
+from tests.nginx import nginx_binary as _nginx
 from ivr.drain import GOODBYE_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -363,13 +364,6 @@ def test_kustomize_builds(tmp_path, with_model_server):
 
 
 # ---------------------------------------------------------------- nginx
-def _nginx() -> str:
-    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
-    if not found:
-        pytest.fail("nginx not found; run `make system-deps` (Debian's nginx)", pytrace=False)
-    return found
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -420,61 +414,6 @@ class _Upstream:
     def stop(self):
         self.server.should_exit = True
         self.thread.join(5)
-
-
-class _Nginx:
-    """nginx with a generated config that includes ivr-locations.conf exactly as shipped."""
-
-    def __init__(self, prefix: Path, upstream_ports: list[int]):
-        self.binary = _nginx()
-        self.port = _free_port()
-        prefix.mkdir(parents=True, exist_ok=True)
-        servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in upstream_ports)
-        # max_fails=0: no server is taken out after a failure, so round robin alternates and
-        # every other request meets the failing server first.
-        temp = "\n".join(f"    {d}_temp_path {prefix}/{d};" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        self.conf = prefix / "nginx.conf"
-        self.conf.write_text(f"""
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-{temp}
-    upstream ivr_upstream {{
-{servers}
-    }}
-    server {{
-        listen 127.0.0.1:{self.port};
-        include {LOCATIONS};
-    }}
-}}
-""")
-        self.prefix = prefix
-        check = subprocess.run([self.binary, "-t", "-p", str(prefix), "-c", str(self.conf)],
-                               capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, f"nginx -t:\n{check.stderr}"
-        self.proc = subprocess.Popen([self.binary, "-p", str(prefix), "-c", str(self.conf), "-g", "daemon off;"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                assert self.proc.poll() is None, f"nginx exited: {self.proc.stderr.read().decode()}"
-                assert time.monotonic() < deadline, "nginx did not start"
-                time.sleep(0.05)
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 def _websocket(url: str, text: str = "hello") -> int | dict:

@@ -1,0 +1,138 @@
+"""`make loadtest`: 20 simulated calls at once, across two `ivr serve` instances behind Debian's
+nginx (deploy/nginx/ivr-locations.conf as shipped), on one PostgreSQL, all started here, on
+loopback only.
+
+Checked: every call completes (the caller hears the greeting and a reply to every turn, and the
+call ends the way its script ends it); both instances took calls; every call's events are in
+PostgreSQL once each, numbered 1..N without a gap, from call_start to call_end, with its nodes
+in the script's order. Reported: voice-to-voice p50/p95 and the calls per instance.
+
+Not part of `make test` (it saturates the machine for a few minutes): `make loadtest`.
+Bounded: 20 calls, and a deadline for the whole run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ivr.bench.calls import SCRIPTS, CallScript, passes_through
+from ivr.bench.scoring import percentile
+from ivr.calllog.store import open_store
+from ivr.simulate import CallerSimulator, SimulationReport
+from tests.integration.procs import ServerProcess, free_port
+from tests.nginx import Nginx
+
+REPO = Path(__file__).resolve().parents[2]
+CALLS = int(os.environ.get("IVR_LOADTEST_CALLS", "20"))
+DEADLINE_S = 600
+AUTH_TOKEN = "loadtest-token"
+
+
+class Instance(ServerProcess):
+    def __init__(self, name: str, tmp: Path, database_url: str, secret: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        data = tmp / name
+        data.mkdir()
+        env = {**os.environ, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_DATA_DIR": str(data),
+               "IVR_DATABASE_URL": database_url, "IVR_SECRET": secret, "IVR_DASHBOARD_TOKEN": "loadtest",
+               "IVR_MAX_CALLS": str(CALLS), "PYTHONUNBUFFERED": "1"}
+        super().__init__(name, [sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                         log_path=data / "server.log", ready_url=self.url + "/healthz", env=env, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def caller_voice():
+    from ivr.registry import voice_registry
+    from ivr.speech.tts import Synthesizer
+
+    voice = Synthesizer(voice_registry().for_role("default").path)
+    for script in SCRIPTS:  # synthesised before the calls, so the callers never wait on piper
+        for step in script.steps:
+            if step.kind == "say":
+                voice.synthesize_sync(step.value)
+    return voice
+
+
+def test_twenty_calls_across_two_instances_behind_nginx(pg_server, pg_database, tmp_path, caller_voice):
+    secret = secrets.token_urlsafe(24)  # shared: a stream token signed by one instance is checked by the other
+    instances = [Instance(f"ivr{i}", tmp_path, pg_database, secret) for i in (1, 2)]
+    proxy = None
+    reader = open_store(pg_database, recover=False)
+    try:
+        for inst in instances:
+            inst.wait_ready(600)
+        proxy = Nginx(tmp_path / "nginx", [inst.port for inst in instances], worker_connections=1024)
+        scripts = [SCRIPTS[i % len(SCRIPTS)] for i in range(CALLS)]
+        started = time.time()
+        results = asyncio.run(asyncio.wait_for(_calls(proxy.base, caller_voice, scripts), DEADLINE_S))
+        wall = time.time() - started
+
+        spoken, failures = [], []
+        for script, report in results:
+            if not isinstance(report, SimulationReport):
+                failures.append(f"{script.name}: {report!r}")
+                continue
+            if not report.greeting:
+                failures.append(f"{script.name} {report.call_sid}: no greeting")
+            for turn in report.turns:
+                if turn.latency_ms is None:
+                    failures.append(f"{script.name} {report.call_sid}: no reply to {turn.step}")
+                elif turn.step.kind != "dtmf":
+                    spoken.append(turn.latency_ms)
+        assert not failures, "\n".join(failures)
+
+        reports = [r for _, r in results]
+        calls = _wait_ended(reader, [r.call_sid for r in reports])
+        for (script, report), call in zip(results, calls):
+            assert call is not None and call["outcome"], f"{report.call_sid} never ended in the call log"
+            events = call["events"]
+            seqs = [e["seq"] for e in events]
+            assert seqs == list(range(1, len(events) + 1)), f"{report.call_sid}: seqs {seqs}"
+            assert events[0]["type"] == "call_start" and events[-1]["type"] == "call_end"
+            assert sum(e["type"] == "call_end" for e in events) == 1
+            nodes = [e["data"].get("node") for e in events if e["type"] == "node"]
+            assert passes_through(nodes, script.expect), f"{script.name}: {nodes}"
+        logs = [inst.log(2_000_000) for inst in instances]
+        took = [sum(r.call_sid in log for r in reports) for log in logs]
+        assert all(took), f"an instance took no call: {took}"
+        print(f"\nloadtest: {len(reports)} calls at once through nginx to 2 instances, {wall:.0f} s; "
+              f"calls per instance {took}; spoken turns {len(spoken)}: voice-to-voice p50 "
+              f"{percentile(spoken, 50):.0f} ms, p95 {percentile(spoken, 95):.0f} ms, max {max(spoken):.0f} ms; "
+              f"events {sum(len(c['events']) for c in calls)}, each once")
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        for inst in instances:
+            inst.stop()
+        reader.close()
+
+
+async def _calls(base: str, voice, scripts: list[CallScript]):
+    rng = random.Random(11)
+
+    async def one(script: CallScript, delay: float):
+        await asyncio.sleep(delay)  # arrivals spread over a few seconds, as a busy line's are
+        sim = CallerSimulator(base, voice=voice, auth_token=AUTH_TOKEN, flow="customer_service", reply_timeout=90)
+        try:
+            return script, await sim.run(list(script.steps))
+        except Exception as exc:
+            return script, exc
+    return await asyncio.gather(*(one(s, rng.uniform(0, 3)) for s in scripts))
+
+
+def _wait_ended(reader, call_ids: list[str], timeout: float = 60) -> list[dict | None]:
+    deadline = time.monotonic() + timeout
+    while True:
+        calls = [reader.get_call(cid) for cid in call_ids]
+        if all(c and c["outcome"] for c in calls) or time.monotonic() > deadline:
+            return calls
+        time.sleep(0.5)
