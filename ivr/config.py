@@ -76,6 +76,9 @@ class Settings:
     stt_compute_type: str = "int8"
     stt_threads: int = 2
     stt_beam_size: int = 1
+    stt_window_secs: float = 15.0
+    """Whisper's encoder window floor: the utterance + 1 s, at least this (0: always the full
+    30 s window). Digit answers always get the full window (ivr/speech/stt.py says why)."""
     slm_enabled: bool = True
     """Ask the small language model when the example router is unsure."""
     slm_device: str = "cpu"

@@ -62,6 +62,8 @@ class Runtime:
                     compute_type=settings.stt_compute_type,
                     cpu_threads=settings.stt_threads,
                     beam_size=settings.stt_beam_size,
+                    window_pad_s=1.0 if settings.stt_window_secs > 0 else None,
+                    window_min_s=settings.stt_window_secs,
                 ),
             ),
         )

@@ -275,12 +275,14 @@ def _print(rows, cols, title, out) -> None:
 
 
 # ---------------------------------------------------------------- main
-def _voice():
+def caller_voice():
+    """The bundled voice, with every scripted line synthesised before any call, so the
+    simulated callers never compete with the server for CPU."""
     from ivr.registry import voice_registry
     from ivr.speech.tts import Synthesizer
 
     voice = Synthesizer(voice_registry().for_role("default").path)
-    for script in SCRIPTS:  # synthesised before any call, so the simulator never competes for CPU
+    for script in SCRIPTS:
         for step in script.steps:
             if step.kind == "say":
                 voice.synthesize_sync(step.value)
@@ -320,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.calls or max(len(SCRIPTS), 2 * c)
 
     print("ivr bench calls: preparing the caller's voice", flush=True)
-    voice = _voice()
+    voice = caller_voice()
     rows: list[dict] = []
     env = dict(kv.split("=", 1) for kv in args.env)
     for label, server_env, lv in (("ivr", env, levels), ("toolcall", {"IVR_NLU_MODE": "toolcall"}, base_levels)):
