@@ -76,6 +76,8 @@ class SimulationReport:
     underruns: int = 0
     """Times the bot's audio ran dry mid-sentence: a caller would hear it stutter."""
     underrun_ms: float = 0.0
+    underrun_at: list = field(default_factory=list)
+    """Seconds into the bot's talk spurt at which each underrun came."""
 
     @property
     def greeting_text(self) -> str:
@@ -142,6 +144,7 @@ class CallerSimulator:
         self._report: SimulationReport | None = None
         self._sent_start = 0.0
         self._play_at: float | None = None  # when the audio received so far will have played out
+        self._spurt_start = 0.0
 
     # ------------------------------------------------------------ webhook
     async def _webhook(self, call_sid: str) -> tuple[str, dict[str, str]]:
@@ -336,9 +339,11 @@ class CallerSimulator:
         mid-spurt is an underrun (the server fell behind its pacing)."""
         if self._play_at is None or now - self._play_at > SPURT_GAP_S:
             self._play_at = now + JITTER_BUFFER_S
+            self._spurt_start = now
         elif now > self._play_at:
             report.underruns += 1
             report.underrun_ms += (now - self._play_at) * 1000
+            report.underrun_at.append(round(now - self._spurt_start, 2))
             self._play_at = now + JITTER_BUFFER_S
         self._play_at += seconds
 

@@ -145,7 +145,10 @@ class BenchServer:
                 self.proc.kill()
                 self.proc.wait(10)
         self._log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if os.environ.get("IVR_BENCH_KEEP"):
+            print(f"  server {self.label}'s data and log kept in {self.dir}", flush=True)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- one level
@@ -160,6 +163,7 @@ class LevelResult:
     stages: dict[str, list[float]] = field(default_factory=dict)
     underruns: int = 0
     underrun_ms: float = 0.0
+    underrun_at: list[float] = field(default_factory=list)
     missed_replies: int = 0
     succeeded: int = 0
     failures: list[str] = field(default_factory=list)
@@ -223,6 +227,7 @@ async def run_level(server: BenchServer, voice, scripts: list[CallScript], concu
             result.answer_ms.append(report.answer_to_first_audio_ms)
         result.underruns += report.underruns
         result.underrun_ms += report.underrun_ms
+        result.underrun_at += report.underrun_at
         for turn in report.turns:
             if turn.latency_ms is None:
                 result.missed_replies += 1
@@ -300,6 +305,8 @@ async def _bench(server: BenchServer, voice, levels: list[int], calls_per_level,
         results.append(r)
         print(f"  {server.label}: {c} at once, {r.calls} calls in {r.wall_s:.0f}s, spoken p50 "
               f"{percentile(r.spoken_ms, 50) or 0:.0f} ms, success {r.succeeded}/{r.calls}", flush=True)
+        if r.underrun_at:
+            print(f"    underruns at {', '.join(f'{t:.2f}' for t in sorted(r.underrun_at))} s into a prompt", flush=True)
         for failure in r.failures:
             print(f"    failed: {failure}", flush=True)
     return results

@@ -105,9 +105,23 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
         (callers pause between groups; a fixed short silence cuts them off, livekit/agents 3701)."""
         return settings.vad_stop_secs_long if reading_numbers() else settings.vad_stop_secs
 
+    def answers_the_node(text: str) -> bool:
+        """The caller's words already give the whole value this node collects: end the turn
+        without the rest of the silence. Only for values that are complete or not (yes/no, a
+        phone number, digits of a fixed length); "twelve dollars" may go on "and fifty cents"."""
+        session = session_ref.get("session")
+        exp = session.expectation if session else None
+        if exp is None:
+            return False
+        slot = flow.flow.slots.get(exp.slot) if exp.slot else None
+        definite = exp.confirming or exp.slot_type in ("yes_no", "phone") or (
+            exp.slot_type == "digits" and slot is not None and slot.length is not None)
+        return definite and session.engine.fills_slot(text)
+
     barge_in_after = settings.barge_in_after_secs or None
     transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=recogniser_hint,
                                        endpoint_for=end_of_turn_silence, full_window_for=reading_numbers,
+                                       complete_for=answers_the_node,
                                        barge_in_after=barge_in_after)
 
     async def transfer(target: str, reason: str, summary: str = "") -> bool:

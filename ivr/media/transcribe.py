@@ -43,13 +43,14 @@ MAX_UTTERANCE_SECONDS = 30.0  # whisper's window; a caller talking longer is cut
 
 class UtteranceTranscriber(FrameProcessor):
     def __init__(self, transcriber: Transcriber, *, call_id: str = "", prompt_for=None, endpoint_for=None,
-                 full_window_for=None, barge_in_after: float | None = None, **kwargs):
+                 full_window_for=None, complete_for=None, barge_in_after: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self._stt = transcriber
         self._call_id = call_id
         self._prompt_for = prompt_for  # () -> str | None: a recogniser hint for the current node
         self._endpoint_for = endpoint_for  # () -> seconds of silence that end a turn on this node
         self._full_window_for = full_window_for  # () -> bool: digits are read, whisper's full window
+        self._complete_for = complete_for  # (text) -> bool: these words already answer the node
         self._barge_in_after = barge_in_after  # seconds of speech that make it an interruption
         self._preroll: deque[bytes] = deque()
         self._preroll_bytes = 0
@@ -129,7 +130,17 @@ class UtteranceTranscriber(FrameProcessor):
         self._hold = self.create_task(self._hold_then_commit(speech_end, max(0.0, endpoint - stop_secs)))
 
     async def _hold_then_commit(self, speech_end: float, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        spec = self._spec
+        if spec is not None and self._complete_for is not None and seconds > 0:
+            # The words so far may already be the whole answer ("four one seven two nine three"
+            # for a six-digit number, "yes"): then waiting out the rest of the silence buys nothing.
+            started = asyncio.get_running_loop().time()
+            done, _ = await asyncio.wait({spec}, timeout=seconds)
+            result = spec.result() if spec in done and not spec.cancelled() else None
+            if result is None or not result.text or not self._complete_for(result.text):
+                await asyncio.sleep(max(0.0, seconds - (asyncio.get_running_loop().time() - started)))
+        else:
+            await asyncio.sleep(seconds)
         self._hold = None
         spec, self._spec = self._spec, None
         self._segment = bytearray()

@@ -32,9 +32,13 @@ def _intents_for(expectation: Expectation):
 
 
 class NLUService:
-    def __init__(self, classifier, *, timeout: float | None = 5.0):
+    def __init__(self, classifier, *, timeout: float | None = 5.0, concurrency: int = 2):
+        """concurrency 2: a turn the example router settles in ~10 ms must not queue behind
+        another call's small-LM turn (0.6-1 s). The classifier is thread-safe, and the small
+        LM keeps its own lock, so its turns still run one at a time (measured with 8 calls: a
+        router-only turn waited 2 s for the single worker)."""
         self.classifier = classifier
-        self.worker = ModelWorker("nlu", 1, timeout)
+        self.worker = ModelWorker("nlu", concurrency, timeout)
 
     def prepare(self, expectation: Expectation) -> bool:
         """Cache one node's examples and prompt prefix (blocking)."""

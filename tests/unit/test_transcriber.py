@@ -109,3 +109,23 @@ async def test_sustained_speech_signals_a_barge_in_once_and_a_short_sound_never_
     assert len(speaking) == 1 and speaking[0].seconds == pytest.approx(0.5, abs=0.03)
     order = [type(f).__name__ for f in down if isinstance(f, (CallerSpeakingFrame, CallerTranscriptFrame))]
     assert order == ["CallerTranscriptFrame", "CallerSpeakingFrame", "CallerTranscriptFrame"]
+
+
+@pytest.mark.asyncio
+async def test_words_that_already_answer_the_node_end_the_turn_without_the_rest_of_the_silence():
+    stt = FakeRecogniser(delay=0.1)
+    proc = UtteranceTranscriber(stt, endpoint_for=lambda: 1.0, complete_for=lambda text: text.endswith("samples"))
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.2)])
+    [t] = transcripts(down)
+    assert t.decided_at - t.speech_end < 0.5  # the pause (0.1 s) and whisper (0.1 s), not the full 1 s
+
+
+@pytest.mark.asyncio
+async def test_words_that_do_not_answer_the_node_wait_for_the_whole_silence():
+    stt = FakeRecogniser(delay=0.1)
+    proc = UtteranceTranscriber(stt, endpoint_for=lambda: 0.6, complete_for=lambda text: False)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.0)])
+    [t] = transcripts(down)
+    assert t.decided_at - t.speech_end == pytest.approx(0.6, abs=0.08)
