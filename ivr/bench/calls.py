@@ -57,14 +57,17 @@ def _keys(digits: str) -> Step:
     return Step("dtmf", digits)
 
 
-# Wordings differ from the flow's examples on purpose: the router must generalise.
+# Wordings differ from the flow's examples on purpose: the router must generalise. "{number}" is
+# a different six-digit order number per call (read as digit words, or keyed): one fixed number
+# would measure whisper on that number alone (tiny.en hears "four one seven two nine three"
+# as "1424 1723" at some alignments and gets most others right).
 SCRIPTS: tuple[CallScript, ...] = (
     CallScript("hours", (_say("hi, what time do you open on saturday?"), _say("no, that's everything, thanks")),
                ("hours", "anything_else", "goodbye")),
     CallScript("order by voice", (_say("I'm calling about a package I ordered last week"),
-                                  _say("four one seven two nine three"), _say("yes, that's right")),
+                                  _say("{number}"), _say("yes, that's right")),
                ("ask_order", "confirm_order", "order_agent")),
-    CallScript("order by keypad", (_keys("2"), _keys("417293"), _say("yes")),
+    CallScript("order by keypad", (_keys("2"), _keys("{number}"), _say("yes")),
                ("ask_order", "confirm_order", "order_agent")),
     CallScript("a person", (_say("can I talk to a real person please"),), ("agent",)),
     CallScript("hours then order", (_say("when are you open"), _say("yes please"), _say("where is my delivery"),
@@ -280,28 +283,41 @@ def _print(rows, cols, title, out) -> None:
 
 
 # ---------------------------------------------------------------- main
-def caller_voice():
-    """The bundled voice, with every scripted line synthesised before any call, so the
-    simulated callers never compete with the server for CPU."""
+_WORDS = "zero one two three four five six seven eight nine".split()
+
+
+def scripts_for(n: int, seed: int) -> list[CallScript]:
+    """n calls cycling through SCRIPTS, each order number drawn afresh (deterministic by seed)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        script = SCRIPTS[i % len(SCRIPTS)]
+        number = "".join(str(rng.randrange(10)) for _ in range(6))
+        steps = tuple(Step(st.kind, st.value.replace(
+            "{number}", " ".join(_WORDS[int(d)] for d in number) if st.kind == "say" else number))
+            for st in script.steps)
+        out.append(CallScript(script.name, steps, script.expect))
+    return out
+
+
+def caller_voice(scripts: list[CallScript]):
+    """The bundled voice, with every line of these scripts synthesised before any call, so
+    the simulated callers never compete with the server for CPU."""
     from ivr.registry import voice_registry
     from ivr.speech.tts import Synthesizer
 
     voice = Synthesizer(voice_registry().for_role("default").path)
-    for script in SCRIPTS:
+    for script in scripts:
         for step in script.steps:
             if step.kind == "say":
                 voice.synthesize_sync(step.value)
     return voice
 
 
-def _scripts_for(n: int) -> list[CallScript]:
-    return [SCRIPTS[i % len(SCRIPTS)] for i in range(n)]
-
-
-async def _bench(server: BenchServer, voice, levels: list[int], calls_per_level, seed: int) -> list[LevelResult]:
+async def _bench(server: BenchServer, voice, plans: dict[int, list[CallScript]], seed: int) -> list[LevelResult]:
     results = []
-    for c in levels:
-        r = await run_level(server, voice, _scripts_for(calls_per_level(c)), c, seed=seed + c)
+    for c, scripts in plans.items():
+        r = await run_level(server, voice, scripts, c, seed=seed + c)
         results.append(r)
         print(f"  {server.label}: {c} at once, {r.calls} calls in {r.wall_s:.0f}s, spoken p50 "
               f"{percentile(r.spoken_ms, 50) or 0:.0f} ms, success {r.succeeded}/{r.calls}", flush=True)
@@ -329,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.calls or max(len(SCRIPTS), 2 * c)
 
     print("ivr bench calls: preparing the caller's voice", flush=True)
-    voice = caller_voice()
+    plans = {c: scripts_for(per_level(c), args.seed + c) for c in sorted(set(levels) | set(base_levels))}
+    voice = caller_voice([s for scripts in plans.values() for s in scripts] + [WARM_UP])
     rows: list[dict] = []
     env = dict(kv.split("=", 1) for kv in args.env)
     for label, server_env, lv in (("ivr", env, levels), ("toolcall", {"IVR_NLU_MODE": "toolcall"}, base_levels)):
@@ -340,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"starting server '{label}' ...", flush=True)
             server.wait_ready()
             asyncio.run(_warm_up(server, voice))
-            rows += [r.row() for r in asyncio.run(_bench(server, voice, lv, per_level, args.seed))]
+            rows += [r.row() for r in asyncio.run(_bench(server, voice, {c: plans[c] for c in lv}, args.seed))]
         finally:
             server.stop()
     print_table(rows)
@@ -349,10 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+WARM_UP = CallScript("warm-up", (_say("when are you open"),), ())
+
+
 async def _warm_up(server: BenchServer, voice) -> None:
     """One call first, not measured: the first call through a fresh process pays for lazy
     imports and allocator growth that no later caller sees."""
-    await CallerSimulator(server.url, voice=voice, auth_token=TOKEN, flow=FLOW).run([_say("when are you open")])
+    await CallerSimulator(server.url, voice=voice, auth_token=TOKEN, flow=FLOW).run(list(WARM_UP.steps))
 
 
 if __name__ == "__main__":

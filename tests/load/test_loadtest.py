@@ -23,10 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
-from ivr.bench.calls import SCRIPTS, CallScript, passes_through
-from ivr.bench.calls import caller_voice as bench_caller_voice
+from ivr.bench.calls import CallScript, caller_voice, passes_through, scripts_for
 from ivr.bench.scoring import percentile
 from ivr.calllog.store import open_store
 from ivr.simulate import CallerSimulator, SimulationReport
@@ -52,12 +50,9 @@ class Instance(ServerProcess):
                          log_path=data / "server.log", ready_url=self.url + "/healthz", env=env, cwd=REPO)
 
 
-@pytest.fixture(scope="module")
-def caller_voice():
-    return bench_caller_voice()
-
-
-def test_twenty_calls_across_two_instances_behind_nginx(pg_server, pg_database, tmp_path, caller_voice):
+def test_twenty_calls_across_two_instances_behind_nginx(pg_server, pg_database, tmp_path):
+    scripts = scripts_for(CALLS, seed=11)
+    voice = caller_voice(scripts)
     secret = secrets.token_urlsafe(24)  # shared: a stream token signed by one instance is checked by the other
     instances = [Instance(f"ivr{i}", tmp_path, pg_database, secret) for i in (1, 2)]
     proxy = None
@@ -66,9 +61,8 @@ def test_twenty_calls_across_two_instances_behind_nginx(pg_server, pg_database, 
         for inst in instances:
             inst.wait_ready(600)
         proxy = Nginx(tmp_path / "nginx", [inst.port for inst in instances], worker_connections=1024)
-        scripts = [SCRIPTS[i % len(SCRIPTS)] for i in range(CALLS)]
         started = time.time()
-        results = asyncio.run(asyncio.wait_for(_calls(proxy.base, caller_voice, scripts), DEADLINE_S))
+        results = asyncio.run(asyncio.wait_for(_calls(proxy.base, voice, scripts), DEADLINE_S))
         wall = time.time() - started
 
         spoken, failures = [], []
