@@ -9,6 +9,7 @@ and loads a model per service instance, so the media layer calls this instead.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ FRAMES_PER_SECOND = 100  # whisper's mel frames: one per 10 ms
 FULL_WINDOW = 3000  # the 30 s window whisper was trained on
 
 _window = threading.local()
+_WORDS = re.compile(r"[A-Za-z0-9]")
 
 
 def _install_window_hook() -> None:
@@ -59,7 +61,14 @@ class STTSettings:
     beam_size: int = 1
     language: str | None = "en"
     no_speech_threshold: float = 0.6
-    """Segments whisper thinks are more likely silence than this are dropped (noise, breath)."""
+    log_prob_threshold: float = -1.0
+    surely_silent: float = 0.9
+    """A segment is noise when whisper thinks it is silence (no-speech probability over
+    `no_speech_threshold`) and is unsure of its words (average log-probability under
+    `log_prob_threshold`), whisper's own rule; or when it is very sure it is silence
+    (`surely_silent`); or when it has no words at all (hiss decodes as ". . . ." with a high
+    log-probability). On no-speech alone, a one-word "yes" was sometimes dropped: its
+    no-speech probability sits near 0.6."""
     concurrency: int = 1
     timeout: float = 10.0
     window_pad_s: float | None = 1.0
@@ -119,7 +128,10 @@ class Transcriber:
             for seg in segments:  # a generator: the decoding happens here
                 no_speech.append(seg.no_speech_prob)
                 logprob.append(seg.avg_logprob)
-                if seg.no_speech_prob < self.settings.no_speech_threshold:
+                st = self.settings
+                silent = (seg.no_speech_prob >= st.surely_silent or not _WORDS.search(seg.text)
+                          or (seg.no_speech_prob >= st.no_speech_threshold and seg.avg_logprob < st.log_prob_threshold))
+                if not silent:
                     texts.append(seg.text.strip())
         finally:
             _window.frames = None
