@@ -32,7 +32,7 @@ def _free_port() -> int:
 class Nginx:
     """nginx with a generated config that includes ivr-locations.conf exactly as shipped."""
 
-    def __init__(self, prefix: Path, upstream_ports: list[int], *, worker_connections: int = 64):
+    def __init__(self, prefix: Path, upstream_ports: list[int], *, worker_connections: int = 64, balance: str = ""):
         self.binary = nginx_binary()
         self.port = _free_port()
         prefix.mkdir(parents=True, exist_ok=True)
@@ -50,6 +50,7 @@ http {{
     access_log off;
 {temp}
     upstream ivr_upstream {{
+{balance + ';' if balance else ''}
 {servers}
     }}
     server {{

@@ -60,7 +60,10 @@ def test_twenty_calls_across_two_instances_behind_nginx(pg_server, pg_database, 
     try:
         for inst in instances:
             inst.wait_ready(600)
-        proxy = Nginx(tmp_path / "nginx", [inst.port for inst in instances], worker_connections=1024)
+        # least_conn, as deploy/nginx/nginx.conf: with round robin, each call's webhook and websocket
+        # alternate, so a burst sends every websocket to the same instance.
+        proxy = Nginx(tmp_path / "nginx", [inst.port for inst in instances], worker_connections=1024,
+                      balance="least_conn")
         started = time.time()
         results = asyncio.run(asyncio.wait_for(_calls(proxy.base, voice, scripts), DEADLINE_S))
         wall = time.time() - started
