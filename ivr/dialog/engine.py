@@ -240,6 +240,18 @@ class FlowEngine:
         return parse_slot(slot.type, text, length=slot.length, min_length=slot.min_length,
                           max_length=slot.max_length, choices=slot.choices).ok
 
+    def answer_is_whole(self, text: str) -> bool:
+        """`fills_slot`, for values that are either whole or not: a yes/no, a phone number,
+        digits of a fixed length. Then the turn can end without waiting out the rest of the
+        caller's silence; "twelve dollars" or "the fifth" may still go on ("and fifty cents")."""
+        if self._closed():
+            return False
+        if self.state.pending is None:
+            slot = self.flow.slots.get(self.node.collect) if self.node.collect else None
+            if slot is None or not (slot.type in ("yes_no", "phone") or (slot.type == "digits" and slot.length)):
+                return False
+        return self.fills_slot(text)
+
     def on_text(self, text: str, understanding: Understanding) -> list[Effect]:
         if self._closed():
             return []

@@ -84,10 +84,14 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
     )
     vad = SileroVADAnalyzer(sample_rate=STT_RATE, params=vad_params)
 
+    def expectation():
+        """What the current node waits for (None before the session starts or while it speaks)."""
+        session = session_ref.get("session")
+        return session.expectation if session else None
+
     def recogniser_hint() -> str | None:
         """Whisper's initial prompt: what the node expects (digits, the designer's hints)."""
-        session = session_ref.get("session")
-        exp = session.expectation if session else None
+        exp = expectation()
         if exp is None:
             return None
         parts = list(exp.hints)
@@ -96,8 +100,7 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
         return ", ".join(parts) or None
 
     def reading_numbers() -> bool:
-        session = session_ref.get("session")
-        exp = session.expectation if session else None
+        exp = expectation()
         return exp is not None and exp.slot_type in LONG_TURN_SLOTS
 
     def end_of_turn_silence() -> float:
@@ -106,17 +109,9 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
         return settings.vad_stop_secs_long if reading_numbers() else settings.vad_stop_secs
 
     def answers_the_node(text: str) -> bool:
-        """The caller's words already give the whole value this node collects: end the turn
-        without the rest of the silence. Only for values that are complete or not (yes/no, a
-        phone number, digits of a fixed length); "twelve dollars" may go on "and fifty cents"."""
+        """The caller's words already give the whole value this node collects: end the turn."""
         session = session_ref.get("session")
-        exp = session.expectation if session else None
-        if exp is None:
-            return False
-        slot = flow.flow.slots.get(exp.slot) if exp.slot else None
-        definite = exp.confirming or exp.slot_type in ("yes_no", "phone") or (
-            exp.slot_type == "digits" and slot is not None and slot.length is not None)
-        return definite and session.engine.fills_slot(text)
+        return session is not None and session.engine.answer_is_whole(text)
 
     barge_in_after = settings.barge_in_after_secs or None
     transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=recogniser_hint,

@@ -259,3 +259,23 @@ def test_rejection_says_why_and_reasks():
     effects = engine.on_text("ten thousand dollars", Understanding())
     assert said(effects) == ["Sorry, 10000.00 is over the 5000 dollar limit.", "How much would you like to pay?"]
     assert "amount" not in engine.state.slots and engine.state.pending is None
+
+
+def test_a_whole_answer_is_one_that_cannot_go_on(cs):
+    assert not cs.answer_is_whole("yes")  # a menu: nothing is collected
+    cs.on_text("where's my order", intent("order"))
+    assert not cs.answer_is_whole("four five seven")  # three of six digits
+    assert cs.answer_is_whole("four five seven two one nine")
+    cs.on_text("four five seven two one nine", Understanding())
+    assert cs.answer_is_whole("yes") and not cs.answer_is_whole("well")
+    money = FlowEngine(load_flow_text("""
+flow: t
+start: ask
+slots:
+  amount: {type: money}
+nodes:
+  ask: {say: "How much?", collect: amount, next: done}
+  done: {say: Thanks., hangup: true}
+"""))
+    money.start()
+    assert money.fills_slot("twelve dollars") and not money.answer_is_whole("twelve dollars")
