@@ -136,6 +136,46 @@ def test_inputs_after_the_end_are_ignored(cs):
     assert cs.on_dtmf("1") == []
 
 
+def test_unsure_goodbye_is_asked_about_not_hung_up_on(cs):
+    """A caller confirming a misheard number ("yes, that's right" at the digits question) was
+    once heard as goodbye at 0.59 and hung up on."""
+    from ivr.dialog.engine import END_CALL_QUESTION
+
+    cs.on_text("where's my order", intent("order"))
+    effects = cs.on_text("yes that's right", intent("goodbye", 0.59))
+    assert said(effects) == [END_CALL_QUESTION] and not cs.state.ended
+    assert cs.node_name == "ask_order" and cs.expectation().confirming
+    assert cs.expectation().slot_type == "yes_no" and cs.fills_slot("no")
+    # no: back to the node's own question, the call goes on
+    effects = cs.on_text("no", Understanding())
+    assert said(effects)[0] == "Okay." and "order number" in said(effects)[-1]
+    assert not cs.state.ended and cs.expectation().slot_type == "digits"
+    # asked again and answered yes: the caller leaves
+    cs.on_text("bye", intent("goodbye", 0.5))
+    effects = cs.on_text("yes please", Understanding())
+    assert nodes(effects) == ["goodbye"] and isinstance(effects[-1], Hangup)
+
+
+def test_unsure_goodbye_then_an_answer_to_the_node_carries_on(cs):
+    from ivr.dialog.engine import END_CALL_QUESTION
+
+    cs.on_text("where's my order", intent("order"))
+    assert said(cs.on_text("hmm", intent("goodbye", 0.6))) == [END_CALL_QUESTION]
+    assert said(cs.on_no_input())[-1] == END_CALL_QUESTION  # silence: the question again
+    effects = cs.on_text("four five seven two one nine", Understanding())  # the number instead
+    assert SetSlot("order_number", "457219") in effects
+    assert not cs.state.ended and cs.state.pending_intent is None
+
+
+def test_sure_goodbye_and_keys_end_at_once(cs):
+    effects = cs.on_text("bye", intent("goodbye", 0.95))
+    assert isinstance(effects[-1], Hangup)
+    # an intent that does not end the call is applied at any confidence
+    other = FlowEngine(cs.loaded)
+    other.start()
+    assert nodes(other.on_text("agent maybe", intent("talk_to_agent", 0.3)))
+
+
 def test_intent_not_of_this_node_is_not_applied(cs):
     effects = cs.on_text("x", intent("made_up_intent"))
     assert cs.node_name == "main_menu" and said(effects)
