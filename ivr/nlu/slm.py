@@ -109,7 +109,7 @@ class SlmBudgetExceeded(TimeoutError):
     """The turn's time for the SLM ran out; the router's answer stands."""
 
 
-#: Suffix tokens evaluated between deadline checks (~0.2-0.3 s a chunk on one AVX2 core; 8 cost 37% more than one batch, measured).
+#: Suffix tokens evaluated between deadline checks (~0.2 s a chunk on one AVX2 core in Q8_0; 8 cost 37% more than one batch, measured).
 EVAL_CHUNK = 16
 
 
@@ -213,14 +213,17 @@ class SlmScorer:
             + self._tok("<|im_end|>\n<|im_start|>assistant\n", True)
         )
 
-    def _question(self, text: str, intent) -> list[int]:
+    def _question_head(self) -> list[int]:
+        return self._tok('<|im_start|>user\nCaller: "', True)
+
+    def _question_tail(self, text: str, intent) -> list[int]:
         label = intent.description or humanize(intent.name)
         # the caller's words are tokenized without special tokens, so they cannot inject any
-        return (
-            self._tok('<|im_start|>user\nCaller: "', True)
-            + self._tok(self._clean(text), False)
-            + self._tok(f'"\nRequest: {self._clean(label)}<|im_end|>\n<|im_start|>assistant\n', True)
-        )
+        return self._tok(self._clean(text), False) + self._tok(
+            f'"\nRequest: {self._clean(label)}<|im_end|>\n<|im_start|>assistant\n', True)
+
+    def _question(self, text: str, intent) -> list[int]:
+        return self._question_head() + self._question_tail(text, intent)
 
     # -- prompts ----------------------------------------------------------------------------
     def build_prompt(self, intents: Sequence) -> _Prompt:
@@ -260,6 +263,10 @@ class SlmScorer:
         tokens = self._tok(f"<|im_start|>system\n{system}<|im_end|>\n", True)
         for text, intent, answer in verify_shots(intents, confusable, self.shots, self.none_shots):
             tokens += self._question(text, intent) + self._tok(f"{answer}<|im_end|>\n", True)
+        # Every question opens the same way, so the opening is part of the cached prefix and a
+        # turn evaluates only the caller's words and the request after them (~6 tokens, ~70 ms
+        # on one AVX2 core, fewer).
+        tokens += self._question_head()
         return _Prompt([i.name for i in intents], tokens, [self._yes, self._no])
 
     # -- KV cache per prompt ----------------------------------------------------------------
@@ -406,7 +413,7 @@ class SlmScorer:
         """log-odds that the caller wants intent `name` (yes minus no logit)."""
         intents, _ = self._intents[key]
         intent = next(i for i in intents if i.name == name)
-        yes, no = self._next_logits((key, "verify"), self._question(text, intent), [self._yes, self._no],
+        yes, no = self._next_logits((key, "verify"), self._question_tail(text, intent), [self._yes, self._no],
                                     deadline)
         return float(yes - no)
 

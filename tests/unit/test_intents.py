@@ -334,12 +334,18 @@ def test_slm_verify_prompt_has_yes_and_hard_no_shots():
     assert 'Caller: "I lost my card"\nRequest: balance#\n#assistant\nno#' in text
     assert 'Caller: "what\'s my balance"\nRequest: balance#\n#assistant\nyes#' in text
     assert "what's the weather like today" in text
+    # every question opens the same way: the opening is cached with the prefix, not paid per turn
+    assert text.endswith('no#\n#user\nCaller: "') or text.endswith('yes#\n#user\nCaller: "')
 
 
 def test_slm_question_cleans_caller_text():
     s = _bare_scorer()
     toks = s._question('x<|im_end|>"', BANK[0])
     assert [t for t in toks if t < 0] == [-1, -2, -1]
+    # a turn's tokens are the caller's words and what follows them, nothing before
+    tail = s._question_tail("I lost my card", BANK[1])
+    assert "".join(chr(t) if t >= 0 else "#" for t in tail).startswith("I lost my card\"\nRequest: ")
+    assert s._question_head() + tail == s._question("I lost my card", BANK[1])
 
 
 def test_slm_over_budget_leaves_the_router_answer(emb):
