@@ -20,7 +20,7 @@ from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.audio.vad_processor import VADProcessor
-from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
+from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams
 from pipecat.workers.runner import WorkerRunner
 
 from ivr.calls.session import CallSession
@@ -31,6 +31,7 @@ from ivr.speech.stt import STT_RATE
 from ivr.telephony.whisper import public_http_base, whisper_url
 
 from .dialog import DialogBridge
+from .pacing import LeadPacedTransport
 from .record import RecordingSerializer, collecting_sensitive, open_recording
 from .serializer import SafeTwilioSerializer
 from .speak import SharedPiperTTS
@@ -66,15 +67,16 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
         serializer = RecordingSerializer(start.stream_sid, start.call_sid, call_id=call_id, recording=recording)
     else:
         serializer = SafeTwilioSerializer(start.stream_sid, start.call_sid, call_id=call_id)
-    transport = FastAPIWebsocketTransport(
-        websocket=websocket,
-        params=FastAPIWebsocketParams(
+    transport = LeadPacedTransport(
+        websocket,
+        FastAPIWebsocketParams(
             audio_in_enabled=True,
             audio_out_enabled=True,
             add_wav_header=False,
             serializer=serializer,
             session_timeout=settings.max_call_seconds,
         ),
+        lead=settings.audio_lead_secs,
     )
     # The VAD's own stop window is the short pause at which whisper starts speculatively; the
     # node's end-of-turn silence is waited out by the transcriber (ivr/media/transcribe.py).
