@@ -74,10 +74,16 @@ class SimulationReport:
     closed_by: str = ""
     close_code: int | None = None
     underruns: int = 0
-    """Times the bot's audio ran dry mid-sentence: a caller would hear it stutter."""
+    """Times the bot's audio ran dry mid-speech: a caller would hear it stutter."""
+    late_pauses: int = 0
+    """Times it ran dry in the voice's own pause (between sentences or prompts): a longer pause."""
     underrun_ms: float = 0.0
     underrun_at: list = field(default_factory=list)
     """Seconds into the bot's talk spurt at which each underrun came."""
+    underrun_gaps: list = field(default_factory=list)
+    """(seconds into the spurt, gap ms, whether the audio before the gap was speech) for each
+    underrun: a gap after speech cuts a word, a gap after the voice's own pause between
+    sentences only makes that pause longer."""
 
     @property
     def greeting_text(self) -> str:
@@ -100,6 +106,7 @@ class SimulationReport:
             "clears": self.clears,
             "underruns": self.underruns,
             "underrun_ms": round(self.underrun_ms, 1),
+            "late_pauses": self.late_pauses,
             "closed_by": self.closed_by,
         }
 
@@ -145,6 +152,7 @@ class CallerSimulator:
         self._sent_start = 0.0
         self._play_at: float | None = None  # when the audio received so far will have played out
         self._spurt_start = 0.0
+        self._last_loud = False
 
     # ------------------------------------------------------------ webhook
     async def _webhook(self, call_sid: str) -> tuple[str, dict[str, str]]:
@@ -311,7 +319,8 @@ class CallerSimulator:
                     payload = base64.b64decode(message["media"]["payload"])
                     self._play_out(now, len(payload) / TWILIO_RATE, report)
                     samples = ulaw_decode(payload)
-                    if rms_dbfs(samples) > SPEECH_DBFS:
+                    self._last_loud = loud = rms_dbfs(samples) > SPEECH_DBFS
+                    if loud:
                         if not self._utterances or now - self._last_speech > self.idle_gap * 0.6:
                             self._utterances.append(BotUtterance(now, now))
                             if report.answer_to_first_audio_ms is None:
@@ -336,14 +345,21 @@ class CallerSimulator:
     def _play_out(self, now: float, seconds: float, report: SimulationReport) -> None:
         """Play the bot's audio the way the phone network does: a short jitter buffer at the
         start of each talk spurt, then real time. Audio that arrives after the buffer ran dry
-        mid-spurt is an underrun (the server fell behind its pacing)."""
+        mid-spurt while the voice was speaking is an underrun (the server fell behind its
+        pacing, and a word is cut); after the voice's own pause it is a late pause (the pause
+        between two sentences or prompts is heard a little longer)."""
         if self._play_at is None or now - self._play_at > SPURT_GAP_S:
             self._play_at = now + JITTER_BUFFER_S
             self._spurt_start = now
         elif now > self._play_at:
-            report.underruns += 1
-            report.underrun_ms += (now - self._play_at) * 1000
-            report.underrun_at.append(round(now - self._spurt_start, 2))
+            if self._last_loud:
+                report.underruns += 1
+                report.underrun_ms += (now - self._play_at) * 1000
+                report.underrun_at.append(round(now - self._spurt_start, 2))
+            else:
+                report.late_pauses += 1
+            report.underrun_gaps.append((round(now - self._spurt_start, 2), round((now - self._play_at) * 1000),
+                                         self._last_loud))
             self._play_at = now + JITTER_BUFFER_S
         self._play_at += seconds
 

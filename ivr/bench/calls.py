@@ -165,8 +165,10 @@ class LevelResult:
     answer_ms: list[float] = field(default_factory=list)
     stages: dict[str, list[float]] = field(default_factory=dict)
     underruns: int = 0
+    late_pauses: int = 0
     underrun_ms: float = 0.0
     underrun_at: list[float] = field(default_factory=list)
+    underrun_gaps: list[tuple] = field(default_factory=list)
     missed_replies: int = 0
     succeeded: int = 0
     failures: list[str] = field(default_factory=list)
@@ -183,7 +185,7 @@ class LevelResult:
             "v2v_p50": p(self.spoken_ms, 50), "v2v_p95": p(self.spoken_ms, 95),
             "keypad_p50": p(self.keypad_ms, 50), "answer_p50": p(self.answer_ms, 50),
             "answer_p95": p(self.answer_ms, 95),
-            "underruns": self.underruns, "underrun_ms": round(self.underrun_ms),
+            "underruns": self.underruns, "underrun_ms": round(self.underrun_ms), "late_pauses": self.late_pauses,
             "missed": self.missed_replies, "success": f"{self.succeeded}/{self.calls}",
             "cpu_pct": round(self.cpu_percent), "wall_s": round(self.wall_s),
         }
@@ -229,8 +231,10 @@ async def run_level(server: BenchServer, voice, scripts: list[CallScript], concu
         if report.answer_to_first_audio_ms is not None:
             result.answer_ms.append(report.answer_to_first_audio_ms)
         result.underruns += report.underruns
+        result.late_pauses += report.late_pauses
         result.underrun_ms += report.underrun_ms
         result.underrun_at += report.underrun_at
+        result.underrun_gaps += report.underrun_gaps
         for turn in report.turns:
             if turn.latency_ms is None:
                 result.missed_replies += 1
@@ -256,7 +260,7 @@ STAGE_ORDER = ("endpoint", "to_transcript", "stt", "nlu", "to_first_audio", "voi
 
 def print_table(rows: list[dict], out=sys.stdout) -> None:
     cols = ["server", "concurrency", "calls", "v2v_p50", "v2v_p95", "keypad_p50", "answer_p50", "answer_p95",
-            "underruns", "missed", "success", "cpu_pct"]
+            "underruns", "late_pauses", "missed", "success", "cpu_pct"]
     _print(rows, cols, "Voice to voice (ms, spoken turns, measured by the simulated phone)", out)
     stage_cols = ["server", "concurrency"] + [f"{s}_{q}" for s in STAGE_ORDER for q in ("p50", "p95")
                                               if any(f"{s}_{q}" in r for r in rows)]
@@ -321,8 +325,10 @@ async def _bench(server: BenchServer, voice, plans: dict[int, list[CallScript]],
         results.append(r)
         print(f"  {server.label}: {c} at once, {r.calls} calls in {r.wall_s:.0f}s, spoken p50 "
               f"{percentile(r.spoken_ms, 50) or 0:.0f} ms, success {r.succeeded}/{r.calls}", flush=True)
-        if r.underrun_at:
-            print(f"    underruns at {', '.join(f'{t:.2f}' for t in sorted(r.underrun_at))} s into a prompt", flush=True)
+        if r.underrun_gaps:
+            where = ", ".join(f"{at:.2f} s ({gap} ms, {'in speech' if loud else 'in a pause'})"
+                              for at, gap, loud in sorted(r.underrun_gaps))
+            print(f"    underruns (into the prompt, gap, where): {where}", flush=True)
         for failure in r.failures:
             print(f"    failed: {failure}", flush=True)
     return results
