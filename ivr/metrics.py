@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 log = logging.getLogger("ivr.metrics")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
-STAGES = ("to_transcript_ms", "stt_ms", "nlu_ms", "to_first_audio_ms", "voice_to_voice_ms")
+STAGES = ("endpoint_ms", "to_transcript_ms", "stt_ms", "nlu_ms", "to_first_audio_ms", "voice_to_voice_ms")
 
 
 class Metrics:
@@ -50,7 +50,12 @@ class Metrics:
         return generate_latest(self.registry)
 
     def observe(self, type_: str, data: dict) -> None:
-        if type_ == "turn_end":
+        if type_ == "turn_end" and data.get("source") == "dtmf":
+            # a keypad turn has one stage of its own (see ivr.calllog.reads.event_latencies)
+            value = data.get("voice_to_voice_ms")
+            if isinstance(value, (int, float)) and value >= 0:
+                self.turn_latency.labels("keypad_to_first_audio").observe(value / 1000)
+        elif type_ == "turn_end":
             for stage in STAGES:
                 value = data.get(stage)
                 if isinstance(value, (int, float)) and value >= 0:

@@ -177,7 +177,11 @@ def percentile(sorted_values: list[float], p: float) -> float:
 def event_latencies(type_: str, data: Mapping) -> dict[str, float]:
     """Stage -> ms of one event: its ``latency_ms`` mapping; for ``turn_end`` events that have
     none, their ``<stage>_ms`` fields (what the call session writes today). A scalar
-    ``latency_ms`` (the nlu event's own timing) names no stage and is not counted."""
+    ``latency_ms`` (the nlu event's own timing) names no stage and is not counted.
+
+    A keypad turn (``source: dtmf``) has no speech to end, transcribe or classify: its only
+    stage is ``keypad_to_first_audio`` (key press -> first audio), so keypad turns (~10 ms) do
+    not pull the spoken turns' voice-to-voice percentiles down."""
     lat = data.get("latency_ms")
     out: dict[str, float] = {}
     if isinstance(lat, Mapping):
@@ -188,6 +192,8 @@ def event_latencies(type_: str, data: Mapping) -> dict[str, float]:
         for key, v in data.items():
             if key.endswith("_ms") and (n := _number(v)) is not None:
                 out[key[:-3]] = n
+    if type_ == "turn_end" and data.get("source") == "dtmf":
+        return {"keypad_to_first_audio": out["voice_to_voice"]} if "voice_to_voice" in out else {}
     return out
 
 

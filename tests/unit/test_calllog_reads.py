@@ -161,6 +161,10 @@ def test_helpers():
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     assert percentile([5.0], 95) == 5.0
     assert event_latencies("turn_end", {"stt_ms": 1, "turn": 2, "x_ms": True}) == {"stt": 1.0}
+    # a keypad turn is its own stage: its 10 ms must not pull the spoken voice-to-voice down
+    keys = {"turn": 3, "source": "dtmf", "to_transcript_ms": 0.1, "nlu_ms": 0.2, "voice_to_voice_ms": 12.0}
+    assert event_latencies("turn_end", keys) == {"keypad_to_first_audio": 12.0}
+    assert event_latencies("turn_end", {"source": "speech", "voice_to_voice_ms": 700.0}) == {"voice_to_voice": 700.0}
     assert event_latencies("nlu", {"latency_ms": 3.0}) == {}
     assert event_latencies("prompt", {"latency_ms": {"tts": -1, "a": float("nan"), "b": 2}}) == {"b": 2.0}
     assert escalation_reason({"trigger": "t", "reason": "r"}) == "t"

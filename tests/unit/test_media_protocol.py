@@ -318,11 +318,13 @@ def test_metrics_count_calls_turns_and_errors(store):
             ws.send_text(dtmf("2"))
             assert wait_for(lambda: "Please say or key in your six digit order number." in runtime.tts.spoken)
             assert wait_for(lambda: "ivr_calls_active 1.0" in client.get("/metrics").text)
-            # The turn's latency is recorded when its reply's first audio goes out.
-            assert wait_for(lambda: 'stage="to_first_audio"' in client.get("/metrics").text)
+            # The turn's latency is recorded when its reply's first audio goes out; a keypad
+            # turn is a stage of its own, not mixed into the spoken turns' voice to voice.
+            assert wait_for(lambda: 'stage="keypad_to_first_audio"' in client.get("/metrics").text)
             hang_up(ws)
         text = client.get("/metrics").text
     assert 'ivr_calls_total{flow="customer_service",outcome="caller_hangup"} 1.0' in text
     assert "ivr_calls_active 0.0" in text
-    assert 'ivr_turn_latency_seconds_count{stage="to_first_audio"}' in text
+    assert 'ivr_turn_latency_seconds_count{stage="keypad_to_first_audio"} 1.0' in text
+    assert 'ivr_turn_latency_seconds_count{stage="voice_to_voice"}' not in text
     assert "ivr_barge_ins_total" in text

@@ -4,8 +4,9 @@ import { barChart, columnChart } from "./charts.js";
 
 topBar("summary");
 const form = document.getElementById("range");
-const STAGE_NAMES = { to_transcript: "end of speech → transcript", stt: "speech recognition", nlu: "understanding (NLU)",
-  to_first_audio: "→ first audio", voice_to_voice: "voice to voice" };
+const STAGE_NAMES = { endpoint: "end-of-turn silence", to_transcript: "end of speech → transcript", stt: "speech recognition",
+  nlu: "understanding (NLU)", to_first_audio: "→ first audio", voice_to_voice: "voice to voice",
+  keypad_to_first_audio: "keypad → first audio" };
 
 function card(label, value, hint) {
   return el("div", { class: "card" }, el("div", { class: "k" }, label), el("div", { class: "v" }, value), hint ? el("div", { class: "muted small" }, hint) : null);
