@@ -11,10 +11,14 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
+from ivr.calllog.reads import event_latencies
+
 log = logging.getLogger("ivr.metrics")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
-STAGES = ("endpoint_ms", "to_transcript_ms", "stt_ms", "nlu_ms", "to_first_audio_ms", "voice_to_voice_ms")
+#: Stages a turn_end event is observed under (a keypad turn has only the last; see
+#: ivr.calllog.reads.event_latencies, which the dashboard summary reads too).
+STAGES = ("endpoint", "to_transcript", "stt", "nlu", "to_first_audio", "voice_to_voice", "keypad_to_first_audio")
 
 
 class Metrics:
@@ -50,16 +54,10 @@ class Metrics:
         return generate_latest(self.registry)
 
     def observe(self, type_: str, data: dict) -> None:
-        if type_ == "turn_end" and data.get("source") == "dtmf":
-            # a keypad turn has one stage of its own (see ivr.calllog.reads.event_latencies)
-            value = data.get("voice_to_voice_ms")
-            if isinstance(value, (int, float)) and value >= 0:
-                self.turn_latency.labels("keypad_to_first_audio").observe(value / 1000)
-        elif type_ == "turn_end":
-            for stage in STAGES:
-                value = data.get(stage)
-                if isinstance(value, (int, float)) and value >= 0:
-                    self.turn_latency.labels(stage.removesuffix("_ms")).observe(value / 1000)
+        if type_ == "turn_end":
+            for stage, ms in event_latencies(type_, data).items():
+                if stage in STAGES:
+                    self.turn_latency.labels(stage).observe(ms / 1000)
         elif type_ == "nlu":
             intent = data.get("intent")
             kind = "none" if intent is None else ("out_of_scope" if intent == "out_of_scope" else "intent")

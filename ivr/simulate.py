@@ -78,8 +78,6 @@ class SimulationReport:
     late_pauses: int = 0
     """Times it ran dry in the voice's own pause (between sentences or prompts): a longer pause."""
     underrun_ms: float = 0.0
-    underrun_at: list = field(default_factory=list)
-    """Seconds into the bot's talk spurt at which each underrun came."""
     underrun_gaps: list = field(default_factory=list)
     """(seconds into the spurt, gap ms, whether the audio before the gap was speech) for each
     underrun: a gap after speech cuts a word, a gap after the voice's own pause between
@@ -355,7 +353,6 @@ class CallerSimulator:
             if self._last_loud:
                 report.underruns += 1
                 report.underrun_ms += (now - self._play_at) * 1000
-                report.underrun_at.append(round(now - self._spurt_start, 2))
             else:
                 report.late_pauses += 1
             report.underrun_gaps.append((round(now - self._spurt_start, 2), round((now - self._play_at) * 1000),

@@ -167,7 +167,6 @@ class LevelResult:
     underruns: int = 0
     late_pauses: int = 0
     underrun_ms: float = 0.0
-    underrun_at: list[float] = field(default_factory=list)
     underrun_gaps: list[tuple] = field(default_factory=list)
     missed_replies: int = 0
     succeeded: int = 0
@@ -233,7 +232,6 @@ async def run_level(server: BenchServer, voice, scripts: list[CallScript], concu
         result.underruns += report.underruns
         result.late_pauses += report.late_pauses
         result.underrun_ms += report.underrun_ms
-        result.underrun_at += report.underrun_at
         result.underrun_gaps += report.underrun_gaps
         for turn in report.turns:
             if turn.latency_ms is None:

@@ -434,8 +434,7 @@ class FlowEngine:
 
     def _ask_end_call(self, intent: str) -> list[Effect]:
         self.state.pending_intent = intent
-        text = END_CALL_QUESTION
-        return [Say(text, self.state.node, "confirm"), Listen(self.expectation())]
+        return self._reprompt()  # which asks END_CALL_QUESTION while an intent is pending
 
     def _confirm_intent(self, text: str) -> list[Effect] | None:
         """The answer to END_CALL_QUESTION. Anything but a yes or no is taken as an answer to

@@ -1,14 +1,14 @@
 """How far ahead of the caller's ear the bot's audio is sent.
 
-Pipecat's websocket output sends each chunk and then sleeps half its length, so a prompt
-starts with one chunk in hand and the lead over the phone's playout grows only as fast as real
-time. Twilio buffers what it is sent and drops it all on `clear`, so there is no reason to
-start thin: a stall of the event loop (another call's whisper or model turn on the same two
-cores) in the first few hundred milliseconds was an underrun the caller hears as a click or a
-gap. `PlayoutClock` keeps a fixed lead instead: it sends at once until the phone has `lead`
-seconds queued, then stays that far ahead. Barge-in is unaffected: `clear` empties Twilio's
-buffer, and the clock starts again from the caller's ear; at a hang-up the stream closes only
-once the phone has played what it holds.
+Pipecat's websocket output sends each 40 ms chunk and then sleeps one chunk's length
+(`chunk bytes / rate / 2` for 16-bit audio), so the phone is never more than about one chunk
+ahead of its playout. Twilio buffers what it is sent and drops it all on `clear`, so there is
+no reason to run that thin: a stall of the event loop longer than a chunk (another call's
+whisper or model turn on the same two cores) was an underrun the caller hears as a cut word.
+`PlayoutClock` keeps a fixed lead instead: it sends at once until the phone has `lead` seconds
+queued, then stays that far ahead. Barge-in is unaffected: `clear` empties Twilio's buffer, and
+the clock starts again from the caller's ear; at a hang-up the stream closes only once the
+phone has played what it holds.
 """
 
 from __future__ import annotations
