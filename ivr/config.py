@@ -83,8 +83,13 @@ class Settings:
     """Ask the small language model when the example router is unsure."""
     slm_device: str = "cpu"
     slm_threads: int = 1
-    """llama.cpp threads. 1, not 2, on a 2-core machine: with STT or another call busy on the
-    other core, 2 threads spin-wait on each other and a 0.6 s turn took 6-9 s (measured)."""
+    """llama.cpp threads whenever anything else on the machine is runnable. 1, not 2, on a 2-core
+    machine: with STT or another call busy on the other core, 2 threads spin-wait on each other
+    and a 0.6 s turn took 6-9 s (measured)."""
+    slm_max_threads: int = 2
+    """llama.cpp threads for a turn while the machine's other cores are idle (read from
+    /proc/loadavg before each 16-token chunk): 2 threads make a turn 1.6x faster on an idle
+    2-core machine. Set it to IVR_SLM_THREADS to pin the count."""
     slm_budget_ms: int = 1000
     """The SLM's time on one turn; past it the router's answer stands. On this 2-core CPU the
     SLM step measured p50 ~0.8 s / p95 ~1.2 s on Banking77-length queries, seconds under load."""

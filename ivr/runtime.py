@@ -80,13 +80,15 @@ class Runtime:
 
             classifier = step(f"tool-call baseline NLU ({slm_info.version})",
                               lambda: ToolCallClassifier(slm_info.path, n_threads=settings.slm_threads,
+                                                         max_threads=settings.slm_max_threads,
                                                          n_gpu_layers=gpu_layers))
         else:
             label = f"NLU ({emb_info.version}" + (f" + {slm_info.version})" if slm_info else ")")
             classifier = step(
                 label, lambda: load_intent_classifier(
                     models, use_slm=use_slm, threads=settings.nlu_threads, slm_threads=settings.slm_threads,
-                    slm_gpu_layers=gpu_layers, slm_budget_ms=settings.slm_budget_ms,
+                    slm_max_threads=settings.slm_max_threads, slm_gpu_layers=gpu_layers,
+                    slm_budget_ms=settings.slm_budget_ms,
                 )
             )
         nlu = NLUService(classifier)

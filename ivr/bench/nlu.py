@@ -130,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-cases", type=int, default=100,
                     help="turns per menu for the tool-call baselines (0: all)")
     ap.add_argument("--threads", type=int, default=1, help="threads for onnxruntime and llama.cpp")
+    ap.add_argument("--slm-max-threads", type=int, default=0,
+                    help="let the SLM take up to this many threads while cores are idle, as the "
+                         "server does (IVR_SLM_MAX_THREADS); the tool-call baseline gets the same "
+                         "rule, so the ratio stays fair (0: --threads, fixed)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -147,13 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     if "hybrid" in args.modes:
         from ivr.nlu.slm import load_slm
 
-        slm = load_slm(reg, n_threads=args.threads)
+        slm = load_slm(reg, n_threads=args.threads, max_threads=args.slm_max_threads or None)
     if any(m in BASELINES for m in args.modes):
         from ivr.nlu.toolcall import ToolCallRouter
 
-        baseline = ToolCallRouter(reg.for_role("slm").path, n_threads=args.threads)
+        baseline = ToolCallRouter(reg.for_role("slm").path, n_threads=args.threads,
+                                  max_threads=args.slm_max_threads)
+    threads = f"{args.threads}" + (f" to {args.slm_max_threads} as cores are idle"
+                                   if args.slm_max_threads > args.threads else "")
     print(f"models loaded in {time.perf_counter() - t:.1f} s (SLM and baseline: "
-          f"{reg.for_role('slm').name}, {args.threads} thread(s))")
+          f"{reg.for_role('slm').name}, {threads} thread(s))")
     counts = [int(x) for x in str(args.examples).split(",")]
     modes = args.modes
     results = []

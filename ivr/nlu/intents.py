@@ -240,15 +240,16 @@ class IntentClassifier:
 
 
 def load_intent_classifier(
-    registry=None, *, use_slm: bool = True, threads: int = 1, slm_threads: int = 1, slm_gpu_layers: int = 0,
-    **tuning
+    registry=None, *, use_slm: bool = True, threads: int = 1, slm_threads: int = 1,
+    slm_max_threads: int | None = None, slm_gpu_layers: int = 0, **tuning
 ) -> IntentClassifier:
     """The registry's embedder (and SLM, unless use_slm=False) behind one IntentClassifier.
 
     `threads` is onnxruntime's intra-op thread count for the embedder; `slm_threads` is
     llama.cpp's. (Measured here: with other processes busy on the 2 cores, n_threads=2 turned a
     ~0.6 s SLM turn into 6-9 s, since llama.cpp's threads spin waiting for each other; 1 thread
-    did not degrade. A server shares its cores between STT, TTS and NLU, so 1 is the default.)
+    did not degrade. A server shares its cores between STT, TTS and NLU, so 1 is the default;
+    `slm_max_threads` lets a turn take more while the other cores are idle.)
     If the SLM cannot be loaded
     (llama-cpp-python missing, file missing) the classifier runs router-only and logs why.
     """
@@ -264,7 +265,8 @@ def load_intent_classifier(
         try:
             from ivr.nlu.slm import load_slm
 
-            slm = load_slm(registry, n_threads=slm_threads, n_gpu_layers=slm_gpu_layers)
+            slm = load_slm(registry, n_threads=slm_threads, max_threads=slm_max_threads,
+                           n_gpu_layers=slm_gpu_layers)
         except Exception:
             log.exception("SLM unavailable; intent classification runs router-only")
     return IntentClassifier(embedder, slm, **tuning)

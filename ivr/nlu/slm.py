@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ivr.nlu.cpu_threads import LlamaThreads, ThreadPolicy
 from ivr.nlu.router import humanize
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class SlmScorer:
         model_path: str | Path,
         *,
         n_threads: int = 2,
+        max_threads: int | None = None,
         n_ctx: int = 4096,
         n_batch: int = 512,
         shots: int = 4,
@@ -158,7 +160,10 @@ class SlmScorer:
     ):
         """`state_dir`: where evaluated prompt prefixes (KV state) are kept across processes,
         keyed by the model file, llama-cpp-python version, n_ctx and the prompt's tokens, so a
-        restart or `ivr test` skips the cold prefix (seconds per menu). None: in memory only."""
+        restart or `ivr test` skips the cold prefix (seconds per menu). None: in memory only.
+
+        `max_threads` above `n_threads`: a turn takes up to that many threads while the machine
+        has idle cores (`cpu_threads.ThreadPolicy`), else `n_threads`."""
         import llama_cpp
         from llama_cpp import Llama
 
@@ -174,6 +179,7 @@ class SlmScorer:
             logits_all=False,
             verbose=False,
         )
+        self.threads = LlamaThreads(ThreadPolicy(n_threads, max_threads or n_threads))
         self.shots = shots
         self.none_shots = none_shots
         self.system = system
@@ -332,12 +338,14 @@ class SlmScorer:
             self._load(pkey, prompt)
             self.llm.n_tokens = len(prompt.prefix)
             if deadline is None:
+                self.threads.apply(self.llm)
                 self.llm.eval(suffix)
             else:
                 for i in range(0, len(suffix), EVAL_CHUNK):
                     if time.monotonic() > deadline:
                         # eval() drops KV entries past n_tokens first, so the next turn is clean
                         raise SlmBudgetExceeded(f"SLM budget spent after {i} of {len(suffix)} tokens")
+                    self.threads.apply(self.llm)  # per chunk: a job starting mid-turn costs one
                     self.llm.eval(suffix[i:i + EVAL_CHUNK])
             ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
             logits = np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),))

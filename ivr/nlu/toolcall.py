@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ivr.nlu.cpu_threads import LlamaThreads, ThreadPolicy
 from ivr.nlu.intents import OUT_OF_SCOPE, Intent, IntentResult
 from ivr.nlu.router import humanize
 
@@ -85,10 +86,12 @@ class ToolCallRouter:
     n_ctx: int = 4096
     max_tokens: int = 48
     n_gpu_layers: int = 0
+    max_threads: int = 0  # as the SLM: up to this many while cores are idle (0: n_threads)
 
     def __post_init__(self) -> None:
         from llama_cpp import Llama
 
+        self.threads = LlamaThreads(ThreadPolicy(self.n_threads, self.max_threads or self.n_threads))
         self.llm = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
                          n_threads_batch=self.n_threads, n_gpu_layers=self.n_gpu_layers, verbose=False)
         self._grammars: dict[tuple[str, ...], object] = {}
@@ -114,6 +117,7 @@ class ToolCallRouter:
                     {"role": "user", "content": text}]
         grammar = self._grammar([t["function"]["name"] for t in tools]) if forced else None
         t0 = time.perf_counter()
+        self.threads.apply(self.llm)
         out = self.llm.create_chat_completion(messages=messages, tools=tools, tool_choice="auto",
                                               temperature=0.0, max_tokens=self.max_tokens, grammar=grammar)
         latency = (time.perf_counter() - t0) * 1000
@@ -144,8 +148,10 @@ class ToolCallClassifier:
 
     routes_every_turn = True
 
-    def __init__(self, model_path: str | Path, *, n_threads: int = 1, n_gpu_layers: int = 0) -> None:
-        self.router = ToolCallRouter(model_path, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
+    def __init__(self, model_path: str | Path, *, n_threads: int = 1, max_threads: int = 0,
+                 n_gpu_layers: int = 0) -> None:
+        self.router = ToolCallRouter(model_path, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
+                                     max_threads=max_threads)
         self._lock = threading.Lock()
 
     def prepare(self, key: str, intents: Sequence[Intent]) -> None:

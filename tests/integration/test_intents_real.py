@@ -143,3 +143,25 @@ def test_slm_budget_stops_the_evaluation_and_leaves_the_cache_clean(hybrid):
     after = slm.verify("bank", text, "lost_card")
     assert abs(after - before) < 1e-6
     assert abs(chunked - before) < 0.5  # chunked evaluation: same answer, logits move a little
+
+
+def test_slm_takes_idle_cores_and_gives_them_back(hybrid, monkeypatch):
+    """The thread count follows the machine's load chunk by chunk, and the answer does not
+    depend on it (threads split the same arithmetic)."""
+    import time
+
+    from ivr.nlu.cpu_threads import ThreadPolicy
+
+    slm = hybrid.slm
+    text = "somebody stole my card yesterday at the station and I need to block it right now please"
+    runnable = {"n": 1}
+    monkeypatch.setattr(slm.threads, "policy", ThreadPolicy(1, 2, cpus=2, probe=lambda: runnable["n"]))
+    idle = slm.verify("bank", text, "lost_card")
+    assert slm.threads.last == 2
+    runnable["n"] = 3  # another job wants the other core
+    busy = slm.verify("bank", text, "lost_card", deadline=time.monotonic() + 60)
+    assert slm.threads.last == 1
+    assert abs(idle - busy) < 0.5
+    runnable["n"] = None  # /proc/loadavg unreadable: the floor
+    slm.verify("bank", text, "lost_card")
+    assert slm.threads.last == 1
