@@ -57,16 +57,23 @@ def _fmt(v: float, spec: str) -> str:
     return format(v, spec)
 
 
+def _ci(bounds) -> str:
+    lo, hi = bounds
+    return "-".rjust(9) if lo != lo else f"{lo:.2f}-{hi:.2f}".rjust(9)
+
+
 def print_table(title: str, rows: list[dict], ref: str | None = None) -> None:
     print(f"\n{title}")
-    head = (f"{'mode':8s} {'turns':>5s} {'in-menu':>8s} {'OOS rec':>8s} {'ECE':>6s} {'acc@.9':>7s} "
+    head = (f"{'mode':8s} {'turns':>5s} {'in-menu':>8s} {'95% CI':>9s} {'OOS rec':>8s} {'95% CI':>9s} "
+            f"{'ECE':>6s} {'acc@.9':>7s} "
             f"{'SLM %':>6s} {'p50 ms':>8s} {'p95 ms':>8s} {'SLM p50':>8s} {'SLM p95':>8s}")
     if ref:
         head += f" {'x faster':>9s}"
     print(head)
     ref_row = next((r for r in rows if r["mode"] == ref), None)
     for r in rows:
-        line = (f"{r['mode']:8s} {r['n']:5d} {r['in_menu_acc']:8.3f} {r['oos_recall']:8.3f} {r['ece']:6.3f} "
+        line = (f"{r['mode']:8s} {r['n']:5d} {r['in_menu_acc']:8.3f} {_ci(r['in_menu_ci'])} "
+                f"{r['oos_recall']:8.3f} {_ci(r['oos_ci'])} {r['ece']:6.3f} "
                 f"{_fmt(r['acc_at_0.9'], '7.2f')} {100 * r['slm_share']:6.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} "
                 f"{_fmt(r['slm_p50_ms'], '8.1f')} {_fmt(r['slm_p95_ms'], '8.1f')}")
         if ref_row is not None:

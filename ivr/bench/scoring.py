@@ -34,6 +34,18 @@ def reliability(confidences: Sequence[float], correct: Sequence[bool], lo: float
     return (float(ok[m].mean()) if m.any() else float("nan")), int(m.sum())
 
 
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% interval of a proportion k/n (Wilson score): 0.89 of 200 turns is 0.84-0.93, so a
+    benchmark's single figure is read against its noise, not to the last turn."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The q-th percentile (linear interpolation), or None for no values."""
     return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else None
@@ -48,12 +60,16 @@ def summarize(name: str, results: Sequence[tuple[str, IntentResult]]) -> dict:
     confs = [r.confidence for _, r in results]
     correct = [r.intent == e for e, r in results]
     rel, rel_n = reliability(confs, correct)
+    in_ok = sum(r.intent == e for e, r in ins)
+    oos_ok = sum(r.intent == OUT_OF_SCOPE for _, r in oos)
     return {
         "mode": name,
         "n": len(results),
-        "in_menu_acc": sum(r.intent == e for e, r in ins) / max(1, len(ins)),
+        "in_menu_acc": in_ok / max(1, len(ins)),
+        "in_menu_ci": wilson_interval(in_ok, len(ins)),
+        "oos_ci": wilson_interval(oos_ok, len(oos)),
         "in_menu_top1": sum((r.ranked[0][0] if r.ranked else None) == e for e, r in ins) / max(1, len(ins)),
-        "oos_recall": sum(r.intent == OUT_OF_SCOPE for _, r in oos) / max(1, len(oos)),
+        "oos_recall": oos_ok / max(1, len(oos)),
         "accuracy": float(np.mean(correct)) if correct else float("nan"),
         "ece": expected_calibration_error(confs, correct),
         "acc_at_0.9": rel,

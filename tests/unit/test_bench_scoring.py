@@ -43,3 +43,14 @@ def test_tool_specs_carry_examples_and_optional_other():
     specs = tool_specs([Intent("change_pin", ("new pin please",))], with_other=True)
     assert [s["function"]["name"] for s in specs] == ["change_pin", "other_request"]
     assert "new pin please" in specs[0]["function"]["description"]
+
+
+def test_wilson_interval_brackets_the_figure_and_narrows_with_more_turns():
+    from ivr.bench.scoring import wilson_interval
+
+    lo, hi = wilson_interval(178, 200)  # 0.89
+    assert 0.83 < lo < 0.89 < hi < 0.93
+    lo2, hi2 = wilson_interval(1780, 2000)
+    assert lo < lo2 < 0.89 < hi2 < hi
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 0)[0] != wilson_interval(0, 0)[0]  # NaN: no turns, no interval
