@@ -22,6 +22,9 @@ _JSON_COLUMNS = ("models", "meta", "summary")
 _CALL_SELECT = "SELECT " + ", ".join(f"calls.{c}" for c in CALL_COLUMNS) + " FROM calls"
 _EVENT_SELECT = "SELECT call_id, seq, ts, type, data FROM events"
 
+#: Outcomes of calls that broke on our side: neither contained nor escalated, counted apart.
+FAILED_OUTCOMES = ("abnormal", "error", "stalled")
+
 #: ``summary`` refuses to return more time buckets than this (a too small ``bucket_s``).
 MAX_BUCKETS = 10_000
 
@@ -214,7 +217,10 @@ def summary(b, since=None, until=None, flow=None, bucket_s: float = 3600) -> dic
     """Totals for the dashboard over calls started in [since, until) (optionally one flow).
 
     * ``contained``: ended calls that never had a ``transfer`` event nor a ``handoff`` event with
-      ``target == "human"``; ``containment_rate`` = contained / ended (None with no ended call).
+      ``target == "human"`` and did not end in failure; ``containment_rate`` = contained / ended
+      (None with no ended call). ``failed``: ended calls whose outcome is one of
+      ``FAILED_OUTCOMES`` (the server crashed, errored or lost the media): a dropped call was
+      not contained by the bot, whatever it said before.
     * ``escalations``: ``handoff`` events by ``data.trigger``, else ``data.reason`` (see
       ``escalation_reason``).
     * ``latency_ms``: per stage p50/p95/n over every event's latencies (``event_latencies``).
@@ -245,7 +251,7 @@ def summary(b, since=None, until=None, flow=None, bucket_s: float = 3600) -> dic
                 f"SELECT {bucket} AS bucket, COUNT(*) FROM calls{w} GROUP BY bucket ORDER BY bucket"),
                 [bucket_s] + params).fetchall()
             events = conn.execute(b.sql(
-                "SELECT e.call_id, e.type, e.data, calls.ended_at FROM events e"
+                "SELECT e.call_id, e.type, e.data, calls.ended_at, calls.outcome FROM events e"
                 " JOIN calls ON calls.call_id = e.call_id"
                 + _where(where + ["(e.type IN ('handoff', 'transfer', 'turn_end')"
                                   f" OR {b.contains('e.data')} OR {b.contains('e.data')})"])),
@@ -257,13 +263,13 @@ def summary(b, since=None, until=None, flow=None, bucket_s: float = 3600) -> dic
     escalated: set[str] = set()
     stages: dict[str, list[float]] = {}
     tokens = {"slm": 0, "llm": 0}
-    for call_id, type_, raw, ended_at in events:
+    for call_id, type_, raw, ended_at, outcome in events:
         data = loads(raw)
         if not isinstance(data, Mapping):
             continue
         if type_ == "handoff" and (reason := escalation_reason(data)) is not None:
             escalations[reason] = escalations.get(reason, 0) + 1
-        if ended_at is not None and is_human_escalation(type_, data):
+        if ended_at is not None and outcome not in FAILED_OUTCOMES and is_human_escalation(type_, data):
             escalated.add(call_id)
         for stage, ms in event_latencies(type_, data).items():
             stages.setdefault(stage, []).append(ms)
@@ -279,14 +285,17 @@ def summary(b, since=None, until=None, flow=None, bucket_s: float = 3600) -> dic
         latency[stage] = {"p50": percentile(values, 50), "p95": percentile(values, 95), "n": len(values)}
 
     ended = int(ended or 0)
-    contained = ended - len(escalated)
+    by_outcome = {str(o): int(n) for o, n in outcomes}
+    failed = sum(by_outcome.get(o, 0) for o in FAILED_OUTCOMES)
+    contained = ended - len(escalated) - failed
     return {
         "calls": int(calls or 0),
         "ended": ended,
         "active": int(active or 0),
         "contained": contained,
+        "failed": failed,
         "containment_rate": (contained / ended) if ended else None,
-        "outcomes": {str(o): int(n) for o, n in outcomes},
+        "outcomes": by_outcome,
         "escalations": dict(sorted(escalations.items(), key=lambda kv: (-kv[1], kv[0]))),
         "latency_ms": latency,
         "volume": _fill_volume(volume, bucket_s, since, until),

@@ -104,11 +104,13 @@ def test_bad_paging_is_a_clear_error(calls):
 
 def test_summary(calls):
     s = calls.summary()
-    assert set(s) == {"calls", "ended", "active", "contained", "containment_rate", "outcomes", "escalations",
-                      "latency_ms", "volume", "minutes", "tokens"}
+    assert set(s) == {"calls", "ended", "active", "contained", "failed", "containment_rate", "outcomes",
+                      "escalations", "latency_ms", "volume", "minutes", "tokens"}
     assert (s["calls"], s["ended"], s["active"]) == (6, 5, 1)
-    # Escalated to a human: CA-transfer (transfer) and CA-frustrated (handoff to human).
-    assert s["contained"] == 3 and s["containment_rate"] == pytest.approx(3 / 5)
+    # Escalated to a human: CA-transfer (transfer) and CA-frustrated (handoff to human); CA-crashed
+    # never ended (abnormal) and was not contained either.
+    assert s["failed"] == 1
+    assert s["contained"] == 2 and s["containment_rate"] == pytest.approx(2 / 5)
     assert s["outcomes"] == {"completed": 1, "transferred": 1, "handoff": 2, ABNORMAL: 1}
     # The LLM handoff's turn/fallback/end records are progress, not new escalations.
     assert s["escalations"] == {"person_request": 1, "frustration detected": 1, "out of scope": 1}
@@ -122,6 +124,19 @@ def test_summary(calls):
     assert s["tokens"] == {"slm": 9, "llm": 150}
 
 
+def test_a_call_that_broke_is_failed_not_contained_nor_escalated(store):
+    _call(store, "CA-ok", events=[("transcript", {"text": "hi"})])
+    _call(store, "CA-error", at=10, outcome="error")
+    _call(store, "CA-stalled", at=20, outcome="stalled")
+    # The transfer was asked for, then the call broke: counted once, as a failure.
+    _call(store, "CA-transfer-broke", at=30, outcome="error", events=[
+        ("transfer", {"target": "+15550100", "reason": "caller asked for a person"})])
+    assert store.flush()
+    s = store.summary()
+    assert (s["ended"], s["failed"], s["contained"]) == (4, 3, 1)
+    assert s["containment_rate"] == pytest.approx(1 / 4)
+
+
 def test_summary_filters_and_buckets(calls):
     s = calls.summary(since=T0 + HOUR, until=T0 + 3 * HOUR, flow="orders", bucket_s=HOUR)
     assert (s["calls"], s["ended"], s["active"], s["contained"]) == (2, 2, 0, 1)
@@ -130,7 +145,7 @@ def test_summary_filters_and_buckets(calls):
     quarter = calls.summary(until=T0 + HOUR, bucket_s=900)
     assert [v["calls"] for v in quarter["volume"]] == [2, 0, 0, 0]  # 0:00 and 0:10 in the first quarter
     empty = calls.summary(since=T0 + 10 * HOUR)
-    assert empty == {"calls": 0, "ended": 0, "active": 0, "contained": 0, "containment_rate": None,
+    assert empty == {"calls": 0, "ended": 0, "active": 0, "contained": 0, "failed": 0, "containment_rate": None,
                      "outcomes": {}, "escalations": {}, "latency_ms": {}, "volume": [], "minutes": 0.0,
                      "tokens": {"slm": 0, "llm": 0}}
     with pytest.raises(ValueError, match="bucket_s"):

@@ -32,7 +32,9 @@ async function load() {
   const rate = s.containment_rate === null ? "–" : `${Math.round(s.containment_rate * 100)}%`;
   document.getElementById("cards").replaceChildren(
     card("Calls", s.calls, `${s.active} in progress`),
-    card("Containment", rate, s.ended ? `${s.contained} of ${s.ended} ended calls stayed with the bot` : "no ended calls"),
+    card("Containment", rate, s.ended
+      ? `${s.contained} of ${s.ended} ended calls stayed with the bot` + (s.failed ? ` · ${s.failed} broke (error, stalled, crash)` : "")
+      : "no ended calls"),
     card("Escalations", Object.values(s.escalations).reduce((a, b) => a + b, 0)),
     card("Minutes", s.minutes < 10 ? s.minutes.toFixed(1) : Math.round(s.minutes), s.ended ? `avg ${fmtDuration((s.minutes * 60) / s.ended)} a call` : null),
     card("Model tokens", s.tokens.slm + s.tokens.llm, `SLM ${s.tokens.slm} · LLM ${s.tokens.llm}`));
