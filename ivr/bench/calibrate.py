@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", help="read (or, if missing, write) the collected samples here")
     ap.add_argument("--out", default=str(DEFAULT_FILE))
     args = ap.parse_args(argv)
+    from ivr.registry import model_registry
+
+    args.slm_name = model_registry().for_role("slm").name
     if args.samples and os.path.exists(args.samples):
         samples = json.load(open(args.samples))
     else:
@@ -103,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     report("after (fitted, in-sample)", samples, cal)
     cal.dump(args.out, {"data": "banking77 train.csv", "menus": args.menus, "examples": args.examples,
                         "seed": args.seed, "turns": len(samples),
-                        "made_by": "python -m ivr.bench.calibrate"})
+                        "made_by": "python -m ivr.bench.calibrate",
+                        # the SLM whose log-odds the slm_* maps read: another model needs its own fit
+                        "slm": None if args.router_only else args.slm_name})
     print(f"wrote {args.out}")
     return 0
 

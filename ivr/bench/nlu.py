@@ -92,7 +92,9 @@ def run_menu(menu: int, args, embedder, slm, baseline) -> dict:
     per_mode: dict[str, list] = {}
     for mode in [m for m in args.modes if m in ("router", "hybrid")]:
         embedder.clear_cache()  # every mode pays for its own embeddings
-        clf = IntentClassifier(embedder, slm if mode == "hybrid" else None)
+        # the registry entry's own maps and verify threshold, as the server would use them
+        clf = (IntentClassifier(embedder, slm, calibrator=args.slm_calibrator, **args.slm_tuning)
+               if mode == "hybrid" else IntentClassifier(embedder, None))
         clf.prepare(key, intents)
         per_mode[mode] = [(e, clf.classify(key, intents, text)) for text, e in cases]
     sub = subset(cases, args.baseline_cases, args.seed)
@@ -159,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         from ivr.nlu.slm import load_slm
 
         slm = load_slm(reg, n_threads=args.threads, max_threads=args.slm_max_threads or None)
+    args.slm_calibrator, args.slm_tuning = None, {}
+    if slm is not None:
+        from ivr.nlu.intents import calibration_for
+
+        args.slm_calibrator, args.slm_tuning = calibration_for(slm.info, reg.path.parent)
     if any(m in BASELINES for m in args.modes):
         from ivr.nlu.toolcall import ToolCallRouter
 

@@ -44,10 +44,12 @@ _DEFAULTS = {"router_in": Platt(2.0, 0.0), "router_oos": Platt(2.0, 0.0),
 
 
 class Calibrator:
-    def __init__(self, maps: dict[str, Platt] | None = None, source: str = "defaults"):
+    def __init__(self, maps: dict[str, Platt] | None = None, source: str = "defaults",
+                 provenance: dict | None = None):
         self.maps = dict(_DEFAULTS)
         self.maps.update(maps or {})
         self.source = source
+        self.provenance = dict(provenance or {})  # what it was fitted on, "slm" included
 
     def __call__(self, kind: str, x: float) -> float:
         return self.maps.get(kind, _DEFAULTS["router_in"])(x)
@@ -59,7 +61,7 @@ class Calibrator:
             return cls()
         data = json.loads(path.read_text())
         maps = {k: Platt(float(v["a"]), float(v["b"])) for k, v in data.get("maps", {}).items() if k in KINDS}
-        return cls(maps, source=str(path))
+        return cls(maps, source=str(path), provenance=data.get("provenance"))
 
     def dump(self, path: str | Path, provenance: dict) -> None:
         Path(path).write_text(json.dumps(

@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -34,6 +35,8 @@ from ivr.nlu.router import ExampleRouter, RouterIndex
 from ivr.nlu.slm import SlmBudgetExceeded
 
 log = logging.getLogger(__name__)
+
+REGISTRY_DIR = Path(__file__).resolve().parents[2] / "models"
 
 OUT_OF_SCOPE = "out_of_scope"
 
@@ -269,4 +272,43 @@ def load_intent_classifier(
                            n_gpu_layers=slm_gpu_layers)
         except Exception:
             log.exception("SLM unavailable; intent classification runs router-only")
-    return IntentClassifier(embedder, slm, **tuning)
+    calibrator = None
+    if slm is not None and getattr(slm, "info", None) is not None:
+        base = Path(getattr(registry, "path", REGISTRY_DIR / "registry.toml")).parent
+        calibrator, slm_tuning = calibration_for(slm.info, base)
+        tuning = {**slm_tuning, **tuning}
+    return IntentClassifier(embedder, slm, calibrator=calibrator, **tuning)
+
+
+def calibration_for(info, base_dir: Path) -> tuple[Calibrator, dict]:
+    """The confidence maps and verify threshold for the SLM the registry entry `info` names.
+
+    The SLM's yes/no log-odds mean something different for every model, so the shipped maps
+    (fitted for the embedded Qwen) are wrong for a bigger one. An entry may name its own maps,
+    fitted with `python -m ivr.bench.calibrate --out FILE`, as `calibration = "FILE"` (relative
+    to the registry file) and its own `verify_threshold`. Without them the shipped maps apply,
+    with a warning when they were fitted for another model. A named file that does not exist
+    is a configuration error, said at start-up."""
+    extra = getattr(info, "extra", None) or {}
+    tuning = {}
+    if "verify_threshold" in extra:
+        try:
+            tuning["verify_threshold"] = float(extra["verify_threshold"])
+        except (TypeError, ValueError):
+            raise ValueError(f"model '{info.name}': verify_threshold must be a number, "
+                             f"not {extra['verify_threshold']!r}") from None
+    if extra.get("calibration"):
+        path = Path(str(extra["calibration"])).expanduser()
+        if not path.is_absolute():
+            path = base_dir / path
+        if not path.is_file():
+            raise ValueError(f"model '{info.name}': calibration file {path} does not exist "
+                             "(fit one with `python -m ivr.bench.calibrate --out FILE`)")
+        return Calibrator.load(path), tuning
+    cal = Calibrator.load()
+    fitted_for = cal.provenance.get("slm")
+    if fitted_for and fitted_for != info.name:
+        log.warning("confidences are calibrated for the SLM %r, not %r: fit maps for it with "
+                    "`python -m ivr.bench.calibrate --out FILE` and name FILE as `calibration` in its "
+                    "registry entry (docs/nlu.md)", fitted_for, info.name)
+    return cal, tuning
