@@ -54,3 +54,18 @@ def test_wilson_interval_brackets_the_figure_and_narrows_with_more_turns():
     assert lo < lo2 < 0.89 < hi2 < hi
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
     assert wilson_interval(0, 0)[0] != wilson_interval(0, 0)[0]  # NaN: no turns, no interval
+
+
+def test_nlu_bench_averages_over_draws():
+    from ivr.bench.nlu import over_draws
+
+    def row(mode, acc, oos):
+        return {"mode": mode, "in_menu_acc": acc, "oos_recall": oos, "ece": 0.05}
+
+    results = [{"menu": 1, "examples": 10, "seed": s, "all": [row("router", a, o), row("hybrid", a + 0.02, o)]}
+               for s, (a, o) in enumerate([(0.88, 0.86), (0.92, 0.80), (0.90, 0.90)])]
+    agg = {a["mode"]: a for a in over_draws(results)}
+    assert agg["router"]["draws"] == 3
+    mean, lo, hi = agg["router"]["in_menu_acc"]
+    assert abs(mean - 0.90) < 1e-9 and (lo, hi) == (0.88, 0.92)
+    assert agg["hybrid"]["oos_recall"][1:] == (0.80, 0.90)
