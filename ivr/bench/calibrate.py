@@ -24,7 +24,7 @@ import numpy as np
 from ivr.bench.nlu_quick import _read, build_case, data_dir
 from ivr.bench.scoring import expected_calibration_error
 from ivr.nlu.calibration import DEFAULT_FILE, KINDS, Calibrator, fit_platt
-from ivr.nlu.intents import OUT_OF_SCOPE, IntentClassifier
+from ivr.nlu.intents import OUT_OF_SCOPE, VERIFY_THRESHOLD, IntentClassifier, slm_tuning
 
 
 def random_menus(n: int, seed: int, size: int = 10) -> list[list[str]]:
@@ -46,7 +46,9 @@ def collect(args) -> list[dict]:
     for m, menu in enumerate(random_menus(args.menus, args.seed)):
         n_ex = counts[m % len(counts)]
         intents, cases = build_case(menu, seed=args.seed + m, split="dev", n_examples=n_ex)
-        clf = IntentClassifier(embedder, slm, calibrator=Calibrator())
+        # the entry's own verify threshold: the slm_* scores, and so the maps, depend on it
+        clf = IntentClassifier(embedder, slm, calibrator=Calibrator(),
+                               **(slm_tuning(slm.info) if slm is not None else {}))
         key = f"cal{m}"
         t = time.perf_counter()
         clf.prepare(key, intents)
@@ -82,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from ivr.registry import model_registry
 
-    args.slm_name = model_registry().for_role("slm").name
+    info = model_registry().for_role("slm")
+    args.slm_name = info.name
+    args.verify_threshold = slm_tuning(info).get("verify_threshold", VERIFY_THRESHOLD)
     if args.samples and os.path.exists(args.samples):
         samples = json.load(open(args.samples))
     else:
@@ -108,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                         "seed": args.seed, "turns": len(samples),
                         "made_by": "python -m ivr.bench.calibrate",
                         # the SLM whose log-odds the slm_* maps read: another model needs its own fit
-                        "slm": None if args.router_only else args.slm_name})
+                        "slm": None if args.router_only else args.slm_name,
+                        "verify_threshold": args.verify_threshold})
     print(f"wrote {args.out}")
     return 0
 

@@ -37,6 +37,7 @@ from ivr.nlu.slm import SlmBudgetExceeded
 log = logging.getLogger(__name__)
 
 REGISTRY_DIR = Path(__file__).resolve().parents[2] / "models"
+VERIFY_THRESHOLD = -1.5  # measured for the embedded Qwen 0.5B (docs/nlu.md); a registry entry may set its own
 
 OUT_OF_SCOPE = "out_of_scope"
 
@@ -95,7 +96,7 @@ class IntentClassifier:
         self.slm_mode = str(tuning.pop("slm_mode", "verify"))
         if self.slm_mode not in ("verify", "choose"):
             raise ValueError(f"slm_mode must be 'verify' or 'choose', not {self.slm_mode!r}")
-        self.verify_threshold = float(tuning.pop("verify_threshold", -1.5))
+        self.verify_threshold = float(tuning.pop("verify_threshold", VERIFY_THRESHOLD))
         self.verify_router_weight = float(tuning.pop("verify_router_weight", 2.0))
         self.slm_weight = float(tuning.pop("slm_weight", 0.5))
         self.router_temperature = float(tuning.pop("router_temperature", 0.05))
@@ -280,6 +281,19 @@ def load_intent_classifier(
     return IntentClassifier(embedder, slm, calibrator=calibrator, **tuning)
 
 
+def slm_tuning(info) -> dict:
+    """Classifier settings a registry entry gives for its SLM: `verify_threshold`. The maps in
+    `calibration` read scores made with that threshold, so `ivr.bench.calibrate` fits with it."""
+    extra = getattr(info, "extra", None) or {}
+    if "verify_threshold" not in extra:
+        return {}
+    try:
+        return {"verify_threshold": float(extra["verify_threshold"])}
+    except (TypeError, ValueError):
+        raise ValueError(f"model '{info.name}': verify_threshold must be a number, "
+                         f"not {extra['verify_threshold']!r}") from None
+
+
 def calibration_for(info, base_dir: Path) -> tuple[Calibrator, dict]:
     """The confidence maps and verify threshold for the SLM the registry entry `info` names.
 
@@ -290,13 +304,7 @@ def calibration_for(info, base_dir: Path) -> tuple[Calibrator, dict]:
     with a warning when they were fitted for another model. A named file that does not exist
     is a configuration error, said at start-up."""
     extra = getattr(info, "extra", None) or {}
-    tuning = {}
-    if "verify_threshold" in extra:
-        try:
-            tuning["verify_threshold"] = float(extra["verify_threshold"])
-        except (TypeError, ValueError):
-            raise ValueError(f"model '{info.name}': verify_threshold must be a number, "
-                             f"not {extra['verify_threshold']!r}") from None
+    tuning = slm_tuning(info)
     if extra.get("calibration"):
         path = Path(str(extra["calibration"])).expanduser()
         if not path.is_absolute():
