@@ -133,7 +133,10 @@ def test_a_call_on_one_instance_is_live_on_the_other_across_a_database_restart(p
                 with b.websocket_connect("/dashboard/api/live") as watch:  # as the browser does
                     assert [c["call_id"] for c in recv(watch)["calls"]] == [call]
                     a_rt.store.add_event(call, "transcript", {"text": "after the resync"})
-                    after = until(watch, lambda m: m.get("type") == "transcript", timeout=10)
+                    # A's "after the restart" may still be on its way (A queues what it could not
+                    # NOTIFY and sends it late): it arrives, then the newer one does.
+                    after = until(watch, lambda m: m.get("type") == "transcript"
+                                  and m["data"].get("text") == "after the resync", timeout=10)
                 assert after["state"]["last_transcript"] == "after the resync"
             else:
                 assert after["state"]["last_transcript"] == "after the restart"
