@@ -47,8 +47,7 @@ def collect(args) -> list[dict]:
         n_ex = counts[m % len(counts)]
         intents, cases = build_case(menu, seed=args.seed + m, split="dev", n_examples=n_ex)
         # the entry's own verify threshold: the slm_* scores, and so the maps, depend on it
-        clf = IntentClassifier(embedder, slm, calibrator=Calibrator(),
-                               **(slm_tuning(slm.info) if slm is not None else {}))
+        clf = IntentClassifier(embedder, slm, calibrator=Calibrator(), verify_threshold=args.verify_threshold)
         key = f"cal{m}"
         t = time.perf_counter()
         clf.prepare(key, intents)

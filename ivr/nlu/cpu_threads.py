@@ -78,7 +78,7 @@ class LlamaThreads:
     def __init__(self, policy: ThreadPolicy):
         self.policy = policy
         self._set = policy.base  # the count the context was created with
-        self.last = policy.base  # what the latest evaluation ran on (for logs and tests)
+        self.last = policy.base  # what the latest evaluation ran on
 
     def apply(self, llm) -> int:
         n = self.policy.threads()

@@ -36,7 +36,6 @@ from ivr.nlu.slm import SlmBudgetExceeded
 
 log = logging.getLogger(__name__)
 
-REGISTRY_DIR = Path(__file__).resolve().parents[2] / "models"
 VERIFY_THRESHOLD = -1.5  # measured for the embedded Qwen 0.5B (docs/nlu.md); a registry entry may set its own
 
 OUT_OF_SCOPE = "out_of_scope"
@@ -275,8 +274,7 @@ def load_intent_classifier(
             log.exception("SLM unavailable; intent classification runs router-only")
     calibrator = None
     if slm is not None and getattr(slm, "info", None) is not None:
-        base = Path(getattr(registry, "path", REGISTRY_DIR / "registry.toml")).parent
-        calibrator, slm_tuning = calibration_for(slm.info, base)
+        calibrator, slm_tuning = calibration_for(slm.info, Path(registry.path).parent)
         tuning = {**slm_tuning, **tuning}
     return IntentClassifier(embedder, slm, calibrator=calibrator, **tuning)
 
