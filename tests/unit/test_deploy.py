@@ -118,7 +118,7 @@ def _hadolint() -> str:
     # The venv's first: that is the version pyproject.toml pins.
     found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
     if not found:
-        pytest.fail("hadolint not found: it comes with the dev extras (pip install -e '.[dev]', or make install)",
+        pytest.fail("hadolint not found: it comes with the dev lock (make install)",
                     pytrace=False)
     return found
 
@@ -140,15 +140,19 @@ def test_dockerfile_inline_ignores_say_why():
                 f"Dockerfile:{i + 1}: an ignore needs a comment line above it saying why")
 
 
-def test_image_carries_the_model_server_dependencies_pinned_as_in_pyproject():
+def test_image_carries_the_model_server_dependencies():
     """The model-server profile runs `python -m llama_cpp.server` from the ivr image: the image
-    installs the server's extra packages at the versions the dev extras (and so the tests) use."""
+    installs requirements.lock, which must carry the server's extra packages (the `llm-server`
+    extra) at the versions the tests use (tests/unit/test_lock.py checks the versions agree)."""
+    from tests.unit.test_lock import LOCK, locked
+
     with open(ROOT / "pyproject.toml", "rb") as fh:
-        dev = tomllib.load(fh)["project"]["optional-dependencies"]["dev"]
-    pins = dict(re.match(r"([A-Za-z0-9_.-]+)==(\S+)", d).groups() for d in dev if "==" in d)
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("sse-starlette", "starlette-context", "pydantic-settings"):
-        assert f"{package}=={pins[package]}" in dockerfile, f"Dockerfile should install {package}=={pins[package]}"
+        server = tomllib.load(fh)["project"]["optional-dependencies"]["llm-server"]
+    image = locked(LOCK, this_python_only=False)
+    for requirement in server:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
+        assert name in image, f"requirements.lock (the image) lacks {name}: run make lock"
+    assert "-r requirements.lock" in (ROOT / "Dockerfile").read_text()
 
 
 # ---------------------------------------------------------------- compose

@@ -10,6 +10,7 @@ import asyncio
 import json
 
 import httpx
+import httpx2
 
 from ivr.calls.actions import HttpActions
 from ivr.calls.session import CallSession
@@ -64,7 +65,7 @@ def make(fake: FakeLLM | None = None, flow: str = FLOW, nlu=None, escalation=Non
     handoff = None
     if fake is not None:
         settings = LLMSettings(**{"base_url": "http://llm.test/v1", "model": "fake", **llm})
-        handoff = LLMHandoff(settings, http_client=httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)))
+        handoff = LLMHandoff(settings, http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(fake.handler)))
     out, events = RecordingOutput(), EventList()
     actions = HttpActions(httpx.MockTransport(backend)) if backend else None
     session = CallSession("CA1", load_flow_text(flow), out, nlu=nlu or KeywordNLU(), events=events, handoff=handoff,

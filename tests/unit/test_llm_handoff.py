@@ -1,4 +1,4 @@
-"""LLMHandoff against a fake OpenAI-compatible server (httpx.MockTransport streaming SSE)."""
+"""LLMHandoff against a fake OpenAI-compatible server (httpx2.MockTransport streaming SSE: the HTTP library openai is built on)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import httpx2
 import pytest
 
 from ivr.calls.session import CallSession
@@ -92,7 +92,7 @@ class FakeLLM:
         self.requests: list[dict] = []
         self.raw_bodies: list[str] = []
 
-    async def handler(self, request: httpx.Request) -> httpx.Response:
+    async def handler(self, request: httpx2.Request) -> httpx2.Response:
         raw = (await request.aread()).decode()
         self.raw_bodies.append(raw)
         self.requests.append(json.loads(raw))
@@ -100,8 +100,8 @@ class FakeLLM:
         if script.error is not None:
             raise script.error
         if script.status != 200:
-            return httpx.Response(script.status, json={"error": {"message": "server exploded", "type": "server_error"}})
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=self._sse(script))
+            return httpx2.Response(script.status, json={"error": {"message": "server exploded", "type": "server_error"}})
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=self._sse(script))
 
     async def _sse(self, script: Script):
         def event(delta: dict, finish=None) -> bytes:
@@ -137,7 +137,7 @@ class TimedOutput(RecordingOutput):
 
 def make(fake: FakeLLM, flow_text: str = FLOW, **settings):
     values = {"base_url": "http://llm.test/v1", "model": "fake", **settings}
-    handoff = LLMHandoff(LLMSettings(**values), http_client=httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)))
+    handoff = LLMHandoff(LLMSettings(**values), http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(fake.handler)))
     out, events, nlu = TimedOutput(), EventList(), KeywordNLU()
     session = HookedSession("CA1", load_flow_text(flow_text), out, nlu=nlu, events=events, handoff=handoff)
     return session, out, events, nlu
@@ -354,7 +354,7 @@ async def test_server_error_apologises_and_returns():
 
 
 async def test_connection_error_apologises_and_returns():
-    fake = FakeLLM(Script(error=httpx.ConnectError("connection refused")))
+    fake = FakeLLM(Script(error=httpx2.ConnectError("connection refused")))
     _, out, events, _ = await handed_off(fake)
     assert out.said[-2:] == [APOLOGY, "Main menu."]
     assert events.of("error")[-1]["error"].startswith("connection error")
