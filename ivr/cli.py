@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -179,7 +178,7 @@ def cmd_nlu(args) -> int:
     engine.state.node = node
     expectation = engine.expectation()
     nlu = _offline_nlu(use_slm=not args.no_slm)
-    nlu.prepare(expectation)
+    nlu.prepare(expectation.candidates)
     slot = flow.flow.slots.get(expectation.slot) if expectation.slot else None
     policy = EscalationPolicy().merged(flow.flow.escalation.model_dump(exclude_none=True))
     menu = any(o.scope == "node" for o in expectation.intents)
@@ -195,7 +194,7 @@ def cmd_nlu(args) -> int:
             except json.JSONDecodeError:
                 pass
         started = time.perf_counter()
-        outcome = nlu.understand_sync(expectation, text)
+        outcome = nlu.understand_sync(expectation.candidates, text)
         slots = {}
         if slot is not None:
             parsed = parse_slot(slot.type, text, length=slot.length, min_length=slot.min_length,
@@ -301,6 +300,7 @@ class _PrintOutput:
 
 def cmd_chat(args) -> int:
     from .calls.session import CallSession
+    from .dialog.engine import listening_candidates
 
     _setup_logging("WARNING")
     flow = _load_flow_arg(args.flow)
@@ -310,7 +310,7 @@ def cmd_chat(args) -> int:
     if not args.no_nlu:
         print("loading NLU models ...", flush=True)
         nlu = _offline_nlu(use_slm=not args.no_slm)
-        nlu.prepare_flow(flow)
+        nlu.prepare_all(listening_candidates(flow))
 
     async def main() -> None:
         from .calls.session import RecordedEvents

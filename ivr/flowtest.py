@@ -27,13 +27,13 @@ import fnmatch
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import yaml
 
 from .calls.actions import HttpActions
 from .calls.session import CallSession, RecordedEvents
+from .dialog.engine import listening_candidates
 from .dialog.loader import FlowLoadError, LoadedFlow, load_flow
 
 EXPECT_KEYS = {"node", "intent", "slots", "say", "not_say", "transfer", "handoff", "hangup"}
@@ -236,7 +236,7 @@ async def run_files(paths: list[Path], nlu_factory) -> tuple[list[CaseResult], l
         if nlu is None:
             nlu = nlu_factory()
         if nlu is not None and flow.version not in prepared:
-            await asyncio.to_thread(nlu.prepare_flow, flow)
+            await asyncio.to_thread(nlu.prepare_all, listening_candidates(flow))
             prepared.add(flow.version)
         for case in spec["cases"]:
             results.append(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .config import Settings
+from .dialog.engine import listening_candidates
 from .dialog.loader import LoadedFlow
 from .flows import FlowRepository, static_prompts
 from .registry import model_registry, voice_registry
@@ -95,7 +96,7 @@ class Runtime:
 
         def prepare(loaded: LoadedFlow) -> None:
             started = time.perf_counter()
-            nodes = nlu.prepare_flow(loaded)
+            nodes = nlu.prepare_all(listening_candidates(loaded))
             prompts = tts.warm(static_prompts(loaded))
             log.info(
                 "flow %s v%s prepared: %d menu nodes, %d prompts synthesised in %.2fs",

@@ -7,13 +7,11 @@ tested in milliseconds.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import numpy as np
 
 from ivr.calls.session import RecordedEvents
-from ivr.dialog.engine import Understanding
-from ivr.nlu.service import NLUOutcome
+from ivr.nlu.understanding import NLUOutcome, Understanding
 
 
 class KeywordNLU:
@@ -23,18 +21,18 @@ class KeywordNLU:
         self.delay, self.fail = delay, fail
         self.calls: list[tuple[str, str]] = []
 
-    def prepare_flow(self, loaded) -> int:
+    def prepare_all(self, nodes) -> int:
         return 0
 
-    async def understand(self, expectation, text: str) -> NLUOutcome:
-        self.calls.append((expectation.node, text))
+    async def understand(self, candidates, text: str) -> NLUOutcome:
+        self.calls.append((candidates.key, text))
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail:
             raise RuntimeError("model exploded")
         words = set(text.lower().replace("'", " ").split())
         best, score = "out_of_scope", 0
-        for option in expectation.intents:
+        for option in candidates.intents:
             for example in option.examples:
                 overlap = len(words & set(example.lower().split()))
                 if overlap > score:

@@ -24,7 +24,8 @@ import numpy as np
 from ivr.bench.nlu_quick import _read, build_case, data_dir
 from ivr.bench.scoring import expected_calibration_error
 from ivr.nlu.calibration import DEFAULT_FILE, KINDS, Calibrator, fit_platt
-from ivr.nlu.intents import OUT_OF_SCOPE, VERIFY_THRESHOLD, IntentClassifier, slm_tuning
+from ivr.nlu.intents import VERIFY_THRESHOLD, IntentClassifier, slm_tuning
+from ivr.nlu.understanding import OUT_OF_SCOPE
 
 
 def random_menus(n: int, seed: int, size: int = 10) -> list[list[str]]:

@@ -34,7 +34,8 @@ import time
 
 from ivr.bench.nlu_quick import MENUS, build_case
 from ivr.bench.scoring import summarize
-from ivr.nlu.intents import OUT_OF_SCOPE, IntentClassifier
+from ivr.nlu.intents import IntentClassifier
+from ivr.nlu.understanding import OUT_OF_SCOPE
 
 BASELINES = ("forced", "auto")
 

@@ -28,7 +28,8 @@ from pathlib import Path
 
 
 from ivr.bench.scoring import summarize
-from ivr.nlu.intents import OUT_OF_SCOPE, Intent, IntentClassifier, IntentResult
+from ivr.nlu.intents import IntentClassifier, IntentResult
+from ivr.nlu.understanding import OUT_OF_SCOPE, Intent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

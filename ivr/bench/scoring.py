@@ -6,7 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ivr.nlu.intents import OUT_OF_SCOPE, IntentResult
+from ivr.calllog.reads import percentile as calllog_percentile
+from ivr.nlu.intents import IntentResult
+from ivr.nlu.understanding import OUT_OF_SCOPE
 
 
 def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:
@@ -47,8 +49,8 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (linear interpolation), or None for no values."""
-    return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else None
+    """The q-th percentile (linear interpolation, as the dashboard computes it), or None for no values."""
+    return calllog_percentile(sorted(float(v) for v in values), q) if len(values) else None
 
 
 def summarize(name: str, results: Sequence[tuple[str, IntentResult]]) -> dict:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 from typing import Any, Iterator
 
+from .encoding import dumps
 from .events import ABNORMAL
 
 log = logging.getLogger("ivr.calllog")
@@ -120,8 +121,6 @@ class Backend:
         stale = self.stale_calls(conn, owner)
         if not stale:
             return []
-        from .store import dumps  # the one JSON encoding of stored data
-
         end_data = dumps({"outcome": ABNORMAL, "reason": _ABNORMAL_REASON})
         closed = []
         self.begin_write(conn)

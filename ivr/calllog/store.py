@@ -29,9 +29,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import itertools
-import json
 import logging
-import math
 import threading
 import time
 import uuid
@@ -44,6 +42,7 @@ from typing import Any, Mapping
 from . import owner as owners
 from . import reads
 from .backend import Backend, Op
+from .encoding import dumps
 from .events import check_event_type
 from .sqlite import SCHEMA_VERSION, SQLiteBackend  # noqa: F401  (SCHEMA_VERSION: SQLite's, for tools)
 
@@ -66,41 +65,10 @@ LOG_EVERY = 5.0
 _OPEN_STORES: "weakref.WeakSet[CallStore]" = weakref.WeakSet()
 
 
-def _finite(obj: Any) -> Any:
-    """``obj`` with NaN/infinity as strings and NUL characters replaced: neither is valid in
-    PostgreSQL's JSON, and SQLite would store text no JSON parser reads back."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, str):
-        return obj.replace("\x00", "\ufffd")
-    if isinstance(obj, Mapping):
-        return {(k.replace("\x00", "\ufffd") if isinstance(k, str) else k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def _text(value: Any) -> str | None:
     """A column value as text PostgreSQL accepts (no NUL), the same on every backend; caller
     numbers come from the webhook, so a NUL must not cost the call its row."""
     return None if value is None else str(value).replace("\x00", "\ufffd")
-
-
-def dumps(obj: Any) -> str | None:
-    if obj is None:
-        return None
-    try:
-        text = json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        if "\\u0000" not in text:
-            return text
-    except ValueError:  # NaN or infinity somewhere
-        pass
-    except TypeError as exc:  # non-string keys, circular references
-        return json.dumps({"unserializable": repr(obj)[:4000], "error": str(exc)})
-    try:
-        return json.dumps(_finite(obj), default=str, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        return json.dumps({"unserializable": repr(obj)[:4000], "error": str(exc)})
 
 
 class CallStore:

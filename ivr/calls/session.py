@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ivr.dialog.engine import (
@@ -25,18 +25,17 @@ from ivr.dialog.engine import (
     Say,
     SetSlot,
     Transfer,
-    Understanding,
 )
 from ivr.dialog.loader import LoadedFlow
 from ivr.handoff.policy import EscalationPolicy, TurnFacts, decide, is_person_intent, with_repetition
-from ivr.handoff.transfer import human_destination, whisper_summary
+from ivr.handoff.transfer import TRANSFER_SAY, human_destination, whisper_summary
 from ivr.nlu.signals import detect
+from ivr.nlu.understanding import OUT_OF_SCOPE, NLUOutcome, Understanding
 
 from .turn_taking import is_backchannel
 
 log = logging.getLogger("ivr.session")
 
-TRANSFER_SAY = "Let me connect you with someone who can help."
 TRANSFER_FAILED_SAY = "I'm sorry, I couldn't connect you to an agent right now. Please call again later. Goodbye."
 DRAIN_SAY = "We have to end this call now. Please call back. Goodbye."
 
@@ -301,7 +300,7 @@ class CallSession:
                     "decision": decision.as_dict(),
                 },
             )
-            if u.intent and u.intent != "out_of_scope" and facts.understood:
+            if u.intent and u.intent != OUT_OF_SCOPE and facts.understood:
                 self._last_intent = u.intent
             self._pending_turn = turn
             if decision.escalate:
@@ -453,8 +452,6 @@ class CallSession:
         return self.expectation is None or self.expectation.barge_in
 
     async def _understand(self, expectation: Expectation, text: str):
-        from ivr.nlu.service import NLUOutcome
-
         every_turn = getattr(self.nlu, "routes_every_turn", False)
         if not every_turn and self.engine.fills_slot(text):
             # The answer parses as the slot this node collects: skip the NLU (its SLM can cost
@@ -463,7 +460,7 @@ class CallSession:
         if self.nlu is None or not (expectation.intents or every_turn):
             return NLUOutcome(Understanding(None, 0.0, "none"))
         try:
-            return await self.nlu.understand(expectation, text)
+            return await self.nlu.understand(expectation.candidates, text)
         except Exception as exc:  # a failing model must not end the call: treat as not understood
             log.error("call %s: NLU failed on node %s: %s", self.call_id, expectation.node, exc)
             self._log("error", {"stage": "nlu", "error": str(exc)})

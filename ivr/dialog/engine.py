@@ -4,7 +4,7 @@ The caller's input comes in already understood (`on_text` with the NLU's `Unders
 `on_dtmf` with a complete keypad entry, `on_no_input` when the silence timer fires) and the
 engine answers with a list of effects (say this, listen for that, transfer, hang up) that the
 call session carries out. The engine, not a model, decides every transition: models only
-classify and extract (DESIGN.md section 6, last point).
+classify and extract (docs/architecture.md, "Who decides").
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from ivr.nlu.slots import parse_slot
+from ivr.nlu.understanding import OUT_OF_SCOPE, Candidates, Intent, Understanding
 
 from . import speech_format
 from .conditions import evaluate
 from .loader import LoadedFlow
 from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy
 
-OUT_OF_SCOPE = "out_of_scope"
 MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a conversation
 #: Below this confidence an intent that would end the call is asked about first: hanging up on a
 #: caller who said something else ("yes, that's right" heard as goodbye at 0.59, found by the
@@ -74,6 +74,11 @@ class Expectation:
     hints: tuple[str, ...] = ()
     confirming: bool = False
 
+    @property
+    def candidates(self) -> Candidates:
+        """What the NLU is given of this node: its intents and slot, nothing of the engine."""
+        return Candidates(self.key, tuple(Intent(o.name, o.examples, o.description) for o in self.intents), self.slot)
+
 
 @dataclass(frozen=True)
 class Listen:
@@ -119,11 +124,7 @@ Effect = Union[EnterNode, Say, SetSlot, Listen, Transfer, Handoff, Hangup, HttpR
 
 
 # ---------------------------------------------------------------- input (session -> engine)
-@dataclass(frozen=True)
-class Understanding:
-    intent: str | None = None  # a candidate's name, OUT_OF_SCOPE, or None when not classified
-    confidence: float = 0.0
-    source: str = ""
+# The NLU's answer comes in as an `ivr.nlu.understanding.Understanding`.
 
 
 @dataclass
@@ -606,3 +607,15 @@ class FlowEngine:
         if isinstance(body, dict):
             return {k: self._render_json(v) for k, v in body.items()}
         return body
+
+
+def listening_candidates(loaded: LoadedFlow) -> list[Candidates]:
+    """Every listening node's candidates, as a call reaching it would see them: what the NLU
+    prepares when a flow is loaded, so the first caller does not pay for it."""
+    nodes = []
+    for name, node in loaded.flow.nodes.items():
+        if node.listens:
+            engine = FlowEngine(loaded)
+            engine.state.node = name
+            nodes.append(engine.expectation().candidates)
+    return nodes

@@ -38,7 +38,6 @@ log = logging.getLogger("ivr.handoff.llm")
 
 APOLOGY = "I'm sorry, I'm having trouble with that right now."
 STILL_THERE = "Are you still there?"
-TRANSFER_SAY = "Let me connect you with someone who can help."
 GOODBYE_SAY = "Thank you for calling. Goodbye."
 MAX_TOOL_ROUNDS = 3  # model -> tool result -> model; more means it is looping
 MAX_HISTORY = 12  # earlier lines cost prompt time on a small model and rarely matter

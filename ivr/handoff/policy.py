@@ -14,8 +14,8 @@ from difflib import SequenceMatcher
 from typing import Iterable, Mapping
 
 from ivr.nlu.signals import Signals, detect
+from ivr.nlu.understanding import OUT_OF_SCOPE
 
-OUT_OF_SCOPE = "out_of_scope"
 LLM, HUMAN, OFF = "llm", "human", "off"
 
 # Order of precedence: an upset caller or one asking for a person outranks a confused turn.

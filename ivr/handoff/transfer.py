@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ivr.dialog.loader import is_dial_target
+from ivr.nlu.understanding import OUT_OF_SCOPE
 
+#: What the caller hears before the line rings through to a person (the flow's own node may say more).
+TRANSFER_SAY = "Let me connect you with someone who can help."
 MAX_SUMMARY_CHARS = 300  # said to an agent who is waiting; also bounds the URL it travels in
 
 
@@ -37,7 +40,7 @@ def whisper_summary(flow, intent: str | None, slots: Mapping[str, Any], reason: 
     """"Caller wants: ... Details: ... Reason: ..." in words an agent can take in by ear.
     `slots` must already be redacted (sensitive values are never said to the agent either)."""
     parts = []
-    if intent and intent != "out_of_scope":
+    if intent and intent != OUT_OF_SCOPE:
         spec = flow.global_intents.get(intent)
         for node in flow.nodes.values():
             spec = spec or (node.intents or {}).get(intent)

@@ -32,21 +32,12 @@ import numpy as np
 
 from ivr.nlu.calibration import Calibrator
 from ivr.nlu.router import ExampleRouter, RouterIndex
-from ivr.nlu.slm import SlmBudgetExceeded
+from ivr.nlu.slm_prompts import SlmBudgetExceeded
+from ivr.nlu.understanding import OUT_OF_SCOPE, Intent
 
 log = logging.getLogger(__name__)
 
 VERIFY_THRESHOLD = -1.5  # measured for the embedded Qwen 0.5B (docs/nlu.md); a registry entry may set its own
-
-OUT_OF_SCOPE = "out_of_scope"
-
-
-@dataclass(frozen=True)
-class Intent:
-    name: str
-    examples: tuple[str, ...]
-    description: str = ""
-
 
 @dataclass
 class IntentResult:

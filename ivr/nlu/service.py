@@ -1,4 +1,4 @@
-"""The NLU step of a turn: the current node's expectation + the caller's words -> understanding.
+"""The NLU step of a turn: the current node's candidates + the caller's words -> understanding.
 
 Blocking model work (embeddings, llama.cpp) runs on the NLU worker thread, never on the event
 loop. Per-node preparation (example embeddings, the SLM's prompt prefix) happens when a flow is
@@ -9,26 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from typing import Iterable
 
-from ivr.dialog.engine import Expectation, Understanding
-from ivr.dialog.loader import LoadedFlow
+from ivr.nlu.understanding import Candidates, NLUOutcome, Understanding
 from ivr.speech.workers import ModelWorker
 
 log = logging.getLogger("ivr.nlu")
-
-
-@dataclass
-class NLUOutcome:
-    understanding: Understanding
-    ranked: list[tuple[str, float]] = field(default_factory=list)
-    latency_ms: float = 0.0
-
-
-def _intents_for(expectation: Expectation):
-    from .intents import Intent
-
-    return [Intent(o.name, tuple(o.examples), o.description) for o in expectation.intents]
 
 
 class NLUService:
@@ -40,38 +26,32 @@ class NLUService:
         self.classifier = classifier
         self.worker = ModelWorker("nlu", concurrency, timeout)
 
-    def prepare(self, expectation: Expectation) -> bool:
+    def prepare(self, candidates: Candidates) -> bool:
         """Cache one node's examples and prompt prefix (blocking)."""
-        if not expectation.intents:
+        if not candidates.intents:
             return False
-        self.classifier.prepare(expectation.key, _intents_for(expectation))
+        self.classifier.prepare(candidates.key, list(candidates.intents))
         return True
 
-    def prepare_flow(self, loaded: LoadedFlow) -> int:
-        """Cache every listening node of a flow (blocking; call at load). Returns nodes prepared."""
-        from ivr.dialog.engine import FlowEngine
-
-        count = 0
-        for name, node in loaded.flow.nodes.items():
-            if node.listens:
-                engine = FlowEngine(loaded)
-                engine.state.node = name
-                count += self.prepare(engine.expectation())
-        return count
+    def prepare_all(self, nodes: Iterable[Candidates]) -> int:
+        """Cache every listening node of a flow (blocking; call at load, with
+        `ivr.dialog.engine.listening_candidates(flow)`). Returns the nodes prepared."""
+        return sum(self.prepare(candidates) for candidates in nodes)
 
     @property
     def routes_every_turn(self) -> bool:
         """True for the tool-call baseline, which asks its model on collect nodes too."""
         return getattr(self.classifier, "routes_every_turn", False)
 
-    def understand_sync(self, expectation: Expectation, text: str) -> NLUOutcome:
+    def understand_sync(self, candidates: Candidates, text: str) -> NLUOutcome:
         started = time.perf_counter()
-        if self.routes_every_turn and text.strip() and (expectation.intents or expectation.slot):
-            result = self.classifier.classify(expectation.key, _intents_for(expectation), text, slot=expectation.slot)
-        elif not expectation.intents or not text.strip():
+        intents = list(candidates.intents)
+        if self.routes_every_turn and text.strip() and (intents or candidates.slot):
+            result = self.classifier.classify(candidates.key, intents, text, slot=candidates.slot)
+        elif not intents or not text.strip():
             return NLUOutcome(Understanding(None, 0.0, "none"), [], 0.0)
         else:
-            result = self.classifier.classify(expectation.key, _intents_for(expectation), text)
+            result = self.classifier.classify(candidates.key, intents, text)
         latency = (time.perf_counter() - started) * 1000
         return NLUOutcome(
             Understanding(result.intent, float(result.confidence), result.source),
@@ -79,5 +59,5 @@ class NLUService:
             latency,
         )
 
-    async def understand(self, expectation: Expectation, text: str) -> NLUOutcome:
-        return await self.worker.run(self.understand_sync, expectation, text)
+    async def understand(self, candidates: Candidates, text: str) -> NLUOutcome:
+        return await self.worker.run(self.understand_sync, candidates, text)

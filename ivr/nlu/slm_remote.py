@@ -22,7 +22,7 @@ import math
 import time
 from typing import Sequence
 
-from ivr.nlu.slm import VERIFY_SYSTEM, SlmBudgetExceeded, verify_question, verify_shots, verify_system_text
+from ivr.nlu.slm_prompts import VERIFY_SYSTEM, SlmBudgetExceeded, verify_question, verify_shots, verify_system_text
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ivr.nlu.cpu_threads import LlamaThreads, ThreadPolicy
-from ivr.nlu.intents import OUT_OF_SCOPE, Intent, IntentResult
+from ivr.nlu.intents import IntentResult
+from ivr.nlu.understanding import OUT_OF_SCOPE, Intent
 from ivr.nlu.router import humanize
 
 OTHER = "other_request"

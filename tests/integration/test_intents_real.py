@@ -9,7 +9,8 @@ import importlib.util
 
 import pytest
 
-from ivr.nlu.intents import OUT_OF_SCOPE, Intent, IntentClassifier, load_intent_classifier
+from ivr.nlu.intents import IntentClassifier, load_intent_classifier
+from ivr.nlu.understanding import OUT_OF_SCOPE, Intent
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +133,7 @@ def test_slm_budget_stops_the_evaluation_and_leaves_the_cache_clean(hybrid):
     nothing had been cut (the aborted tokens do not stay in the KV cache)."""
     import time
 
-    from ivr.nlu.slm import SlmBudgetExceeded
+    from ivr.nlu.slm_prompts import SlmBudgetExceeded
 
     slm = hybrid.slm
     text = "somebody stole my card yesterday at the station and I need to block it right now please"

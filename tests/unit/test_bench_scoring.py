@@ -2,7 +2,8 @@ import math
 
 from ivr.bench.scoring import expected_calibration_error, reliability, summarize
 from ivr.nlu.toolcall import parse_tool_call, tool_specs
-from ivr.nlu.intents import OUT_OF_SCOPE, Intent, IntentResult
+from ivr.nlu.intents import IntentResult
+from ivr.nlu.understanding import OUT_OF_SCOPE, Intent
 
 
 def test_ece_zero_when_confidence_matches_accuracy():

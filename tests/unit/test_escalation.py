@@ -14,11 +14,10 @@ import httpx2
 
 from ivr.calls.actions import HttpActions
 from ivr.calls.session import CallSession
-from ivr.dialog.engine import Understanding
 from ivr.dialog.loader import load_flow_text
 from ivr.handoff.llm import APOLOGY, LLMHandoff, LLMSettings
 from ivr.handoff.policy import EscalationPolicy
-from ivr.nlu.service import NLUOutcome
+from ivr.nlu.understanding import NLUOutcome, Understanding
 from tests.fakes import EventList, KeywordNLU, RecordingOutput
 from tests.unit.test_llm_handoff import FakeLLM, Script, handoff_events, text, tool
 
@@ -57,7 +56,7 @@ class FixedNLU(KeywordNLU):
         super().__init__()
         self.answer = Understanding(intent, confidence, "fake")
 
-    async def understand(self, expectation, text):
+    async def understand(self, candidates, text):
         return NLUOutcome(self.answer, [(self.answer.intent, self.answer.confidence)], 1.0)
 
 

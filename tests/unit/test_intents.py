@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from ivr.nlu.intents import OUT_OF_SCOPE, Intent, IntentClassifier, IntentResult
+from ivr.nlu.intents import IntentClassifier, IntentResult
+from ivr.nlu.understanding import OUT_OF_SCOPE, Intent
 from ivr.nlu.router import BACKGROUND_OOS, ExampleRouter, humanize
 from ivr.nlu.slm import SlmScorer
 
@@ -287,7 +288,7 @@ def _bare_scorer() -> SlmScorer:
     s = SlmScorer.__new__(SlmScorer)
     s.llm = _FakeLlm()
     s.shots, s.none_shots, s.examples_in_options = 4, 4, 2
-    from ivr.nlu.slm import DEFAULT_SYSTEM, LETTERS, VERIFY_SYSTEM
+    from ivr.nlu.slm_prompts import DEFAULT_SYSTEM, LETTERS, VERIFY_SYSTEM
 
     s.system = DEFAULT_SYSTEM
     s.verify_system = VERIFY_SYSTEM
@@ -349,7 +350,7 @@ def test_slm_question_cleans_caller_text():
 
 
 def test_slm_over_budget_leaves_the_router_answer(emb):
-    from ivr.nlu.slm import SlmBudgetExceeded
+    from ivr.nlu.slm_prompts import SlmBudgetExceeded
 
     class SlowSlm(FakeSlm):
         def verify(self, key, text, name, deadline=None):

@@ -2,7 +2,8 @@ from datetime import date
 
 import pytest
 
-from ivr.dialog.engine import FlowEngine, Say, Understanding
+from ivr.dialog.engine import FlowEngine, Say
+from ivr.nlu.understanding import Understanding
 from ivr.dialog.loader import FlowLoadError, load_flow_text
 from ivr.dialog.speech_format import digits, money, spoken_date, spoken_time
 
