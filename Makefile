@@ -62,7 +62,7 @@ $(STAMP): pyproject.toml Makefile $(DEV_LOCK)
 	fi
 	$(BIN)/pip install -q --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
-	$(BIN)/python -m ivr.selfcheck
+	$(BIN)/python -m ivr.tools.selfcheck
 	@touch $@
 
 # uv writes the lock: one resolver run for the whole set, with the hashes of every file of every

@@ -10,7 +10,7 @@ import asyncio
 
 import numpy as np
 
-from ivr.calls.session import RecordedEvents
+from ivr.conversation.session import RecordedEvents
 from ivr.nlu.understanding import NLUOutcome, Understanding
 
 

@@ -1,7 +1,7 @@
 """`ivr bench calls`: scripted phone calls through a real server, at 1, 2, 4 and 8 at once.
 
 What a caller feels is measured the way a caller feels it: `ivr serve` runs as its own process
-on 127.0.0.1 with the embedded models, and each call is the Twilio simulator (ivr.simulate)
+on 127.0.0.1 with the embedded models, and each call is the Twilio simulator (ivr.tools.simulate)
 posting the webhook and streaming 20 ms mu-law frames in real time. Per concurrency level it
 reports voice-to-voice p50/p95 (spoken turns; keypad turns apart), the per-stage budget the
 server wrote into its call log (endpointing, STT, NLU, first audio), answer-to-first-audio,
@@ -36,7 +36,7 @@ from pathlib import Path
 import httpx
 
 from ivr.bench.scoring import percentile
-from ivr.simulate import CallerSimulator, SimulationReport, Step
+from ivr.tools.simulate import CallerSimulator, SimulationReport, Step
 
 FLOW = "customer_service"
 TOKEN = "bench-auth-token"  # webhooks are signed, as Twilio signs them
@@ -95,7 +95,7 @@ class BenchServer:
                     "IVR_DASHBOARD_TOKEN": "bench", "IVR_MAX_CALLS": "64", **(env or {})}
         full_env.pop("IVR_DATABASE_URL", None)
         self._log = open(self.dir / "serve.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "serve", "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "ivr.tools.cli", "serve", "--port", str(self.port)],
                                      env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 300) -> None:

@@ -255,7 +255,7 @@ def transcribe_cases(cases: list[Case]) -> tuple[list[str], float]:
     the recogniser hint the live call path gives digit and phone slots."""
     import numpy as np
 
-    from ivr.media.call import DIGIT_PROMPT
+    from ivr.media.pipeline import DIGIT_PROMPT
     from ivr.registry import model_registry, voice_registry
     from ivr.speech.audio import resample, ulaw_decode, ulaw_encode
     from ivr.speech.stt import Transcriber

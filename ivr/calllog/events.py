@@ -19,7 +19,7 @@ Conventions for ``data`` (not enforced, except where noted):
 * ``handoff``: ``{"reason": ..., "target": ...}``; ``transfer``: ``{"to": ...}``.
 * ``error``: ``{"stage": ..., "message": ...}``.
 * ``drain``: ``{"reason": ..., "node": ..., "outcome": "drained"}``: the server, shutting down
-  (SIGTERM, ivr/drain.py), ended the call politely.
+  (SIGTERM, ivr/serving/drain.py), ended the call politely.
 * Stage latencies go under ``data["latency_ms"]`` as a mapping of stage name to
   milliseconds, e.g. ``{"stt": 180.0, "nlu": 95.5, "tts_first_byte": 120.0}``
   (see ``LATENCY_KEY`` and ``with_latencies``).

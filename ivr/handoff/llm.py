@@ -32,7 +32,7 @@ import openai
 from ivr.dialog.engine import Handoff, Hangup, SetSlot, Transfer
 from ivr.nlu.slots import parse_slot
 
-from ivr.redact import redact_slots, redact_text, sensitive_values
+from ivr.privacy.redact import redact_slots, redact_text, sensitive_values
 
 log = logging.getLogger("ivr.handoff.llm")
 
@@ -68,7 +68,7 @@ class LLMSettings:
 
 
 def llm_settings(settings) -> LLMSettings:
-    """The handoff's settings from the server's (ivr.config.Settings)."""
+    """The handoff's settings from the server's (ivr.serving.config.Settings)."""
     return LLMSettings(
         base_url=settings.llm_base_url, model=settings.llm_model, api_key=settings.llm_api_key,
         timeout_s=settings.llm_timeout, first_token_timeout_s=settings.llm_first_token_timeout,

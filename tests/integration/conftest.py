@@ -34,7 +34,7 @@ class Server(ServerProcess):
         }
         super().__init__(
             "ivr serve",
-            [sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "ivr.tools.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             log_path=tmp / "server.log", ready_url=self.url + "/healthz", env=env, cwd=REPO,
         )
 

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from ivr.calllog.store import CallStore
-from ivr.simulate import CallerSimulator, Step
+from ivr.tools.simulate import CallerSimulator, Step
 
 from .conftest import AUTH_TOKEN
 

@@ -17,7 +17,7 @@ import pytest
 
 from ivr.calllog.events import ABNORMAL
 from ivr.calllog.store import open_store
-from ivr.simulate import CallerSimulator, Step
+from ivr.tools.simulate import CallerSimulator, Step
 
 from .conftest import AUTH_TOKEN, Server
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from ivr.calllog.store import open_store
-from ivr.simulate import CallerSimulator, Step
+from ivr.tools.simulate import CallerSimulator, Step
 
 from .conftest import AUTH_TOKEN, DASHBOARD_TOKEN, REPO, Server
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ivr.simulate import CallerSimulator, Step
+from ivr.tools.simulate import CallerSimulator, Step
 
 from .conftest import AUTH_TOKEN, DASHBOARD_TOKEN
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from ivr.calllog.store import CallStore
-from ivr.calls.session import DRAIN_SAY
-from ivr.drain import DRAIN_REASON
-from ivr.simulate import CallerSimulator, Step
+from ivr.conversation.session import DRAIN_SAY
+from ivr.serving.drain import DRAIN_REASON
+from ivr.tools.simulate import CallerSimulator, Step
 from ivr.telephony.security import twilio_signature
 
 from .conftest import AUTH_TOKEN, Server

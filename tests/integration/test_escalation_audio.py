@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from ivr.calllog.store import CallStore
-from ivr.simulate import CallerSimulator, Step
+from ivr.tools.simulate import CallerSimulator, Step
 
 from .conftest import AUTH_TOKEN, Server
 from .test_transfer_twilio import ACCOUNT, FakeTwilioAPI

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ivr.calls.session import CallSession
+from ivr.conversation.session import CallSession
 from ivr.dialog.loader import load_flow_text
 from ivr.handoff.llm import APOLOGY, LLMHandoff
 from tests.fakes import EventList, KeywordNLU

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def run_ivr(*args, cwd=REPO, stdin=None, timeout=900):
-    return subprocess.run([sys.executable, "-m", "ivr.cli", *args], cwd=cwd, input=stdin,
+    return subprocess.run([sys.executable, "-m", "ivr.tools.cli", *args], cwd=cwd, input=stdin,
                           capture_output=True, text=True, timeout=timeout)
 
 

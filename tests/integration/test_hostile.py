@@ -28,7 +28,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from ivr.calllog.store import CallStore
-from ivr.simulate import CallerSimulator, Step
+from ivr.tools.simulate import CallerSimulator, Step
 from ivr.telephony.security import make_stream_token, twilio_signature
 
 from .conftest import AUTH_TOKEN, Server

@@ -16,10 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from ivr.calls.session import TRANSFER_FAILED_SAY, CallSession
+from ivr.conversation.session import TRANSFER_FAILED_SAY, CallSession
 from ivr.dialog.loader import load_flow_text
 from ivr.telephony.rest import TwilioCalls
-from ivr.telephony.whisper import PATH, check_whisper, whisper_url
+from ivr.telephony.agent_whisper import PATH, check_whisper, whisper_url
 from tests.fakes import EventList, KeywordNLU, RecordingOutput
 
 ACCOUNT = "AC" + "0123456789abcdef" * 2
@@ -115,7 +115,7 @@ escalation:
 
 
 class TwilioOutput(RecordingOutput):
-    """What ivr.media.call does on a live call: REST update with a signed whisper link."""
+    """What ivr.media.pipeline does on a live call: REST update with a signed whisper link."""
 
     def __init__(self, calls: TwilioCalls):
         super().__init__()

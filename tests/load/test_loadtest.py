@@ -27,7 +27,7 @@ from pathlib import Path
 from ivr.bench.calls import CallScript, caller_voice, passes_through, scripts_for
 from ivr.bench.scoring import percentile
 from ivr.calllog.store import open_store
-from ivr.simulate import CallerSimulator, SimulationReport
+from ivr.tools.simulate import CallerSimulator, SimulationReport
 from tests.integration.procs import ServerProcess, free_port
 from tests.nginx import Nginx
 
@@ -46,7 +46,7 @@ class Instance(ServerProcess):
         env = {**os.environ, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_DATA_DIR": str(data),
                "IVR_DATABASE_URL": database_url, "IVR_SECRET": secret, "IVR_DASHBOARD_TOKEN": "loadtest",
                "IVR_MAX_CALLS": str(CALLS), "PYTHONUNBUFFERED": "1"}
-        super().__init__(name, [sys.executable, "-m", "ivr.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+        super().__init__(name, [sys.executable, "-m", "ivr.tools.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                          log_path=data / "server.log", ready_url=self.url + "/healthz", env=env, cwd=REPO)
 
 

@@ -6,8 +6,8 @@ import json
 import httpx
 import pytest
 
-from ivr.calls.actions import HttpActions
-from ivr.calls.session import CallSession
+from ivr.conversation.actions import HttpActions
+from ivr.conversation.session import CallSession
 from ivr.dialog.loader import FlowLoadError, load_flow_text
 from tests.fakes import EventList, RecordingOutput
 

@@ -27,7 +27,7 @@ def store(store_url):
 def _ivr(store_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
     env.update(IVR_DATABASE_URL=store_url, PYTHONPATH=str(REPO_ROOT))
-    return subprocess.run([sys.executable, "-m", "ivr.cli", "calls", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "ivr.tools.cli", "calls", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -33,10 +33,10 @@ import jsonschema
 import pytest
 import yaml
 
-from ivr.config import Settings
+from ivr.serving.config import Settings
 from tests.nginx import Nginx as _Nginx
 from tests.nginx import nginx_binary as _nginx
-from ivr.drain import GOODBYE_SECONDS
+from ivr.serving.drain import GOODBYE_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

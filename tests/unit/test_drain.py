@@ -1,4 +1,4 @@
-"""Draining on SIGTERM (ivr/drain.py): the app's answers while draining, the polite end of a
+"""Draining on SIGTERM (ivr/serving/drain.py): the app's answers while draining, the polite end of a
 CallSession, and the drain's order of events, all with fakes."""
 
 import asyncio
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from ivr.calllog.events import EVENT_TYPES
-from ivr.calls.session import DRAIN_SAY, CallSession
-from ivr.config import load_settings
+from ivr.conversation.session import DRAIN_SAY, CallSession
+from ivr.serving.config import load_settings
 from ivr.dialog.loader import load_flow
-from ivr.drain import DRAIN_REASON, drain
+from ivr.serving.drain import DRAIN_REASON, drain
 from tests.fakes import EventList, KeywordNLU, RecordingOutput
 from tests.unit.test_media_protocol import make_client, post_voice, store  # noqa: F401 (fixture)
 
@@ -185,8 +185,8 @@ async def test_sigterm_drains_then_stops_the_server_without_re_raising(store):  
     import httpx
     import uvicorn
 
-    from ivr.app import create_app
-    from ivr.drain import DrainingServer
+    from ivr.serving.app import create_app
+    from ivr.serving.drain import DrainingServer
     from tests.integration.procs import free_port
 
     _, runtime = make_client(store)  # only its runtime

@@ -12,8 +12,8 @@ import json
 import httpx
 import httpx2
 
-from ivr.calls.actions import HttpActions
-from ivr.calls.session import CallSession
+from ivr.conversation.actions import HttpActions
+from ivr.conversation.session import CallSession
 from ivr.dialog.loader import load_flow_text
 from ivr.handoff.llm import APOLOGY, LLMHandoff, LLMSettings
 from ivr.handoff.policy import EscalationPolicy

@@ -41,12 +41,12 @@ from hypothesis import strategies as st
 from loguru import logger as loguru_logger
 from starlette.websockets import WebSocket, WebSocketState
 
-from ivr.app import create_app
+from ivr.serving.app import create_app
 from ivr.calllog.store import CallStore
-from ivr.config import Settings
-from ivr.flows import FlowRepository
+from ivr.serving.config import Settings
+from ivr.serving.flows import FlowRepository
 from ivr.media.serializer import KNOWN_EVENTS, MAX_MESSAGE_BYTES
-from ivr.runtime import Runtime
+from ivr.serving.runtime import Runtime
 from ivr.telephony.security import make_stream_token, twilio_signature
 from tests.fakes import KeywordNLU, ScriptedTranscriber, ToneSynthesizer
 

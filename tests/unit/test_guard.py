@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from ivr.config import Settings, load_settings
+from ivr.serving.config import Settings, load_settings
 from ivr.telephony.guard import (LogThrottle, SeenStreams, SocketLimits, SocketWatch, SourceRate, TokenBucket,
                                  trusted_proxies)
 

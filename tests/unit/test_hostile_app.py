@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from ivr.app import create_app
-from ivr.config import Settings
-from ivr.flows import FlowRepository
-from ivr.runtime import Runtime
+from ivr.serving.app import create_app
+from ivr.serving.config import Settings
+from ivr.serving.flows import FlowRepository
+from ivr.serving.runtime import Runtime
 from tests.fakes import ToneSynthesizer
 from tests.unit.test_media_protocol import (dtmf, hang_up, make_client, media, post_voice, receive_until,  # noqa: F401
                                             start_msg, store, wait_for)

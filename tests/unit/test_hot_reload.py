@@ -7,11 +7,11 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from ivr.app import create_app
+from ivr.serving.app import create_app
 from ivr.calllog.store import CallStore
-from ivr.config import Settings
-from ivr.flows import FlowRepository
-from ivr.runtime import Runtime
+from ivr.serving.config import Settings
+from ivr.serving.flows import FlowRepository
+from ivr.serving.runtime import Runtime
 from tests.fakes import KeywordNLU, ScriptedTranscriber, ToneSynthesizer
 from tests.unit.test_media_protocol import TOKEN, dtmf, hang_up, receive_until, start_msg, wait_for
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import httpx2
 import pytest
 
-from ivr.calls.session import CallSession
+from ivr.conversation.session import CallSession
 from ivr.dialog.loader import load_flow_text
 from ivr.handoff.llm import APOLOGY, LLMHandoff, LLMSettings, SentenceStream, visible_text
-from ivr.redact import CARD, EMAIL, NUMBER, PHONE, redact_slots, redact_text
+from ivr.privacy.redact import CARD, EMAIL, NUMBER, PHONE, redact_slots, redact_text
 from tests.fakes import EventList, KeywordNLU, RecordingOutput
 
 FLOW = """

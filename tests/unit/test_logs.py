@@ -1,7 +1,8 @@
 import json
 import logging
 
-from ivr.logs import JsonFormatter, _CallIdFilter, call_id_var
+from ivr.conversation.context import call_id_var
+from ivr.serving.logs import JsonFormatter, _CallIdFilter
 
 
 def test_json_lines_carry_the_call_id():

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from ivr.app import create_app
+from ivr.serving.app import create_app
 from ivr.calllog.store import CallStore
-from ivr.config import Settings
-from ivr.flows import FlowRepository
-from ivr.runtime import Runtime
+from ivr.serving.config import Settings
+from ivr.serving.flows import FlowRepository
+from ivr.serving.runtime import Runtime
 from ivr.telephony.security import make_stream_token, twilio_signature
 from tests.fakes import KeywordNLU, ScriptedTranscriber, ToneSynthesizer
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ivr.config import load_settings
+from ivr.serving.config import load_settings
 from ivr.dialog.loader import FlowLoadError, load_flow_text
 from ivr.handoff.policy import (
     DEFAULT_RULES,

@@ -13,7 +13,7 @@ import wave
 import numpy as np
 import pytest
 
-from ivr.recording import RATE, CallRecording, RecordingWriter, purge_recordings, recording_name
+from ivr.media.recording import RATE, CallRecording, RecordingWriter, purge_recordings, recording_name
 from ivr.speech.audio import ulaw_decode, ulaw_encode
 
 FRAME = RATE // 50  # 20 ms
@@ -144,7 +144,7 @@ def test_retention_deletes_old_recordings_only(tmp_path):
 async def test_serializer_taps_both_legs_and_clear(tmp_path, writer):
     from pipecat.frames.frames import InterruptionFrame, OutputAudioRawFrame, StartFrame
 
-    from ivr.media.record import RecordingSerializer
+    from ivr.media.recording_tap import RecordingSerializer
 
     clock = Clock()
     rec = CallRecording(tmp_path / "e.wav", writer=writer, clock=clock)
@@ -186,7 +186,7 @@ def test_a_whole_call_is_recorded_with_its_event(tmp_path):
         call = store.get_call("CA123")
         event = next(e["data"] for e in call["events"] if e["type"] == "recording")
         assert event["file"] == "CA123.wav" and event["duration_s"] > 0.2
-        from ivr.recording import shared_writer
+        from ivr.media.recording import shared_writer
 
         assert shared_writer().drain()
         audio = read_stereo(tmp_path / "rec" / "CA123.wav")
@@ -200,7 +200,7 @@ def test_sensitive_collect_is_silenced_on_a_real_call(tmp_path):
     never reaches the file, what they said before does."""
     from tests.unit.test_media_protocol import dtmf, hang_up, make_client, media, receive_until, start_msg, wait_for
     from ivr.calllog.store import CallStore
-    from ivr.recording import shared_writer
+    from ivr.media.recording import shared_writer
 
     store = CallStore(tmp_path / "calls.sqlite3")
     tone = ulaw_encode((3000 * np.sin(np.arange(FRAME) * 0.3)).astype(np.int16))

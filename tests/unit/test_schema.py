@@ -6,7 +6,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from ivr.cli import main
+from ivr.tools.cli import main
 
 REPO = Path(__file__).parent.parent.parent
 PUBLISHED = REPO / "flows" / "flow.schema.json"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.calls.session import CallSession
+from ivr.conversation.session import CallSession
 from ivr.dialog.loader import load_flow, load_flow_text
 from tests.fakes import EventList, KeywordNLU, RecordingOutput
 
@@ -281,7 +281,7 @@ nodes:
 
     import httpx
 
-    from ivr.calls.actions import HttpActions
+    from ivr.conversation.actions import HttpActions
 
     session, out, events = make(load_flow_text(text),
                                 actions=HttpActions(httpx.MockTransport(lambda r: httpx.Response(200, json={}))))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ivr.simulate import JITTER_BUFFER_S, CallerSimulator, SimulationReport
+from ivr.tools.simulate import JITTER_BUFFER_S, CallerSimulator, SimulationReport
 
 
 def _phone():

@@ -1,6 +1,6 @@
 import pytest
 
-from ivr.calls.turn_taking import is_backchannel
+from ivr.conversation.turn_taking import is_backchannel
 
 
 @pytest.mark.parametrize("text", ["mhm", "Mm-hmm.", "uh-huh", "okay", "OK, got it", "yeah right", "I see", "thank you"])

@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .registry import REPO_ROOT
+from ivr.registry import REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ def _check_escalation(value, path: Path) -> None:
     """The [escalation] defaults take the flow file's keys: check them the same way, at start."""
     from pydantic import ValidationError
 
-    from .dialog.schema import Escalation
+    from ivr.dialog.schema import Escalation
 
     try:
         Escalation.model_validate(value)

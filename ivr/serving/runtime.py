@@ -8,13 +8,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .config import Settings
-from .dialog.engine import listening_candidates
-from .dialog.loader import LoadedFlow
-from .flows import FlowRepository, static_prompts
-from .registry import model_registry, voice_registry
+from ivr.serving.config import Settings
+from ivr.dialog.engine import listening_candidates
+from ivr.dialog.loader import LoadedFlow
+from ivr.serving.flows import FlowRepository, static_prompts
+from ivr.registry import model_registry, voice_registry
 
-log = logging.getLogger("ivr.runtime")
+log = logging.getLogger("ivr.serving.runtime")
 
 
 @dataclass
@@ -35,11 +35,11 @@ class Runtime:
 
     @classmethod
     def load(cls, settings: Settings, progress: Callable[[str], None] = print, *, store=None) -> "Runtime":
-        from .calllog.store import open_store
-        from .nlu.intents import load_intent_classifier
-        from .nlu.service import NLUService
-        from .speech.stt import STTSettings, Transcriber
-        from .speech.tts import Synthesizer
+        from ivr.calllog.store import open_store
+        from ivr.nlu.intents import load_intent_classifier
+        from ivr.nlu.service import NLUService
+        from ivr.speech.stt import STTSettings, Transcriber
+        from ivr.speech.tts import Synthesizer
 
         models = model_registry()
         voices = voice_registry()
@@ -77,7 +77,7 @@ class Runtime:
         use_slm = settings.nlu_mode == "toolcall" or (settings.slm_enabled and settings.nlu_mode == "hybrid")
         slm_info = models.for_role("slm") if use_slm else None
         if settings.nlu_mode == "toolcall":
-            from .nlu.toolcall import ToolCallClassifier
+            from ivr.nlu.toolcall import ToolCallClassifier
 
             classifier = step(f"tool-call baseline NLU ({slm_info.version})",
                               lambda: ToolCallClassifier(slm_info.path, n_threads=settings.slm_threads,
@@ -114,12 +114,12 @@ class Runtime:
             store = open_store(settings.database)
         twilio = None
         if settings.twilio_account_sid and settings.twilio_auth_token:
-            from .telephony.rest import TwilioCalls
+            from ivr.telephony.rest import TwilioCalls
 
             twilio = TwilioCalls(settings.twilio_account_sid, settings.twilio_auth_token, api_url=settings.twilio_api_url)
         llm = None
         if settings.llm_base_url:
-            from .handoff.llm import LLMHandoff, llm_settings
+            from ivr.handoff.llm import LLMHandoff, llm_settings
 
             llm = LLMHandoff(llm_settings(settings))
             progress(f"  LLM handoff: {settings.llm_model} at {settings.llm_base_url}")

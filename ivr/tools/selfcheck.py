@@ -1,4 +1,4 @@
-"""`python -m ivr.selfcheck`: prove the installed models load and run on this CPU.
+"""`python -m ivr.tools.selfcheck`: prove the installed models load and run on this CPU.
 
 Run by `make install`. An import is not enough: a llama.cpp built for instructions this CPU
 lacks imports fine and dies with SIGILL on the first evaluation.

@@ -129,7 +129,7 @@ class CallSession:
         `escalation:` block is laid over them. transfer_target: a person for flows with none.
         barge_in_after: None, the caller's first sound stops the bot; else the bot stops when
         the media layer says they kept talking this long (`on_caller_speaking`) or when their
-        words arrive and are not a backchannel (ivr.calls.turn_taking)."""
+        words arrive and are not a backchannel (ivr.conversation.turn_taking)."""
         self.call_id = call_id
         self.flow = flow
         self.engine = FlowEngine(flow, env=env)
@@ -610,7 +610,7 @@ class CallSession:
             await self._run([Hangup("handoff unavailable")])
 
     def _secrets(self) -> list[Any]:
-        from ivr.redact import sensitive_values
+        from ivr.privacy.redact import sensitive_values
 
         slots = dict(self.engine.state.slots)
         pending = self.engine.state.pending
@@ -626,7 +626,7 @@ class CallSession:
 
     def _scrub(self, text: str) -> str:
         """Sensitive slot values out of text bound for the call log (prompts read them back)."""
-        from ivr.redact import redact_text
+        from ivr.privacy.redact import redact_text
 
         secrets = self._secrets()
         return redact_text(text, secrets) if secrets else text

@@ -13,9 +13,9 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from .dialog.loader import FlowLoadError, LoadedFlow, expand_flow_paths, load_flow
+from ivr.dialog.loader import FlowLoadError, LoadedFlow, expand_flow_paths, load_flow
 
-log = logging.getLogger("ivr.flows")
+log = logging.getLogger("ivr.serving.flows")
 
 
 def static_prompts(loaded: LoadedFlow) -> list[str]:

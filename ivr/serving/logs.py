@@ -6,13 +6,12 @@ into the tasks a call creates, so every line a call causes (ours or pipecat's) c
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import sys
 import time
 
-call_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("ivr_call_id", default=None)
+from ivr.conversation.context import call_id_var
 
 
 class _CallIdFilter(logging.Filter):

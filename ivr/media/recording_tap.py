@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipecat.frames.frames import AudioRawFrame, Frame, InputAudioRawFrame, InterruptionFrame
 
-from ivr.recording import CallRecording, recording_name
+from ivr.media.recording import CallRecording, recording_name
 from ivr.speech.audio import ulaw_decode
 
 from .serializer import SafeTwilioSerializer

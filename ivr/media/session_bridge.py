@@ -28,7 +28,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from ivr.calls.session import CallSession
+from ivr.conversation.session import CallSession
 
 from .frames import CallerSpeakingFrame, CallerTranscriptFrame
 
@@ -37,7 +37,7 @@ log = logging.getLogger("ivr.media")
 TransferFn = Callable[[str, str, str], Awaitable[bool]]  # (target, reason, summary for the agent)
 
 
-class DialogBridge(FrameProcessor):
+class SessionBridge(FrameProcessor):
     def __init__(self, *, call_id: str, transfer: TransferFn | None = None, **kwargs):
         super().__init__(**kwargs)
         self.call_id = call_id

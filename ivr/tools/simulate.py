@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from .speech.audio import FRAME_BYTES, TWILIO_RATE, resample, rms_dbfs, ulaw_decode, ulaw_encode
-from .telephony.security import twilio_signature
+from ivr.speech.audio import FRAME_BYTES, TWILIO_RATE, resample, rms_dbfs, ulaw_decode, ulaw_encode
+from ivr.telephony.security import twilio_signature
 
 SPEECH_DBFS = -45.0  # a reply frame louder than this is speech, not line silence
 SILENCE_FRAME = b"\xff" * FRAME_BYTES  # mu-law digital silence
@@ -242,7 +242,7 @@ class CallerSimulator:
 
     def _caller_audio(self, step: Step) -> bytes:
         if step.kind == "wav":
-            from .speech.audio import read_wav
+            from ivr.speech.audio import read_wav
 
             samples, rate = read_wav(step.value)
             samples = resample(samples, rate, TWILIO_RATE)

@@ -1,7 +1,7 @@
 """Assemble and run one call's pipecat pipeline over an accepted Twilio media websocket.
 
     websocket -> SafeTwilioSerializer -> VAD (Silero) -> UtteranceTranscriber (shared whisper)
-      -> DialogBridge (CallSession: flow engine + NLU) -> SharedPiperTTS -> websocket
+      -> SessionBridge (CallSession: flow engine + NLU) -> SharedPiperTTS -> websocket
 
 The pipeline runs at 16 kHz in (whisper's rate) and 8 kHz out (Twilio's), so TTS audio is
 never resampled twice. Whoever ends the call (flow, caller, Twilio, an error), it ends here.
@@ -23,16 +23,16 @@ from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams
 from pipecat.workers.runner import WorkerRunner
 
-from ivr.calls.session import CallSession
+from ivr.conversation.session import CallSession
 from ivr.dialog.loader import LoadedFlow
 from ivr.handoff.policy import EscalationPolicy
-from ivr.logs import call_id_var
+from ivr.conversation.context import call_id_var
 from ivr.speech.stt import STT_RATE
-from ivr.telephony.whisper import public_http_base, whisper_url
+from ivr.telephony.agent_whisper import public_http_base, whisper_url
 
-from .dialog import DialogBridge
+from .session_bridge import SessionBridge
 from .pacing import LeadPacedTransport
-from .record import RecordingSerializer, collecting_sensitive, open_recording
+from .recording_tap import RecordingSerializer, collecting_sensitive, open_recording
 from .serializer import SafeTwilioSerializer
 from .speak import SharedPiperTTS
 from .transcribe import UtteranceTranscriber
@@ -130,7 +130,7 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
             whisper = whisper_url(base, runtime.secret, start.call_sid, summary)
         return await runtime.twilio.transfer(start.call_sid, target, whisper_url=whisper)
 
-    bridge = DialogBridge(call_id=call_id, transfer=transfer if runtime.twilio else None)
+    bridge = SessionBridge(call_id=call_id, transfer=transfer if runtime.twilio else None)
     tts = SharedPiperTTS(runtime.tts)
     pipeline = Pipeline([transport.input(), VADProcessor(vad_analyzer=vad), transcriber, bridge, tts, transport.output()])
     worker = PipelineWorker(

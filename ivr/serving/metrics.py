@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 
 from ivr.calllog.reads import event_latencies
 
-log = logging.getLogger("ivr.metrics")
+log = logging.getLogger("ivr.serving.metrics")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 #: Stages a turn_end event is observed under (a keypad turn has only the last; see

@@ -19,7 +19,7 @@ import time
 
 import uvicorn
 
-log = logging.getLogger("ivr.drain")
+log = logging.getLogger("ivr.serving.drain")
 
 DRAIN_REASON = "server shutting down"
 GOODBYE_SECONDS = 15.0  # for the goodbyes to be spoken and the streams to close

@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def _setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
-    from .logs import setup
+    from ivr.serving.logs import setup
 
     # pipecat logs every frame decision at DEBUG: keep its warnings and errors unless asked.
     setup(level, json_lines=json_lines, pipecat_level=os.environ.get("IVR_PIPECAT_LOG_LEVEL", "WARNING"))
@@ -19,7 +19,7 @@ def _setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
 
 def _load_flow_arg(path: str):
     """The flow a command was given, or None after printing its file:line errors."""
-    from .dialog.loader import FlowLoadError, load_flow
+    from ivr.dialog.loader import FlowLoadError, load_flow
 
     try:
         return load_flow(path)
@@ -31,8 +31,8 @@ def _load_flow_arg(path: str):
 def _offline_nlu(use_slm: bool):
     """The NLU for chat, tests and evaluation: no stage timeout off the call path, since a slow
     turn there is a slow turn, not a no-match (live calls keep theirs)."""
-    from .nlu.intents import load_intent_classifier
-    from .nlu.service import NLUService
+    from ivr.nlu.intents import load_intent_classifier
+    from ivr.nlu.service import NLUService
 
     return NLUService(load_intent_classifier(use_slm=use_slm), timeout=None)
 
@@ -41,16 +41,16 @@ def _offline_nlu(use_slm: bool):
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from .app import create_app
-    from .config import load_settings
-    from .runtime import Runtime
+    from ivr.serving.app import create_app
+    from ivr.serving.config import load_settings
+    from ivr.serving.runtime import Runtime
 
     settings = load_settings(args.config).with_overrides(
         host=args.host, port=args.port, public_url=args.public_url, flows_dir=Path(args.flows) if args.flows else None,
         default_flow=args.flow, dev_mode=True if args.dev else None,
     )
     _setup_logging(settings.log_level, settings.log_json)
-    from .telephony.guard import MAX_MESSAGE_BYTES, trusted_proxies
+    from ivr.telephony.guard import MAX_MESSAGE_BYTES, trusted_proxies
 
     try:  # before the models load: a typo here should not cost a minute
         forwarded = trusted_proxies(settings.trusted_proxy_list())
@@ -70,9 +70,9 @@ def cmd_serve(args) -> int:
                          else "WARNING: TWILIO_AUTH_TOKEN unset and not in dev mode: webhooks will get 403"), flush=True)
     print(f"ivr: try a call:  ivr simulate --url {base} --say 'I want to check on my order' --dtmf 123456", flush=True)
     app = create_app(settings, runtime_factory=lambda: runtime)
-    from .drain import DrainingServer
+    from ivr.serving.drain import DrainingServer
 
-    # SIGTERM drains the calls first (ivr/drain.py); what uvicorn then still waits on is capped.
+    # SIGTERM drains the calls first (ivr/serving/drain.py); what uvicorn then still waits on is capped.
     # ws_max_size: uvicorn would otherwise buffer up to 16 MiB of one message per socket before
     # the app sees it; over the cap it closes that socket alone with 1009. The client address
     # comes from X-Forwarded-For only for peers in IVR_TRUSTED_PROXIES.
@@ -88,7 +88,7 @@ class _StepAction(argparse.Action):
     """--say/--dtmf/--wav/--pause keep their order in one list."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from .simulate import Step
+        from ivr.tools.simulate import Step
 
         steps = getattr(namespace, "steps", None) or []
         steps.append(Step(option_string.lstrip("-"), values))
@@ -96,10 +96,10 @@ class _StepAction(argparse.Action):
 
 
 def cmd_simulate(args) -> int:
-    from .registry import model_registry, voice_registry
-    from .simulate import CallerSimulator
-    from .speech.stt import Transcriber
-    from .speech.tts import Synthesizer
+    from ivr.registry import model_registry, voice_registry
+    from ivr.tools.simulate import CallerSimulator
+    from ivr.speech.stt import Transcriber
+    from ivr.speech.tts import Synthesizer
 
     _setup_logging("WARNING")
     steps = args.steps or []
@@ -126,7 +126,7 @@ def cmd_simulate(args) -> int:
 
 # ---------------------------------------------------------------- validate / schema
 def cmd_validate(args) -> int:
-    from .dialog.loader import validate_paths
+    from ivr.dialog.loader import validate_paths
 
     loaded, errors = validate_paths(args.paths or ["flows"])
     for err in errors:
@@ -140,7 +140,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_test(args) -> int:
-    from .flowtest import expand_test_paths, report, run_files
+    from ivr.tools.flowtest import expand_test_paths, report, run_files
 
     _setup_logging("WARNING")
     paths = expand_test_paths(args.paths or ["flows"])
@@ -161,10 +161,10 @@ def cmd_nlu(args) -> int:
     """Utterances on stdin (lines, or JSON lines with "text"), one JSON result per line out."""
     import time
 
-    from .dialog.engine import FlowEngine
-    from .handoff.policy import EscalationPolicy, TurnFacts, decide, is_person_intent
-    from .nlu.signals import detect
-    from .nlu.slots import parse_slot
+    from ivr.dialog.engine import FlowEngine
+    from ivr.handoff.policy import EscalationPolicy, TurnFacts, decide, is_person_intent
+    from ivr.nlu.signals import detect
+    from ivr.nlu.slots import parse_slot
 
     _setup_logging("WARNING")
     flow = _load_flow_arg(args.flow)
@@ -225,9 +225,9 @@ def cmd_nlu(args) -> int:
 
 
 def cmd_calls(args) -> int:
-    from .calllog.show import call_detail, call_rows, tail
-    from .calllog.store import open_store
-    from .config import load_settings
+    from ivr.calllog.show import call_detail, call_rows, tail
+    from ivr.calllog.store import open_store
+    from ivr.serving.config import load_settings
 
     settings = load_settings(args.config)
     store = open_store(args.db or settings.database, recover=False)
@@ -259,7 +259,7 @@ def cmd_calls(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from .dialog.schema import Flow
+    from ivr.dialog.schema import Flow
 
     schema = Flow.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -269,7 +269,7 @@ def cmd_schema(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .registry import RegistryError, model_registry, voice_registry
+    from ivr.registry import RegistryError, model_registry, voice_registry
 
     for reg in (model_registry(), voice_registry()):
         for name in reg.names:
@@ -299,8 +299,8 @@ class _PrintOutput:
 
 
 def cmd_chat(args) -> int:
-    from .calls.session import CallSession
-    from .dialog.engine import listening_candidates
+    from ivr.conversation.session import CallSession
+    from ivr.dialog.engine import listening_candidates
 
     _setup_logging("WARNING")
     flow = _load_flow_arg(args.flow)
@@ -313,16 +313,16 @@ def cmd_chat(args) -> int:
         nlu.prepare_all(listening_candidates(flow))
 
     async def main() -> None:
-        from .calls.session import RecordedEvents
+        from ivr.conversation.session import RecordedEvents
 
-        from .config import load_settings
-        from .handoff.policy import EscalationPolicy
+        from ivr.serving.config import load_settings
+        from ivr.handoff.policy import EscalationPolicy
 
         capture = RecordedEvents()
         settings = load_settings()
         handoff = None
         if settings.llm_base_url:  # the same LLM handoff a live call gets, so escalations can be tried
-            from .handoff.llm import LLMHandoff, llm_settings
+            from ivr.handoff.llm import LLMHandoff, llm_settings
 
             handoff = LLMHandoff(llm_settings(settings))
             print(f"LLM handoff: {settings.llm_model} at {settings.llm_base_url}")

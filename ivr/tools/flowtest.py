@@ -31,10 +31,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from .calls.actions import HttpActions
-from .calls.session import CallSession, RecordedEvents
-from .dialog.engine import listening_candidates
-from .dialog.loader import FlowLoadError, LoadedFlow, load_flow
+from ivr.conversation.actions import HttpActions
+from ivr.conversation.session import CallSession, RecordedEvents
+from ivr.dialog.engine import listening_candidates
+from ivr.dialog.loader import FlowLoadError, LoadedFlow, load_flow
 
 EXPECT_KEYS = {"node", "intent", "slots", "say", "not_say", "transfer", "handoff", "hangup"}
 TURN_KEYS = {"user", "dtmf", "no_input", "expect"}

@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-log = logging.getLogger("ivr.recording")
+log = logging.getLogger("ivr.media.recording")
 
 RATE = 8000
 CHANNELS = 2

@@ -4,7 +4,7 @@ operator dashboard (/dashboard, ivr.dashboard).
 POST /twilio/voice  checks X-Twilio-Signature, answers TwiML <Connect><Stream> with the flow's
                     name and a per-call token as stream parameters.
 WS   /twilio/media  reads Twilio's `connected`/`start`, checks the token, then hands the socket
-                    to the call's pipeline (ivr.media.call).
+                    to the call's pipeline (ivr.media.pipeline).
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from .config import Settings
-from .dashboard import Dashboard
-from .metrics import Metrics, ObservedStore
-from .recording import retention_loop
-from .runtime import Runtime
-from .telephony import twiml
-from .telephony.guard import LogThrottle, SeenStreams, SocketLimits, SocketWatch, SourceRate, suffix
-from .telephony.security import check_stream_token, make_stream_token, valid_twilio_signature
-from .telephony.whisper import check_whisper, say_to_agent
+from ivr.serving.config import Settings
+from ivr.dashboard import Dashboard
+from ivr.serving.metrics import Metrics, ObservedStore
+from ivr.media.recording import retention_loop
+from ivr.serving.runtime import Runtime
+from ivr.telephony import twiml
+from ivr.telephony.guard import LogThrottle, SeenStreams, SocketLimits, SocketWatch, SourceRate, suffix
+from ivr.telephony.security import check_stream_token, make_stream_token, valid_twilio_signature
+from ivr.telephony.agent_whisper import check_whisper, say_to_agent
 
-log = logging.getLogger("ivr.app")
+log = logging.getLogger("ivr.serving.app")
 
 MAX_PRELUDE_MESSAGES = 50  # messages tolerated before `start` (media sent early, junk)
 # Twilio's webhook is ~25 short fields (more with SIP headers or add-ons); starlette's own caps
@@ -50,7 +50,7 @@ def _public_base(settings: Settings, request_url: str, headers) -> str:
 
 def _source(connection) -> str:
     """The client's address: uvicorn has already taken it from X-Forwarded-For when the peer is
-    a trusted proxy (IVR_TRUSTED_PROXIES, ivr/cli.py)."""
+    a trusted proxy (IVR_TRUSTED_PROXIES, ivr/tools/cli.py)."""
     return connection.client.host if connection.client else "unknown"
 
 
@@ -120,7 +120,7 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
         runtime: Runtime | None = state["runtime"]
         if runtime is None:
             return JSONResponse({"status": "loading"}, status_code=503)
-        if runtime.draining:  # shutting down (ivr/drain.py): a load balancer should move on
+        if runtime.draining:  # shutting down (ivr/serving/drain.py): a load balancer should move on
             return JSONResponse({"status": "draining", "active_calls": len(runtime.active_calls)}, status_code=503)
         return {
             "status": "ok",
@@ -195,7 +195,7 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
 
     @app.api_route("/twilio/whisper", methods=["GET", "POST"])
     async def whisper(request: Request):
-        """TwiML said to the agent before a transferred caller is connected (telephony/whisper.py)."""
+        """TwiML said to the agent before a transferred caller is connected (telephony/agent_whisper.py)."""
         runtime: Runtime | None = state["runtime"]
         q = request.query_params
         problem = "server is loading" if runtime is None else check_whisper(
@@ -253,7 +253,7 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
             await _close(websocket, 1008, "protocol error")
             return
         started()
-        from .media.call import StreamStart, run_call  # pipecat stays in the media layer
+        from ivr.media.pipeline import StreamStart, run_call  # pipecat stays in the media layer
 
         custom = start.get("customParameters") or {}
         call_sid, stream_sid = start.get("callSid") or "", start.get("streamSid") or ""
