@@ -113,10 +113,13 @@ check-latest: $(UV) install
 run: install
 	$(BIN)/ivr serve $(if $(TWILIO_AUTH_TOKEN),,--dev)
 
+# lint-imports: the layout's rules ([tool.importlinter] in pyproject.toml, docs/architecture.md).
 test: install system-deps
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-unit: install
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
 bench: install

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from ivr.nlu.slots import parse_slot
+from ivr.nlu.slots import ParseResult, parse_slot
 from ivr.nlu.understanding import OUT_OF_SCOPE, Candidates, Intent, Understanding
 
 from . import speech_format
@@ -156,6 +156,8 @@ class FlowEngine:
         self._escalation_trigger = "flow"
         self._env = dict(env or {})  # for {env.X} in backend requests only, never in prompts
         self._awaiting_action: str | None = None
+        self._parsed_text: str | None = None
+        self._parses: dict[str | None, ParseResult] = {}
 
     # ------------------------------------------------------------ public API
     @property
@@ -241,13 +243,9 @@ class FlowEngine:
         if self._closed():
             return False
         if self.state.pending is not None or self.state.pending_intent is not None:
-            return parse_slot("yes_no", text).ok
+            return self._parsed(None, text).ok
         slot_name = self.node.collect
-        if not slot_name:
-            return False
-        slot = self.flow.slots[slot_name]
-        return parse_slot(slot.type, text, length=slot.length, min_length=slot.min_length,
-                          max_length=slot.max_length, choices=slot.choices).ok
+        return bool(slot_name) and self._parsed(slot_name, text).ok
 
     def answer_is_whole(self, text: str) -> bool:
         """`fills_slot`, for values that are either whole or not: a yes/no, a phone number,
@@ -262,6 +260,12 @@ class FlowEngine:
         return self.fills_slot(text)
 
     def on_text(self, text: str, understanding: Understanding) -> list[Effect]:
+        try:
+            return self._on_text(text, understanding)
+        finally:
+            self._parsed_text = None  # the turn is over: its parses are not the next turn's ("tomorrow")
+
+    def _on_text(self, text: str, understanding: Understanding) -> list[Effect]:
         if self._closed():
             return []
         node = self.node
@@ -286,6 +290,12 @@ class FlowEngine:
         return self._no_match(reason)
 
     def on_dtmf(self, digits: str) -> list[Effect]:
+        try:
+            return self._on_dtmf(digits)
+        finally:
+            self._parsed_text = None
+
+    def _on_dtmf(self, digits: str) -> list[Effect]:
         if self._closed():
             return []
         node = self.node
@@ -369,17 +379,27 @@ class FlowEngine:
         self.state.ended = True
         return [Hangup(f"caller intent '{name}'")]
 
+    def _parsed(self, slot_name: str | None, text: str) -> ParseResult:
+        """`text` parsed as this slot's value (None: as a yes or a no), once per answer. One
+        answer is asked about three times a turn (may the turn end early, does it need the NLU,
+        what does it fill), always with the same words: they are parsed once, and all three
+        get the same answer. Slot definitions never change within a loaded flow."""
+        if text != self._parsed_text:
+            self._parsed_text, self._parses = text, {}
+        result = self._parses.get(slot_name)
+        if result is None:
+            if slot_name is None:
+                result = parse_slot("yes_no", text)
+            else:
+                slot = self.flow.slots[slot_name]
+                result = parse_slot(slot.type, text, length=slot.length, min_length=slot.min_length,
+                                    max_length=slot.max_length, choices=slot.choices)
+            self._parses[slot_name] = result
+        return result
+
     def _try_fill(self, text: str) -> list[Effect] | None:
         slot_name = self.node.collect
-        slot = self.flow.slots[slot_name]
-        result = parse_slot(
-            slot.type,
-            text,
-            length=slot.length,
-            min_length=slot.min_length,
-            max_length=slot.max_length,
-            choices=slot.choices,
-        )
+        result = self._parsed(slot_name, text)
         if not result.ok:
             return None
         node = self.node
@@ -405,7 +425,7 @@ class FlowEngine:
         return [Say(text, self.state.node, "confirm"), Listen(self.expectation())]
 
     def _confirm(self, text: str) -> list[Effect] | None:
-        answer = parse_slot("yes_no", text)
+        answer = self._parsed(None, text)
         if not answer.ok:
             return None
         slot_name, value = self.state.pending
@@ -442,7 +462,7 @@ class FlowEngine:
         the node's own question, so a caller who just goes on is not asked again."""
         intent = self.state.pending_intent
         self.state.pending_intent = None
-        answer = parse_slot("yes_no", text)
+        answer = self._parsed(None, text)
         if not answer.ok:
             return None
         if answer.value:

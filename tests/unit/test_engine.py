@@ -65,6 +65,24 @@ def test_spoken_intent_then_spoken_digits_then_confirmation(cs):
     assert isinstance(effects[-1], Transfer) and effects[-1].target == "+15550100"
 
 
+def test_one_answer_is_parsed_once_a_turn(cs, monkeypatch):
+    """The media layer (may the turn end?), the session (does it need the NLU?) and the engine
+    (what does it fill?) all ask about the same answer: one parse serves them, and the next
+    turn parses its own words afresh."""
+    import ivr.dialog.engine as engine_module
+
+    calls = []
+    real = engine_module.parse_slot
+    monkeypatch.setattr(engine_module, "parse_slot", lambda *a, **k: calls.append(a[:2]) or real(*a, **k))
+    cs.on_text("where's my order", intent("order"))
+    answer = "it's four five seven two one nine"
+    assert cs.answer_is_whole(answer) and cs.fills_slot(answer) and cs.understands(answer, Understanding())
+    assert SetSlot("order_number", "457219") in cs.on_text(answer, Understanding())
+    assert calls == [("digits", answer)]
+    cs.on_text("yes", Understanding())
+    assert calls == [("digits", answer), ("yes_no", "yes")]
+
+
 def test_keypad_menu_and_keypad_digits(cs):
     assert nodes(cs.on_dtmf("2")) == ["ask_order"]
     effects = cs.on_dtmf("123456")
