@@ -12,7 +12,8 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, Mapping, Protocol
 
 from ivr.dialog.engine import (
     EnterNode,
@@ -27,6 +28,7 @@ from ivr.dialog.engine import (
     Transfer,
 )
 from ivr.dialog.loader import LoadedFlow
+from ivr.dialog.schema import Flow
 from ivr.handoff.policy import EscalationPolicy, TurnFacts, decide, is_person_intent, with_repetition
 from ivr.handoff.transfer import TRANSFER_SAY, human_destination, whisper_summary
 from ivr.nlu.signals import detect
@@ -154,10 +156,56 @@ class CallSession:
         self._closing = False
         self._ending_politely = False
         self.policy = (escalation or EscalationPolicy()).merged(flow.flow.escalation.model_dump(exclude_none=True))
-        self._human = human_destination(flow.flow, self.policy.human, transfer_target)
+        self.human = human_destination(flow.flow, self.policy.human, transfer_target)
         self._trigger_counts: dict[str, int] = {}
         self._last_caller_text: str | None = None
         self._last_intent: str | None = None
+
+    # ------------------------------------------------------------ what a handoff may use
+    # The LLM conversation (ivr.handoff.llm) holds the call through these, never through the
+    # session's internals; ivr.handoff.call.CallControl names them.
+    @property
+    def flow_def(self) -> Flow:
+        return self.flow.flow
+
+    @property
+    def node_name(self) -> str | None:
+        return self.engine.node_name
+
+    @property
+    def slots(self) -> Mapping[str, Any]:
+        return MappingProxyType(self.engine.state.slots)
+
+    async def say(self, text: str, kind: str, *, node: str | None = None, source: str | None = None,
+                  remember: bool = True) -> None:
+        """Say `text` to the caller: a line of the history (what an LLM handoff is shown; not
+        for fillers), a `prompt` event in the call log with sensitive values scrubbed, speech."""
+        if remember:
+            line = {"role": "bot", "text": text}
+            line.update({k: v for k, v in (("node", node), ("source", source)) if v is not None})
+            self.history.append(line)
+        self.log_event("prompt", {"text": self.scrub(text), "node": node or self.engine.node_name, "kind": kind})
+        await self.output.speak(text)
+
+    async def set_slot(self, name: str, value: Any) -> None:
+        """Keep a value the flow's nodes will read (logged redacted when the slot is sensitive)."""
+        self.engine.state.slots[name] = value
+        await self.run([SetSlot(name, value)])
+
+    async def goto(self, node: str, reason: str) -> None:
+        await self.run(self.engine.goto(node, reason=reason))
+
+    async def hang_up(self, reason: str) -> None:
+        await self.run([Hangup(reason)])
+
+    async def transfer(self, target: str, reason: str, trigger: str) -> None:
+        await self.run([Transfer(target, reason, trigger)])
+
+    async def call_backend(self, node: str, values: Mapping[str, Any]):
+        """A node's backend request with these slot values, without entering the node (the
+        LLM uses the flow's actions as tools): the request and its result."""
+        request = self.engine.request_for(node, dict(values))
+        return request, await self.backend().run(request)
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -169,7 +217,7 @@ class CallSession:
 
     async def start(self) -> None:
         async with self._lock:
-            await self._run(self.engine.start())
+            await self.run(self.engine.start())
 
     async def end(self, outcome: str, reason: str = "") -> None:
         """End the call's conversation once: cancel timers, record the outcome."""
@@ -179,7 +227,7 @@ class CallSession:
         self._cancel_timers()
         if self.result.outcome == "in_progress":
             self.result.outcome, self.result.reason = outcome, reason
-        self._log("hangup", {"outcome": self.result.outcome, "reason": self.result.reason})
+        self.log_event("hangup", {"outcome": self.result.outcome, "reason": self.result.reason})
 
     async def end_politely(self, reason: str, *, say: str = DRAIN_SAY, outcome: str = "drained",
                            lock_wait: float = 1.0) -> bool:
@@ -201,12 +249,10 @@ class CallSession:
             self.handoff.stop(self, outcome, reason)  # an LLM reply still streaming stops here
         if self.result.outcome == "in_progress":
             self.result.outcome, self.result.reason = outcome, reason
-        self._log("drain", {"reason": reason, "node": self.engine.node_name, "outcome": outcome})
+        self.log_event("drain", {"reason": reason, "node": self.engine.node_name, "outcome": outcome})
         if self.bot_speaking:
             await self.output.interrupt()
-        self.history.append({"role": "bot", "text": say})
-        self._log("prompt", {"text": say, "node": self.engine.node_name, "kind": outcome})
-        await self.output.speak(say)
+        await self.say(say, outcome)
         await self.output.hang_up(reason)
         return True
 
@@ -216,17 +262,17 @@ class CallSession:
         if self._handoff_active() and self.handoff.interrupt(self):
             # The model's reply is still streaming: stop it, or its next sentences would be
             # spoken over the caller who is answering the first.
-            self._log("barge_in", {"node": self.engine.node_name, "llm": True})
+            self.log_event("barge_in", {"node": self.engine.node_name, "llm": True})
             await self.output.interrupt()
             return
         if self.bot_speaking and self._barge_in_allowed() and self.barge_in_after is None:
-            self._log("barge_in", {"node": self.engine.node_name})
+            self.log_event("barge_in", {"node": self.engine.node_name})
             await self.output.interrupt()
 
     async def on_caller_speaking(self, seconds: float) -> None:
         """The caller has talked over the bot for `seconds`: too long for a backchannel."""
         if self.bot_speaking and self._barge_in_allowed() and not self.closing:
-            self._log("barge_in", {"node": self.engine.node_name, "by": "speech", "after_s": round(seconds, 2)})
+            self.log_event("barge_in", {"node": self.engine.node_name, "by": "speech", "after_s": round(seconds, 2)})
             await self.output.interrupt()
 
     async def on_transcript(self, text: str, *, speech_end: float | None = None, stt_ms: float | None = None,
@@ -238,7 +284,7 @@ class CallSession:
                     transcript_at=time.time(), stt_ms=stt_ms, text=text)
         sensitive = self._answering_sensitive()
         logged_text = "[redacted]" if sensitive and text else text
-        self._log("transcript", {"text": logged_text, "stt_ms": stt_ms, "node": self.engine.node_name,
+        self.log_event("transcript", {"text": logged_text, "stt_ms": stt_ms, "node": self.engine.node_name,
                                  **({"discarded": discarded} if discarded else {})})
         if not text:
             # Whisper heard only noise: not a no-match, just keep listening.
@@ -248,9 +294,9 @@ class CallSession:
             exp = self.expectation
             answers_yes_no = exp is not None and (exp.slot_type == "yes_no" or exp.confirming)
             if is_backchannel(text) and not answers_yes_no:
-                self._log("backchannel", {"text": logged_text, "node": self.engine.node_name})
+                self.log_event("backchannel", {"text": logged_text, "node": self.engine.node_name})
                 return  # "mhm" over a prompt: the prompt goes on, and so does the call
-            self._log("barge_in", {"node": self.engine.node_name, "by": "words"})
+            self.log_event("barge_in", {"node": self.engine.node_name, "by": "words"})
             await self.output.interrupt()
         self._cancel(self._no_input_timer)  # words are input, even where no VAD event came first
         async with self._lock:
@@ -266,7 +312,7 @@ class CallSession:
                 self._pending_turn = turn
                 facts = TurnFacts(None, 1.0, self._signals(text), understood=True, menu=False)
                 decision = self._decide(facts, llm_turn=True)
-                self._log("nlu", {"node": self.engine.node_name, "text": logged_text, "source": "llm_handoff",
+                self.log_event("nlu", {"node": self.engine.node_name, "text": logged_text, "source": "llm_handoff",
                                   "signals": self._signals_for_log(facts.signals, sensitive),
                                   "decision": decision.as_dict()})
                 if decision.escalate:
@@ -286,7 +332,7 @@ class CallSession:
                 from_slot=u.source == "slot",
             )
             decision = self._decide(facts)
-            self._log(
+            self.log_event(
                 "nlu",
                 {
                     "node": self.expectation.node,
@@ -306,7 +352,7 @@ class CallSession:
             if decision.escalate:
                 await self._escalate(decision)
                 return
-            await self._run(self.engine.on_text(text, u))
+            await self.run(self.engine.on_text(text, u))
 
     async def on_dtmf(self, digit: str) -> None:
         if self.ended or self._closing:
@@ -316,7 +362,7 @@ class CallSession:
                 await self._dtmf_during_handoff(digit)
             return
         self._cancel(self._no_input_timer)
-        self._log("dtmf", {"digit": "*" if self._answering_sensitive() else digit, "node": self.engine.node_name})
+        self.log_event("dtmf", {"digit": "*" if self._answering_sensitive() else digit, "node": self.engine.node_name})
         if self.bot_speaking:
             await self.output.interrupt()  # a key press always cuts the prompt short
         exp = self.expectation
@@ -348,7 +394,7 @@ class CallSession:
         """The caller said nothing for the node's no-input time (text chat, flow tests)."""
         self._cancel(self._no_input_timer)
         async with self._lock:
-            await self._run(self.engine.on_no_input())
+            await self.run(self.engine.on_no_input())
 
     @property
     def closing(self) -> bool:
@@ -361,7 +407,7 @@ class CallSession:
         turn = self._pending_turn
         if turn is not None and turn.first_audio_at is None:
             turn.first_audio_at = time.time()
-            self._log("turn_end", {"turn": turn.index, "source": turn.source, **turn.stages()})
+            self.log_event("turn_end", {"turn": turn.index, "source": turn.source, **turn.stages()})
             self._pending_turn = None
 
     async def on_bot_stopped_speaking(self) -> None:
@@ -387,13 +433,13 @@ class CallSession:
         targets = []
         if self.handoff is not None and not self._handoff_active():
             targets.append("llm")
-        if self._human is not None:
+        if self.human is not None:
             targets.append("human")
         return targets
 
     def _decide(self, facts: TurnFacts, *, llm_turn: bool = False):
         counts = {**self._trigger_counts, "no_match": self.engine.state.no_match}
-        available = ["human"] if llm_turn and self._human is not None else self._available_targets()
+        available = ["human"] if llm_turn and self.human is not None else self._available_targets()
         decision = decide(facts, self.policy, counts=counts, available=available)
         for trigger in decision.held:
             if trigger != "no_match":  # the engine counts its own no-matches, per node
@@ -405,40 +451,38 @@ class CallSession:
         node = self.engine.node_name
         if decision.target == "llm":
             self.expectation = None
-            await self._run([Handoff("llm", node, decision.reason, decision.trigger)])
+            await self.run([Handoff("llm", node, decision.reason, decision.trigger)])
             return
-        self._log("handoff", {"event": "start", "target": "human", "trigger": decision.trigger,
+        self.log_event("handoff", {"event": "start", "target": "human", "trigger": decision.trigger,
                               "reason": decision.reason, "node": node})
-        await self._to_human(decision.reason, decision.trigger)
+        await self.to_human(decision.reason, decision.trigger)
 
-    async def _to_human(self, reason: str, trigger: str) -> None:
+    async def to_human(self, reason: str, trigger: str) -> None:
         if self._handoff_active():
             self.handoff.stop(self, "transfer", reason)
-        destination = self._human
+        destination = self.human
         self.expectation = None
         if destination in self.flow.flow.nodes:
-            await self._run(self.engine.goto(destination, reason=reason, trigger=trigger))
+            await self.run(self.engine.goto(destination, reason=reason, trigger=trigger))
             return
-        self.history.append({"role": "bot", "text": TRANSFER_SAY})
-        self._log("prompt", {"text": TRANSFER_SAY, "node": self.engine.node_name, "kind": "transfer"})
-        await self.output.speak(TRANSFER_SAY)
-        await self._run([Transfer(destination, reason, trigger)])
+        await self.say(TRANSFER_SAY, "transfer")
+        await self.run([Transfer(destination, reason, trigger)])
 
     def _key_for_a_person(self, exp: Expectation, digit: str) -> bool:
         """The policy's key for a person, in a menu that gives that key no meaning of its own."""
-        if digit != self.policy.dtmf_human or self._human is None or exp.slot or exp.confirming:
+        if digit != self.policy.dtmf_human or self.human is None or exp.slot or exp.confirming:
             return False
         return not any(key.startswith(digit) for key in exp.dtmf_keys)
 
     async def _key_to_human(self, digit: str) -> None:
         reason = f"caller pressed {digit} for a person"
-        self._log("handoff", {"event": "start", "target": "human", "trigger": "dtmf", "reason": reason,
+        self.log_event("handoff", {"event": "start", "target": "human", "trigger": "dtmf", "reason": reason,
                               "node": self.engine.node_name})
-        await self._to_human(reason, "dtmf")
+        await self.to_human(reason, "dtmf")
 
     async def _dtmf_during_handoff(self, digit: str) -> None:
-        self._log("dtmf", {"digit": digit, "node": self.engine.node_name, "handoff": True})
-        if digit != self.policy.dtmf_human or self._human is None:
+        self.log_event("dtmf", {"digit": digit, "node": self.engine.node_name, "handoff": True})
+        if digit != self.policy.dtmf_human or self.human is None:
             return  # the model takes no keys: nothing to do with them
         self.handoff.interrupt(self)
         if self.bot_speaking:
@@ -463,7 +507,7 @@ class CallSession:
             return await self.nlu.understand(expectation.candidates, text)
         except Exception as exc:  # a failing model must not end the call: treat as not understood
             log.error("call %s: NLU failed on node %s: %s", self.call_id, expectation.node, exc)
-            self._log("error", {"stage": "nlu", "error": str(exc)})
+            self.log_event("error", {"stage": "nlu", "error": str(exc)})
             return NLUOutcome(Understanding(None, 0.0, "error"))
 
     async def _digit_timeout(self, seconds: float) -> None:
@@ -480,7 +524,7 @@ class CallSession:
             self.turns.append(turn)
             self._pending_turn = turn
             self.history.append({"role": "caller", "dtmf": digits})
-            await self._run(self.engine.on_dtmf(digits))
+            await self.run(self.engine.on_dtmf(digits))
 
     def _arm_no_input(self) -> None:
         self._cancel(self._no_input_timer)
@@ -500,8 +544,8 @@ class CallSession:
         async with self._lock:
             if self.ended or self.expectation is None or self._handoff_active():
                 return  # the caller spoke while we waited for the lock: that turn moved on
-            self._log("no_input", {"node": self.engine.node_name, "after_s": seconds})
-            await self._run(self.engine.on_no_input())
+            self.log_event("no_input", {"node": self.engine.node_name, "after_s": seconds})
+            await self.run(self.engine.on_no_input())
 
     def _handoff_active(self) -> bool:
         """Whether an LLM handoff is holding the conversation (it gets the caller's words)."""
@@ -512,25 +556,23 @@ class CallSession:
         await asyncio.sleep(seconds)
         if self.ended or self.bot_speaking:
             return
-        self._log("no_input", {"node": self.engine.node_name, "after_s": seconds, "handoff": True})
+        self.log_event("no_input", {"node": self.engine.node_name, "after_s": seconds, "handoff": True})
         async with self._lock:
             if self._handoff_active():
                 await self.handoff.on_no_input(self)
 
-    async def _run(self, effects) -> None:
+    async def run(self, effects) -> None:
         for effect in effects:
             if self.ended or self._ending_politely:
                 return
             if isinstance(effect, EnterNode):
                 self.expectation = None
                 self._digits = ""
-                self._log("node", {"node": effect.node})
+                self.log_event("node", {"node": effect.node})
             elif isinstance(effect, Say):
-                self.history.append({"role": "bot", "text": effect.text, "node": effect.node})
-                self._log("prompt", {"text": self._scrub(effect.text), "node": effect.node, "kind": effect.kind})
-                await self.output.speak(effect.text)
+                await self.say(effect.text, effect.kind, node=effect.node)
             elif isinstance(effect, SetSlot):
-                self._log("slot", {"name": effect.name, "value": self._redact(effect.name, effect.value)})
+                self.log_event("slot", {"name": effect.name, "value": self._redact(effect.name, effect.value)})
             elif isinstance(effect, Listen):
                 self.expectation = effect.expectation
                 if not self.bot_speaking:
@@ -540,7 +582,7 @@ class CallSession:
             elif isinstance(effect, Handoff):
                 await self._handoff(effect)
             elif isinstance(effect, HttpRequest):
-                await self._run(await self._call_backend(effect))
+                await self.run(await self._call_backend(effect))
                 return  # the result's effects ran the rest of this node
             elif isinstance(effect, Hangup):
                 self._closing = True
@@ -561,55 +603,50 @@ class CallSession:
         done, _ = await asyncio.wait({task}, timeout=self.filler_after)
         if not done and request.wait_say:
             # Never dead air: say something while the backend thinks.
-            self._log("prompt", {"text": request.wait_say, "node": request.node, "kind": "wait"})
-            await self.output.speak(request.wait_say)
+            await self.say(request.wait_say, "wait", node=request.node, remember=False)
         result = await task
-        self._log(
+        self.log_event(
             "action",
-            {"node": request.node, "method": request.method, "url": self._scrub(_strip_query(request.url)), "ok": result.ok,
+            {"node": request.node, "method": request.method, "url": self.scrub(_strip_query(request.url)), "ok": result.ok,
              "status": result.status, "error": result.error, "latency_ms": result.latency_ms},
         )
         return self.engine.on_action_result(result.ok, result.data, result.error)
 
     async def _transfer(self, effect: Transfer) -> None:
         self._closing = True
-        slots = self._redacted_slots()
+        slots = self.redacted_slots()
         summary = whisper_summary(self.flow.flow, self._last_intent, slots, effect.reason) if self.policy.whisper else ""
-        self._log("transfer", {"target": effect.target, "reason": effect.reason, "trigger": effect.trigger,
-                               "summary": self._scrub(summary), "slots": slots})
+        self.log_event("transfer", {"target": effect.target, "reason": effect.reason, "trigger": effect.trigger,
+                               "summary": self.scrub(summary), "slots": slots})
         ok, error = False, f"could not transfer to {effect.target}"
         try:
-            ok = await self.output.transfer(effect.target, effect.reason, summary=self._scrub(summary))
+            ok = await self.output.transfer(effect.target, effect.reason, summary=self.scrub(summary))
         except Exception as exc:
             log.error("call %s: transfer to %s failed: %s", self.call_id, effect.target, exc)
             error = str(exc)
         if ok:
             self.result = SessionResult("transferred", effect.reason, effect.target)
             return
-        self._log("error", {"stage": "transfer", "error": error})
+        self.log_event("error", {"stage": "transfer", "error": error})
         self.result = SessionResult("transfer_failed", effect.reason, effect.target)
-        self.history.append({"role": "bot", "text": TRANSFER_FAILED_SAY})
-        self._log("prompt", {"text": TRANSFER_FAILED_SAY, "node": self.engine.node_name, "kind": "transfer_failed"})
-        await self.output.speak(TRANSFER_FAILED_SAY)
+        await self.say(TRANSFER_FAILED_SAY, "transfer_failed")
         await self.output.hang_up("transfer failed")
 
     async def _handoff(self, effect: Handoff) -> None:
         if self.handoff is not None:
             await self.handoff(self, effect)  # it logs the start, with the model's name
             return
-        self._log("handoff", {"event": "start", "target": effect.target, "trigger": effect.trigger,
+        self.log_event("handoff", {"event": "start", "target": effect.target, "trigger": effect.trigger,
                               "reason": effect.reason, "return_to": effect.return_to, "available": False})
         # No LLM is configured for this server: say so and go back to the flow, never dead air.
         apology = "I'm sorry, I can't help with that on this line."
-        self.history.append({"role": "bot", "text": apology})
-        self._log("prompt", {"text": apology, "node": self.engine.node_name, "kind": "handoff_unavailable"})
-        await self.output.speak(apology)
+        await self.say(apology, "handoff_unavailable")
         if effect.return_to:
-            await self._run(self.engine.goto(effect.return_to, reason="handoff unavailable"))
+            await self.run(self.engine.goto(effect.return_to, reason="handoff unavailable"))
         else:
-            await self._run([Hangup("handoff unavailable")])
+            await self.run([Hangup("handoff unavailable")])
 
-    def _secrets(self) -> list[Any]:
+    def secrets(self) -> list[Any]:
         from ivr.privacy.redact import sensitive_values
 
         slots = dict(self.engine.state.slots)
@@ -624,21 +661,31 @@ class CallSession:
         slot = self.flow.flow.slots.get(exp.slot) if exp is not None and exp.slot else None
         return slot is not None and slot.sensitive
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
         """Sensitive slot values out of text bound for the call log (prompts read them back)."""
         from ivr.privacy.redact import redact_text
 
-        secrets = self._secrets()
+        secrets = self.secrets()
         return redact_text(text, secrets) if secrets else text
 
     def _redact(self, name: str, value: Any) -> Any:
         slot = self.flow.flow.slots.get(name)
         return "[redacted]" if slot is not None and slot.sensitive else value
 
-    def _redacted_slots(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
+        """What the call log keeps of the call as a whole when it ends."""
+        return {
+            "reason": self.result.reason,
+            "transfer_target": self.result.transfer_target,
+            "last_node": self.engine.node_name,
+            "slots": self.redacted_slots(),
+            "turns": [t.stages() | {"turn": t.index, "source": t.source} for t in self.turns],
+        }
+
+    def redacted_slots(self) -> dict[str, Any]:
         return {k: self._redact(k, v) for k, v in self.engine.state.slots.items()}
 
-    def _log(self, type_: str, data: dict) -> None:
+    def log_event(self, type_: str, data: dict) -> None:
         if self.events is None:
             return
         try:

@@ -29,10 +29,11 @@ from typing import Any
 import httpx2  # the HTTP library the openai client is built on (not httpx): its errors can escape a stream
 import openai
 
-from ivr.dialog.engine import Handoff, Hangup, SetSlot, Transfer
+from ivr.dialog.engine import Handoff
+from ivr.handoff.call import CallControl
 from ivr.nlu.slots import parse_slot
 
-from ivr.privacy.redact import redact_slots, redact_text, sensitive_values
+from ivr.privacy.redact import redact_slots, redact_text
 
 log = logging.getLogger("ivr.handoff.llm")
 
@@ -415,15 +416,15 @@ class LLMHandoff:
         self._calls: weakref.WeakKeyDictionary[Any, _Conversation] = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------ session API
-    async def __call__(self, session, effect: Handoff) -> None:
-        conv = _Conversation(effect, session.engine.node_name)
-        conv.messages = history_messages(session.history, self._secrets(session))
+    async def __call__(self, session: CallControl, effect: Handoff) -> None:
+        conv = _Conversation(effect, session.node_name)
+        conv.messages = history_messages(session.history, session.secrets())
         self._calls[session] = conv
-        session._log("handoff", {"event": "start", "target": "llm", "trigger": effect.trigger, "reason": effect.reason,
+        session.log_event("handoff", {"event": "start", "target": "llm", "trigger": effect.trigger, "reason": effect.reason,
                                  "return_to": effect.return_to, "node": conv.node, "model": self.settings.model})
         await self._turn_safely(session, conv)
 
-    def interrupt(self, session) -> bool:
+    def interrupt(self, session: CallControl) -> bool:
         """The caller spoke or keyed over a reply still streaming: stop speaking it. True when
         there was one to stop."""
         conv = self._calls.get(session)
@@ -432,7 +433,7 @@ class LLMHandoff:
         conv.barge.set()
         return True
 
-    def stop(self, session, why: str, detail: str = "") -> None:
+    def stop(self, session: CallControl, why: str, detail: str = "") -> None:
         """End this call's conversation from outside (the caller asked for a person)."""
         conv = self._calls.get(session)
         if conv is not None:
@@ -443,25 +444,25 @@ class LLMHandoff:
     def no_input_timeout_s(self) -> float:
         return self.settings.no_input_timeout_s
 
-    def is_active(self, session) -> bool:
+    def is_active(self, session: CallControl) -> bool:
         """Whether the caller's next words belong to the LLM rather than the flow engine."""
         return session in self._calls and not session.closing
 
-    async def on_caller_text(self, session, text: str) -> None:
+    async def on_caller_text(self, session: CallControl, text: str) -> None:
         conv = self._calls.get(session)
         if conv is None or session.closing:
             return
         conv.silences = 0
-        conv.messages.append({"role": "user", "content": redact_text(text, self._secrets(session))})
+        conv.messages.append({"role": "user", "content": redact_text(text, session.secrets())})
         await self._turn_safely(session, conv)
 
-    async def on_no_input(self, session) -> None:
+    async def on_no_input(self, session: CallControl) -> None:
         """The caller said nothing after a reply: ask once, then hand back to the flow."""
         conv = self._calls.get(session)
         if conv is None or session.closing:
             return
         conv.silences += 1
-        session._log("handoff", {"event": "no_input", "count": conv.silences})
+        session.log_event("handoff", {"event": "no_input", "count": conv.silences})
         if conv.silences == 1:
             await self._say(session, conv, STILL_THERE, "no_input")
             return
@@ -469,7 +470,7 @@ class LLMHandoff:
         await self._fallback(session, conv, "caller silent during the LLM handoff")
 
     # ------------------------------------------------------------ one caller turn
-    async def _turn_safely(self, session, conv: _Conversation) -> None:
+    async def _turn_safely(self, session: CallControl, conv: _Conversation) -> None:
         try:
             await self._caller_turn(session, conv)
         except Exception as exc:  # a bug here must cost the caller an apology, not the call
@@ -477,9 +478,9 @@ class LLMHandoff:
             if self._calls.get(session) is conv:
                 await self._fail(session, conv, f"internal error: {type(exc).__name__}: {exc}")
             else:
-                session._log("error", {"stage": "llm", "error": f"{type(exc).__name__}: {exc}"})
+                session.log_event("error", {"stage": "llm", "error": f"{type(exc).__name__}: {exc}"})
 
-    async def _caller_turn(self, session, conv: _Conversation) -> None:
+    async def _caller_turn(self, session: CallControl, conv: _Conversation) -> None:
         conv.turns += 1
         spoke = False
         for round_ in range(MAX_TOOL_ROUNDS):
@@ -504,7 +505,7 @@ class LLMHandoff:
             await self._fail(session, conv, "empty reply")
             return
         if conv.turns >= self.settings.max_turns:
-            session._log("handoff", {"event": "decision", "decision": "max_turns", "turns": conv.turns})
+            session.log_event("handoff", {"event": "decision", "decision": "max_turns", "turns": conv.turns})
             self._end(session, conv, "max_turns", f"{conv.turns} replies")
             await self._fallback(session, conv, f"LLM handoff reached max_turns ({conv.turns})")
 
@@ -519,7 +520,7 @@ class LLMHandoff:
         return message
 
     # ------------------------------------------------------------ streaming
-    async def _stream_reply(self, session, conv: _Conversation) -> LLMReply:
+    async def _stream_reply(self, session: CallControl, conv: _Conversation) -> LLMReply:
         """Stream one completion, speaking each sentence as it completes."""
         s = self.settings
         loop = asyncio.get_running_loop()
@@ -617,9 +618,9 @@ class LLMHandoff:
                 slot["arguments"] += call.function.arguments or ""
         return text.feed(delta.content) if delta.content else []
 
-    def _request(self, session, conv: _Conversation) -> dict:
-        flow = session.flow.flow
-        slots = redact_slots(session.engine.state.slots, flow.slots)
+    def _request(self, session: CallControl, conv: _Conversation) -> dict:
+        flow = session.flow_def
+        slots = redact_slots(session.slots, flow.slots)
         context = {"role": "system", "content": call_context(flow, conv.effect, slots)}
         return self._body(flow, [context] + conv.messages)
 
@@ -661,12 +662,12 @@ class LLMHandoff:
                 await stream.close()
 
     # ------------------------------------------------------------ tools
-    async def _run_tools(self, session, conv: _Conversation, reply: LLMReply, spoke: bool) -> bool:
+    async def _run_tools(self, session: CallControl, conv: _Conversation, reply: LLMReply, spoke: bool) -> bool:
         """Run the reply's tool calls in order; True when one of them ended the handoff."""
         for call in reply.tool_calls:
             args = call.arguments if isinstance(call.arguments, dict) else {}
             result, ended = await self._tool(session, conv, call.name, args, spoke)
-            session._log("handoff", {"event": "tool", "tool": call.name, "args": self._safe_args(session, call.name, args),
+            session.log_event("handoff", {"event": "tool", "tool": call.name, "args": self._safe_args(session, call.name, args),
                                      "result": result, "printed": call.id is None})
             if ended:
                 return True
@@ -676,8 +677,8 @@ class LLMHandoff:
                 conv.messages.append({"role": "system", "content": f"{call.name} result: {result}"})
         return False
 
-    async def _tool(self, session, conv: _Conversation, name: str, args: dict, spoke: bool) -> tuple[str, bool]:
-        flow = session.flow.flow
+    async def _tool(self, session: CallControl, conv: _Conversation, name: str, args: dict, spoke: bool) -> tuple[str, bool]:
+        flow = session.flow_def
         reason = str(args.get("reason") or "").strip()[:200] or "asked by the assistant"
         if name == "return_to_flow":
             # Small models name the argument "step" or "name": take the one they gave.
@@ -685,7 +686,7 @@ class LLMHandoff:
             if node not in returnable_nodes(flow):
                 return f"error: unknown step '{node}'; use one of {', '.join(returnable_nodes(flow))}", False
             self._end(session, conv, "return_to_flow", node)
-            await session._run(session.engine.goto(node, reason=f"LLM returned to the flow: {node}"))
+            await session.goto(node, f"LLM returned to the flow: {node}")
             return "ok", True
         if name == "transfer_to_human":
             if self._human(session) is None:
@@ -697,7 +698,7 @@ class LLMHandoff:
             if not spoke:
                 await self._say(session, conv, GOODBYE_SAY, "llm")
             self._end(session, conv, "end_call", reason)
-            await session._run([Hangup(f"LLM: {reason}")])
+            await session.hang_up(f"LLM: {reason}")
             return "ok", True
         if name == "set_slot":
             return await self._set_slot(session, str(args.get("name", "")), args.get("value")), False
@@ -705,13 +706,13 @@ class LLMHandoff:
             return await self._http_tool(session, name, args), False
         return f"error: no tool named '{name}'", False
 
-    async def _http_tool(self, session, name: str, args: dict) -> str:
+    async def _http_tool(self, session: CallControl, name: str, args: dict) -> str:
         """One of the flow's backend actions, with the slot values the model gathered."""
-        flow = session.flow.flow
+        flow = session.flow_def
         node, needed = action_tools(flow)[name]
         values = {}
         for slot_name in needed:
-            raw = args.get(slot_name, session.engine.state.slots.get(slot_name))
+            raw = args.get(slot_name, session.slots.get(slot_name))
             slot = flow.slots[slot_name]
             parsed = parse_slot(slot.type, "" if raw is None else str(raw), length=slot.length,
                                 min_length=slot.min_length, max_length=slot.max_length, choices=slot.choices)
@@ -719,101 +720,92 @@ class LLMHandoff:
                 return f"error: {slot_name} is not a valid {slot.type}: {parsed.reason}; ask the caller for it"
             values[slot_name] = parsed.value
         for slot_name, value in values.items():
-            if session.engine.state.slots.get(slot_name) != value:
-                session.engine.state.slots[slot_name] = value
-                await session._run([SetSlot(slot_name, value)])
-        request = session.engine.request_for(node, values)
-        result = await session.backend().run(request)
-        session._log("action", {"node": node, "method": request.method, "url": session._scrub(request.url.split("?", 1)[0]),
+            if session.slots.get(slot_name) != value:
+                await session.set_slot(slot_name, value)
+        request, result = await session.call_backend(node, values)
+        session.log_event("action", {"node": node, "method": request.method, "url": session.scrub(request.url.split("?", 1)[0]),
                                 "ok": result.ok, "status": result.status, "error": result.error,
                                 "latency_ms": result.latency_ms, "llm": True})
         if not result.ok:
             return f"error: the lookup failed ({result.error}); apologise, or transfer the caller"
         data = json.dumps(result.data, default=str) if not isinstance(result.data, str) else result.data
-        return redact_text(data[:1500], self._secrets(session))
+        return redact_text(data[:1500], session.secrets())
 
-    async def _set_slot(self, session, name: str, value: Any) -> str:
-        slot = session.flow.flow.slots.get(name)
+    async def _set_slot(self, session: CallControl, name: str, value: Any) -> str:
+        slot = session.flow_def.slots.get(name)
         if slot is None:
-            return f"error: unknown detail '{name}'; known: {', '.join(session.flow.flow.slots) or 'none'}"
+            return f"error: unknown detail '{name}'; known: {', '.join(session.flow_def.slots) or 'none'}"
         parsed = parse_slot(slot.type, "" if value is None else str(value), length=slot.length,
                             min_length=slot.min_length, max_length=slot.max_length, choices=slot.choices)
         if not parsed.ok:
             return f"error: not a valid {slot.type}: {parsed.reason}"
-        session.engine.state.slots[name] = parsed.value
-        await session._run([SetSlot(name, parsed.value)])  # logs it, redacted when sensitive
+        await session.set_slot(name, parsed.value)  # logs it, redacted when sensitive
         return "saved"
 
-    def _human(self, session) -> str | None:
+    def _human(self, session: CallControl) -> str | None:
         """Where a person is for this call: the session's policy, else the LLM settings."""
-        return getattr(session, "_human", None) or self.settings.transfer_target
+        return session.human or self.settings.transfer_target
 
-    async def _to_human(self, session, reason: str, trigger: str) -> None:
-        if getattr(session, "_human", None) is not None:
-            await session._to_human(reason, trigger)
+    async def _to_human(self, session: CallControl, reason: str, trigger: str) -> None:
+        if session.human is not None:
+            await session.to_human(reason, trigger)
             return
-        await session._run([Transfer(self.settings.transfer_target, reason, trigger)])
+        await session.transfer(self.settings.transfer_target, reason, trigger)
 
-    def _safe_args(self, session, name: str, args: dict) -> dict:
+    def _safe_args(self, session: CallControl, name: str, args: dict) -> dict:
         if name != "set_slot":
             return {k: redact_text(str(v)) for k, v in args.items()}
-        slot = session.flow.flow.slots.get(str(args.get("name")))
+        slot = session.flow_def.slots.get(str(args.get("name")))
         value = "[redacted]" if slot is None or slot.sensitive else redact_text(str(args.get("value")))
         return {"name": args.get("name"), "value": value}
 
     # ------------------------------------------------------------ endings
-    async def _fail(self, session, conv: _Conversation, reason: str) -> None:
-        session._log("error", {"stage": "llm", "error": reason})
+    async def _fail(self, session: CallControl, conv: _Conversation, reason: str) -> None:
+        session.log_event("error", {"stage": "llm", "error": reason})
         self._end(session, conv, "error", reason)
         if session.closing:
             return
         await self._say(session, conv, APOLOGY, "llm_error")
         await self._fallback(session, conv, f"LLM handoff failed: {reason}")
 
-    async def _fallback(self, session, conv: _Conversation, reason: str) -> None:
+    async def _fallback(self, session: CallControl, conv: _Conversation, reason: str) -> None:
         """Back to the scripted flow: the flow's `llm_fallback` (retry: return_to; human: a
         person), else whichever of the two exists, else a polite goodbye."""
-        flow = session.flow.flow
+        flow = session.flow_def
         return_to = conv.effect.return_to
-        policy = getattr(session, "policy", None)
-        wants_human = policy is not None and policy.llm_fallback == "human"
+        wants_human = session.policy.llm_fallback == "human"
         human = self._human(session)
         if return_to in returnable_nodes(flow) and not (wants_human and human is not None):
-            session._log("handoff", {"event": "fallback", "to": "return_to", "node": return_to, "reason": reason})
-            await session._run(session.engine.goto(return_to, reason=reason))
+            session.log_event("handoff", {"event": "fallback", "to": "return_to", "node": return_to, "reason": reason})
+            await session.goto(return_to, reason)
             return
         if human is not None:
-            session._log("handoff", {"event": "fallback", "to": "transfer", "target": human, "reason": reason})
+            session.log_event("handoff", {"event": "fallback", "to": "transfer", "target": human, "reason": reason})
             await self._to_human(session, reason, "llm_fallback")
             return
-        session._log("handoff", {"event": "fallback", "to": "hangup", "reason": reason})
+        session.log_event("handoff", {"event": "fallback", "to": "hangup", "reason": reason})
         await self._say(session, conv, GOODBYE_SAY, "llm")
-        await session._run([Hangup(reason)])
+        await session.hang_up(reason)
 
-    def _end(self, session, conv: _Conversation, why: str, detail: str) -> None:
+    def _end(self, session: CallControl, conv: _Conversation, why: str, detail: str) -> None:
         if self._calls.pop(session, None) is None:
             return
         # The total is `total_tokens`, not `tokens`: the turn records already carry the counts.
-        session._log("handoff", {"event": "end", "why": why, "detail": detail, "turns": conv.turns,
+        session.log_event("handoff", {"event": "end", "why": why, "detail": detail, "turns": conv.turns,
                                  "total_tokens": conv.tokens, "duration_ms": round((time.time() - conv.started) * 1000, 1)})
 
     # ------------------------------------------------------------ helpers
-    async def _say(self, session, conv: _Conversation, text: str, kind: str) -> None:
-        session.history.append({"role": "bot", "text": text, "node": conv.node, "source": "llm"})
-        session._log("prompt", {"text": text, "node": conv.node, "kind": kind})
-        await session.output.speak(text)
+    async def _say(self, session: CallControl, conv: _Conversation, text: str, kind: str) -> None:
+        await session.say(text, kind, node=conv.node, source="llm")
 
-    def _log_turn(self, session, conv: _Conversation, round_: int, reply: LLMReply) -> None:
+    def _log_turn(self, session: CallControl, conv: _Conversation, round_: int, reply: LLMReply) -> None:
         conv.tokens += reply.tokens
-        session._log("handoff", {
+        session.log_event("handoff", {
             "event": "turn", "turn": conv.turns, "round": round_, "latency_ms": reply.latency_ms,
             "first_token_ms": reply.first_token_ms, "tokens": {"llm": reply.tokens},
             "tokens_reported": reply.usage_tokens is not None, "sentences": len(reply.spoken),
             "filler": reply.filler, "interrupted": reply.interrupted, "tool_calls": [c.name for c in reply.tool_calls],
         })
-
-    def _secrets(self, session) -> list[Any]:
-        return sensitive_values(session.engine.state.slots, session.flow.flow.slots)
 
     async def aclose(self) -> None:
         await self.client.close()

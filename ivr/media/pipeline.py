@@ -28,7 +28,7 @@ from ivr.dialog.loader import LoadedFlow
 from ivr.handoff.policy import EscalationPolicy
 from ivr.conversation.context import call_id_var
 from ivr.speech.stt import STT_RATE
-from ivr.telephony.agent_whisper import public_http_base, whisper_url
+from ivr.telephony.agent_whisper import public_http_base
 
 from .session_bridge import SessionBridge
 from .pacing import LeadPacedTransport
@@ -121,16 +121,11 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
                                        complete_for=answers_the_node,
                                        barge_in_after=barge_in_after)
 
-    async def transfer(target: str, reason: str, summary: str = "") -> bool:
-        if runtime.twilio is None:
-            return False
-        whisper = None
-        if summary:
-            base = public_http_base(settings.public_url, str(websocket.url), websocket.headers)
-            whisper = whisper_url(base, runtime.secret, start.call_sid, summary)
-        return await runtime.twilio.transfer(start.call_sid, target, whisper_url=whisper)
-
-    bridge = SessionBridge(call_id=call_id, transfer=transfer if runtime.twilio else None)
+    transfer = None
+    if runtime.twilio is not None:
+        public_base = public_http_base(settings.public_url, str(websocket.url), websocket.headers)
+        transfer = runtime.twilio.transfer_for(start.call_sid, secret=runtime.secret, public_base=public_base)
+    bridge = SessionBridge(call_id=call_id, transfer=transfer)
     tts = SharedPiperTTS(runtime.tts)
     pipeline = Pipeline([transport.input(), VADProcessor(vad_analyzer=vad), transcriber, bridge, tts, transport.output()])
     worker = PipelineWorker(
@@ -206,13 +201,6 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
             call_id,
             session.result.outcome,
             flow=flow.name,
-            summary={
-                "reason": session.result.reason,
-                "transfer_target": session.result.transfer_target,
-                "last_node": session.engine.node_name,
-                "slots": session._redacted_slots(),
-                "turns": [t.stages() | {"turn": t.index, "source": t.source} for t in session.turns],
-                "rejected_messages": serializer.rejected,
-            },
+            summary={**session.summary(), "rejected_messages": serializer.rejected},
         )
     return session

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from .agent_whisper import whisper_url
 from .twiml import dial
 
 log = logging.getLogger("ivr.telephony")
@@ -35,6 +36,16 @@ class TwilioCalls:
         except Exception as exc:
             log.error("call %s: transfer to %s failed: %s", call_sid, target, exc)
             return False
+
+    def transfer_for(self, call_sid: str, *, secret: str, public_base: str):
+        """One call's `transfer(target, reason, summary)`: the live call is redirected to
+        <Dial>, and the agent first hears `summary` from this server's whisper endpoint."""
+
+        async def transfer(target: str, reason: str, summary: str = "") -> bool:
+            whisper = whisper_url(public_base, secret, call_sid, summary) if summary else None
+            return await self.transfer(call_sid, target, whisper_url=whisper)
+
+        return transfer
 
     async def hang_up(self, call_sid: str) -> bool:
         try:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from ivr.conversation.session import CallSession
 from ivr.dialog.loader import load_flow_text
 from ivr.handoff.llm import APOLOGY, LLMHandoff, LLMSettings
 from tests.fakes import EventList, KeywordNLU, RecordingOutput
-from tests.unit.test_llm_handoff import HookedSession, handoff_events
+from tests.unit.test_llm_handoff import handoff_events
 
 from .procs import ServerProcess, free_port
 
@@ -90,7 +91,7 @@ def settings(base_url: str, **overrides) -> LLMSettings:
 def make(base_url: str, **overrides):
     handoff = LLMHandoff(settings(base_url, **overrides))
     out, events = RecordingOutput(), EventList()
-    session = HookedSession("CA-llm", load_flow_text(FLOW), out, nlu=KeywordNLU(), events=events, handoff=handoff)
+    session = CallSession("CA-llm", load_flow_text(FLOW), out, nlu=KeywordNLU(), events=events, handoff=handoff)
     return session, out, events
 
 

@@ -43,27 +43,6 @@ def without_agent(flow: str) -> str:
     return flow.replace(AGENT_NODE, "").replace('    dtmf: {"0": agent}\n', "")
 
 
-SESSION_HOOKED = hasattr(CallSession, "_handoff_active")  # the session change this module asks for
-
-
-class _AdapterSession(CallSession):
-    """CallSession plus that hook, until it lands in session.py: while the LLM holds the
-    conversation, the caller's words go to it, not to the flow engine."""
-
-    async def on_transcript(self, text: str, *, speech_end=None, stt_ms=None) -> None:
-        text = text.strip()
-        handoff = self.handoff
-        if text and not self.closing and getattr(handoff, "is_active", None) and handoff.is_active(self):
-            self._log("transcript", {"text": text, "stt_ms": stt_ms, "node": self.engine.node_name})
-            async with self._lock:
-                if handoff.is_active(self):
-                    self.history.append({"role": "caller", "text": text})
-                    await handoff.on_caller_text(self, text)
-                    return
-        await super().on_transcript(text, speech_end=speech_end, stt_ms=stt_ms)
-
-
-HookedSession = CallSession if SESSION_HOOKED else _AdapterSession
 
 
 # ---------------------------------------------------------------- fake server
@@ -139,7 +118,7 @@ def make(fake: FakeLLM, flow_text: str = FLOW, **settings):
     values = {"base_url": "http://llm.test/v1", "model": "fake", **settings}
     handoff = LLMHandoff(LLMSettings(**values), http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(fake.handler)))
     out, events, nlu = TimedOutput(), EventList(), KeywordNLU()
-    session = HookedSession("CA1", load_flow_text(flow_text), out, nlu=nlu, events=events, handoff=handoff)
+    session = CallSession("CA1", load_flow_text(flow_text), out, nlu=nlu, events=events, handoff=handoff)
     return session, out, events, nlu
 
 
@@ -426,7 +405,6 @@ async def test_silence_asks_once_then_returns_to_the_flow():
     assert handoff_events(events, "end")[0]["why"] == "no_input"
 
 
-@pytest.mark.skipif(not SESSION_HOOKED, reason="needs the session's handoff hook (_handoff_active)")
 async def test_session_no_input_timer_during_handoff():
     session, out, _, _ = await handed_off(FakeLLM(text("Anything else?")), no_input_timeout_s=0.05)
     await session.on_bot_started_speaking()
