@@ -29,11 +29,10 @@ from ivr.dialog.engine import (
 )
 from ivr.dialog.loader import LoadedFlow
 from ivr.dialog.schema import Flow
-from ivr.handoff.policy import EscalationPolicy, TurnFacts, decide, is_person_intent, with_repetition
+from ivr.handoff.policy import EscalationPolicy, TurnFacts
 from ivr.handoff.transfer import TRANSFER_SAY, human_destination, whisper_summary
-from ivr.nlu.signals import detect
-from ivr.nlu.understanding import OUT_OF_SCOPE, NLUOutcome, Understanding
 
+from .turn import Turn, TurnStep, signals_for_log
 from .turn_taking import is_backchannel
 
 log = logging.getLogger("ivr.session")
@@ -69,38 +68,6 @@ class RecordedEvents:
 
     def of(self, type_: str) -> list[dict]:
         return [d for t, d in self.items if t == type_]
-
-
-@dataclass
-class Turn:
-    """Timing of one caller turn, in epoch seconds; latencies derive from these."""
-
-    index: int
-    source: str  # "speech" or "dtmf"
-    speech_end: float | None = None
-    decided_at: float | None = None  # the end-of-turn silence had passed
-    transcript_at: float | None = None
-    nlu_done_at: float | None = None
-    first_audio_at: float | None = None
-    stt_ms: float | None = None
-    nlu_ms: float | None = None
-    text: str = ""
-
-    def stages(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        if self.speech_end and self.decided_at:
-            out["endpoint_ms"] = (self.decided_at - self.speech_end) * 1000
-        if self.speech_end and self.transcript_at:
-            out["to_transcript_ms"] = (self.transcript_at - self.speech_end) * 1000
-        if self.stt_ms is not None:
-            out["stt_ms"] = self.stt_ms
-        if self.nlu_ms is not None:
-            out["nlu_ms"] = self.nlu_ms
-        if self.nlu_done_at and self.first_audio_at:
-            out["to_first_audio_ms"] = (self.first_audio_at - self.nlu_done_at) * 1000
-        if self.speech_end and self.first_audio_at:
-            out["voice_to_voice_ms"] = (self.first_audio_at - self.speech_end) * 1000
-        return {k: round(v, 1) for k, v in out.items()}
 
 
 @dataclass
@@ -157,9 +124,7 @@ class CallSession:
         self._ending_politely = False
         self.policy = (escalation or EscalationPolicy()).merged(flow.flow.escalation.model_dump(exclude_none=True))
         self.human = human_destination(flow.flow, self.policy.human, transfer_target)
-        self._trigger_counts: dict[str, int] = {}
-        self._last_caller_text: str | None = None
-        self._last_intent: str | None = None
+        self.step = TurnStep(self.engine, nlu, self.policy, flow.flow, on_error=self._nlu_failed)
 
     # ------------------------------------------------------------ what a handoff may use
     # The LLM conversation (ivr.handoff.llm) holds the call through these, never through the
@@ -306,53 +271,36 @@ class CallSession:
             self.turns.append(turn)
             self.history.append({"role": "caller", "text": text})
             if llm_holds_call:
-                # An LLM holds the conversation: the caller's words are its, not the flow engine's,
-                # except when they call for a person (small models miss their transfer tool).
-                turn.nlu_done_at = time.time()
-                self._pending_turn = turn
-                facts = TurnFacts(None, 1.0, self._signals(text), understood=True, menu=False)
-                decision = self._decide(facts, llm_turn=True)
-                self.log_event("nlu", {"node": self.engine.node_name, "text": logged_text, "source": "llm_handoff",
-                                  "signals": self._signals_for_log(facts.signals, sensitive),
-                                  "decision": decision.as_dict()})
-                if decision.escalate:
-                    await self._escalate(decision)
-                    return
-                await self.handoff.on_caller_text(self, text)
-                return
-            outcome = await self._understand(self.expectation, text)
-            turn.nlu_done_at = time.time()
-            turn.nlu_ms = outcome.latency_ms
-            u = outcome.understanding
-            facts = TurnFacts(
-                u.intent, u.confidence, self._signals(text),
-                understood=self.engine.understands(text, u),
-                person_intent=is_person_intent(u.intent, self.flow.flow),
-                menu=any(o.scope == "node" for o in self.expectation.intents),
-                from_slot=u.source == "slot",
-            )
-            decision = self._decide(facts)
-            self.log_event(
-                "nlu",
-                {
-                    "node": self.expectation.node,
-                    "text": logged_text,
-                    "intent": u.intent,
-                    "confidence": round(u.confidence, 4),
-                    "source": u.source,
-                    "ranked": [[n, round(s, 4)] for n, s in outcome.ranked[:3]],
-                    "latency_ms": round(outcome.latency_ms, 1),
-                    "signals": self._signals_for_log(facts.signals, sensitive),
-                    "decision": decision.as_dict(),
-                },
-            )
-            if u.intent and u.intent != OUT_OF_SCOPE and facts.understood:
-                self._last_intent = u.intent
-            self._pending_turn = turn
-            if decision.escalate:
-                await self._escalate(decision)
-                return
-            await self.run(self.engine.on_text(text, u))
+                await self._llm_turn(turn, text, logged_text, sensitive)
+            else:
+                await self._flow_turn(turn, text, logged_text, sensitive)
+
+    async def _flow_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool) -> None:
+        """The scripted flow's turn (ivr.conversation.turn): understand, decide, act."""
+        understood = await self.step.understand(self.expectation, text)
+        turn.nlu_done_at = time.time()
+        turn.nlu_ms = understood.outcome.latency_ms
+        decision = self.step.decide(understood.facts, self._available_targets())
+        self.log_event("nlu", self.step.record(understood, decision, text=logged_text, sensitive=sensitive))
+        self._pending_turn = turn
+        if decision.escalate:
+            await self._escalate(decision)
+            return
+        await self.run(self.engine.on_text(text, understood.understanding))
+
+    async def _llm_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool) -> None:
+        """An LLM holds the conversation: the caller's words are its, not the flow engine's,
+        except when they call for a person (small models miss their transfer tool)."""
+        turn.nlu_done_at = time.time()
+        self._pending_turn = turn
+        facts = TurnFacts(None, 1.0, self.step.signals(text), understood=True, menu=False)
+        decision = self.step.decide(facts, ["human"] if self.human is not None else [])
+        self.log_event("nlu", {"node": self.engine.node_name, "text": logged_text, "source": "llm_handoff",
+                               "signals": signals_for_log(facts.signals, sensitive), "decision": decision.as_dict()})
+        if decision.escalate:
+            await self._escalate(decision)
+            return
+        await self.handoff.on_caller_text(self, text)
 
     async def on_dtmf(self, digit: str) -> None:
         if self.ended or self._closing:
@@ -417,18 +365,6 @@ class CallSession:
         self._arm_no_input()
 
     # ------------------------------------------------------------ escalation
-    def _signals(self, text: str):
-        signals = with_repetition(detect(text), self._last_caller_text, text)
-        self._last_caller_text = text
-        return signals
-
-    @staticmethod
-    def _signals_for_log(signals, sensitive: bool) -> dict:
-        data = signals.as_dict()
-        if sensitive:
-            data["cues"] = []  # cues quote the caller ("1 1 1" is a repeat), and this is a secret
-        return data
-
     def _available_targets(self) -> list[str]:
         targets = []
         if self.handoff is not None and not self._handoff_active():
@@ -436,15 +372,6 @@ class CallSession:
         if self.human is not None:
             targets.append("human")
         return targets
-
-    def _decide(self, facts: TurnFacts, *, llm_turn: bool = False):
-        counts = {**self._trigger_counts, "no_match": self.engine.state.no_match}
-        available = ["human"] if llm_turn and self.human is not None else self._available_targets()
-        decision = decide(facts, self.policy, counts=counts, available=available)
-        for trigger in decision.held:
-            if trigger != "no_match":  # the engine counts its own no-matches, per node
-                self._trigger_counts[trigger] = self._trigger_counts.get(trigger, 0) + 1
-        return decision
 
     async def _escalate(self, decision) -> None:
         """Leave the script: to the LLM (it answers the caller's last words) or to a person."""
@@ -495,20 +422,9 @@ class CallSession:
     def _barge_in_allowed(self) -> bool:
         return self.expectation is None or self.expectation.barge_in
 
-    async def _understand(self, expectation: Expectation, text: str):
-        every_turn = getattr(self.nlu, "routes_every_turn", False)
-        if not every_turn and self.engine.fills_slot(text):
-            # The answer parses as the slot this node collects: skip the NLU (its SLM can cost
-            # half a second) since a parsed value wins over intents anyway.
-            return NLUOutcome(Understanding(None, 1.0, "slot"))
-        if self.nlu is None or not (expectation.intents or every_turn):
-            return NLUOutcome(Understanding(None, 0.0, "none"))
-        try:
-            return await self.nlu.understand(expectation.candidates, text)
-        except Exception as exc:  # a failing model must not end the call: treat as not understood
-            log.error("call %s: NLU failed on node %s: %s", self.call_id, expectation.node, exc)
-            self.log_event("error", {"stage": "nlu", "error": str(exc)})
-            return NLUOutcome(Understanding(None, 0.0, "error"))
+    def _nlu_failed(self, node: str, error: str) -> None:
+        log.error("call %s: NLU failed on node %s: %s", self.call_id, node, error)
+        self.log_event("error", {"stage": "nlu", "error": error})
 
     async def _digit_timeout(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -615,7 +531,7 @@ class CallSession:
     async def _transfer(self, effect: Transfer) -> None:
         self._closing = True
         slots = self.redacted_slots()
-        summary = whisper_summary(self.flow.flow, self._last_intent, slots, effect.reason) if self.policy.whisper else ""
+        summary = whisper_summary(self.flow.flow, self.step.last_intent, slots, effect.reason) if self.policy.whisper else ""
         self.log_event("transfer", {"target": effect.target, "reason": effect.reason, "trigger": effect.trigger,
                                "summary": self.scrub(summary), "slots": slots})
         ok, error = False, f"could not transfer to {effect.target}"

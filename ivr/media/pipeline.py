@@ -43,6 +43,42 @@ LONG_TURN_SLOTS = {"digits", "phone", "email", "money", "date", "time"}
 DIGIT_PROMPT = "1234 5678 90"  # nudges whisper to write digits as digits
 
 
+class NodeCues:
+    """What the node the caller is answering tells speech recognition and the end of the turn:
+    whisper's prompt, how long a pause ends the turn, whether the words are already a whole answer."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.session: CallSession | None = None  # set once the call's session exists
+
+    def _expectation(self):
+        """What the current node waits for (None before the session starts or while it speaks)."""
+        return self.session.expectation if self.session is not None else None
+
+    def recogniser_hint(self) -> str | None:
+        """Whisper's initial prompt: what the node expects (digits, the designer's hints)."""
+        exp = self._expectation()
+        if exp is None:
+            return None
+        parts = list(exp.hints)
+        if exp.slot_type in ("digits", "phone"):
+            parts.append(DIGIT_PROMPT)
+        return ", ".join(parts) or None
+
+    def reading_numbers(self) -> bool:
+        exp = self._expectation()
+        return exp is not None and exp.slot_type in LONG_TURN_SLOTS
+
+    def end_of_turn_silence(self) -> float:
+        """Short after a question or a menu, longer while digits or an address are read
+        (callers pause between groups; a fixed short silence cuts them off, livekit/agents 3701)."""
+        return self.settings.vad_stop_secs_long if self.reading_numbers() else self.settings.vad_stop_secs
+
+    def answers_the_node(self, text: str) -> bool:
+        """The caller's words already give the whole value this node collects: end the turn."""
+        return self.session is not None and self.session.engine.answer_is_whole(text)
+
+
 @dataclass(frozen=True)
 class StreamStart:
     """What Twilio's `start` message told us about the call."""
@@ -60,10 +96,10 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
     settings = runtime.settings
     call_id = start.call_sid
     call_id_var.set(call_id)  # every log line this call causes carries its id
-    session_ref: dict = {}
+    cues = NodeCues(settings)
     recording = None
     if settings.recording:
-        recording = open_recording(settings.recordings_path, call_id, lambda: collecting_sensitive(session_ref.get("session")))
+        recording = open_recording(settings.recordings_path, call_id, lambda: collecting_sensitive(cues.session))
         serializer = RecordingSerializer(start.stream_sid, start.call_sid, call_id=call_id, recording=recording)
     else:
         serializer = SafeTwilioSerializer(start.stream_sid, start.call_sid, call_id=call_id)
@@ -86,40 +122,10 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
     )
     vad = SileroVADAnalyzer(sample_rate=STT_RATE, params=vad_params)
 
-    def expectation():
-        """What the current node waits for (None before the session starts or while it speaks)."""
-        session = session_ref.get("session")
-        return session.expectation if session else None
-
-    def recogniser_hint() -> str | None:
-        """Whisper's initial prompt: what the node expects (digits, the designer's hints)."""
-        exp = expectation()
-        if exp is None:
-            return None
-        parts = list(exp.hints)
-        if exp.slot_type in ("digits", "phone"):
-            parts.append(DIGIT_PROMPT)
-        return ", ".join(parts) or None
-
-    def reading_numbers() -> bool:
-        exp = expectation()
-        return exp is not None and exp.slot_type in LONG_TURN_SLOTS
-
-    def end_of_turn_silence() -> float:
-        """Short after a question or a menu, longer while digits or an address are read
-        (callers pause between groups; a fixed short silence cuts them off, livekit/agents 3701)."""
-        return settings.vad_stop_secs_long if reading_numbers() else settings.vad_stop_secs
-
-    def answers_the_node(text: str) -> bool:
-        """The caller's words already give the whole value this node collects: end the turn."""
-        session = session_ref.get("session")
-        return session is not None and session.engine.answer_is_whole(text)
-
     barge_in_after = settings.barge_in_after_secs or None
-    transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=recogniser_hint,
-                                       endpoint_for=end_of_turn_silence, full_window_for=reading_numbers,
-                                       complete_for=answers_the_node,
-                                       barge_in_after=barge_in_after)
+    transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=cues.recogniser_hint,
+                                       endpoint_for=cues.end_of_turn_silence, full_window_for=cues.reading_numbers,
+                                       complete_for=cues.answers_the_node, barge_in_after=barge_in_after)
 
     transfer = None
     if runtime.twilio is not None:
@@ -140,7 +146,7 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
         escalation=EscalationPolicy().merged(settings.escalation), transfer_target=settings.transfer_target,
         env=dict(os.environ), barge_in_after=barge_in_after,
     )
-    session_ref["session"] = session
+    cues.session = session
     bridge.attach(session)
 
     @transport.event_handler("on_client_disconnected")
@@ -190,17 +196,23 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
         if stall_watch is not None:
             stall_watch.cancel()
         runtime.active_calls.pop(call_id, None)
-        await session.end("completed", "pipeline finished")
-        if recording is not None:
-            info = recording.finish()
-            runtime.store.add_event(call_id, "recording", {
-                "file": info.file, "duration_s": info.duration_s, "paused_s": info.paused_s,
-                "channels": "left caller, right bot",
-            })
-        runtime.store.end_call(
-            call_id,
-            session.result.outcome,
-            flow=flow.name,
-            summary={**session.summary(), "rejected_messages": serializer.rejected},
-        )
+        await _close_call(runtime, session, flow, recording, serializer)
     return session
+
+
+async def _close_call(runtime, session: CallSession, flow: LoadedFlow, recording, serializer) -> None:
+    """Whoever ended the call: the session's outcome, the recording finished, the call log's row closed."""
+    call_id = session.call_id
+    await session.end("completed", "pipeline finished")
+    if recording is not None:
+        info = recording.finish()
+        runtime.store.add_event(call_id, "recording", {
+            "file": info.file, "duration_s": info.duration_s, "paused_s": info.paused_s,
+            "channels": "left caller, right bot",
+        })
+    runtime.store.end_call(
+        call_id,
+        session.result.outcome,
+        flow=flow.name,
+        summary={**session.summary(), "rejected_messages": serializer.rejected},
+    )

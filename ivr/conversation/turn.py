@@ -1,0 +1,159 @@
+"""One caller turn through the scripted flow, in parts with types at their edges.
+
+    understand(expectation, text) -> Understood   the answer parsed once as the value the node
+                                                  collects; the NLU asked for an intent only when
+                                                  it is not one; the turn's escalation signals
+    decide(understood)            -> Escalation   would the flow act on it (the engine), and does
+                                                  the escalation policy take the call out of the
+                                                  script (to the LLM or a person)
+    act                                           the session carries out the engine's effects
+                                                  (CallSession.run) or the escalation
+
+`TurnStep` is one call's understand and decide, with what they remember between turns (the last
+words, for repetition; how often each escalation trigger held; the last intent understood, for
+the agent's whisper). It speaks to nobody and writes nothing: the session logs what it returns.
+Where a turn yields more than one value or an intent and its values, this is the place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from ivr.dialog.engine import Expectation, FlowEngine
+from ivr.handoff.policy import Escalation, EscalationPolicy, TurnFacts, decide, is_person_intent, with_repetition
+from ivr.nlu.signals import Signals, detect
+from ivr.nlu.understanding import OUT_OF_SCOPE, NLUOutcome, Understanding
+
+@dataclass
+class Turn:
+    """Timing of one caller turn, in epoch seconds; latencies derive from these."""
+
+    index: int
+    source: str  # "speech" or "dtmf"
+    speech_end: float | None = None
+    decided_at: float | None = None  # the end-of-turn silence had passed
+    transcript_at: float | None = None
+    nlu_done_at: float | None = None
+    first_audio_at: float | None = None
+    stt_ms: float | None = None
+    nlu_ms: float | None = None
+    text: str = ""
+
+    def stages(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.speech_end and self.decided_at:
+            out["endpoint_ms"] = (self.decided_at - self.speech_end) * 1000
+        if self.speech_end and self.transcript_at:
+            out["to_transcript_ms"] = (self.transcript_at - self.speech_end) * 1000
+        if self.stt_ms is not None:
+            out["stt_ms"] = self.stt_ms
+        if self.nlu_ms is not None:
+            out["nlu_ms"] = self.nlu_ms
+        if self.nlu_done_at and self.first_audio_at:
+            out["to_first_audio_ms"] = (self.first_audio_at - self.nlu_done_at) * 1000
+        if self.speech_end and self.first_audio_at:
+            out["voice_to_voice_ms"] = (self.first_audio_at - self.speech_end) * 1000
+        return {k: round(v, 1) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class Understood:
+    """What one turn's words mean to the node that heard them."""
+
+    text: str
+    node: str
+    outcome: NLUOutcome
+    facts: TurnFacts  # what the escalation policy weighs
+
+    @property
+    def understanding(self) -> Understanding:
+        return self.outcome.understanding
+
+    @property
+    def signals(self) -> Signals:
+        return self.facts.signals
+
+
+class TurnStep:
+    def __init__(self, engine: FlowEngine, nlu, policy: EscalationPolicy, flow_def, *,
+                 on_error: Callable[[str, str], None]):
+        """nlu: ivr.nlu.service.NLUService or a stand-in (None: intents are never classified).
+        on_error(node, error): the NLU failed; the turn goes on, not understood."""
+        self.engine = engine
+        self.nlu = nlu
+        self.policy = policy
+        self.flow_def = flow_def
+        self._on_error = on_error
+        self._trigger_counts: dict[str, int] = {}
+        self._last_caller_text: str | None = None
+        self.last_intent: str | None = None  # the caller's last understood request (the agent's whisper)
+
+    # ------------------------------------------------------------ understand
+    async def understand(self, expectation: Expectation, text: str) -> Understood:
+        outcome = await self._route(expectation, text)
+        u = outcome.understanding
+        facts = TurnFacts(
+            u.intent, u.confidence, self.signals(text),
+            understood=self.engine.understands(text, u),
+            person_intent=is_person_intent(u.intent, self.flow_def),
+            menu=any(o.scope == "node" for o in expectation.intents),
+            from_slot=u.source == "slot",
+        )
+        if u.intent and u.intent != OUT_OF_SCOPE and facts.understood:
+            self.last_intent = u.intent
+        return Understood(text, expectation.node, outcome, facts)
+
+    async def _route(self, expectation: Expectation, text: str) -> NLUOutcome:
+        every_turn = getattr(self.nlu, "routes_every_turn", False)
+        if not every_turn and self.engine.fills_slot(text):
+            # The answer parses as the slot this node collects: skip the NLU (its SLM can cost
+            # half a second) since a parsed value wins over intents anyway.
+            return NLUOutcome(Understanding(None, 1.0, "slot"))
+        if self.nlu is None or not (expectation.intents or every_turn):
+            return NLUOutcome(Understanding(None, 0.0, "none"))
+        try:
+            return await self.nlu.understand(expectation.candidates, text)
+        except Exception as exc:  # a failing model must not end the call: treat as not understood
+            self._on_error(expectation.node, str(exc))
+            return NLUOutcome(Understanding(None, 0.0, "error"))
+
+    def signals(self, text: str) -> Signals:
+        """The turn's escalation signals, repetition of the caller's last words included."""
+        signals = with_repetition(detect(text), self._last_caller_text, text)
+        self._last_caller_text = text
+        return signals
+
+    # ------------------------------------------------------------ decide
+    def decide(self, facts: TurnFacts, available: Iterable[str]) -> Escalation:
+        """Whether the policy takes the call out of the script, to one of the `available` targets."""
+        counts = {**self._trigger_counts, "no_match": self.engine.state.no_match}
+        decision = decide(facts, self.policy, counts=counts, available=available)
+        for trigger in decision.held:
+            if trigger != "no_match":  # the engine counts its own no-matches, per node
+                self._trigger_counts[trigger] = self._trigger_counts.get(trigger, 0) + 1
+        return decision
+
+    # ------------------------------------------------------------ the record
+    @staticmethod
+    def record(understood: Understood, decision: Escalation, *, text: str, sensitive: bool) -> dict:
+        """The turn's `nlu` event for the call log (text: the caller's words, or [redacted])."""
+        u, outcome = understood.understanding, understood.outcome
+        return {
+            "node": understood.node,
+            "text": text,
+            "intent": u.intent,
+            "confidence": round(u.confidence, 4),
+            "source": u.source,
+            "ranked": [[n, round(s, 4)] for n, s in outcome.ranked[:3]],
+            "latency_ms": round(outcome.latency_ms, 1),
+            "signals": signals_for_log(understood.signals, sensitive),
+            "decision": decision.as_dict(),
+        }
+
+
+def signals_for_log(signals: Signals, sensitive: bool) -> dict:
+    data = signals.as_dict()
+    if sensitive:
+        data["cues"] = []  # cues quote the caller ("1 1 1" is a repeat), and this is a secret
+    return data
