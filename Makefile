@@ -7,8 +7,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 
 # llama-cpp-python compiles from source. Two CPU kinds run this project: an Intel one that
-# reports AMX but faults on it (a -march=native build segfaults, DESIGN.md section 5) and an
-# AMD EPYC with AVX2 and no AVX-512 (DESIGN.md's AVX-512 flags die there with SIGILL). So the
+# reports AMX but faults on it (a -march=native build segfaults in ggml_backend_amx_mul_mat) and an
+# AMD EPYC with AVX2 and no AVX-512 (an AVX-512 build dies there with SIGILL). So the
 # build targets what both have: AVX2/FMA/F16C/BMI2, AVX-512 and AMX off. The wheel is cached
 # under a key of version + flags, so a wheel built with other flags is never reused.
 LLAMA_VERSION    := 0.3.36

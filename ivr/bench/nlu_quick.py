@@ -12,7 +12,7 @@ the share of turns the SLM saw, and p50/p95 latency per mode:
   hybrid  router, SLM only when the router is unsure
   slm     SLM only (argmax over the intents and "none of these")
 
-Data: $IVR_BANKING77, else ../shared/data/banking77 next to the repository.
+Data: $IVR_BANKING77, else shared/data/banking77 in the folder that holds the repository.
 Timings on a shared 2-core VM are noisy: read them as orders of magnitude.
 """
 

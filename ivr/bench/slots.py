@@ -11,8 +11,8 @@ value the caller meant), rejected (the parser declined: the flow re-prompts, saf
 
 --audio also speaks each case with the embedded piper voice, sends it through the phone path
 (8 kHz mu-law and back) and the embedded whisper, and parses the transcript: the whole
-speech-to-slot path. A synthetic voice is kinder than real callers (DESIGN.md section 4
-measured 80-85% six-digit strings right on real voices): read it as an upper bound.
+speech-to-slot path. A synthetic voice is kinder than real callers (80-85% of six-digit
+strings right on recorded real voices, docs/architecture.md "Speech recognition settings"): read it as an upper bound.
 """
 
 from __future__ import annotations

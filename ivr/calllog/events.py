@@ -4,25 +4,40 @@ Every call is a row in the ``calls`` table plus an ordered stream of events. An 
 type from ``EVENT_TYPES``, a timestamp (epoch seconds), a per-call sequence number (assigned
 by the store when the event is written, starting at 1) and a JSON object of details.
 
-Conventions for ``data`` (not enforced, except where noted):
+What the server writes in ``data`` (not enforced, except where noted; the writers are
+``ivr.conversation.session``, ``ivr.conversation.turn``, ``ivr.handoff.llm``, ``ivr.media.pipeline``):
 
 * ``call_start`` / ``call_end`` are written by ``CallStore.start_call`` / ``end_call``;
   ``call_end`` carries ``{"outcome": ...}`` (and ``"reason"`` when the store closed a call
   that was never ended, outcome ``"abnormal"``).
-* ``node``: ``{"node": <new node id>, "from": <previous node id>}``. The store keeps the
-  call's ``last_node`` column up to date from ``data["node"]`` (``"to"`` is accepted too).
-* ``transcript``: ``{"text": ..., "final": bool, "confidence": float}``.
-* ``nlu``: ``{"intent": ..., "slots": {...}, "confidence": float}``.
-* ``slot``: ``{"name": ..., "value": ...}``.
-* ``prompt``: ``{"text": ..., "node": ...}``.
-* ``dtmf``: ``{"digits": "123#"}``.
-* ``handoff``: ``{"reason": ..., "target": ...}``; ``transfer``: ``{"to": ...}``.
-* ``error``: ``{"stage": ..., "message": ...}``.
-* ``drain``: ``{"reason": ..., "node": ..., "outcome": "drained"}``: the server, shutting down
-  (SIGTERM, ivr/serving/drain.py), ended the call politely.
-* Stage latencies go under ``data["latency_ms"]`` as a mapping of stage name to
-  milliseconds, e.g. ``{"stt": 180.0, "nlu": 95.5, "tts_first_byte": 120.0}``
-  (see ``LATENCY_KEY`` and ``with_latencies``).
+* ``node``: ``{"node": <node entered>}``. The store keeps the call's ``last_node`` column up to
+  date from ``data["node"]`` (``"to"`` is accepted too).
+* ``transcript``: ``{"text", "stt_ms", "node"}``, plus ``"discarded"`` (segments the noise
+  filter dropped) when there were any; the text is ``[redacted]`` while a sensitive slot is said.
+* ``nlu``: ``{"node", "text", "intent", "confidence", "source", "ranked": [[intent, score], ...],
+  "latency_ms": <the NLU's own time, a number>, "signals", "decision"}``; while an LLM holds the
+  call, ``{"node", "text", "source": "llm_handoff", "signals", "decision"}``.
+* ``slot``: ``{"name", "value"}`` (``[redacted]`` for a sensitive slot).
+* ``prompt``: ``{"text", "node", "kind"}`` (kind: prompt, no_match, no_input, repeat, confirm,
+  wait, transfer, llm, ...); sensitive values are scrubbed from the text.
+* ``dtmf``: ``{"digit", "node"}`` (``*`` while a sensitive slot is keyed), ``"handoff": true``
+  while an LLM holds the call.
+* ``no_input``: ``{"node", "after_s"}``; ``barge_in``: ``{"node"}`` plus ``"by"``,
+  ``"after_s"`` or ``"llm"``; ``backchannel``: ``{"text", "node"}``.
+* ``action``: ``{"node", "method", "url" (no query string), "ok", "status", "error",
+  "latency_ms"}``, ``"llm": true`` for an LLM's tool call.
+* ``handoff``: ``{"event": "start"|"turn"|"tool"|"decision"|"no_input"|"fallback"|"end", ...}``;
+  a start names ``"target"`` (llm or human), ``"trigger"``, ``"reason"`` and ``"node"``.
+* ``transfer``: ``{"target", "reason", "trigger", "summary" (what the agent hears), "slots"}``.
+* ``error``: ``{"stage", "error"}``.
+* ``hangup``: ``{"outcome", "reason"}``; ``drain``: ``{"reason", "node", "outcome": "drained"}``:
+  the server, shutting down (SIGTERM, ivr/serving/drain.py), ended the call politely.
+* ``recording``: ``{"file", "duration_s", "paused_s", "channels"}``.
+* ``turn_end``: ``{"turn", "source": "speech"|"dtmf", "<stage>_ms": ...}`` with the stages of
+  ``ivr.conversation.turn.Turn.stages`` (endpoint, to_transcript, stt, nlu, to_first_audio,
+  voice_to_voice). Other writers may put stage latencies under ``data["latency_ms"]`` as a
+  mapping of stage name to milliseconds (see ``LATENCY_KEY`` and ``with_latencies``);
+  ``ivr.calllog.reads.event_latencies`` reads both.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 It knows nothing of pipecat or websockets: the media layer feeds it transcripts, DTMF and
 speaking events and gives it a `SessionOutput` to speak through; `ivr chat` and the tests give
 it one that prints or records. Every call ends through `end()`, once, whoever ends it
-(DESIGN.md section 6: teardown).
+(docs/architecture.md, "One end for every call").
 """
 
 from __future__ import annotations

@@ -596,7 +596,7 @@ class FlowEngine:
                 current: Any = {**self.state.slots, **candidate} if candidate else self.state.slots
             elif root == "vars":
                 current = self.state.vars
-            else:  # DESIGN.md's `{balance.amount}`: a response saved with `save_as: balance`
+            else:  # `{balance.amount}`: a response saved with `save_as: balance` (docs/flows.md, 8)
                 current, path = self.state.vars, [root] + path
             for part in path:
                 if isinstance(current, dict):

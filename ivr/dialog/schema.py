@@ -1,8 +1,8 @@
 """The flow language: what CX designers write in `flows/*.yaml`.
 
 Pydantic models with `extra="forbid"`, so a misspelt key is an error with its file:line rather
-than an option silently ignored. The keys follow DESIGN.md section 3 (Rasa `collect`, Twilio
-`<Gather>`, Jambonz `gather`): extend the language, never rename a key.
+than an option silently ignored. The keys follow what designers know (Rasa `collect`, Twilio
+`<Gather>`, Jambonz `gather`; docs/flows.md): extend the language, never rename a key.
 """
 
 from __future__ import annotations

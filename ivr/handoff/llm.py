@@ -9,7 +9,7 @@ scripted flow takes over again, when the model calls `return_to_flow`, `transfer
 `end_call`, after `max_turns` replies, or on any failure (timeout, connection or HTTP error,
 an empty reply), which is apologised for and sent to the flow's fallback.
 
-Small local models call tools badly (DESIGN.md section 6): they print the call as JSON text, or
+Small local models call tools badly (docs/architecture.md, "Who decides"): they print the call as JSON text, or
 think aloud in <think> tags. Streamed text is therefore filtered before it is spoken: JSON,
 markup and tool-call text are held back, parsed for tool calls, and never read to the caller.
 """

@@ -2,7 +2,7 @@
 
 Keeps a short pre-roll of audio from before the VAD fired, because the VAD needs ~0.1 s of
 speech before it says "started" and the commonest digit error is a lost first digit
-(DESIGN.md section 4). Transcription runs as a task on the shared whisper worker, so audio
+(docs/architecture.md, "Speech recognition settings"). Transcription runs as a task on the shared whisper worker, so audio
 keeps flowing (and barge-in keeps working) while a turn is transcribed.
 
 Speculative transcription: the VAD reports a pause after a short silence (its stop window,

@@ -1,6 +1,6 @@
 """Intent classification for one menu: which of the current node's intents the caller means.
 
-Two stages (DESIGN.md section 5):
+Two stages (docs/architecture.md, "Routing intents"; docs/nlu.md):
 
 1. `ExampleRouter` (ONNX sentence embeddings, ~5-10 ms): scores the caller's words against the
    designer's examples. Its threshold is calibrated per menu from the examples themselves

@@ -8,7 +8,7 @@ choice between intents and the out-of-scope test).
 
 The router's *conf* for the best intent is its score plus `beta` times its margin over the
 runner-up. Whether that is high enough is decided against a threshold `tau` calibrated on the
-menu itself, not a global constant (DESIGN.md section 5: a fixed threshold does not carry from
+menu itself, not a global constant (docs/architecture.md, "Routing intents": a fixed threshold does not carry from
 one menu to another): leave each designer example out in turn, score it against the rest, and
 take a low quantile of the conf its own intent gets. A built-in background set of generic
 out-of-scope phrases (weather, sports, jokes, other businesses) bounds tau from below, and an

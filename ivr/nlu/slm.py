@@ -10,7 +10,7 @@ uses, on the router's best guess); "choose" scores all intents plus "none of the
 next-token likelihood of their option letters (the SLM-only baseline).
 
 llama.cpp contexts are not thread-safe: every use of the model holds `self._lock`.
-DESIGN.md section 5 facts honoured here: `Llama(..., n_threads=2, verbose=False)`, no
+Facts honoured here (docs/architecture.md, "The small language model in process"): `Llama(..., n_threads=2, verbose=False)`, no
 `logits_all=True`, no per-turn `save_state`/`load_state`; logits are read with
 `llama_get_logits_ith(ctx, -1)` after `llm.n_tokens = n_prefix; llm.eval(tokens)`.
 """

@@ -1,6 +1,6 @@
 """Speech to text: one shared faster-whisper model for every call in the process.
 
-Settings chosen by measurement on a 2-core CPU (DESIGN.md section 4): int8, beam 1, no
+Settings chosen by measurement on a 2-core CPU (docs/latency.md, "What each technique bought"): int8, beam 1, no
 timestamps, 2 threads cost ~0.3 s per utterance with tiny.en where pipecat's defaults
 (float32, beam 5) cost ~0.55 s. Pipecat's WhisperSTTService cannot set beam size or threads
 and loads a model per service instance, so the media layer calls this instead.
@@ -34,7 +34,7 @@ def _install_window_hook() -> None:
     """Let each transcription choose its encoder window.
 
     faster-whisper pads every utterance's features to whisper's full 30 s window, so the encoder
-    costs the same ~0.26 s for "yes" as for a 30 s monologue (DESIGN.md section 4). CTranslate2's
+    costs the same ~0.26 s for "yes" as for a 30 s monologue (docs/architecture.md, "Speech recognition settings"). CTranslate2's
     encoder takes shorter inputs, and its cost falls with the frames it is given (measured:
     3000 frames ~650 ms, 1000 ~110 ms, 500 ~50 ms under the same load). faster-whisper pads
     through one module-level function; this wraps it to pad to the window the calling thread
@@ -121,7 +121,7 @@ class Transcriber:
             condition_on_previous_text=False,
             initial_prompt=prompt,
             vad_filter=False,  # the pipeline's VAD already cut this segment
-            temperature=0.0,  # no fallback retries: they cost seconds (DESIGN.md section 4)
+            temperature=0.0,  # no fallback retries: they cost seconds (docs/latency.md)
         )
         texts, no_speech, logprob = [], [], []
         try:

@@ -2,7 +2,7 @@
 
 Models are loaded once per process and shared by every call. Each model gets a small thread
 pool sized to the cores, so the event loop never blocks and one call's transcription cannot
-starve another call's audio pacing (DESIGN.md section 1; pipecat issues 764, 3378).
+starve another call's audio pacing (docs/architecture.md, "Models are shared"; pipecat issues 764, 3378).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Twilio REST actions on a live call: transfer (redirect to <Dial>) and hang up.
 
 Transferring updates the live call with new TwiML, which ends the media stream cleanly and
-leaves no bot listening to hold music (DESIGN.md section 6). The blocking twilio client runs on
+leaves no bot listening to hold music (docs/architecture.md, "Transfers"). The blocking twilio client runs on
 a thread; a call that has already ended is not an error worth more than a log line.
 """
 
