@@ -32,6 +32,7 @@ from ivr.dialog.schema import Flow
 from ivr.handoff.policy import EscalationPolicy, TurnFacts
 from ivr.handoff.transfer import TRANSFER_SAY, human_destination, whisper_summary
 
+from .keypad import KeypadEntry
 from .turn import Turn, TurnStep, signals_for_log
 from .turn_taking import is_backchannel
 
@@ -115,7 +116,7 @@ class CallSession:
         self.bot_speaking = False
         self.barge_in_after = barge_in_after
         self._lock = asyncio.Lock()
-        self._digits = ""
+        self._keys = KeypadEntry()
         self._digit_timer: asyncio.Task | None = None
         self._no_input_timer: asyncio.Task | None = None
         self._pending_turn: Turn | None = None
@@ -314,19 +315,13 @@ class CallSession:
         if self.bot_speaking:
             await self.output.interrupt()  # a key press always cuts the prompt short
         exp = self.expectation
-        if not self._digits and self._key_for_a_person(exp, digit):
+        if not self._keys.digits and self._key_for_a_person(exp, digit):
             async with self._lock:
                 await self._key_to_human(digit)
             return
         self._cancel(self._digit_timer)
-        if exp.finish_on_key and digit == exp.finish_on_key:
+        if self._keys.press(exp, digit):
             await self._submit_digits()
-            return
-        self._digits += digit
-        if exp.max_digits and len(self._digits) >= exp.max_digits:
-            await self._submit_digits()
-        elif exp.dtmf_keys and not any(k.startswith(self._digits) for k in exp.dtmf_keys):
-            await self._submit_digits()  # no menu key starts like this: answer at once
         else:
             self._digit_timer = asyncio.create_task(self._digit_timeout(exp.inter_digit_timeout))
 
@@ -334,7 +329,7 @@ class CallSession:
         """A whole keypad entry at once (text chat, flow tests): no inter-digit wait."""
         for digit in digits:
             await self.on_dtmf(digit)
-        if self._digits:
+        if self._keys.digits:
             self._cancel(self._digit_timer)
             await self._submit_digits()
 
@@ -431,7 +426,7 @@ class CallSession:
         await self._submit_digits()
 
     async def _submit_digits(self) -> None:
-        digits, self._digits = self._digits, ""
+        digits = self._keys.take()
         if not digits or self.ended:
             return
         async with self._lock:
@@ -483,7 +478,7 @@ class CallSession:
                 return
             if isinstance(effect, EnterNode):
                 self.expectation = None
-                self._digits = ""
+                self._keys.take()  # keys pressed in the last node are not an answer here
                 self.log_event("node", {"node": effect.node})
             elif isinstance(effect, Say):
                 await self.say(effect.text, effect.kind, node=effect.node)
