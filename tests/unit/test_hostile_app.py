@@ -137,7 +137,7 @@ def test_max_calls_is_checked_again_when_a_stream_starts(store, caplog):
             with client.websocket_connect("/twilio/media") as second:
                 second.send_text(start_msg("CA2"))
                 assert close_code(second) == 1013
-            hang_up(first)
+            hang_up(first, call_sid="CA1")
     assert "call CA2 refused at stream start: 1 calls active (limit 1)" in caplog.text
 
 

@@ -94,10 +94,10 @@ def test_call_in_progress_keeps_its_version(tmp_path):
                 receive_until(new_call, "media")
                 new_call.send_text(dtmf("2"))
                 assert wait_for(lambda: "Please enter your six digit order number now." in runtime.tts.spoken)
-                hang_up(new_call)
+                hang_up(new_call, call_sid="CAnew")
             old_call.send_text(dtmf("2"))
             assert wait_for(lambda: "Please say or key in your six digit order number." in runtime.tts.spoken)
-            hang_up(old_call)
+            hang_up(old_call, call_sid="CAold")
     store.flush()
     old, new = store.get_call("CAold"), store.get_call("CAnew")
     assert old["flow_version"] != new["flow_version"]

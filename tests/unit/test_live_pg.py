@@ -143,7 +143,7 @@ def test_a_call_on_one_instance_is_live_on_the_other_across_a_database_restart(p
             assert after["state"]["node"] == "confirm_order"  # what happened during the outage caught up
             with b.websocket_connect("/dashboard/api/live") as watch:
                 assert [c["node"] for c in recv(watch)["calls"]] == ["confirm_order"]
-                hang_up(media)
+                hang_up(media, call_sid=call)
                 end = until(watch, is_call("call_end"), timeout=10)
                 assert end["outcome"] == "caller_hangup"
         assert b.get("/dashboard/api/live").json()["calls"] == []

@@ -71,15 +71,16 @@ def receive_until(ws, event: str, limit: int = 2000):
     raise AssertionError(f"no {event}")
 
 
-def hang_up(ws, timeout: float = 10.0):
-    """Send Twilio's `stop`, then wait for the server to close the socket, as Twilio does."""
+def hang_up(ws, timeout: float = 10.0, call_sid: str = "CA123"):
+    """Send Twilio's `stop`, then wait for the server to close the socket, as Twilio does, and
+    to be done with the call (`call_sid`: the one `start_msg` named)."""
     ws.send_text(json.dumps({"event": "stop", "streamSid": "MZ1"}))
     drain(ws, timeout)
     # The socket closes before the call's pipeline has finished stopping. Leaving the test client
     # now would cancel that cleanup midway, and pipecat can turn the cancellation into a stray
     # CancelledError that fails the test (1 run in 20): wait until the server is done with the call.
     runtime = ws.app.state.ivr["runtime"]
-    assert wait_for(lambda: not runtime.active_calls, timeout), "the call's pipeline did not stop"
+    assert wait_for(lambda: call_sid not in runtime.active_calls, timeout), "the call's pipeline did not stop"
 
 
 def drain(ws, timeout: float = 10.0):
