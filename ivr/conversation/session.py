@@ -106,7 +106,6 @@ class CallSession:
         self.actions = actions
         self.filler_after = filler_after
         self.output = output
-        self.nlu = nlu
         self.events = events
         self.handoff = handoff
         self.expectation: Expectation | None = None
@@ -169,9 +168,11 @@ class CallSession:
 
     async def call_backend(self, node: str, values: Mapping[str, Any]):
         """A node's backend request with these slot values, without entering the node (the
-        LLM uses the flow's actions as tools): the request and its result."""
+        LLM uses the flow's actions as tools), logged as the LLM's: its result."""
         request = self.engine.request_for(node, dict(values))
-        return request, await self.backend().run(request)
+        result = await self.backend().run(request)
+        self._log_action(request, result, llm=True)
+        return result
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -248,7 +249,7 @@ class CallSession:
             return
         turn = Turn(len(self.turns) + 1, "speech", speech_end=speech_end, decided_at=decided_at,
                     transcript_at=time.time(), stt_ms=stt_ms, text=text)
-        sensitive = self._answering_sensitive()
+        sensitive = self.answering_sensitive()
         logged_text = "[redacted]" if sensitive and text else text
         self.log_event("transcript", {"text": logged_text, "stt_ms": stt_ms, "node": self.engine.node_name,
                                  **({"discarded": discarded} if discarded else {})})
@@ -311,7 +312,7 @@ class CallSession:
                 await self._dtmf_during_handoff(digit)
             return
         self._cancel(self._no_input_timer)
-        self.log_event("dtmf", {"digit": "*" if self._answering_sensitive() else digit, "node": self.engine.node_name})
+        self.log_event("dtmf", {"digit": "*" if self.answering_sensitive() else digit, "node": self.engine.node_name})
         if self.bot_speaking:
             await self.output.interrupt()  # a key press always cuts the prompt short
         exp = self.expectation
@@ -516,12 +517,13 @@ class CallSession:
             # Never dead air: say something while the backend thinks.
             await self.say(request.wait_say, "wait", node=request.node, remember=False)
         result = await task
-        self.log_event(
-            "action",
-            {"node": request.node, "method": request.method, "url": self.scrub(_strip_query(request.url)), "ok": result.ok,
-             "status": result.status, "error": result.error, "latency_ms": result.latency_ms},
-        )
+        self._log_action(request, result)
         return self.engine.on_action_result(result.ok, result.data, result.error)
+
+    def _log_action(self, request: HttpRequest, result, **extra) -> None:
+        self.log_event("action", {"node": request.node, "method": request.method, "url": self.scrub(_strip_query(request.url)),
+                                  "ok": result.ok, "status": result.status, "error": result.error,
+                                  "latency_ms": result.latency_ms, **extra})
 
     async def _transfer(self, effect: Transfer) -> None:
         self._closing = True
@@ -566,7 +568,7 @@ class CallSession:
             slots[pending[0]] = pending[1]
         return sensitive_values(slots, self.flow.flow.slots)
 
-    def _answering_sensitive(self) -> bool:
+    def answering_sensitive(self) -> bool:
         """The caller is now saying or keying a value marked `sensitive: true`."""
         exp = self.expectation
         slot = self.flow.flow.slots.get(exp.slot) if exp is not None and exp.slot else None

@@ -391,9 +391,7 @@ class FlowEngine:
             if slot_name is None:
                 result = parse_slot("yes_no", text)
             else:
-                slot = self.flow.slots[slot_name]
-                result = parse_slot(slot.type, text, length=slot.length, min_length=slot.min_length,
-                                    max_length=slot.max_length, choices=slot.choices)
+                result = self.flow.slots[slot_name].parse(text)
             self._parses[slot_name] = result
         return result
 

@@ -11,6 +11,8 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ivr.nlu.slots import ParseResult, parse_slot
+
 SLOT_TYPES = ("digits", "yes_no", "number", "money", "date", "time", "phone", "email", "text", "enum")
 INTENT_ACTIONS = ("repeat", "hangup", "start_over")
 
@@ -40,6 +42,11 @@ class SlotDef(_Strict):
         if self.type != "enum" and self.choices:
             raise ValueError("`choices` only applies to enum slots")
         return self
+
+    def parse(self, text: str) -> ParseResult:
+        """`text` as this slot's value, with its length limits and choices."""
+        return parse_slot(self.type, text, length=self.length, min_length=self.min_length,
+                          max_length=self.max_length, choices=self.choices)
 
 
 class IntentDef(_Strict):

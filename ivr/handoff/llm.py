@@ -31,7 +31,6 @@ import openai
 
 from ivr.dialog.engine import Handoff
 from ivr.handoff.call import CallControl
-from ivr.nlu.slots import parse_slot
 
 from ivr.privacy.redact import redact_slots, redact_text
 
@@ -714,18 +713,14 @@ class LLMHandoff:
         for slot_name in needed:
             raw = args.get(slot_name, session.slots.get(slot_name))
             slot = flow.slots[slot_name]
-            parsed = parse_slot(slot.type, "" if raw is None else str(raw), length=slot.length,
-                                min_length=slot.min_length, max_length=slot.max_length, choices=slot.choices)
+            parsed = slot.parse("" if raw is None else str(raw))
             if not parsed.ok:
                 return f"error: {slot_name} is not a valid {slot.type}: {parsed.reason}; ask the caller for it"
             values[slot_name] = parsed.value
         for slot_name, value in values.items():
             if session.slots.get(slot_name) != value:
                 await session.set_slot(slot_name, value)
-        request, result = await session.call_backend(node, values)
-        session.log_event("action", {"node": node, "method": request.method, "url": session.scrub(request.url.split("?", 1)[0]),
-                                "ok": result.ok, "status": result.status, "error": result.error,
-                                "latency_ms": result.latency_ms, "llm": True})
+        result = await session.call_backend(node, values)
         if not result.ok:
             return f"error: the lookup failed ({result.error}); apologise, or transfer the caller"
         data = json.dumps(result.data, default=str) if not isinstance(result.data, str) else result.data
@@ -735,8 +730,7 @@ class LLMHandoff:
         slot = session.flow_def.slots.get(name)
         if slot is None:
             return f"error: unknown detail '{name}'; known: {', '.join(session.flow_def.slots) or 'none'}"
-        parsed = parse_slot(slot.type, "" if value is None else str(value), length=slot.length,
-                            min_length=slot.min_length, max_length=slot.max_length, choices=slot.choices)
+        parsed = slot.parse("" if value is None else str(value))
         if not parsed.ok:
             return f"error: not a valid {slot.type}: {parsed.reason}"
         await session.set_slot(name, parsed.value)  # logs it, redacted when sensitive

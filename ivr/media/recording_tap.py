@@ -60,8 +60,4 @@ def open_recording(directory: Path, call_id: str, sensitive_now) -> CallRecordin
 
 def collecting_sensitive(session) -> bool:
     """The call is waiting for a slot marked `sensitive: true`: the recording goes silent."""
-    exp = getattr(session, "expectation", None) if session is not None else None
-    if exp is None or not exp.slot:
-        return False
-    slot = session.flow.flow.slots.get(exp.slot)
-    return slot is not None and bool(slot.sensitive)
+    return session is not None and session.answering_sensitive()

@@ -164,7 +164,6 @@ def cmd_nlu(args) -> int:
     from ivr.dialog.engine import FlowEngine
     from ivr.handoff.policy import EscalationPolicy, TurnFacts, decide, is_person_intent
     from ivr.nlu.signals import detect
-    from ivr.nlu.slots import parse_slot
 
     _setup_logging("WARNING")
     flow = _load_flow_arg(args.flow)
@@ -197,8 +196,7 @@ def cmd_nlu(args) -> int:
         outcome = nlu.understand_sync(expectation.candidates, text)
         slots = {}
         if slot is not None:
-            parsed = parse_slot(slot.type, text, length=slot.length, min_length=slot.min_length,
-                                max_length=slot.max_length, choices=slot.choices)
+            parsed = slot.parse(text)
             if parsed.ok:
                 slots[expectation.slot] = parsed.value
         signals = detect(text)

@@ -70,10 +70,12 @@ def test_one_answer_is_parsed_once_a_turn(cs, monkeypatch):
     (what does it fill?) all ask about the same answer: one parse serves them, and the next
     turn parses its own words afresh."""
     import ivr.dialog.engine as engine_module
+    import ivr.dialog.schema as schema_module
 
     calls = []
     real = engine_module.parse_slot
-    monkeypatch.setattr(engine_module, "parse_slot", lambda *a, **k: calls.append(a[:2]) or real(*a, **k))
+    for module in (engine_module, schema_module):  # yes/no answers, slot values (SlotDef.parse)
+        monkeypatch.setattr(module, "parse_slot", lambda *a, **k: calls.append(a[:2]) or real(*a, **k))
     cs.on_text("where's my order", intent("order"))
     answer = "it's four five seven two one nine"
     assert cs.answer_is_whole(answer) and cs.fills_slot(answer) and cs.understands(answer, Understanding())
