@@ -17,13 +17,17 @@ Where a turn yields more than one value or an intent and its values, this is the
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from ivr.dialog.engine import Expectation, FlowEngine
 from ivr.handoff.policy import Escalation, EscalationPolicy, TurnFacts, decide, is_person_intent, with_repetition
+from ivr.nlu.extract import claimed_spans, find_values
 from ivr.nlu.signals import Signals, detect
-from ivr.nlu.understanding import OUT_OF_SCOPE, NLUOutcome, Understanding
+from ivr.nlu.slm_extract import likely_carries_values
+from ivr.nlu.understanding import OUT_OF_SCOPE, NLUOutcome, SlotValue, Understanding
 
 @dataclass
 class Turn:
@@ -92,6 +96,11 @@ class TurnStep:
     # ------------------------------------------------------------ understand
     async def understand(self, expectation: Expectation, text: str) -> Understood:
         outcome = await self._route(expectation, text)
+        started = time.perf_counter()
+        values = await self._values(expectation, text, outcome.understanding)
+        if values:
+            outcome.understanding = dataclasses.replace(outcome.understanding, values=values)
+            outcome.latency_ms += (time.perf_counter() - started) * 1000
         u = outcome.understanding
         facts = TurnFacts(
             u.intent, u.confidence, self.signals(text),
@@ -117,6 +126,29 @@ class TurnStep:
         except Exception as exc:  # a failing model must not end the call: treat as not understood
             self._on_error(expectation.node, str(exc))
             return NLUOutcome(Understanding(None, 0.0, "error"))
+
+    async def _values(self, expectation: Expectation, text: str, u: Understanding) -> tuple[SlotValue, ...]:
+        """Every value the words carry for the slots ahead: the parsers first (spans, ~1 ms),
+        then the small model for text, enum and yes/no slots they left, only when words remain
+        that could be one (ivr.nlu.slm_extract)."""
+        intent = u.intent if u.intent and u.intent != OUT_OF_SCOPE else None
+        specs = self.engine.listening_slots(intent)
+        if not specs:
+            return ()
+        found = find_values(text, specs)
+        plan = self.engine.extraction_plan(intent)
+        extract = getattr(self.nlu, "extract", None)
+        if plan is None or extract is None:
+            return tuple(found)
+        placed = {v.slot for v in found}
+        ask = tuple(x for x in plan.specs if x.name not in placed)
+        if not ask or not likely_carries_values(text, plan.request_words, claimed_spans(found)):
+            return tuple(found)
+        try:
+            found += await extract(plan, ask, text)
+        except Exception as exc:  # the parsers' values stand; the turn goes on
+            self._on_error(expectation.node, f"slot extraction: {exc}")
+        return tuple(found)
 
     def signals(self, text: str) -> Signals:
         """The turn's escalation signals, repetition of the caller's last words included."""
@@ -146,6 +178,8 @@ class TurnStep:
             "confidence": round(u.confidence, 4),
             "source": u.source,
             "ranked": [[n, round(s, 4)] for n, s in outcome.ranked[:3]],
+            "slots": [{"slot": v.slot, "value": "[redacted]" if sensitive else v.value, "source": v.source}
+                      for v in u.values],
             "latency_ms": round(outcome.latency_ms, 1),
             "signals": signals_for_log(understood.signals, sensitive),
             "decision": decision.as_dict(),

@@ -14,12 +14,26 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from ivr.nlu.slots import ParseResult, parse_slot
-from ivr.nlu.understanding import OUT_OF_SCOPE, Candidates, Intent, Understanding
+from ivr.nlu.understanding import (
+    OUT_OF_SCOPE,
+    Candidates,
+    ExtractionPlan,
+    Intent,
+    Shot,
+    SlotSpec,
+    SlotValue,
+    Understanding,
+)
 
 from . import speech_format
 from .conditions import evaluate
 from .loader import LoadedFlow
-from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy
+from .paths import intent_slots, slots_ahead
+from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy, SlotDef, annotated
+
+#: Slot types the small model fills in passing; the parsers find the others (ivr.nlu.extract).
+MODEL_TYPES = ("text", "enum", "yes_no")
+MAX_SHOTS = 8
 
 MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a conversation
 #: Below this confidence an intent that would end the call is asked about first: hanging up on a
@@ -27,6 +41,8 @@ MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a co
 #: call benchmark) costs the whole call; one question costs a turn.
 END_CALL_CONFIDENCE = 0.8
 END_CALL_QUESTION = "Sorry, do you want to end the call?"
+#: Words that make a value said at a later question a correction of one heard earlier.
+_CORRECTION = re.compile(r"^\W*(?:no\b|nope\b|actually\b|sorry\b|wait\b|not\b|i said\b|i meant\b|make it\b|change\b)", re.I)
 
 
 # ---------------------------------------------------------------- effects (engine -> session)
@@ -142,6 +158,12 @@ class CallState:
     pending_intent: str | None = None
     """An intent that would end the call, understood with too little confidence to act on
     without asking (see END_CALL_CONFIDENCE): waiting for the caller's yes/no."""
+    heard: dict[str, SlotValue] = field(default_factory=dict)
+    """Values said in passing, waiting for the node that collects them."""
+    passing: set[str] = field(default_factory=set)
+    """Slots filled from words said in passing: a later "no, Wednesday" corrects them."""
+    mentions: list[str] = field(default_factory=list)
+    """Values taken in passing, to say back before the next prompt (`heard: mention`)."""
 
 
 _TEMPLATE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\s*(?:\|\s*([a-z]+)\s*)?\}")
@@ -158,6 +180,7 @@ class FlowEngine:
         self._awaiting_action: str | None = None
         self._parsed_text: str | None = None
         self._parses: dict[str | None, ParseResult] = {}
+        self._intent_paths: dict[str, dict[str, tuple[str, ...]]] = {}
 
     # ------------------------------------------------------------ public API
     @property
@@ -184,7 +207,70 @@ class FlowEngine:
         """Whether `on_text` would act on this answer rather than count a no match (no state change)."""
         if self._closed():
             return False
-        return self.fills_slot(text) or self._intent_spec(understanding.intent) is not None
+        if self.fills_slot(text) or self._intent_spec(understanding.intent) is not None:
+            return True
+        own = self.node.collect
+        return bool(own) and self.state.pending is None and any(
+            v.slot == own or v.slot in self.state.passing for v in understanding.values)
+
+    # ------------------------------------------------------------ values said in passing
+    def slot_spec(self, name: str) -> SlotSpec:
+        slot: SlotDef = self.flow.slots[name]
+        choices = tuple((k, tuple(v)) for k, v in (slot.choices or {}).items())
+        return SlotSpec(name, slot.type, slot.description, choices, slot.length, slot.min_length, slot.max_length)
+
+    def listening_slots(self, intent: str | None = None) -> tuple[SlotSpec, ...]:
+        """The slots this turn's words may fill, in the order the flow would ask them: in a
+        collect node its own slot, then the path ahead; in a menu, the path of the intent
+        understood (ivr.dialog.paths); and the slots filled in passing earlier on this path,
+        which the caller may correct."""
+        if self._closed() or self.state.pending is not None or self.state.pending_intent is not None:
+            return ()
+        node, names = self.node, []
+        if node.collect:
+            names = [node.collect] + [n for n in slots_ahead(self.flow, self.state.node) if n != node.collect]
+        elif intent:
+            if self.state.node not in self._intent_paths:
+                self._intent_paths[self.state.node] = intent_slots(self.flow, self.state.node)
+            names = list(self._intent_paths[self.state.node].get(intent, ()))
+        names += sorted(n for n in self.state.passing if n not in names)
+        return tuple(self.slot_spec(n) for n in names)
+
+    def extraction_plan(self, intent: str | None = None) -> ExtractionPlan | None:
+        """What the small model may fill in this turn (None: nothing, the parsers do it all).
+        The same for every call at this node and intent, so its prompt is prepared at load."""
+        if self._closed() or self.state.pending is not None or self.state.pending_intent is not None:
+            return None
+        node = self.node
+        if node.collect:
+            names = [n for n in slots_ahead(self.flow, self.state.node) if n != node.collect]
+        elif intent:
+            if self.state.node not in self._intent_paths:
+                self._intent_paths[self.state.node] = intent_slots(self.flow, self.state.node)
+            names = list(self._intent_paths[self.state.node].get(intent, ()))
+        else:
+            names = []
+        specs = tuple(self.slot_spec(n) for n in names if self.flow.slots[n].type in MODEL_TYPES)
+        if not specs:
+            return None
+        wanted = {x.name for x in specs}
+        intents = {**self.flow.global_intents, **(node.intents or {})}
+        shots: list[Shot] = []
+        words: set[str] = set()
+        for name, spec in intents.items():
+            for example in spec.examples:
+                plain, values = annotated(example)
+                words.update(w.strip(".,!?'").lower() for w in plain.split())
+                if node.collect or name == intent:  # a menu: its intent's examples; else every marked one
+                    mine = tuple((k, v) for k, v in values if k in wanted)
+                    if mine or (not node.collect and not values):
+                        shots.append(Shot(plain, mine))
+        # Mostly examples with values, some without (they teach "none"), mixed in a fixed order.
+        valued = [x for x in shots if x.values][:MAX_SHOTS - 3]
+        plain_shots = [x for x in shots if not x.values][:MAX_SHOTS - len(valued)]
+        chosen = sorted(valued + plain_shots, key=lambda x: x.text.lower())
+        return ExtractionPlan(f"{self.loaded.version}:{self.state.node}:{intent or ''}", specs,
+                              tuple(chosen), frozenset(words))
 
     def request_for(self, node: str, slots: dict[str, Any]) -> HttpRequest:
         """A node's backend call with these slot values, without entering the node (the LLM
@@ -204,9 +290,9 @@ class FlowEngine:
         node, name = self.node, self.state.node
         options: dict[str, IntentOption] = {}
         for intent, spec in self.flow.global_intents.items():
-            options[intent] = IntentOption(intent, tuple(spec.examples), spec.description, "global")
+            options[intent] = IntentOption(intent, tuple(spec.phrases), spec.description, "global")
         for intent, spec in (node.intents or {}).items():
-            options[intent] = IntentOption(intent, tuple(spec.examples), spec.description, "node")
+            options[intent] = IntentOption(intent, tuple(spec.phrases), spec.description, "node")
         slot_def = self.flow.slots.get(node.collect) if node.collect else None
         rules = node.digits or DigitRules()
         confirming = self.state.pending is not None or self.state.pending_intent is not None
@@ -278,13 +364,19 @@ class FlowEngine:
             if answered is not None:
                 return answered
         elif node.collect:
-            filled = self._try_fill(text)
+            corrected = self._correct(text, understanding.values)
+            if corrected is not None:
+                return corrected
+            self._hear(understanding.values)
+            filled = self._try_fill(text, understanding.value_of(node.collect))
             if filled is not None:
                 return filled
         spec = self._intent_spec(understanding.intent)
         if spec is not None:
             if understanding.confidence < END_CALL_CONFIDENCE and self._ends_call(spec):
                 return self._ask_end_call(understanding.intent)
+            if spec.goto:
+                self._hear(understanding.values)
             return self._apply_intent(understanding.intent, spec)
         reason = "out of scope" if understanding.intent == OUT_OF_SCOPE else "no match"
         return self._no_match(reason)
@@ -375,6 +467,9 @@ class FlowEngine:
             ]
         if spec.action == "start_over":
             self.state.slots.clear()
+            self.state.heard.clear()
+            self.state.passing.clear()
+            self.state.mentions.clear()
             return self._enter(self.flow.start)
         self.state.ended = True
         return [Hangup(f"caller intent '{name}'")]
@@ -395,9 +490,13 @@ class FlowEngine:
             self._parses[slot_name] = result
         return result
 
-    def _try_fill(self, text: str) -> list[Effect] | None:
+    def _try_fill(self, text: str, extracted: SlotValue | None = None) -> list[Effect] | None:
+        """The answer as this node's value: the whole answer parsed, else the value found in it
+        among others ("four people at seven" to a party-size question)."""
         slot_name = self.node.collect
         result = self._parsed(slot_name, text)
+        if not result.ok and extracted is not None:
+            result = ParseResult(True, extracted.value)
         if not result.ok:
             return None
         node = self.node
@@ -413,6 +512,7 @@ class FlowEngine:
 
     def _keep(self, slot_name: str, value: Any) -> list[Effect]:
         self.state.slots[slot_name] = value
+        self.state.passing.discard(slot_name)
         return [SetSlot(slot_name, value)] + self._advance()
 
     def _ask_confirmation(self) -> list[Effect]:
@@ -420,7 +520,74 @@ class FlowEngine:
         template = self.node.confirm if isinstance(self.node.confirm, str) else f"I heard {{slots.{slot_name}}}. Is that right?"
         text = self._render(template, candidate={slot_name: value})
         self.state.last_prompts = [text]
-        return [Say(text, self.state.node, "confirm"), Listen(self.expectation())]
+        return self._said_back() + [Say(text, self.state.node, "confirm"), Listen(self.expectation())]
+
+    def _hear(self, values) -> None:
+        """Keep values said in passing for the nodes ahead that collect them."""
+        own = self.node.collect
+        for v in values:
+            slot = self.flow.slots.get(v.slot)
+            if slot is not None and not slot.sensitive and v.slot != own and v.slot not in self.state.passing:
+                self.state.heard[v.slot] = v
+
+    def _take_heard(self, name: str, node: Node, hops: int) -> list[Effect] | None:
+        """Entering a collect node whose value was said in passing: keep it and go on, confirm
+        it, or ask anyway, as the designer chose (`heard`)."""
+        slot_name = node.collect
+        heard = self.state.heard.pop(slot_name)
+        policy = node.heard or self.flow.slots[slot_name].heard or "mention"
+        if policy == "ask":
+            return None
+        for rejection in node.rejections:
+            if evaluate(rejection.if_, {**self.state.slots, slot_name: heard.value}, self.state.vars):
+                text = self._render(rejection.say, candidate={slot_name: heard.value})
+                return [EnterNode(name), Say(text, name, "rejection")] + self._after_action(name, hops)
+        if policy == "confirm" or node.confirm:
+            self.state.pending = (slot_name, heard.value)
+            return [EnterNode(name)] + self._ask_confirmation()
+        self.state.slots[slot_name] = heard.value
+        self.state.passing.add(slot_name)
+        if policy == "mention":
+            self.state.mentions.append(self._mention(slot_name))
+        effects: list[Effect] = [EnterNode(name), SetSlot(slot_name, heard.value)]
+        target = self._resolve_next(node.next)
+        if target is None:
+            self.state.ended = True
+            return effects + self._said_back() + [Hangup("end of flow")]
+        return effects + self._enter(target, hops + 1)
+
+    def _mention(self, slot_name: str) -> str:
+        slot = self.flow.slots[slot_name]
+        template = slot.mention
+        if template is None:
+            spoken = slot.type if slot.type in ("money", "date", "time") else None
+            template = f"{{slots.{slot_name}|{spoken}}}" if spoken else f"{{slots.{slot_name}}}"
+        return self._render(template)
+
+    def _said_back(self) -> list[Effect]:
+        """The values taken in passing since the last prompt, said before the next one."""
+        if not self.state.mentions:
+            return []
+        text = "Got it: " + ", ".join(self.state.mentions) + "."
+        self.state.mentions.clear()
+        return [Say(text, self.state.node, "heard")]
+
+    def _correct(self, text: str, values) -> list[Effect] | None:
+        """ "No, Wednesday": a value for a slot taken in passing on this path, said at a later
+        question, replaces it (only it), and the question is asked again."""
+        changed = [v for v in values if v.slot in self.state.passing and v.slot != self.node.collect
+                   and self.state.slots.get(v.slot) != v.value]
+        if not changed:
+            return None
+        own = self.flow.slots[self.node.collect]
+        if self._parsed(self.node.collect, text).ok and own.type != "text" and not _CORRECTION.search(text):
+            return None  # an answer to this question that happens to hold another value
+        effects: list[Effect] = []
+        for v in changed:
+            self.state.slots[v.slot] = v.value
+            effects.append(SetSlot(v.slot, v.value))
+            self.state.mentions.append(self._mention(v.slot))
+        return effects + self._reprompt(said_back=True)
 
     def _confirm(self, text: str) -> list[Effect] | None:
         answer = self._parsed(None, text)
@@ -493,6 +660,13 @@ class FlowEngine:
         self.state.pending = None
         self.state.pending_intent = None
         node = self.flow.nodes[name]
+        if node.intents or node.dtmf:  # a new menu: what was said in passing was for the path before it
+            self.state.heard.clear()
+            self.state.passing.clear()
+        if node.collect and node.action is None and node.collect in self.state.heard:
+            taken = self._take_heard(name, node, hops)
+            if taken is not None:
+                return taken
         if node.action is not None:
             action = node.action
             self._awaiting_action = name
@@ -513,7 +687,7 @@ class FlowEngine:
         effects: list[Effect] = []
         if node.say:
             text = self._render(self._pick(name, node.say))
-            effects.append(Say(text, name))
+            effects += self._said_back() + [Say(text, name)]
             self.state.last_prompts = [text]
         reason = self._escalation_reason or f"flow node '{name}'"
         trigger = self._escalation_trigger if self._escalation_reason else "flow"
@@ -534,13 +708,13 @@ class FlowEngine:
             return effects + [Hangup("no branch matched and no `else`")]
         return effects + self._enter(target, hops + 1)
 
-    def _reprompt(self) -> list[Effect]:
+    def _reprompt(self, said_back: bool = False) -> list[Effect]:
         if self.state.pending_intent is not None:
             return [Say(END_CALL_QUESTION, self.state.node, "confirm"), Listen(self.expectation())]
         if self.state.pending is not None:
             return self._ask_confirmation()
         node = self.node
-        effects: list[Effect] = []
+        effects: list[Effect] = self._said_back() if said_back else []
         if node.say:
             text = self._render(self._pick(self.state.node, node.say))
             effects.append(Say(text, self.state.node))
@@ -627,6 +801,21 @@ class FlowEngine:
         return body
 
 
+def extraction_plans(loaded: LoadedFlow) -> list[ExtractionPlan]:
+    """Every node's (and menu intent's) small-model extraction, as a call would ask for it."""
+    plans = []
+    for name, node in loaded.flow.nodes.items():
+        if not (node.collect or node.intents):
+            continue
+        engine = FlowEngine(loaded)
+        engine.state.node = name
+        for intent in ([None] if node.collect else list({**loaded.flow.global_intents, **node.intents})):
+            plan = engine.extraction_plan(intent)
+            if plan is not None:
+                plans.append(plan)
+    return plans
+
+
 def listening_candidates(loaded: LoadedFlow) -> list[Candidates]:
     """Every listening node's candidates, as a call reaching it would see them: what the NLU
     prepares when a flow is loaded, so the first caller does not pay for it."""
@@ -637,3 +826,9 @@ def listening_candidates(loaded: LoadedFlow) -> list[Candidates]:
             engine.state.node = name
             nodes.append(engine.expectation().candidates)
     return nodes
+
+
+def nlu_preparation(loaded: LoadedFlow) -> list[Candidates | ExtractionPlan]:
+    """What the NLU caches when a flow is loaded: every listening node's candidates and every
+    small-model extraction prompt, so the first caller pays for neither."""
+    return [*listening_candidates(loaded), *extraction_plans(loaded)]

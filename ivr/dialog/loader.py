@@ -221,6 +221,24 @@ def check_references(flow: Flow, pos: _Positions, filename: str) -> list[FlowErr
     if flow.start not in nodes:
         err(("start",), f"start node '{flow.start}' is not defined under `nodes`")
 
+    def check_examples(loc: Loc, spec) -> None:
+        from .schema import annotated
+
+        for i, example in enumerate(spec.examples):
+            for slot, _ in annotated(example)[1]:
+                if slot not in flow.slots:
+                    err(loc + ("examples", i), f"example marks a value for '{slot}', which is not declared under `slots`")
+                elif flow.slots[slot].sensitive:
+                    err(loc + ("examples", i), f"example marks a value for sensitive slot '{slot}': sensitive slots are only asked at their own node")
+
+    for name, slot in flow.slots.items():
+        if slot.mention:
+            _check_template(slot.mention, ("slots", name, "mention"), flow, set(), err, request=False)
+    for intent, spec in flow.global_intents.items():
+        check_examples(("global_intents", intent), spec)
+    for name, node in nodes.items():
+        for intent, spec in (node.intents or {}).items():
+            check_examples(("nodes", name, "intents", intent), spec)
     for intent, spec in flow.global_intents.items():
         if spec.goto and spec.goto not in nodes:
             err(("global_intents", intent, "goto"), f"global intent '{intent}' goes to unknown node '{spec.goto}'")

@@ -7,6 +7,7 @@ than an option silently ignored. The keys follow what designers know (Rasa `coll
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -15,6 +16,17 @@ from ivr.nlu.slots import ParseResult, parse_slot
 
 SLOT_TYPES = ("digits", "yes_no", "number", "money", "date", "time", "phone", "email", "text", "enum")
 INTENT_ACTIONS = ("repeat", "hangup", "start_over")
+HEARD = ("mention", "use", "confirm", "ask")
+
+
+_ANNOTATION = re.compile(r"\[([^\[\]]+)\]\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def annotated(example: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """An intent example with its values marked the way Rasa designers mark entities,
+    "a table in [Denver](city) for [four](party_size)": (the words as said, ((slot, words), ...))."""
+    values = tuple((m.group(2), m.group(1).strip()) for m in _ANNOTATION.finditer(example))
+    return _ANNOTATION.sub(lambda m: m.group(1), example), values
 
 
 class _Strict(BaseModel):
@@ -33,7 +45,15 @@ class SlotDef(_Strict):
     max_length: int | None = Field(default=None, ge=1, le=64)
     choices: dict[str, list[str]] | None = None
     sensitive: bool = False
-    """Redacted in call logs and transcripts."""
+    """Redacted in call logs and transcripts; never taken from words said in passing."""
+    heard: Literal[HEARD] | None = None  # type: ignore[valid-type]
+    """A value said before this slot's question ("a table for four tomorrow"): `mention` (the
+    default) keeps it, skips the question and says it back in the next prompt; `use` keeps it
+    silently; `confirm` asks "I heard ... Is that right?" instead of the question; `ask` ignores
+    it and asks. A node's own `heard` wins."""
+    mention: str | None = None
+    """How a value heard in passing is said back, e.g. "a table for {slots.party_size}"
+    (default: the value, spoken by its type)."""
 
     @model_validator(mode="after")
     def _enum_has_choices(self) -> "SlotDef":
@@ -41,6 +61,8 @@ class SlotDef(_Strict):
             raise ValueError("an enum slot needs `choices` (value: [synonyms])")
         if self.type != "enum" and self.choices:
             raise ValueError("`choices` only applies to enum slots")
+        if self.sensitive and (self.heard not in (None, "ask") or self.mention is not None):
+            raise ValueError("a sensitive slot is only asked at its own node: remove `heard` and `mention`")
         return self
 
     def parse(self, text: str) -> ParseResult:
@@ -51,13 +73,19 @@ class SlotDef(_Strict):
 
 class IntentDef(_Strict):
     examples: list[str] = Field(default_factory=list)
-    """How callers phrase it; varied, natural wordings work best."""
+    """How callers phrase it; varied, natural wordings work best. Mark values said in passing
+    as `[Denver](city)`: the small model learns from them which words fill which slot."""
     description: str = ""
     """What the intent means, for the language model and for other designers."""
     goto: str | None = None
     """The node to go to."""
     action: Literal[INTENT_ACTIONS] | None = None  # type: ignore[valid-type]
     """Instead of goto: repeat the last prompt, start_over (clears slots), or hangup."""
+
+    @property
+    def phrases(self) -> list[str]:
+        """The examples as callers say them, without value marks."""
+        return [annotated(e)[0] for e in self.examples]
 
     @model_validator(mode="after")
     def _one_outcome(self) -> "IntentDef":
@@ -140,6 +168,9 @@ class Node(_Strict):
     "I heard {value}. Is that right?", or your own prompt with {slots.NAME}."""
     rejections: list[Rejection] = Field(default_factory=list)
     """Checks on a collected value: the first whose `if` holds is said, and the slot re-asked."""
+    heard: Literal[HEARD] | None = None  # type: ignore[valid-type]
+    """For a `collect` node: what to do with its slot's value said earlier in passing (see the
+    slot's `heard`; this wins)."""
     hints: list[str] = Field(default_factory=list)
     """Words the speech recogniser should expect here (product names, street names)."""
     next: Next | None = None
@@ -199,8 +230,8 @@ class Node(_Strict):
             raise ValueError("a menu node chooses where to go by its intents; remove `next`")
         if self.return_to and not self.handoff:
             raise ValueError("`return_to` only applies to a `handoff` node")
-        if (self.confirm or self.rejections) and not self.collect:
-            raise ValueError("`confirm` and `rejections` apply to a `collect` node")
+        if (self.confirm or self.rejections or self.heard) and not self.collect:
+            raise ValueError("`confirm`, `rejections` and `heard` apply to a `collect` node")
         return self
 
     @property

@@ -330,7 +330,7 @@ def describe_nodes(flow) -> dict[str, str]:
     for intents in intent_sets:
         for name, spec in intents.items():
             if spec.goto and spec.goto in flow.nodes and not flow.nodes[spec.goto].handoff:
-                text = spec.description or (spec.examples[0] if spec.examples else name)
+                text = spec.description or (spec.phrases[0] if spec.phrases else name)
                 described.setdefault(spec.goto, [])
                 if text not in described[spec.goto]:
                     described[spec.goto].append(text)

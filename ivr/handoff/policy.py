@@ -204,4 +204,4 @@ def is_person_intent(intent: str | None, flow) -> bool:
         if node.transfer:
             return True
         node_name, hops = node.next if isinstance(node.next, str) else None, hops + 1
-    return any(detect(example).wants_person for example in spec.examples)
+    return any(detect(example).wants_person for example in spec.phrases)

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Iterable
 
-from ivr.nlu.understanding import Candidates, NLUOutcome, Understanding
+from ivr.nlu.understanding import Candidates, ExtractionPlan, NLUOutcome, SlotSpec, SlotValue, Understanding
 from ivr.speech.workers import ModelWorker
 
 log = logging.getLogger("ivr.nlu")
@@ -33,10 +33,37 @@ class NLUService:
         self.classifier.prepare(candidates.key, list(candidates.intents))
         return True
 
-    def prepare_all(self, nodes: Iterable[Candidates]) -> int:
-        """Cache every listening node of a flow (blocking; call at load, with
-        `ivr.dialog.engine.listening_candidates(flow)`). Returns the nodes prepared."""
-        return sum(self.prepare(candidates) for candidates in nodes)
+    def prepare_all(self, items: Iterable[Candidates | ExtractionPlan]) -> int:
+        """Cache every listening node of a flow and its extraction prompts (blocking; call at
+        load, with `ivr.dialog.engine.nlu_preparation(flow)`). Returns the nodes prepared."""
+        n = 0
+        for item in items:
+            if isinstance(item, ExtractionPlan):
+                if self.extractor is not None:
+                    self.extractor.prepare(item.key, item.specs, item.shots)
+            else:
+                n += self.prepare(item)
+        return n
+
+    @property
+    def extractor(self):
+        """The small model's slot filler (ivr.nlu.slm_extract), where the SLM runs in process."""
+        if not hasattr(self, "_extractor"):
+            from ivr.nlu.slm import SlmScorer
+            from ivr.nlu.slm_extract import SlotExtractor
+
+            slm = getattr(self.classifier, "slm", None)
+            self._extractor = SlotExtractor(slm) if isinstance(slm, SlmScorer) else None
+        return self._extractor
+
+    def extract_sync(self, plan: ExtractionPlan, ask: tuple[SlotSpec, ...], text: str) -> list[SlotValue]:
+        if self.extractor is None or not ask:
+            return []
+        return self.extractor.extract(plan.key, plan.specs, ask, text, plan.shots)
+
+    async def extract(self, plan: ExtractionPlan, ask: tuple[SlotSpec, ...], text: str) -> list[SlotValue]:
+        """The small model's values for the slots in `ask` (those of `plan` the parsers left)."""
+        return await self.worker.run(self.extract_sync, plan, ask, text)
 
     @property
     def routes_every_turn(self) -> bool:

@@ -1310,3 +1310,17 @@ def parse_slot(slot_type: str, text: str, *, length: int | None = None, min_leng
     if slot_type not in parsers:
         raise ValueError(f"unknown slot type '{slot_type}' (expected one of {', '.join(SLOT_TYPES)})")
     return parsers[slot_type]()
+
+
+# --------------------------------------------------------------------------------------------
+# The vocabulary, for finding values inside longer sentences (ivr.nlu.extract)
+# --------------------------------------------------------------------------------------------
+
+FILLERS = _FILLERS
+NUMBER_WORDS = _NUMBER_WORDS
+ORDINALS = frozenset(_ORDINALS)
+MONTHS = frozenset(_MONTHS)
+WEEKDAYS = frozenset(_WEEKDAYS)
+TOKEN_RE = _TOKEN_RE
+normalise = _normalise
+phrase_key = _phrase_key

@@ -8,6 +8,7 @@ engine, so the models can be tested, benchmarked and replaced without a flow.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 #: The intent of a request that none of a node's candidates covers.
 OUT_OF_SCOPE = "out_of_scope"
@@ -31,10 +32,67 @@ class Candidates:
 
 
 @dataclass(frozen=True)
+class SlotSpec:
+    """What the NLU knows of a slot it may fill: its name, type and the designer's words for it.
+    The flow's `SlotDef` is the source; the NLU never sees the flow."""
+
+    name: str
+    type: str
+    description: str = ""
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """enum: (key, synonyms) pairs; yes_no slots filled in passing use ("true", ...), ("false", ...)."""
+    length: int | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+
+    @property
+    def choice_map(self) -> dict[str, list[str]] | None:
+        return {k: list(v) for k, v in self.choices} or None
+
+
+@dataclass(frozen=True)
+class SlotValue:
+    """One value heard in a turn: the slot, its canonical value, the caller's words it came
+    from, and who found it (`parser` or `model`)."""
+
+    slot: str
+    value: Any
+    said: str
+    source: str = "parser"
+    start: int = -1
+    """Character offset of `said` in the transcript (-1: not a verbatim span)."""
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A worked example for the small model: a request and the values it carries (slot, words)."""
+
+    text: str
+    values: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ExtractionPlan:
+    """What the small model may fill at one node (or a menu intent's path): the key of its
+    cached prompt, the slots it fills (text, enum, yes/no) and the designer's marked examples."""
+
+    key: str
+    specs: tuple[SlotSpec, ...]
+    shots: tuple[Shot, ...] = ()
+    request_words: frozenset[str] = frozenset()
+    """Words of the node's own example requests: they carry no value (the model's gate)."""
+
+
+@dataclass(frozen=True)
 class Understanding:
     intent: str | None = None  # a candidate's name, OUT_OF_SCOPE, or None when not classified
     confidence: float = 0.0
     source: str = ""
+    values: tuple[SlotValue, ...] = ()
+    """Values the turn carries for the slots the path ahead collects (ivr.nlu.extract)."""
+
+    def value_of(self, slot: str) -> SlotValue | None:
+        return next((v for v in self.values if v.slot == slot), None)
 
 
 @dataclass

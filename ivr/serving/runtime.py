@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ivr.serving.config import Settings
-from ivr.dialog.engine import listening_candidates
+from ivr.dialog.engine import nlu_preparation
 from ivr.dialog.loader import LoadedFlow
 from ivr.serving.flows import FlowRepository, static_prompts
 from ivr.registry import model_registry, voice_registry
@@ -96,7 +96,7 @@ class Runtime:
 
         def prepare(loaded: LoadedFlow) -> None:
             started = time.perf_counter()
-            nodes = nlu.prepare_all(listening_candidates(loaded))
+            nodes = nlu.prepare_all(nlu_preparation(loaded))
             prompts = tts.warm(static_prompts(loaded))
             log.info(
                 "flow %s v%s prepared: %d menu nodes, %d prompts synthesised in %.2fs",

@@ -298,7 +298,7 @@ class _PrintOutput:
 
 def cmd_chat(args) -> int:
     from ivr.conversation.session import CallSession
-    from ivr.dialog.engine import listening_candidates
+    from ivr.dialog.engine import nlu_preparation
 
     _setup_logging("WARNING")
     flow = _load_flow_arg(args.flow)
@@ -308,7 +308,7 @@ def cmd_chat(args) -> int:
     if not args.no_nlu:
         print("loading NLU models ...", flush=True)
         nlu = _offline_nlu(use_slm=not args.no_slm)
-        nlu.prepare_all(listening_candidates(flow))
+        nlu.prepare_all(nlu_preparation(flow))
 
     async def main() -> None:
         from ivr.conversation.session import RecordedEvents

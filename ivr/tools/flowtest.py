@@ -33,7 +33,7 @@ import yaml
 
 from ivr.conversation.actions import HttpActions
 from ivr.conversation.session import CallSession, RecordedEvents
-from ivr.dialog.engine import listening_candidates
+from ivr.dialog.engine import nlu_preparation
 from ivr.dialog.loader import FlowLoadError, LoadedFlow, load_flow
 
 EXPECT_KEYS = {"node", "intent", "slots", "say", "not_say", "transfer", "handoff", "hangup"}
@@ -236,7 +236,7 @@ async def run_files(paths: list[Path], nlu_factory) -> tuple[list[CaseResult], l
         if nlu is None:
             nlu = nlu_factory()
         if nlu is not None and flow.version not in prepared:
-            await asyncio.to_thread(nlu.prepare_all, listening_candidates(flow))
+            await asyncio.to_thread(nlu.prepare_all, nlu_preparation(flow))
             prepared.add(flow.version)
         for case in spec["cases"]:
             results.append(

@@ -1,0 +1,304 @@
+"""Values said in passing: every typed value one turn carries, found as spans and placed in slots.
+
+"A table for four tomorrow at seven thirty" answers a menu and three questions the flow would
+ask next. The parsers in `ivr.nlu.slots` read a whole answer as one value; here they read every
+short window of the words around value-like tokens (numbers, months, weekdays, "tomorrow",
+"pm", "dollars", an enum's synonyms), and keep the windows that say one value each:
+
+1. candidates   each window that parses, for every type in play, that is *minimal*: no shorter
+                window sharing its first or last word gives the same value ("the 3rd to the"
+                gives what "3rd" gives, so it is not a value of its own; "seven thirty" is not
+                "seven"). A window inside a longer one of the same type is dropped.
+2. strength     how sure the words are about the type: "tomorrow", "March 3rd" and "at seven"
+                (the word before counts) are strong; a bare "four" could be a count, an amount
+                or a time, and is weak for all three. A candidate weaker than another type's on
+                the same words is dropped, so "at seven" never fills a party size.
+3. placement    each candidate is scored for each slot of its type, with a bonus when words of
+                the slot's name or description stand next to it ("four *people*"); the best
+                pairs win, one value per slot and per span. Equal scores go in order: the first
+                value said to the first slot the flow asks ("from the 3rd to the 7th").
+
+Text slots, yes/no slots and enum values said in other words ("something cheap") are for the
+small model (`ivr.nlu.slm_extract`); it is asked only about what is left here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Sequence
+
+from ivr.nlu.slots import (
+    FILLERS,
+    MONTHS,
+    NUMBER_WORDS,
+    ORDINALS,
+    TOKEN_RE,
+    WEEKDAYS,
+    normalise,
+    parse_slot,
+    phrase_key,
+)
+from ivr.nlu.understanding import SlotSpec, SlotValue
+
+#: Types whose values the parsers find anywhere in a sentence.
+PARSED_TYPES = ("number", "money", "date", "time", "digits", "phone", "enum")
+#: Types read on every turn that has any numeric slot ahead: they compete for the same words.
+_NUMERIC = ("number", "money", "date", "time")
+
+_DATE_WORDS = frozenset("today tomorrow tonight yesterday week weeks day days fortnight weekend now".split())
+_TIME_WORDS = frozenset("am pm oclock o'clock clock noon midnight morning afternoon evening night".split())
+_MONEY_WORDS = frozenset("dollar dollars buck bucks cent cents pound pounds quid euro euros $".split())
+_DIGIT_WORDS = frozenset("double triple oh plus +".split())
+_VALUE = (NUMBER_WORDS | frozenset(ORDINALS) | frozenset(MONTHS) | frozenset(WEEKDAYS) | _DATE_WORDS
+          | _TIME_WORDS | _MONEY_WORDS | _DIGIT_WORDS)
+#: Words that may sit inside or just before a value ("half past", "the 3rd", "next Tuesday").
+_GLUE = frozenset("at on the of a an and next this coming in by around about half quarter past to from "
+                  "till til until before after point p m".split())
+_TIME_BEFORE = frozenset("at around by before after until till til from".split())
+_TIME_CUES = _TIME_WORDS | {"half", "quarter", "past"}
+_DATE_CUES = frozenset(MONTHS) | frozenset(WEEKDAYS) | _DATE_WORDS
+_DATE_BEFORE = frozenset("the on of from until till by".split())
+_MAX_WINDOW = 8
+
+#: Words of a slot's name or description that say nothing about where its value stands.
+_STOP = frozenset("""a an the of to for in on at by with from and or is are be this that which
+what who whom where when how user user's caller caller's their his her its your you we they it
+number value name type date time amount""".split())
+
+STRONG, MEDIUM, WEAK = 3.0, 2.0, 1.0
+_CUE_BONUS = 1.5
+
+
+@dataclass(frozen=True)
+class _Token:
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A value the words could be: a type (or, for digits/phone/enum, one slot's own reading)."""
+
+    kind: str
+    first: int  # token index
+    last: int  # token index, inclusive
+    value: object
+    strength: float
+    said: str
+    start: int  # character offset
+
+
+def tokens_of(text: str) -> list[_Token]:
+    low = normalise(text)
+    return [_Token(m.group(0), m.start(), m.end()) for m in TOKEN_RE.finditer(low) if m.group(0) not in FILLERS]
+
+
+def _numeral(tok: str) -> bool:
+    return tok[:1].isdigit()
+
+
+def _valueish(tok: str) -> bool:
+    return _numeral(tok) or tok in _VALUE
+
+
+def _windows(toks: list[_Token]) -> list[tuple[int, int]]:
+    """(first, last) token windows worth parsing: value-like words with their glue, at most
+    _MAX_WINDOW long, starting on a value or glue word and ending on a value word."""
+    out = []
+    n = len(toks)
+    for i in range(n):
+        if not (_valueish(toks[i].text) or toks[i].text in _GLUE):
+            continue
+        for j in range(i, min(n, i + _MAX_WINDOW)):
+            t = toks[j].text
+            if not (_valueish(t) or t in _GLUE):
+                break
+            if _valueish(t):
+                out.append((i, j))
+    return out
+
+
+def _minimal(found: dict[tuple[int, int], object]) -> list[tuple[int, int]]:
+    """Windows whose value no shorter window sharing an end gives, and that no longer window of
+    the same kind contains."""
+    keep = []
+    for (i, j), value in found.items():
+        if any(found.get((i, k)) == value for k in range(i, j)) or any(found.get((k, j)) == value for k in range(i + 1, j + 1)):
+            continue
+        keep.append((i, j))
+    return [w for w in keep if not any(o != w and o[0] <= w[0] and w[1] <= o[1] for o in keep)]
+
+
+def _strength(kind: str, toks: list[_Token], i: int, j: int, said: str) -> float:
+    words = {t.text for t in toks[i:j + 1]}
+    before = toks[i - 1].text if i > 0 else ""
+    after = toks[j + 1].text if j + 1 < len(toks) else ""
+    if words <= {"one", "a", "an"}:
+        return WEAK / 2  # "a new one": a value only next to the slot's own words
+    if kind == "date":
+        if words & _DATE_CUES or before in _DATE_BEFORE:
+            return STRONG
+        return WEAK  # a lone ordinal: "my first time"
+    if kind == "time":
+        numbers = sum(1 for t in toks[i:j + 1] if _numeral(t.text) or t.text in NUMBER_WORDS)
+        hour_minutes = numbers >= 2 and not (_numeral(before) or before in NUMBER_WORDS)  # not "eighty [two fifty]"
+        if ":" in said or words & _TIME_CUES or before in _TIME_BEFORE or after in _TIME_CUES or hour_minutes:
+            return STRONG
+        return WEAK
+    if kind == "money":
+        if words & _MONEY_WORDS or before == "$" or after in _MONEY_WORDS or "." in said:
+            return STRONG
+        return WEAK
+    if kind == "number":
+        return WEAK
+    return MEDIUM  # digits and phone: runs of digits that fit the slot's length
+
+
+def _after(value, previous: date | None, said: str, today: date | None):
+    """A date said after another in the same breath is not before it: "from the 3rd to the 7th"
+    is the 7th after the 3rd, even when the 7th of this month is nearer."""
+    day = date.fromisoformat(value)
+    if previous is not None and day < previous:
+        again = parse_slot("date", said, today=previous)
+        if again.ok and date.fromisoformat(again.value) >= previous:
+            day = date.fromisoformat(again.value)
+    return day.isoformat(), max(day, previous) if previous else day
+
+
+def _parse_kind(kind: str, said: str, spec: SlotSpec | None, today: date | None):
+    if spec is None:
+        result = parse_slot(kind, said, today=today)
+    else:
+        result = parse_slot(spec.type, said, length=spec.length, min_length=spec.min_length,
+                            max_length=spec.max_length, today=today)
+    return result.value if result.ok else None
+
+
+def candidates(text: str, specs: Sequence[SlotSpec], *, today: date | None = None) -> tuple[list[_Token], list[Candidate]]:
+    """Every value-like span of `text` for the kinds the slots need (see the module doc)."""
+    toks = tokens_of(text)
+    kinds: dict[str, SlotSpec | None] = {}
+    for spec in specs:
+        if spec.type in _NUMERIC:
+            kinds.update({k: None for k in _NUMERIC})
+        elif spec.type in ("digits", "phone"):
+            kinds[f"{spec.type}:{spec.name}"] = spec
+    out: list[Candidate] = []
+    windows = _windows(toks) if kinds else []
+    for kind, spec in kinds.items():
+        found: dict[tuple[int, int], object] = {}
+        for i, j in windows:
+            said = text[toks[i].start:toks[j].end]
+            value = _parse_kind(kind.split(":")[0], said, spec, today)
+            if value is not None:
+                found[(i, j)] = value
+        previous: date | None = None
+        for i, j in sorted(_minimal(found)):
+            said = text[toks[i].start:toks[j].end]
+            if kind == "date":
+                found[(i, j)], previous = _after(found[(i, j)], previous, said, today)
+            if spec is not None and sum(ch.isdigit() for ch in str(found[(i, j)])) < min(3, spec.length or 3):
+                continue  # "two" is not an account number said in passing
+            out.append(Candidate(kind, i, j, found[(i, j)], _strength(kind.split(":")[0], toks, i, j, said), said, toks[i].start))
+    for spec in specs:
+        if spec.type == "enum" and spec.choices:
+            out += _enum_candidates(text, toks, spec)
+    return toks, _drop_outranked(out)
+
+
+def _enum_candidates(text: str, toks: list[_Token], spec: SlotSpec) -> list[Candidate]:
+    words = [t.text for t in toks]
+    out = []
+    for key, synonyms in spec.choices:
+        for phrase in (key, *synonyms):
+            norm = phrase_key(str(phrase)).split()
+            if not norm:
+                continue
+            for i in range(len(words) - len(norm) + 1):
+                if words[i:i + len(norm)] == norm:
+                    j = i + len(norm) - 1
+                    out.append(Candidate(f"enum:{spec.name}", i, j, key, STRONG + 0.01 * len(norm),
+                                         text[toks[i].start:toks[j].end], toks[i].start))
+    # "technical support" holds "support": the longer synonym is what was said.
+    return [c for c in out if not any(o.first <= c.first and c.last <= o.last and (o.last - o.first) > (c.last - c.first)
+                                      for o in out)]
+
+
+def _overlap(a: Candidate, b: Candidate) -> bool:
+    return a.first <= b.last and b.first <= a.last
+
+
+def _inside(a: Candidate, b: Candidate) -> bool:
+    return b.first <= a.first and a.last <= b.last and (b.last - b.first) > (a.last - a.first)
+
+
+def _drop_outranked(cands: list[Candidate]) -> list[Candidate]:
+    """A reading weaker than another type's reading of the same words is not what was meant,
+    nor is one inside a longer reading at least as sure ("two fifty" in "eighty two fifty")."""
+    return [c for c in cands
+            if not any(o.kind != c.kind and not o.kind.startswith("enum:") and _overlap(o, c)
+                       and (o.strength > c.strength or (_inside(c, o) and o.strength >= c.strength))
+                       for o in cands)]
+
+
+def cue_words(spec: SlotSpec) -> frozenset[str]:
+    """The slot's own words: its name's parts and its description's content words."""
+    words = re.findall(r"[a-z]+", (spec.name.replace("_", " ") + " " + spec.description).lower())
+    return frozenset(_SAME.get(w, w) for w in words if w not in _STOP and len(w) > 2)
+
+
+#: Words that stand for each other next to a count ("one person" for "number of people").
+_SAME = {"person": "people", "persons": "people", "guest": "guests", "child": "children", "kid": "kids",
+         "adult": "adults", "ticket": "tickets", "night": "nights", "room": "rooms", "seat": "seats"}
+
+
+def _near(toks: list[_Token], c: Candidate, cues: frozenset[str], before: int = 4, after: int = 3) -> bool:
+    around = toks[max(0, c.first - before):c.first] + toks[c.last + 1:c.last + 1 + after]
+    for t in around:
+        w = _SAME.get(t.text, t.text)
+        if w in cues or (len(w) > 4 and any(cue.startswith(w[:5]) for cue in cues if len(cue) > 4)):
+            return True
+    return False
+
+
+def _kind_fits(c: Candidate, spec: SlotSpec) -> bool:
+    if ":" in c.kind:
+        return c.kind.split(":", 1)[1] == spec.name
+    return c.kind == spec.type
+
+
+def place(toks: list[_Token], cands: Sequence[Candidate], specs: Sequence[SlotSpec]) -> list[SlotValue]:
+    """Each slot its best candidate; no two slots share words (see the module doc, 3)."""
+    pairs = []
+    for order, spec in enumerate(specs):
+        cues = cue_words(spec)
+        for c in cands:
+            if _kind_fits(c, spec):
+                score = c.strength + (_CUE_BONUS if cues and _near(toks, c, cues) else 0.0)
+                if score >= WEAK:
+                    pairs.append((-score, c.first, order, spec, c))
+    pairs.sort(key=lambda p: p[:3])
+    taken: list[Candidate] = []
+    filled: dict[str, SlotValue] = {}
+    for _, _, _, spec, c in pairs:
+        if spec.name in filled or any(_overlap(c, t) for t in taken):
+            continue
+        filled[spec.name] = SlotValue(spec.name, c.value, c.said, "parser", c.start)
+        taken.append(c)
+    return [filled[s.name] for s in specs if s.name in filled]
+
+
+def find_values(text: str, specs: Sequence[SlotSpec], *, today: date | None = None) -> list[SlotValue]:
+    """The values `text` carries for `specs` (in the order the flow asks them), by the parsers."""
+    specs = [s for s in specs if s.type in PARSED_TYPES]
+    if not specs or not text.strip():
+        return []
+    toks, cands = candidates(text, specs, today=today)
+    return place(toks, cands, specs)
+
+
+def claimed_spans(values: Sequence[SlotValue]) -> list[tuple[int, int]]:
+    return [(v.start, v.start + len(v.said)) for v in values if v.start >= 0]

@@ -1,0 +1,76 @@
+"""Values said in passing, found by the parsers as spans and placed in the right slots."""
+
+from datetime import date
+
+import pytest
+
+from ivr.nlu.extract import find_values
+from ivr.nlu.slm_extract import answer_text, likely_carries_values, words_of
+from ivr.nlu.understanding import SlotSpec
+
+TODAY = date(2026, 12, 6)  # a Sunday
+TABLE = [SlotSpec("party_size", "number", "How many people"), SlotSpec("day", "date"), SlotSpec("at", "time")]
+CAR = [SlotSpec("pickup_date", "date", "Date the rental starts"), SlotSpec("dropoff_date", "date", "Date the car is returned")]
+BILL = [SlotSpec("payee", "enum", choices=(("electricity", ("electric", "power")), ("water", ()))),
+        SlotSpec("amount", "money"), SlotSpec("account", "digits", length=6)]
+
+
+def found(text, specs):
+    return {v.slot: v.value for v in find_values(text, specs, today=TODAY)}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("I need a table for four tomorrow at seven thirty", {"party_size": 4, "day": "2026-12-07", "at": "19:30"}),
+    ("four people at seven", {"party_size": 4, "at": "19:00"}),
+    ("a table for two on Friday at 8pm", {"party_size": 2, "day": "2026-12-11", "at": "20:00"}),
+    ("at seven please", {"at": "19:00"}),  # "at" makes it a time, never a party of seven
+    ("the 3rd, and it's for two people", {"party_size": 2, "day": "2027-01-03"}),
+    ("I'd like a new one", {}),  # "one" is a value only next to the slot's own words
+    ("just one person tonight", {"party_size": 1, "day": "2026-12-06"}),
+    ("book a table", {}),
+])
+def test_several_values_in_one_turn_land_in_their_slots(text, expected):
+    assert found(text, TABLE) == expected
+
+
+def test_two_dates_go_in_the_order_said_and_the_second_follows_the_first():
+    assert found("a car in Denver from the 3rd to the 7th", CAR) == {"pickup_date": "2027-01-03", "dropoff_date": "2027-01-07"}
+    assert found("from March 3rd until March 7th", CAR) == {"pickup_date": "2027-03-03", "dropoff_date": "2027-03-07"}
+
+
+def test_the_slots_own_words_place_a_value():
+    assert found("I'll return it on the 9th", CAR) == {"dropoff_date": "2026-12-09"}
+
+
+def test_money_digits_and_choices_together():
+    assert found("I'd like to pay my electric bill, it's eighty two fifty", BILL) == {"payee": "electricity", "amount": "82.50"}
+    assert found("pay $82.50 to water from account 123456", BILL) == {"payee": "water", "amount": "82.50", "account": "123456"}
+    assert found("pay forty dollars", BILL) == {"amount": "40.00"}
+
+
+def test_spans_are_the_callers_words():
+    values = find_values("a table for four tomorrow at 7:30 pm", TABLE, today=TODAY)
+    text = "a table for four tomorrow at 7:30 pm"
+    for v in values:
+        assert text[v.start:v.start + len(v.said)] == v.said
+    assert {v.said for v in values} == {"four", "tomorrow", "7:30"}  # "pm" changes nothing here
+    assert all(v.source == "parser" for v in values)
+
+
+def test_text_and_yes_no_slots_are_left_to_the_model():
+    specs = [SlotSpec("city", "text"), SlotSpec("wifi", "yes_no")]
+    assert find_values("a hotel in Denver with wifi", specs, today=TODAY) == []
+
+
+def test_the_gate_ignores_common_and_request_words_and_placed_values():
+    request = words_of(["I want to book a table", "reserve a table for dinner"])
+    assert not likely_carries_values("I'd like to book a table please", request, [])
+    assert likely_carries_values("a table at Nopa please", request, [])
+    text = "a table for four tomorrow"
+    assert not likely_carries_values(text, request, [(text.index("four"), len(text))])
+
+
+def test_the_models_answer_format():
+    specs = [SlotSpec("city", "text"), SlotSpec("cuisine", "text")]
+    assert answer_text(specs, ()) == "none"
+    assert answer_text(specs, (("city", "San Jose"),)) == "city: San Jose\ncuisine: none"

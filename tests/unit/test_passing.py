@@ -1,0 +1,172 @@
+"""Values said before their question: kept, said back, confirmed or asked, as the designer chose;
+corrections change only the slot corrected. The engine alone, with the parsers' spans."""
+
+from datetime import date
+
+import pytest
+
+from ivr.dialog.engine import EnterNode, FlowEngine, Hangup, Listen, Say, SetSlot, extraction_plans
+from ivr.dialog.loader import FlowLoadError, load_flow_text
+from ivr.dialog.paths import explain, slots_ahead
+from ivr.nlu.extract import find_values
+from ivr.nlu.understanding import Understanding
+
+TODAY = date.today()
+
+FLOW = """
+flow: tables
+start: menu
+slots:
+  party_size: {type: number, description: how many people, mention: "a table for {slots.party_size}"}
+  day: {type: date, mention: "{slots.day|date}"}
+  at: {type: time, mention: "at {slots.at|time}"}
+  name: {type: text, description: the name the table is under}
+  pin: {type: digits, length: 4, sensitive: true}
+global_intents:
+  restart: {examples: ["start over"], action: start_over}
+nodes:
+  menu:
+    say: "How can I help?"
+    intents:
+      book:
+        examples: ["book a table for [four](party_size)", "a table under [Ann Lee](name) please", "I'd like to reserve"]
+        goto: ask_size
+      hours: {examples: ["when are you open"], goto: bye}
+  ask_size: {say: "For how many people?", collect: party_size, next: ask_day%(size_extra)s}
+  ask_day: {say: "What day?", collect: day, next: ask_time}
+  ask_time: {say: "What time?", collect: at, next: ask_name%(time_extra)s}
+  ask_name: {say: "Under what name?", collect: name, next: ask_pin}
+  ask_pin: {say: "Your PIN?", collect: pin, next: done}
+  done: {say: "Booked for {slots.name}.", hangup: true}
+  bye: {say: "Bye.", hangup: true}
+"""
+
+
+def engine_for(size_extra="", time_extra="", **slot_heard):
+    text = FLOW % {"size_extra": size_extra, "time_extra": time_extra}
+    for slot, policy in slot_heard.items():
+        text = text.replace(f"  {slot}: {{type:", f"  {slot}: {{heard: {policy}, type:")
+    engine = FlowEngine(load_flow_text(text))
+    engine.start()
+    return engine
+
+
+def turn(engine, text, intent=None):
+    values = tuple(find_values(text, engine.listening_slots(intent), today=TODAY))
+    return engine.on_text(text, Understanding(intent, 0.95 if intent else 0.0, "test", values))
+
+
+def said(effects):
+    return [e.text for e in effects if isinstance(e, Say)]
+
+
+def slots(effects):
+    return {e.name: e.value for e in effects if isinstance(e, SetSlot)}
+
+
+def test_the_path_ahead_is_worked_out_from_the_graph_without_sensitive_slots():
+    engine = engine_for()
+    assert [s.name for s in engine.listening_slots("book")] == ["party_size", "day", "at", "name"]
+    assert engine.listening_slots("hours") == ()
+    assert slots_ahead(engine.flow, "ask_day") == ("day", "at", "name")
+    assert explain(engine.flow) == {
+        "menu": {"book": ("party_size", "day", "at", "name")},
+        "ask_size": {"party_size": ("party_size", "day", "at", "name")},
+        "ask_day": {"day": ("day", "at", "name")},
+        "ask_time": {"at": ("at", "name")},
+    }
+
+
+def test_a_front_loaded_request_skips_the_questions_it_answered_and_says_them_back():
+    engine = engine_for()
+    effects = turn(engine, "I need a table for four tomorrow at seven thirty", "book")
+    assert slots(effects) == {"party_size": 4, "day": (TODAY.fromordinal(TODAY.toordinal() + 1)).isoformat(), "at": "19:30"}
+    back, question = said(effects)
+    assert back.startswith("Got it: a table for 4, ") and back.endswith(", at 7:30 PM.")
+    assert question == "Under what name?"
+    assert engine.node_name == "ask_name" and isinstance(effects[-1], Listen)
+    effects = turn(engine, "Ann Lee")
+    assert slots(effects) == {"name": "Ann Lee"} and said(effects) == ["Your PIN?"]
+
+
+def test_a_request_without_values_asks_every_question():
+    engine = engine_for()
+    effects = turn(engine, "I'd like to book a table", "book")
+    assert said(effects) == ["For how many people?"] and slots(effects) == {}
+
+
+def test_a_collect_node_takes_its_own_value_and_keeps_the_rest_for_later():
+    engine = engine_for()
+    turn(engine, "a table please", "book")
+    effects = turn(engine, "four people at seven")
+    assert slots(effects) == {"party_size": 4}
+    assert said(effects) == ["What day?"]  # the time waits for its node
+    effects = turn(engine, "Friday")
+    assert list(slots(effects)) == ["day", "at"] and slots(effects)["at"] == "19:00"
+    assert said(effects) == ["Got it: at 7 PM.", "Under what name?"]
+
+
+def test_use_keeps_it_silently_and_ask_asks_anyway():
+    engine = engine_for(party_size="use", day="ask")
+    effects = turn(engine, "a table for four tomorrow", "book")
+    assert slots(effects) == {"party_size": 4}
+    assert said(effects) == ["What day?"]
+
+
+def test_confirm_asks_about_the_value_instead_of_the_question():
+    engine = engine_for(party_size="confirm")
+    effects = turn(engine, "a table for four", "book")
+    assert said(effects) == ["I heard 4. Is that right?"]
+    effects = turn(engine, "yes")
+    assert slots(effects) == {"party_size": 4} and said(effects) == ["What day?"]
+
+
+def test_a_correction_changes_only_the_slot_corrected():
+    engine = engine_for()
+    turn(engine, "a table for four tomorrow at seven thirty", "book")
+    effects = turn(engine, "no, Wednesday")
+    assert list(slots(effects)) == ["day"]
+    assert engine.state.slots["party_size"] == 4 and engine.state.slots["at"] == "19:30"
+    assert "name" not in engine.state.slots
+    back, question = said(effects)
+    assert back.startswith("Got it: Wednesday") and question == "Under what name?"
+
+
+def test_rejections_apply_to_values_said_in_passing():
+    engine = FlowEngine(load_flow_text((FLOW % {"size_extra": "", "time_extra": ""}).replace(
+        "collect: party_size,", "collect: party_size, rejections: [{if: 'slots.party_size > 8', say: 'We seat up to 8.'}],")))
+    engine.start()
+    effects = turn(engine, "a table for twelve tomorrow", "book")
+    assert said(effects) == ["We seat up to 8.", "For how many people?"]
+    assert "party_size" not in engine.state.slots
+
+
+def test_start_over_forgets_what_was_heard():
+    engine = engine_for()
+    turn(engine, "a table for four at seven", "book")
+    assert engine.node_name == "ask_day" and engine.state.heard
+    effects = engine.on_text("start over", Understanding("restart", 0.95, "test"))
+    assert engine.node_name == "menu" and said(effects) == ["How can I help?"]
+    assert engine.state.slots == {} and not engine.state.heard and not engine.state.passing
+
+
+def test_sensitive_slots_and_unknown_marks_are_refused_by_the_loader():
+    bad = (FLOW % {"size_extra": "", "time_extra": ""}).replace("[four](party_size)", "[1234](pin)")
+    with pytest.raises(FlowLoadError, match="sensitive slot 'pin'"):
+        load_flow_text(bad)
+    with pytest.raises(FlowLoadError, match="'seats', which is not declared"):
+        load_flow_text((FLOW % {"size_extra": "", "time_extra": ""}).replace("(party_size)", "(seats)"))
+    with pytest.raises(FlowLoadError, match="sensitive slot is only asked"):
+        load_flow_text((FLOW % {"size_extra": "", "time_extra": ""}).replace(
+            "pin: {type: digits,", "pin: {heard: use, type: digits,"))
+
+
+def test_marked_examples_teach_the_small_model_and_are_plain_for_the_router():
+    engine = engine_for()
+    options = {o.name: o for o in engine.expectation().intents}
+    assert "book a table for four" in options["book"].examples
+    plans = {p.key.split(":", 1)[1]: p for p in extraction_plans(engine.loaded)}
+    plan = plans["menu:book"]
+    assert [s.name for s in plan.specs] == ["name"]
+    assert ("a table under Ann Lee please", (("name", "Ann Lee"),)) in [(s.text, s.values) for s in plan.shots]
+    assert "reserve" in plan.request_words
