@@ -27,6 +27,7 @@ def group_turns(events: list[dict], started_at: float | None = None) -> list[dic
     start = started_at if started_at is not None else (events[0]["ts"] if events else 0.0)
     turns = [_new_turn(0, "greeting", start, start)]
     replied = False  # the bot has answered since the current turn's input
+    heard: dict[str, str] = {}  # slot -> who found it in passing (parser, model), until it is kept
 
     for event in events:
         type_, data, ts = event.get("type"), event.get("data") or {}, float(event.get("ts") or start)
@@ -57,13 +58,18 @@ def group_turns(events: list[dict], started_at: float | None = None) -> list[dic
             replied = False
         elif type_ == "nlu":
             turn["nlu"] = {k: data.get(k) for k in ("intent", "confidence", "source", "ranked", "latency_ms")}
+            turn["nlu"]["heard"] = [{"slot": h.get("slot"), "value": h.get("value"), "source": h.get("source")}
+                                    for h in data.get("slots") or []]
+            heard.update({h.get("slot"): h.get("source") for h in data.get("slots") or []})
         elif type_ == "node":
             turn["nodes"].append(data.get("node") or data.get("to"))
         elif type_ == "prompt":
             turn["prompts"].append({"text": data.get("text"), "kind": data.get("kind") or "prompt",
                                     "at_s": round(ts - start, 3)})
         elif type_ == "slot":
-            turn["slots"].append({"name": data.get("name"), "value": data.get("value")})
+            # how it was filled: the answer to its question, or words said in passing (and by whom)
+            turn["slots"].append({"name": data.get("name"), "value": data.get("value"),
+                                  "heard": heard.pop(data.get("name"), None)})
         elif type_ == "action":
             turn["actions"].append({k: data.get(k) for k in ("method", "url", "ok", "status", "latency_ms", "error")})
         elif type_ in ("handoff", "transfer"):

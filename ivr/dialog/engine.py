@@ -28,11 +28,11 @@ from ivr.nlu.understanding import (
 from . import speech_format
 from .conditions import evaluate
 from .loader import LoadedFlow
-from .paths import intent_slots, slots_ahead
+from .paths import heard_policy, intent_slots, slots_ahead
 from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy, SlotDef, annotated
 
 #: Slot types the small model fills in passing; the parsers find the others (ivr.nlu.extract).
-MODEL_TYPES = ("text", "enum", "yes_no")
+MODEL_TYPES = ("text", "enum")
 MAX_SHOTS = 8
 
 MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a conversation
@@ -228,7 +228,9 @@ class FlowEngine:
             return ()
         node, names = self.node, []
         if node.collect:
-            names = [node.collect] + [n for n in slots_ahead(self.flow, self.state.node) if n != node.collect]
+            # the path ahead, less what was already answered (a loop back does not re-hear it)
+            names = [node.collect] + [n for n in slots_ahead(self.flow, self.state.node)
+                                      if n != node.collect and n not in self.state.slots]
         elif intent:
             if self.state.node not in self._intent_paths:
                 self._intent_paths[self.state.node] = intent_slots(self.flow, self.state.node)
@@ -257,14 +259,15 @@ class FlowEngine:
         intents = {**self.flow.global_intents, **(node.intents or {})}
         shots: list[Shot] = []
         words: set[str] = set()
+        # The intent's own examples (with their values, or teaching "none"), and any other
+        # example that marks one of these slots: a city is said the same way in every request.
         for name, spec in intents.items():
             for example in spec.examples:
                 plain, values = annotated(example)
                 words.update(w.strip(".,!?'").lower() for w in plain.split())
-                if node.collect or name == intent:  # a menu: its intent's examples; else every marked one
-                    mine = tuple((k, v) for k, v in values if k in wanted)
-                    if mine or (not node.collect and not values):
-                        shots.append(Shot(plain, mine))
+                mine = tuple((k, v) for k, v in values if k in wanted)
+                if mine or (name == intent and not values):
+                    shots.append(Shot(plain, mine))
         # Mostly examples with values, some without (they teach "none"), mixed in a fixed order.
         valued = [x for x in shots if x.values][:MAX_SHOTS - 3]
         plain_shots = [x for x in shots if not x.values][:MAX_SHOTS - len(valued)]
@@ -535,7 +538,7 @@ class FlowEngine:
         it, or ask anyway, as the designer chose (`heard`)."""
         slot_name = node.collect
         heard = self.state.heard.pop(slot_name)
-        policy = node.heard or self.flow.slots[slot_name].heard or "mention"
+        policy = heard_policy(node, self.flow.slots[slot_name])
         if policy == "ask":
             return None
         for rejection in node.rejections:
@@ -679,7 +682,7 @@ class FlowEngine:
                 timeout=action.timeout,
                 wait_say=action.wait_say,
             )
-            return [EnterNode(name), request]
+            return [EnterNode(name)] + self._said_back() + [request]  # said before "one moment"
         return [EnterNode(name)] + self._after_action(name, hops)
 
     def _after_action(self, name: str, hops: int = 0) -> list[Effect]:

@@ -4,12 +4,20 @@ From a node, the path ahead follows `next` (every branch, in the order written) 
 calls, collecting each `collect` node's slot in the order the flow would ask, and stops at the
 next menu (a node with intents or keys), a transfer, a handoff or a hang-up. From a menu, each
 intent's path starts at its `goto`. Sensitive slots are left out: they are asked at their own
-node, where recording and log redaction apply (docs/flows.md section 5).
+node, where recording and log redaction apply (docs/flows.md section 5); so are nodes that ask
+whatever was said before (`heard: ask`, the default for yes/no slots).
 """
 
 from __future__ import annotations
 
-from .schema import Branch, ElseBranch, Flow, Node
+from .schema import Branch, ElseBranch, Flow, Node, SlotDef
+
+
+def heard_policy(node: Node, slot: SlotDef) -> str:
+    """What a collect node does with its value said in passing (schema: `heard`). Yes/no slots
+    are asked by default: most confirm something ("shall I book it?"), and a "yes" in an
+    earlier sentence is not that answer."""
+    return node.heard or slot.heard or ("ask" if slot.type == "yes_no" else "mention")
 
 
 def _next_nodes(node: Node) -> list[str]:
@@ -41,7 +49,8 @@ def slots_ahead(flow: Flow, start: str | None) -> tuple[str, ...]:
         if node.intents or node.dtmf or node.transfer or node.handoff or node.hangup:
             continue
         slot = node.collect
-        if slot and slot not in order and not flow.slots[slot].sensitive:
+        if (slot and slot not in order and not flow.slots[slot].sensitive
+                and heard_policy(node, flow.slots[slot]) != "ask"):
             order.append(slot)
         stack[:0] = _next_nodes(node)  # depth first: the order a caller is asked in
     return tuple(order)
@@ -63,7 +72,7 @@ def explain(flow: Flow) -> dict[str, dict[str, tuple[str, ...]]]:
             if paths:
                 out[name] = paths
         elif node.collect:
-            ahead = slots_ahead(flow, name)
-            if len(ahead) > 1 or (ahead and ahead[0] != node.collect):
+            ahead = tuple(n for n in slots_ahead(flow, name) if n != node.collect)
+            if ahead:
                 out[name] = {node.collect: ahead}
     return out

@@ -48,9 +48,9 @@ class SlotDef(_Strict):
     """Redacted in call logs and transcripts; never taken from words said in passing."""
     heard: Literal[HEARD] | None = None  # type: ignore[valid-type]
     """A value said before this slot's question ("a table for four tomorrow"): `mention` (the
-    default) keeps it, skips the question and says it back in the next prompt; `use` keeps it
-    silently; `confirm` asks "I heard ... Is that right?" instead of the question; `ask` ignores
-    it and asks. A node's own `heard` wins."""
+    default) keeps it, skips the question and says it back before the next prompt; `use` keeps
+    it silently; `confirm` asks "I heard ... Is that right?" instead of the question; `ask`
+    ignores it and asks (the default for yes_no slots). A node's own `heard` wins."""
     mention: str | None = None
     """How a value heard in passing is said back, e.g. "a table for {slots.party_size}"
     (default: the value, spoken by its type)."""

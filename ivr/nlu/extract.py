@@ -14,12 +14,16 @@ short window of the words around value-like tokens (numbers, months, weekdays, "
                 or a time, and is weak for all three. A candidate weaker than another type's on
                 the same words is dropped, so "at seven" never fills a party size.
 3. placement    each candidate is scored for each slot of its type, with a bonus when words of
-                the slot's name or description stand next to it ("four *people*"); the best
-                pairs win, one value per slot and per span. Equal scores go in order: the first
-                value said to the first slot the flow asks ("from the 3rd to the 7th").
+                the slot's name or description stand next to it ("four *people*", "2 *rooms*":
+                right beside it counts most), and, with two slots of one type ahead, for the
+                second when the value follows "until" or "back"; the best pairs win, one value
+                per slot and per span. Equal scores go in order: the first value said to the
+                first slot the flow asks ("from the 3rd to the 7th").
 
-Text slots, yes/no slots and enum values said in other words ("something cheap") are for the
-small model (`ivr.nlu.slm_extract`); it is asked only about what is left here.
+A yes/no slot named for a feature (`has_wifi`, `live_music`) is true when the caller names the
+feature, false after "no" or "without". Text slots and enum values said in other words
+("something cheap") are for the small model (`ivr.nlu.slm_extract`); it is asked only about
+what is left here.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from ivr.nlu.slots import (
 from ivr.nlu.understanding import SlotSpec, SlotValue
 
 #: Types whose values the parsers find anywhere in a sentence.
-PARSED_TYPES = ("number", "money", "date", "time", "digits", "phone", "enum")
+PARSED_TYPES = ("number", "money", "date", "time", "digits", "phone", "enum", "yes_no")
 #: Types read on every turn that has any numeric slot ahead: they compete for the same words.
 _NUMERIC = ("number", "money", "date", "time")
 
@@ -68,7 +72,6 @@ what who whom where when how user user's caller caller's their his her its your 
 number value name type date time amount""".split())
 
 STRONG, MEDIUM, WEAK = 3.0, 2.0, 1.0
-_CUE_BONUS = 1.5
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ def _strength(kind: str, toks: list[_Token], i: int, j: int, said: str) -> float
         hour_minutes = numbers >= 2 and not (_numeral(before) or before in NUMBER_WORDS)  # not "eighty [two fifty]"
         if ":" in said or words & _TIME_CUES or before in _TIME_BEFORE or after in _TIME_CUES or hour_minutes:
             return STRONG
-        return WEAK
+        return WEAK * 0.75  # a bare "2" is a count before it is a time: only next to the slot's words
     if kind == "money":
         if words & _MONEY_WORDS or before == "$" or after in _MONEY_WORDS or "." in said:
             return STRONG
@@ -206,7 +209,36 @@ def candidates(text: str, specs: Sequence[SlotSpec], *, today: date | None = Non
     for spec in specs:
         if spec.type == "enum" and spec.choices:
             out += _enum_candidates(text, toks, spec)
+        elif spec.type == "yes_no":
+            out += _feature_candidates(text, toks, spec)
     return toks, _drop_outranked(out)
+
+
+#: Words of a yes/no slot's name that say nothing of the feature ("has_wifi", "pets_allowed").
+_FLAG_VERBS = frozenset("has have is are allowed allows serves serve with offers includes".split())
+_NEGATIONS = frozenset("no not without don't doesn't dont never non".split())
+
+
+def _feature_candidates(text: str, toks: list[_Token], spec: SlotSpec) -> list[Candidate]:
+    """A yes/no slot named for a feature (`has_wifi`, `live_music`, `refundable`) is true when
+    the caller names the feature ("a room with WiFi"), false after a negation ("no pets")."""
+    feature = [w for w in spec.name.lower().split("_") if w and w not in _FLAG_VERBS]
+    if not feature:
+        return []
+    words = [t.text for t in toks]
+    n = len(feature)
+    out = []
+    for i in range(len(words) - n + 1):
+        if all(_stem_match(words[i + k], feature[k]) for k in range(n)):
+            negated = any(w in _NEGATIONS for w in words[max(0, i - 3):i])
+            out.append(Candidate(f"flag:{spec.name}", i, i + n - 1, not negated, STRONG,
+                                 text[toks[i].start:toks[i + n - 1].end], toks[i].start))
+    return out[:1]
+
+
+def _stem_match(word: str, feature: str) -> bool:
+    word = word.replace("-", "")
+    return word == feature or (len(feature) > 3 and word.startswith(feature[:-1]) and len(word) <= len(feature) + 2)
 
 
 def _enum_candidates(text: str, toks: list[_Token], spec: SlotSpec) -> list[Candidate]:
@@ -239,9 +271,14 @@ def _drop_outranked(cands: list[Candidate]) -> list[Candidate]:
     """A reading weaker than another type's reading of the same words is not what was meant,
     nor is one inside a longer reading at least as sure ("two fifty" in "eighty two fifty")."""
     return [c for c in cands
-            if not any(o.kind != c.kind and not o.kind.startswith("enum:") and _overlap(o, c)
+            if not any(o.kind != c.kind and not o.kind.startswith(("enum:", "flag:")) and _overlap(o, c)
                        and (o.strength > c.strength or (_inside(c, o) and o.strength >= c.strength))
                        for o in cands)]
+
+
+def name_words(spec: SlotSpec) -> frozenset[str]:
+    words = spec.name.lower().split("_")
+    return frozenset(_SAME.get(w, w) for w in words if w not in _STOP and len(w) > 2)
 
 
 def cue_words(spec: SlotSpec) -> frozenset[str]:
@@ -255,13 +292,36 @@ _SAME = {"person": "people", "persons": "people", "guest": "guests", "child": "c
          "adult": "adults", "ticket": "tickets", "night": "nights", "room": "rooms", "seat": "seats"}
 
 
-def _near(toks: list[_Token], c: Candidate, cues: frozenset[str], before: int = 4, after: int = 3) -> bool:
-    around = toks[max(0, c.first - before):c.first] + toks[c.last + 1:c.last + 1 + after]
-    for t in around:
-        w = _SAME.get(t.text, t.text)
-        if w in cues or (len(w) > 4 and any(cue.startswith(w[:5]) for cue in cues if len(cue) > 4)):
-            return True
-    return False
+def _cue_bonus(toks: list[_Token], c: Candidate, spec: SlotSpec, before: int = 4, after: int = 3) -> float:
+    """How strongly the slot's own words stand next to the value: right beside it ("2 *rooms*",
+    "*party of* four") counts most, a word of the slot's name more than one of its description."""
+    cues, named = cue_words(spec), name_words(spec)
+    best = 0.0
+    for k in range(max(0, c.first - before), min(len(toks), c.last + 1 + after)):
+        if c.first <= k <= c.last:
+            continue
+        w = _SAME.get(toks[k].text, toks[k].text)
+        hit = w in cues or (len(w) > 4 and any(cue.startswith(w[:5]) for cue in cues if len(cue) > 4))
+        if hit:
+            distance = c.first - k if k < c.first else k - c.last
+            best = max(best, (1.5 if distance == 1 else 1.0) + (0.5 if w in named else 0.0))
+    return best
+
+
+#: Words before a value that make it the end of a range ("until the 10th", "back on Sunday").
+_END_WORDS = frozenset("until till til through thru to ending end return returning back drop dropoff off checkout".split())
+
+
+def _range_bonus(toks: list[_Token], c: Candidate, spec: SlotSpec, specs: Sequence[SlotSpec]) -> float:
+    """With two slots of one type ahead (pick-up and drop-off dates), a value said after "until"
+    is the second one's, whatever the order it comes in."""
+    same = [x.name for x in specs if x.type == spec.type]
+    if len(same) < 2:
+        return 0.0
+    ends = any(t.text in _END_WORDS for t in toks[max(0, c.first - 3):c.first])
+    if not ends:
+        return 0.0
+    return 1.0 if spec.name != same[0] else -1.0
 
 
 def _kind_fits(c: Candidate, spec: SlotSpec) -> bool:
@@ -274,10 +334,9 @@ def place(toks: list[_Token], cands: Sequence[Candidate], specs: Sequence[SlotSp
     """Each slot its best candidate; no two slots share words (see the module doc, 3)."""
     pairs = []
     for order, spec in enumerate(specs):
-        cues = cue_words(spec)
         for c in cands:
             if _kind_fits(c, spec):
-                score = c.strength + (_CUE_BONUS if cues and _near(toks, c, cues) else 0.0)
+                score = c.strength + _cue_bonus(toks, c, spec) + _range_bonus(toks, c, spec, specs)
                 if score >= WEAK:
                     pairs.append((-score, c.first, order, spec, c))
     pairs.sort(key=lambda p: p[:3])

@@ -34,8 +34,9 @@ from ivr.nlu.slm_prompts import clean_text
 from ivr.nlu.slots import parse_slot
 from ivr.nlu.understanding import Shot, SlotSpec, SlotValue
 
-#: Slot types the small model fills (the parsers own the rest).
-MODEL_TYPES = ("text", "enum", "yes_no")
+#: Slot types the small model fills (the parsers own the rest; yes/no only from the feature's
+#: name, ivr.nlu.extract, since a model's "yes" in passing would skip a confirmation).
+MODEL_TYPES = ("text", "enum")
 MAX_SPAN_WORDS = 6
 
 SYSTEM = (
@@ -74,8 +75,6 @@ def field_line(spec: SlotSpec) -> str:
         text += f": {clean_text(spec.description)}"
     if spec.type == "enum":
         text += " (options: " + ", ".join(k for k, _ in spec.choices) + ")"
-    elif spec.type == "yes_no":
-        text += " (options: yes, no)"
     return text
 
 
@@ -185,8 +184,6 @@ class SlotExtractor:
                     continue
                 if spec.type == "enum":
                     options = [key_ for key_, _ in spec.choices]
-                elif spec.type == "yes_no":
-                    options = ["yes", "no"]
                 else:
                     options = spans
                 node = self._trie(["none", *options])
@@ -228,8 +225,6 @@ class SlotExtractor:
     def _validated(spec: SlotSpec, said: str | None):
         if not said or said == "none":
             return None
-        if spec.type == "yes_no":
-            return said == "yes"
         if spec.type == "enum":
             return said if said in {k for k, _ in spec.choices} else None
         result = parse_slot(spec.type, said, length=spec.length, min_length=spec.min_length,

@@ -127,12 +127,18 @@ def cmd_simulate(args) -> int:
 # ---------------------------------------------------------------- validate / schema
 def cmd_validate(args) -> int:
     from ivr.dialog.loader import validate_paths
+    from ivr.dialog.paths import explain
 
     loaded, errors = validate_paths(args.paths or ["flows"])
     for err in errors:
         print(err)
     for flow in loaded:
         print(f"ok: {flow.path} (flow {flow.name}, version {flow.version}, {len(flow.flow.nodes)} nodes)")
+        if args.explain:
+            for node, paths in explain(flow.flow).items():
+                for what, slots in paths.items():
+                    kind = "collects" if flow.flow.nodes[node].collect else "intent"
+                    print(f"  {node} ({kind} {what}): may hear {', '.join(slots)}")
     if errors:
         print(f"{len(errors)} error(s)", file=sys.stderr)
         return 1
@@ -157,13 +163,19 @@ def cmd_test(args) -> int:
     return 0 if ok else 1
 
 
+def _own_value(engine, text: str):
+    return engine.flow.slots[engine.node.collect].parse(text).value
+
+
 def cmd_nlu(args) -> int:
-    """Utterances on stdin (lines, or JSON lines with "text"), one JSON result per line out."""
+    """Utterances on stdin (lines, or JSON lines with "text"), one JSON result per line out:
+    the intent, every slot value the turn carries (with who found it), the escalation signals."""
+    import asyncio
     import time
 
-    from ivr.dialog.engine import FlowEngine
-    from ivr.handoff.policy import EscalationPolicy, TurnFacts, decide, is_person_intent
-    from ivr.nlu.signals import detect
+    from ivr.conversation.turn import TurnStep
+    from ivr.dialog.engine import FlowEngine, nlu_preparation
+    from ivr.handoff.policy import EscalationPolicy, decide
 
     _setup_logging("WARNING")
     flow = _load_flow_arg(args.flow)
@@ -173,14 +185,9 @@ def cmd_nlu(args) -> int:
     if node not in flow.flow.nodes:
         print(f"ivr nlu: no node '{node}' in {args.flow} (nodes: {', '.join(flow.flow.nodes)})", file=sys.stderr)
         return 2
-    engine = FlowEngine(flow)
-    engine.state.node = node
-    expectation = engine.expectation()
     nlu = _offline_nlu(use_slm=not args.no_slm)
-    nlu.prepare(expectation.candidates)
-    slot = flow.flow.slots.get(expectation.slot) if expectation.slot else None
+    nlu.prepare_all(nlu_preparation(flow))
     policy = EscalationPolicy().merged(flow.flow.escalation.model_dump(exclude_none=True))
-    menu = any(o.scope == "node" for o in expectation.intents)
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -192,26 +199,26 @@ def cmd_nlu(args) -> int:
                 text = str(extra.get("text", ""))
             except json.JSONDecodeError:
                 pass
+        # One turn alone, through the server's own turn step: a fresh call standing at the node.
+        engine = FlowEngine(flow)
+        engine.state.node = node
+        expectation = engine.expectation()
+        step = TurnStep(engine, nlu, policy, flow.flow,
+                        on_error=lambda where, error: print(f"ivr nlu: {error}", file=sys.stderr))
         started = time.perf_counter()
-        outcome = nlu.understand_sync(expectation.candidates, text)
-        slots = {}
-        if slot is not None:
-            parsed = slot.parse(text)
-            if parsed.ok:
-                slots[expectation.slot] = parsed.value
-        signals = detect(text)
-        u = outcome.understanding
-        # One turn alone: counting triggers see no earlier turns, as on a call's first answer.
-        facts = TurnFacts(u.intent, u.confidence, signals, understood=engine.understands(text, u),
-                          person_intent=is_person_intent(u.intent, flow.flow), menu=menu, from_slot=bool(slots))
-        escalation = decide(facts, policy)
+        understood = asyncio.run(step.understand(expectation, text))
+        u, outcome = understood.understanding, understood.outcome
+        slots = {v.slot: {"value": v.value, "said": v.said, "source": v.source} for v in u.values}
+        if expectation.slot and expectation.slot not in slots and engine.fills_slot(text):
+            slots[expectation.slot] = {"value": _own_value(engine, text), "said": text, "source": "parser"}
+        escalation = decide(understood.facts, policy)
         result = {
             "text": text,
             "intent": u.intent,
             "confidence": round(u.confidence, 4),
             "slots": slots,
             "escalate": escalation.as_dict(),
-            "signals": signals.as_dict(),
+            "signals": understood.signals.as_dict(),
             "source": u.source,
             "ranked": [[n, round(v, 4)] for n, v in outcome.ranked[:3]],
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
@@ -353,6 +360,8 @@ def cmd_chat(args) -> int:
 def _show(session, capture) -> None:
     for data in capture.of("nlu"):
         print(f"  [nlu] intent={data.get('intent')} confidence={data.get('confidence')} via {data.get('source')} ({data.get('latency_ms')} ms)")
+        for heard in data.get("slots") or []:
+            print(f"  [heard] {heard['slot']}={heard['value']!r} by the {heard['source']}")
         decision = data.get("decision") or {}
         if decision.get("escalate"):
             print(f"  [escalate] {decision['trigger']} -> {decision['target']}: {decision['reason']}")
@@ -405,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check flow files; file:line errors, non-zero exit")
     val.add_argument("paths", nargs="*")
+    val.add_argument("--explain", action="store_true",
+                     help="also list, per menu intent and collect node, the slots a caller may fill in passing")
     val.set_defaults(func=cmd_validate)
 
     test = sub.add_parser("test", help="run flow conversation tests (*.test.yaml) against the real NLU")

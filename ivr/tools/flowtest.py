@@ -14,7 +14,8 @@ cases:
         expect: {slots: {order_number: "123456"}, node: confirm_order, say: "I heard order"}
 ```
 
-`expect` keys: `node`, `intent`, `slots` (a subset), `say` (text, or a list of texts, the bot's
+`expect` keys: `node`, `intent`, `slots` (a subset), `heard` (values the words carried for the
+slots ahead, kept when their nodes come), `say` (text, or a list of texts, the bot's
 reply must contain), `not_say`, `transfer` (true or the target), `handoff` (true or the
 target), `hangup` (true/false). A turn may also be `no_input: true` (the caller stays silent).
 Cases run against the real NLU, so a test fails when the models would get the caller wrong.
@@ -36,7 +37,7 @@ from ivr.conversation.session import CallSession, RecordedEvents
 from ivr.dialog.engine import nlu_preparation
 from ivr.dialog.loader import FlowLoadError, LoadedFlow, load_flow
 
-EXPECT_KEYS = {"node", "intent", "slots", "say", "not_say", "transfer", "handoff", "hangup"}
+EXPECT_KEYS = {"node", "intent", "slots", "heard", "say", "not_say", "transfer", "handoff", "hangup"}
 TURN_KEYS = {"user", "dtmf", "no_input", "expect"}
 
 
@@ -54,6 +55,8 @@ class TurnOutcome:
     transfer: str | None
     handoff: str | None
     hangup: bool
+    heard: dict = field(default_factory=dict)
+    """Values the turn's words carried for the slots ahead (kept or not yet)."""
 
 
 @dataclass
@@ -154,6 +157,7 @@ async def run_case(case: dict, flow: LoadedFlow, nlu, *, env: dict, backend: dic
             transfer=recorder.transferred_to,
             handoff=next((d.get("target") for t, d in events.items if t == "handoff"), None),
             hangup=recorder.hangup,
+            heard={h["slot"]: h["value"] for d in nlu_events for h in d.get("slots") or []},
         )
         result.turns = index
         failures = check_expect(turn.get("expect") or {}, outcome)
@@ -189,6 +193,11 @@ def check_expect(expect: dict, got: TurnOutcome) -> list[str]:
             failures.append(f"expected slot {slot}={value!r}, but it is not set")
         elif str(got.slots[slot]).lower() != str(value).lower():
             failures.append(f"expected slot {slot}={value!r}, got {got.slots[slot]!r}")
+    for slot, value in (expect.get("heard") or {}).items():
+        if slot not in got.heard:
+            failures.append(f"expected the turn to carry {slot}={value!r}; it carried {got.heard or 'nothing'}")
+        elif str(got.heard[slot]).lower() != str(value).lower():
+            failures.append(f"expected the turn to carry {slot}={value!r}, got {got.heard[slot]!r}")
     for text in _as_list(expect.get("say")):
         if str(text).lower() not in said.lower():
             failures.append(f"expected the bot to say {text!r}")

@@ -240,9 +240,26 @@ def test_events_group_into_turns_with_latencies():
     assert spoken["latency_ms"]["voice_to_voice"] == 800.0
     assert [b["stage"] for b in spoken["waterfall"]] == [
         "end of speech → transcript", "speech recognition", "understanding (NLU)", "→ first audio", "voice to voice"]
-    assert keys["caller"] == "[keys 12]" and keys["slots"] == [{"name": "order_number", "value": "12"}]
+    assert keys["caller"] == "[keys 12]" and keys["slots"] == [{"name": "order_number", "value": "12", "heard": None}]
     assert key9["keys"] == "9"  # a new entry after the bot answered is a new turn
     assert silence["prompts"][0]["kind"] == "no_input"
+
+
+def test_a_turn_shows_which_slots_it_filled_in_passing_and_how():
+    events = [
+        ev("call_start", 100.0),
+        ev("transcript", 101.0, text="a table for four tomorrow"),
+        ev("nlu", 101.1, intent="book", confidence=0.9, source="router",
+           slots=[{"slot": "party_size", "value": 4, "source": "parser"}, {"slot": "day", "value": "2026-12-07", "source": "parser"}]),
+        ev("slot", 101.1, name="party_size", value=4), ev("prompt", 101.1, text="What time?"),
+        ev("transcript", 104.0, text="seven"), ev("slot", 104.1, name="at", value="19:00"),
+        ev("slot", 104.1, name="day", value="2026-12-07"),
+    ]
+    _, booking, answer = group_turns(events, 100.0)
+    assert booking["nlu"]["heard"][0] == {"slot": "party_size", "value": 4, "source": "parser"}
+    assert booking["slots"] == [{"name": "party_size", "value": 4, "heard": "parser"}]
+    # the day was heard in the first turn and kept when its node came: still said in passing
+    assert answer["slots"] == [{"name": "at", "value": "19:00", "heard": None}, {"name": "day", "value": "2026-12-07", "heard": "parser"}]
 
 
 def test_waterfall_bars_line_up_on_one_axis():

@@ -57,9 +57,26 @@ def test_spans_are_the_callers_words():
     assert all(v.source == "parser" for v in values)
 
 
-def test_text_and_yes_no_slots_are_left_to_the_model():
-    specs = [SlotSpec("city", "text"), SlotSpec("wifi", "yes_no")]
-    assert find_values("a hotel in Denver with wifi", specs, today=TODAY) == []
+def test_text_slots_are_left_to_the_model():
+    assert find_values("a hotel in Denver", [SlotSpec("city", "text")], today=TODAY) == []
+
+
+def test_a_yes_no_slot_named_for_a_feature_is_set_when_the_feature_is_named():
+    specs = [SlotSpec("has_wifi", "yes_no"), SlotSpec("pets_allowed", "yes_no"), SlotSpec("shared_ride", "yes_no")]
+    assert found("a room with WiFi, and no pets please", specs) == {"has_wifi": True, "pets_allowed": False}
+    assert found("I need a ride downtown", specs) == {}  # "ride" alone is not a shared ride
+    assert found("a shared ride please", specs) == {"shared_ride": True}
+
+
+def test_a_value_after_until_is_the_end_of_the_range():
+    assert found("I need a car until the 10th", CAR) == {"dropoff_date": "2026-12-10"}
+
+
+def test_the_counted_word_next_to_a_number_decides_its_slot():
+    specs = [SlotSpec("number_of_days", "number", "Number of days for the reservation"),
+             SlotSpec("number_of_rooms", "number", "Number of rooms in the reservation")]
+    assert found("a hotel reservation for 2 rooms", specs) == {"number_of_rooms": 2}
+    assert found("3 rooms for four days", specs) == {"number_of_rooms": 3, "number_of_days": 4}
 
 
 def test_the_gate_ignores_common_and_request_words_and_placed_values():

@@ -40,7 +40,8 @@ function turnCard(turn) {
       n.ranked && n.ranked.length > 1 ? el("span", { class: "small" }, ` · next: ${n.ranked.slice(1).map(([i, s]) => `${i} ${Math.round(s * 100)}%`).join(", ")}`) : ""));
   }
   for (const node of turn.nodes) left.push(el("div", { class: "meta" }, "→ node ", el("span", { class: "pill live" }, node)));
-  for (const slot of turn.slots) left.push(el("div", { class: "meta" }, `slot ${slot.name} = ${JSON.stringify(slot.value)}`));
+  for (const slot of turn.slots) left.push(el("div", { class: "meta" }, `slot ${slot.name} = ${JSON.stringify(slot.value)}`,
+    slot.heard ? el("span", { class: "small" }, ` · said in passing, found by the ${slot.heard}`) : ""));
   for (const a of turn.actions) left.push(el("div", { class: "meta" }, `${a.method} ${a.url} → ${a.ok ? "ok" : "failed"} ${a.status ?? ""} (${fmtMs(a.latency_ms)})`));
   for (const e of turn.escalations) left.push(el("div", { class: "meta" }, el("span", { class: "pill warn" }, e.type), ` ${e.reason || e.trigger || ""} ${e.target ? "→ " + e.target : ""}`));
   for (const p of turn.prompts) left.push(el("div", { class: "say bot" }, el("b", {}, p.kind === "prompt" ? "bot" : `bot · ${p.kind}`), p.text));
