@@ -142,10 +142,11 @@ class TurnStep:
             return tuple(found)
         placed = {v.slot for v in found}
         ask = tuple(x for x in plan.specs if x.name not in placed)
-        if not ask or not likely_carries_values(text, plan.request_words, claimed_spans(found)):
+        claimed = tuple(claimed_spans(found))
+        if not ask or not likely_carries_values(text, plan.request_words, claimed):
             return tuple(found)
         try:
-            found += await extract(plan, ask, text)
+            found += await extract(plan, ask, text, claimed)
         except Exception as exc:  # the parsers' values stand; the turn goes on
             self._on_error(expectation.node, f"slot extraction: {exc}")
         return tuple(found)

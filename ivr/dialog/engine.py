@@ -15,6 +15,7 @@ from typing import Any, Union
 
 from ivr.nlu.slots import ParseResult, parse_slot
 from ivr.nlu.understanding import (
+    MODEL_TYPES,
     OUT_OF_SCOPE,
     Candidates,
     ExtractionPlan,
@@ -31,8 +32,6 @@ from .loader import LoadedFlow
 from .paths import heard_policy, intent_slots, slots_ahead
 from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy, SlotDef, annotated
 
-#: Slot types the small model fills in passing; the parsers find the others (ivr.nlu.extract).
-MODEL_TYPES = ("text", "enum")
 MAX_SHOTS = 8
 
 MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a conversation

@@ -56,14 +56,18 @@ class NLUService:
             self._extractor = SlotExtractor(slm) if isinstance(slm, SlmScorer) else None
         return self._extractor
 
-    def extract_sync(self, plan: ExtractionPlan, ask: tuple[SlotSpec, ...], text: str) -> list[SlotValue]:
+    def extract_sync(self, plan: ExtractionPlan, ask: tuple[SlotSpec, ...], text: str,
+                     claimed: tuple[tuple[int, int], ...] = ()) -> list[SlotValue]:
         if self.extractor is None or not ask:
             return []
-        return self.extractor.extract(plan.key, plan.specs, ask, text, plan.shots)
+        return self.extractor.extract(plan.key, plan.specs, ask, text, plan.shots,
+                                      request_words=plan.request_words, claimed=claimed)
 
-    async def extract(self, plan: ExtractionPlan, ask: tuple[SlotSpec, ...], text: str) -> list[SlotValue]:
-        """The small model's values for the slots in `ask` (those of `plan` the parsers left)."""
-        return await self.worker.run(self.extract_sync, plan, ask, text)
+    async def extract(self, plan: ExtractionPlan, ask: tuple[SlotSpec, ...], text: str,
+                      claimed: tuple[tuple[int, int], ...] = ()) -> list[SlotValue]:
+        """The small model's values for the slots in `ask` (those of `plan` the parsers left;
+        `claimed`: the character spans of the values they placed)."""
+        return await self.worker.run(self.extract_sync, plan, ask, text, claimed)
 
     @property
     def routes_every_turn(self) -> bool:

@@ -5,17 +5,18 @@ One cached prompt per menu intent or collect node (like the verify prompt, `ivr.
 form's fields with the designer's descriptions, a worked example, and the designer's own
 example requests answered with `none` everywhere (requests without values are the common case,
 and a small model that has seen none of them invents values). A turn evaluates only the
-caller's words, then reads each field as
+caller's words, then reads the answer, `none` or a line for each field said:
 
     city: Pleasanton
-    cuisine: none
+    cuisine: Filipino
 
-with decoding held to a grammar built for this turn: a field's value is `none`, one of the
-enum's keys, yes/no, or a run of the caller's own words, so every value is grounded in what was
-said by construction, and a value that does not parse as its slot's type is dropped. Tokens the
-grammar forces (the field names, the rest of a word once it is the only one that fits) are
-evaluated in one batch; the model is consulted only where there is a choice, about two
-decisions a field (~25 ms each with Qwen2.5-0.5B on two cores).
+with decoding held to a grammar built for this turn: the next line is one of the fields not yet
+given (or the end), and a value is one of the enum's keys or a run of the caller's own words,
+so every value is grounded in what was said by construction, and a value that does not parse as
+its slot's type is dropped. Tokens the grammar forces (the rest of a field's name, the rest of a
+word once it is the only one that fits) are evaluated in one batch; the model is consulted only
+where there is a choice (~25 ms each with Qwen2.5-0.5B on two cores): one decision for a turn
+that carries nothing, about three for each value it carries.
 
 `likely_carries_values` is the gate in front: the model is asked only when the turn has words
 that are neither common words, nor the menu's own request words, nor values the parsers placed.
@@ -34,17 +35,15 @@ from ivr.nlu.slm_prompts import clean_text
 from ivr.nlu.slots import parse_slot
 from ivr.nlu.understanding import Shot, SlotSpec, SlotValue
 
-#: Slot types the small model fills (the parsers own the rest; yes/no only from the feature's
-#: name, ivr.nlu.extract, since a model's "yes" in passing would skip a confirmation).
-MODEL_TYPES = ("text", "enum")
 MAX_SPAN_WORDS = 6
+_END = "<end>"
 
 SYSTEM = (
     "You fill in a form for a phone line from what the caller said. The fields:\n{fields}\n\n"
-    "If the caller said none of the fields, answer none. Otherwise answer every field: copy "
-    "the caller's own words that give its value, or write none when the caller did not say it. "
-    "For a field with options, write the option that means what the caller said. Never guess "
-    "a value the caller did not say.\n\n"
+    "If the caller said none of the fields, answer none. Otherwise write a line for each field "
+    "the caller said: the field, a colon, and the caller's own words that give its value. For a "
+    "field with options, write the option that means what the caller said. Leave out the fields "
+    "the caller did not say; never guess a value.\n\n"
     "Example, for the fields destination and passenger_name:\n"
     'Caller: "I need a cab to the airport, it\'s for Maria"\n'
     "destination: the airport\npassenger_name: Maria"
@@ -61,6 +60,7 @@ something somewhere soon than thank thanks that that's the their them then there
 think this those time to today too try up us use very want wanted wants was way we we're well were
 what when where which while who why will with would yeah yes you you're your book booking find
 reserve reservation check tell show search looking look place places please sure okay ok also
+im id ive wanna gonna gotta
 """.split())
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'&.-]*")
 
@@ -95,11 +95,10 @@ def words_of(examples: Sequence[str]) -> frozenset[str]:
 
 
 def answer_text(specs: Sequence[SlotSpec], values: Sequence[tuple[str, str]]) -> str:
-    """What the model should answer: `none`, or every field on its own line."""
+    """What the model should answer: `none`, or a line for each field said, in the form's order."""
     said = dict(values)
-    if not any(x.name in said for x in specs):
-        return "none"
-    return "\n".join(f"{x.name}: {said.get(x.name, 'none')}" for x in specs)
+    lines = [f"{x.name}: {said[x.name]}\n" for x in specs if x.name in said]
+    return "".join(lines) or "none"
 
 
 @dataclass
@@ -108,27 +107,51 @@ class _Trie:
     value: str | None = None  # set where a candidate's tokens end
 
 
-def _spans(text: str) -> list[str]:
-    """Every run of up to MAX_SPAN_WORDS of the caller's words, as said (case kept)."""
-    words = [m.group(0).rstrip(".,") for m in _WORD.finditer(text)]
+@dataclass(frozen=True)
+class _Span:
+    said: str
+    start: int  # character offsets in the caller's words
+    end: int
+    first: int  # word indexes, inclusive
+    last: int
+
+
+def _spans(text: str, *, names_only: bool = False) -> list[_Span]:
+    """Every run of up to MAX_SPAN_WORDS of the caller's words, as said (case kept). With
+    `names_only`, runs that begin and end with a capitalised word that is not a common one
+    ("Taste of Burma", "San Jose"), as whisper writes names."""
+    words = [(m.group(0).rstrip(".,"), m.start()) for m in _WORD.finditer(text)]
+
+    def name_like(w: str) -> bool:
+        return w[:1].isupper() and w.lower().strip("'") not in COMMON
+
     out = []
     for i in range(len(words)):
-        for j in range(i + 1, min(len(words), i + MAX_SPAN_WORDS) + 1):
-            out.append(" ".join(words[i:j]))
+        if names_only and not name_like(words[i][0]):
+            continue
+        for j in range(i, min(len(words), i + MAX_SPAN_WORDS)):
+            if names_only and not name_like(words[j][0]):
+                continue
+            said = " ".join(w for w, _ in words[i:j + 1])
+            out.append(_Span(said, words[i][1], words[j][1] + len(words[j][0]), i, j))
     return out
 
 
 class SlotExtractor:
     """Grounded slot filling on the SLM scorer's model, prompt cache and lock."""
 
-    def __init__(self, scorer, none_bias: float = 1.0):
-        """none_bias: how much likelier (in logits) a value must be than `none` to be taken;
-        a wrong value costs the caller a correction, a missed one only the usual question."""
+    def __init__(self, scorer, none_bias: float = -1.0, end_bias: float = 3.0):
+        """none_bias: added to the logit of answering `none` at the first decision (does the
+        turn carry any value); end_bias: added to ending the answer after a value. The model
+        leans to `none` after the designer's examples without values, and to going on once it
+        has started: a wrong value costs the caller a correction, a missed one only the question."""
         self.scorer = scorer
         self.none_bias = none_bias
+        self.end_bias = end_bias
+        self._names: dict[tuple[str, str], dict[str, bool]] = {}
         self._newline = scorer._tok("\n", False)
         self._none = scorer._tok("none", False)[0]
-        self._space_none = scorer._tok(" none", False)[0]
+        self._end = scorer._tok("<|im_end|>", True)[0]
 
     def _prompt_tokens(self, specs: Sequence[SlotSpec], shots: Sequence[Shot]) -> list[int]:
         s = self.scorer
@@ -146,67 +169,94 @@ class SlotExtractor:
         pkey = ("extract", f"{key}|{spec_key(specs)}")
         if pkey in self.scorer._prompts:
             return
+        marked: dict[str, list[str]] = {}
+        for shot in shots:
+            for slot, said in shot.values:
+                marked.setdefault(slot, []).append(said)
+        # The designer's examples say what a value looks like: all capitalised means names.
+        self._names[pkey] = {slot: all(v[:1].isupper() for v in vs) for slot, vs in marked.items()}
         self.scorer._install(pkey, _Prompt([x.name for x in specs], self._prompt_tokens(specs, shots), []))
 
-    def _trie(self, candidates: list[str]) -> _Trie:
+    def _trie(self, candidates: dict[str, list[int]]) -> _Trie:
         root = _Trie()
-        for cand in candidates:
+        for label, tokens in candidates.items():
             node = root
-            for tok in self.scorer._tok(" " + cand, False) + self._newline:
+            for tok in tokens:
                 node = node.children.setdefault(tok, _Trie())
-            node.value = cand
+            node.value = label
         return root
 
+    def _walk(self, root: _Trie, pending: list[int], deadline: float | None) -> tuple[str | None, list[int]]:
+        """Follow the grammar from `root`: forced tokens are queued, the model picks where there
+        is a choice. Returns the label reached (None past the deadline) and the tokens queued."""
+        node = root
+        while node.children:
+            ids = list(node.children)
+            if len(ids) > 1:
+                best = self._choose(pending, ids, deadline)
+                if best is None:
+                    return None, pending
+                pending = []
+            else:
+                best = ids[0]
+            pending = pending + [best]
+            node = node.children[best]
+        return node.value, pending
+
     def extract(self, key: str, specs: Sequence[SlotSpec], ask: Sequence[SlotSpec], text: str,
-                shots: Sequence[Shot] = (), deadline: float | None = None) -> list[SlotValue]:
+                shots: Sequence[Shot] = (), deadline: float | None = None,
+                request_words: frozenset[str] = frozenset(),
+                claimed: Sequence[tuple[int, int]] = ()) -> list[SlotValue]:
         """Values for the slots in `ask` (a subset of the prompt's `specs`: the ones the parsers
-        left), from `text`. Past `deadline` (time.monotonic()) it stops with what it has."""
+        left), from `text`. Past `deadline` (time.monotonic()) it stops with what it has.
+
+        A value is a run of the caller's words that no other slot took and the parsers did not
+        place (`claimed`, character spans), with a word that is neither common nor one of the
+        menu's `request_words`; for a slot whose marked examples are all capitalised (a name,
+        a city), a capitalised run.
+
+        The answer is `none`, or lines `field: value` for the fields said: the model picks the
+        next field (or the end), then the value, so a turn costs about one decision per field
+        said plus one, not one per field of the form."""
         s = self.scorer
         self.prepare(key, specs, shots)
         pkey = ("extract", f"{key}|{spec_key(specs)}")
         prompt = s._prompts[pkey]
-        spans = _spans(clean_text(text))
-        pending = s._tok(clean_text(text), False) + s._tok('"<|im_end|>\n<|im_start|>assistant\n', True)
+        words = clean_text(text)
+        names = self._names.get(pkey, {})
+        taken: list[_Span] = []  # a span fills one slot only
+        pending = s._tok(words, False) + s._tok('"<|im_end|>\n<|im_start|>assistant\n', True)
+        by_name = {x.name: x for x in ask}
+        heads = {x.name: s._tok(f"{x.name}:", False) for x in ask}
         out: list[SlotValue] = []
         with s._lock:
             s._load(pkey, prompt)
             s.llm.n_tokens = len(prompt.prefix)
             s._loaded = None  # the KV now holds this turn's words too: the next use restores
-            first = s._tok(f"{specs[0].name}:", False)[0]
-            if self._choose(pending, [self._none, first], deadline) == self._none:
-                return out  # "none": the caller said no field at all (one decision)
-            pending = [first]
-            for spec in specs:
-                header = s._tok(f"{spec.name}:", False)
-                pending += header if spec is not specs[0] else header[1:]
-                if spec not in ask:  # the parsers placed it: nothing for the model to choose
-                    pending += s._tok(" none", False) + self._newline
-                    continue
-                if spec.type == "enum":
-                    options = [key_ for key_, _ in spec.choices]
-                else:
-                    options = spans
-                node = self._trie(["none", *options])
-                while node.children:
-                    ids = list(node.children)
-                    if len(ids) == 1:
-                        pending.append(ids[0])
-                        node = node.children[ids[0]]
-                        continue
-                    best = self._choose(pending, ids, deadline)
-                    if best is None:
-                        return out
-                    pending = [best]
-                    node = node.children[best]
-                said = node.value
+            label, pending = self._walk(self._trie({"none": [self._none], **heads}), pending, deadline)
+            while label not in (None, "none", _END):
+                spec = by_name.pop(label)
+                heads.pop(label)
+                spans = {sp.said: sp for sp in _spans(words, names_only=names.get(spec.name, False))
+                         if not any(a < sp.end and sp.start < b for a, b in claimed)
+                         and not any(t.first <= sp.last and sp.first <= t.last for t in taken)}
+                if not spans:
+                    break  # nothing left to say it with: the answer ends
+                said, pending = self._walk(
+                    self._trie({o: s._tok(" " + o, False) + self._newline for o in spans}), pending, deadline)
                 value = self._validated(spec, said)
+                if said and not likely_carries_values(said, request_words, []):
+                    value = None  # "a restaurant", "my next trip": the request's own words, not a value
                 if value is not None:
-                    start = text.find(said) if spec.type == "text" else -1
-                    out.append(SlotValue(spec.name, value, said, "model", start))
+                    taken.append(spans[said])
+                    out.append(SlotValue(spec.name, value, said, "model", text.find(said)))
+                if not heads:
+                    break
+                label, pending = self._walk(self._trie({_END: [self._end], **heads}), pending, deadline)
         return out
 
     def _choose(self, pending: list[int], ids: list[int], deadline: float | None) -> int | None:
-        """Evaluate `pending` and pick the likeliest of `ids`, `none` given its bias."""
+        """Evaluate `pending` and pick the likeliest of `ids`, with the biases for stopping."""
         import llama_cpp
 
         s = self.scorer
@@ -217,13 +267,15 @@ class SlotExtractor:
         ptr = llama_cpp.llama_get_logits_ith(s.llm._ctx.ctx, -1)
         logits = np.ctypeslib.as_array(ptr, shape=(s.llm.n_vocab(),))[ids].astype(np.float64)
         for k, tok in enumerate(ids):
-            if tok in (self._none, self._space_none):
+            if tok == self._none:
                 logits[k] += self.none_bias
+            elif tok == self._end:
+                logits[k] += self.end_bias
         return ids[int(np.argmax(logits))]
 
     @staticmethod
     def _validated(spec: SlotSpec, said: str | None):
-        if not said or said == "none":
+        if not said:
             return None
         if spec.type == "enum":
             return said if said in {k for k, _ in spec.choices} else None

@@ -13,6 +13,12 @@ from typing import Any
 #: The intent of a request that none of a node's candidates covers.
 OUT_OF_SCOPE = "out_of_scope"
 
+#: Slot types the small model fills from words said in passing (ivr.nlu.slm_extract). The
+#: parsers own the rest (ivr.nlu.extract): yes/no only from the feature's name, since a model's
+#: "yes" in passing would skip a confirmation; enum only by its synonyms, since the 0.5B model
+#: picked an option for nearly every request that named none (the SGD benchmark, docs/nlu.md).
+MODEL_TYPES = ("text",)
+
 
 @dataclass(frozen=True)
 class Intent:

@@ -90,4 +90,4 @@ def test_the_gate_ignores_common_and_request_words_and_placed_values():
 def test_the_models_answer_format():
     specs = [SlotSpec("city", "text"), SlotSpec("cuisine", "text")]
     assert answer_text(specs, ()) == "none"
-    assert answer_text(specs, (("city", "San Jose"),)) == "city: San Jose\ncuisine: none"
+    assert answer_text(specs, (("cuisine", "Thai"), ("city", "San Jose"))) == "city: San Jose\ncuisine: Thai\n"
