@@ -8,13 +8,17 @@
    are honest; accuracy, out-of-scope recall, calibration error, latency.
 4. Slots (ivr.bench.slots): generated spoken values, parsed from text and from speech through
    piper, 8 kHz mu-law and whisper.
-Takes ~30 minutes on 2 cores; each runs alone as `ivr bench calls|stt|nlu|slots`.
+5. Values said in passing (ivr.bench.sgd): first caller turns of twelve Schema-Guided Dialogue
+   services turned into flows; intent, every slot value of the turn, and latency, against an
+   LLM tool call per turn on the same GGUF.
+Takes ~40 minutes on 2 cores; each runs alone as `ivr bench calls|stt|nlu|slots|sgd`.
 """
 
 import sys
 
 from .calls import main as calls_main
 from .nlu import main as nlu_main
+from .sgd import main as sgd_main
 from .slots import main as slots_main
 from .stt import main as stt_main
 
@@ -24,6 +28,7 @@ def main() -> int:
     status |= stt_main([])
     status |= nlu_main([])
     status |= slots_main(["--per-type", "20", "--audio"])
+    status |= sgd_main([])
     return status
 
 

@@ -73,6 +73,10 @@ SCRIPTS: tuple[CallScript, ...] = (
     CallScript("hours then order", (_say("when are you open"), _say("yes please"), _say("where is my delivery"),
                                     _keys("550123")),
                ("hours", "anything_else", "main_menu", "ask_order", "confirm_order")),
+    # A caller who says it all at once: the order number comes with the request, so the line
+    # goes straight to the read-back (docs/flows.md 5a) and the call is a turn shorter.
+    CallScript("order, number up front", (_say("hi, I'm checking on my order, the number is {number}"), _say("yes")),
+               ("ask_order", "confirm_order", "order_agent")),
 )
 
 

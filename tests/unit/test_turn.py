@@ -79,3 +79,75 @@ async def test_the_caller_repeating_themselves_is_a_signal():
     second = await step.understand(engine.expectation(), "I want my money back")
     assert "said the same thing again" in second.signals.cues and "said the same thing again" not in first.signals.cues
     assert second.signals.frustration > first.signals.frustration
+
+
+# ---------------------------------------------------------------- values said in passing
+PASSING = """
+flow: tables
+start: menu
+slots:
+  party_size: {type: number}
+  guest: {type: text, description: the name the table is under}
+nodes:
+  menu:
+    say: "How can I help?"
+    intents:
+      book: {examples: ["book a table", "a table under [Ann](guest)"], goto: ask_size}
+  ask_size: {say: "How many?", collect: party_size, next: ask_guest}
+  ask_guest: {say: "Under what name?", collect: guest, next: done}
+  done: {say: Booked., hangup: true}
+"""
+
+
+class ExtractingNLU(KeywordNLU):
+    """KeywordNLU with a small model that finds the capitalised word as the guest's name."""
+
+    def __init__(self, fail: bool = False):
+        super().__init__()
+        self.asked: list[str] = []
+        self.fail_extract = fail
+
+    async def extract(self, plan, ask, text, claimed=()):
+        from ivr.nlu.understanding import SlotValue
+
+        self.asked.append(text)
+        if self.fail_extract:
+            raise RuntimeError("extractor exploded")
+        names = [w for w in text.split() if w[:1].isupper() and w != "I"]
+        return [SlotValue("guest", names[0], names[0], "model", text.index(names[0]))] if names else []
+
+
+def passing(nlu):
+    loaded = load_flow_text(PASSING)
+    engine = FlowEngine(loaded)
+    engine.start()
+    errors = []
+    step = TurnStep(engine, nlu, EscalationPolicy(), loaded.flow, on_error=lambda node, error: errors.append(error))
+    return engine, step, errors
+
+
+async def test_a_menu_turn_carries_the_values_of_the_intents_path():
+    nlu = ExtractingNLU()
+    engine, step, _ = passing(nlu)
+    understood = await step.understand(engine.expectation(), "book a table for four under Maria")
+    values = {v.slot: (v.value, v.source) for v in understood.understanding.values}
+    assert values == {"party_size": (4, "parser"), "guest": ("Maria", "model")}
+    record = TurnStep.record(understood, step.decide(understood.facts, []), text="…", sensitive=False)
+    assert record["slots"] == [{"slot": "party_size", "value": 4, "source": "parser"},
+                               {"slot": "guest", "value": "Maria", "source": "model"}]
+
+
+async def test_the_small_model_is_asked_only_when_words_are_left_that_could_be_a_value():
+    nlu = ExtractingNLU()
+    engine, step, _ = passing(nlu)
+    await step.understand(engine.expectation(), "I'd like to book a table for four")
+    assert nlu.asked == []  # "four" is placed by the parsers; the rest are request words
+    await step.understand(engine.expectation(), "book a table for Maria")
+    assert nlu.asked == ["book a table for Maria"]
+
+
+async def test_a_failing_extractor_keeps_the_parsers_values():
+    engine, step, errors = passing(ExtractingNLU(fail=True))
+    understood = await step.understand(engine.expectation(), "book a table for four under Maria")
+    assert [(v.slot, v.value) for v in understood.understanding.values] == [("party_size", 4)]
+    assert errors == ["slot extraction: extractor exploded"]
