@@ -273,6 +273,17 @@ def split_service(service: dict, turns: list[dict], n_examples: int, per_service
     return examples, mixed[:per_service]
 
 
+class _Counting:
+    """Counts the small model's extraction calls of one turn."""
+
+    def __init__(self, extract):
+        self.extract, self.calls = extract, 0
+
+    async def __call__(self, *args):
+        self.calls += 1
+        return await self.extract(*args)
+
+
 async def run_service(name, service, turns, nlu, args, baseline=None):
     from ivr.conversation.turn import TurnStep
     from ivr.dialog.engine import FlowEngine, nlu_preparation
@@ -293,24 +304,18 @@ async def run_service(name, service, turns, nlu, args, baseline=None):
         engine.start()
         step = TurnStep(engine, nlu, EscalationPolicy(), loaded.flow, on_error=lambda node, err: print("error", err, file=sys.stderr))
         exp = engine.expectation()
-        calls = []
-        original = nlu.extract
-
-        async def counting(*a):
-            calls.append(1)
-            return await original(*a)
-
+        counting = _Counting(nlu.extract)
         nlu.extract = counting
         getattr(nlu.classifier.embedder, "_cache", {}).pop(row["utterance"], None)
         started = time.perf_counter()
         understood = await step.understand(exp, row["utterance"])
         ms = (time.perf_counter() - started) * 1000
-        nlu.extract = original
+        del nlu.extract  # back to the class's method
         u = understood.understanding
         gold = {s: v for s, v in row["slots"].items() if s in paths[gold_intent]}
         pred = {v.slot: v.value for v in u.values}
         one = Score()
-        one.model_turns += bool(calls)
+        one.model_turns += bool(counting.calls)
         (one.with_values_ms if gold else one.without_values_ms).append(ms)
         if not gold:  # the intent step alone, from cold (the embedder caches the words)
             getattr(nlu.classifier.embedder, "_cache", {}).pop(row["utterance"], None)

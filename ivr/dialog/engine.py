@@ -15,12 +15,10 @@ from typing import Any, Union
 
 from ivr.nlu.slots import ParseResult, parse_slot
 from ivr.nlu.understanding import (
-    MODEL_TYPES,
     OUT_OF_SCOPE,
     Candidates,
     ExtractionPlan,
     Intent,
-    Shot,
     SlotSpec,
     SlotValue,
     Understanding,
@@ -29,10 +27,10 @@ from ivr.nlu.understanding import (
 from . import speech_format
 from .conditions import evaluate
 from .loader import LoadedFlow
-from .paths import heard_policy, intent_slots, slots_ahead
-from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy, SlotDef, annotated
+from .paths import extraction_plan, heard_policy, intent_slots, slot_spec, slots_ahead
+from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy
 
-MAX_SHOTS = 8
+
 
 MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a conversation
 #: Below this confidence an intent that would end the call is asked about first: hanging up on a
@@ -179,7 +177,6 @@ class FlowEngine:
         self._awaiting_action: str | None = None
         self._parsed_text: str | None = None
         self._parses: dict[str | None, ParseResult] = {}
-        self._intent_paths: dict[str, dict[str, tuple[str, ...]]] = {}
 
     # ------------------------------------------------------------ public API
     @property
@@ -214,9 +211,7 @@ class FlowEngine:
 
     # ------------------------------------------------------------ values said in passing
     def slot_spec(self, name: str) -> SlotSpec:
-        slot: SlotDef = self.flow.slots[name]
-        choices = tuple((k, tuple(v)) for k, v in (slot.choices or {}).items())
-        return SlotSpec(name, slot.type, slot.description, choices, slot.length, slot.min_length, slot.max_length)
+        return slot_spec(self.flow, name)
 
     def listening_slots(self, intent: str | None = None) -> tuple[SlotSpec, ...]:
         """The slots this turn's words may fill, in the order the flow would ask them: in a
@@ -231,9 +226,7 @@ class FlowEngine:
             names = [node.collect] + [n for n in slots_ahead(self.flow, self.state.node)
                                       if n != node.collect and n not in self.state.slots]
         elif intent:
-            if self.state.node not in self._intent_paths:
-                self._intent_paths[self.state.node] = intent_slots(self.flow, self.state.node)
-            names = list(self._intent_paths[self.state.node].get(intent, ()))
+            names = list(intent_slots(self.flow, self.state.node).get(intent, ()))
         names += sorted(n for n in self.state.passing if n not in names)
         return tuple(self.slot_spec(n) for n in names)
 
@@ -242,37 +235,7 @@ class FlowEngine:
         The same for every call at this node and intent, so its prompt is prepared at load."""
         if self._closed() or self.state.pending is not None or self.state.pending_intent is not None:
             return None
-        node = self.node
-        if node.collect:
-            names = [n for n in slots_ahead(self.flow, self.state.node) if n != node.collect]
-        elif intent:
-            if self.state.node not in self._intent_paths:
-                self._intent_paths[self.state.node] = intent_slots(self.flow, self.state.node)
-            names = list(self._intent_paths[self.state.node].get(intent, ()))
-        else:
-            names = []
-        specs = tuple(self.slot_spec(n) for n in names if self.flow.slots[n].type in MODEL_TYPES)
-        if not specs:
-            return None
-        wanted = {x.name for x in specs}
-        intents = {**self.flow.global_intents, **(node.intents or {})}
-        shots: list[Shot] = []
-        words: set[str] = set()
-        # The intent's own examples (with their values, or teaching "none"), and any other
-        # example that marks one of these slots: a city is said the same way in every request.
-        for name, spec in intents.items():
-            for example in spec.examples:
-                plain, values = annotated(example)
-                words.update(w.strip(".,!?'").lower() for w in plain.split())
-                mine = tuple((k, v) for k, v in values if k in wanted)
-                if mine or (name == intent and not values):
-                    shots.append(Shot(plain, mine))
-        # Mostly examples with values, some without (they teach "none"), mixed in a fixed order.
-        valued = [x for x in shots if x.values][:MAX_SHOTS - 3]
-        plain_shots = [x for x in shots if not x.values][:MAX_SHOTS - len(valued)]
-        chosen = sorted(valued + plain_shots, key=lambda x: x.text.lower())
-        return ExtractionPlan(f"{self.loaded.version}:{self.state.node}:{intent or ''}", specs,
-                              tuple(chosen), frozenset(words))
+        return extraction_plan(self.loaded, self.state.node, intent)
 
     def request_for(self, node: str, slots: dict[str, Any]) -> HttpRequest:
         """A node's backend call with these slot values, without entering the node (the LLM

@@ -1,4 +1,5 @@
-"""Which slots lie ahead: what a caller may say in passing, worked out from the flow's graph.
+"""Which slots lie ahead: what a caller may say in passing, worked out from the flow's graph,
+and what the small model is shown to fill them (the designer's marked examples).
 
 From a node, the path ahead follows `next` (every branch, in the order written) and backend
 calls, collecting each `collect` node's slot in the order the flow would ask, and stops at the
@@ -10,7 +11,12 @@ whatever was said before (`heard: ask`, the default for yes/no slots).
 
 from __future__ import annotations
 
-from .schema import Branch, ElseBranch, Flow, Node, SlotDef
+from ivr.nlu.understanding import MODEL_TYPES, ExtractionPlan, Shot, SlotSpec
+
+from .loader import LoadedFlow
+from .schema import Branch, ElseBranch, Flow, Node, SlotDef, annotated
+
+MAX_SHOTS = 8
 
 
 def heard_policy(node: Node, slot: SlotDef) -> str:
@@ -57,9 +63,49 @@ def slots_ahead(flow: Flow, start: str | None) -> tuple[str, ...]:
 
 
 def intent_slots(flow: Flow, node: str) -> dict[str, tuple[str, ...]]:
-    """For a menu node: each intent (the node's and the flow's global ones) -> the slots its path collects."""
+    """For a menu node: each intent (the node's and the flow's global ones) -> the slots its path
+    collects. A walk over a few nodes: microseconds, so it is not cached."""
     intents = {**flow.global_intents, **(flow.nodes[node].intents or {})}
     return {name: slots_ahead(flow, spec.goto) for name, spec in intents.items() if spec.goto}
+
+
+def slot_spec(flow: Flow, name: str) -> SlotSpec:
+    """What the NLU is told of a slot."""
+    slot = flow.slots[name]
+    choices = tuple((k, tuple(v)) for k, v in (slot.choices or {}).items())
+    return SlotSpec(name, slot.type, slot.description, choices, slot.length, slot.min_length, slot.max_length)
+
+
+def extraction_plan(loaded: LoadedFlow, node_name: str, intent: str | None) -> ExtractionPlan | None:
+    """What the small model may fill at a node (for a menu, after `intent`): the text slots of
+    the path ahead, with the designer's examples as its worked examples. None: nothing to fill."""
+    flow, node = loaded.flow, loaded.flow.nodes[node_name]
+    if node.collect:
+        names = [n for n in slots_ahead(flow, node_name) if n != node.collect]
+    elif intent:
+        names = list(intent_slots(flow, node_name).get(intent, ()))
+    else:
+        names = []
+    specs = tuple(slot_spec(flow, n) for n in names if flow.slots[n].type in MODEL_TYPES)
+    if not specs:
+        return None
+    wanted = {x.name for x in specs}
+    shots: list[Shot] = []
+    words: set[str] = set()
+    # The intent's own examples (with their values, or teaching "none"), and any other example
+    # that marks one of these slots: a city is said the same way in every request.
+    for name, spec in {**flow.global_intents, **(node.intents or {})}.items():
+        for example in spec.examples:
+            plain, values = annotated(example)
+            words.update(w.strip(".,!?'").lower() for w in plain.split())
+            mine = tuple((k, v) for k, v in values if k in wanted)
+            if mine or (name == intent and not values):
+                shots.append(Shot(plain, mine))
+    # Mostly examples with values, some without (they teach "none"), in a fixed order.
+    valued = [x for x in shots if x.values][:MAX_SHOTS - 3]
+    plain_shots = [x for x in shots if not x.values][:MAX_SHOTS - len(valued)]
+    chosen = sorted(valued + plain_shots, key=lambda x: x.text.lower())
+    return ExtractionPlan(f"{loaded.version}:{node_name}:{intent or ''}", specs, tuple(chosen), frozenset(words))
 
 
 def explain(flow: Flow) -> dict[str, dict[str, tuple[str, ...]]]:
