@@ -242,6 +242,13 @@ class CallSession:
             self.log_event("barge_in", {"node": self.engine.node_name, "by": "speech", "after_s": round(seconds, 2)})
             await self.output.interrupt()
 
+    def understand_early(self, text: str) -> None:
+        """The caller's words so far, while the end-of-turn silence runs out: start understanding
+        them (TurnStep.understand_early); `on_transcript` takes the result if the words stand."""
+        text = text.strip()
+        if text and not (self.ended or self._closing or self.expectation is None or self._handoff_active()):
+            self.step.understand_early(self.expectation, text)
+
     async def on_transcript(self, text: str, *, speech_end: float | None = None, stt_ms: float | None = None,
                             decided_at: float | None = None, discarded: int = 0) -> None:
         text = text.strip()

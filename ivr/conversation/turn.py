@@ -17,6 +17,7 @@ Where a turn yields more than one value or an intent and its values, this is the
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -92,15 +93,27 @@ class TurnStep:
         self._trigger_counts: dict[str, int] = {}
         self._last_caller_text: str | None = None
         self.last_intent: str | None = None  # the caller's last understood request (the agent's whisper)
+        self._early: tuple[Expectation, str, asyncio.Future] | None = None
 
     # ------------------------------------------------------------ understand
+    def understand_early(self, expectation: Expectation, text: str) -> None:
+        """Start understanding the words heard so far while the end-of-turn silence runs out;
+        `understand` takes the result when the turn ends with the same words at the same node
+        (the usual case), so the router, the small model and the extraction overlap the silence."""
+        task = asyncio.ensure_future(self._meaning(expectation, text))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # an unused guess fails quietly
+        self._early = (expectation, text, task)
+
     async def understand(self, expectation: Expectation, text: str) -> Understood:
-        outcome = await self._route(expectation, text)
-        started = time.perf_counter()
-        values = await self._values(expectation, text, outcome.understanding)
-        if values:
-            outcome.understanding = dataclasses.replace(outcome.understanding, values=values)
-            outcome.latency_ms += (time.perf_counter() - started) * 1000
+        early, self._early = self._early, None
+        outcome = None
+        if early is not None and early[0] == expectation and early[1] == text:
+            try:
+                outcome = await early[2]
+            except Exception:  # the guess failed: understand the turn as if it had not been made
+                outcome = None
+        if outcome is None:
+            outcome = await self._meaning(expectation, text)
         u = outcome.understanding
         facts = TurnFacts(
             u.intent, u.confidence, self.signals(text),
@@ -112,6 +125,16 @@ class TurnStep:
         if u.intent and u.intent != OUT_OF_SCOPE and facts.understood:
             self.last_intent = u.intent
         return Understood(text, expectation.node, outcome, facts)
+
+    async def _meaning(self, expectation: Expectation, text: str) -> NLUOutcome:
+        """The intent, then the values: no state of the call is read but the node's, none written."""
+        outcome = await self._route(expectation, text)
+        started = time.perf_counter()
+        values = await self._values(expectation, text, outcome.understanding)
+        if values:
+            outcome.understanding = dataclasses.replace(outcome.understanding, values=values)
+            outcome.latency_ms += (time.perf_counter() - started) * 1000
+        return outcome
 
     async def _route(self, expectation: Expectation, text: str) -> NLUOutcome:
         every_turn = getattr(self.nlu, "routes_every_turn", False)

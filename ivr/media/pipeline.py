@@ -78,6 +78,11 @@ class NodeCues:
         """The caller's words already give the whole value this node collects: end the turn."""
         return self.session is not None and self.session.engine.answer_is_whole(text)
 
+    def heard_early(self, text: str) -> None:
+        """The words so far, during the end-of-turn silence: understand them meanwhile."""
+        if self.session is not None:
+            self.session.understand_early(text)
+
 
 @dataclass(frozen=True)
 class StreamStart:
@@ -125,7 +130,8 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
     barge_in_after = settings.barge_in_after_secs or None
     transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=cues.recogniser_hint,
                                        endpoint_for=cues.end_of_turn_silence, full_window_for=cues.reading_numbers,
-                                       complete_for=cues.answers_the_node, barge_in_after=barge_in_after)
+                                       complete_for=cues.answers_the_node, heard_early=cues.heard_early,
+                                       barge_in_after=barge_in_after)
 
     transfer = None
     if runtime.twilio is not None:

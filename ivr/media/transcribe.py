@@ -43,7 +43,8 @@ MAX_UTTERANCE_SECONDS = 30.0  # whisper's window; a caller talking longer is cut
 
 class UtteranceTranscriber(FrameProcessor):
     def __init__(self, transcriber: Transcriber, *, call_id: str = "", prompt_for=None, endpoint_for=None,
-                 full_window_for=None, complete_for=None, barge_in_after: float | None = None, **kwargs):
+                 full_window_for=None, complete_for=None, heard_early=None, barge_in_after: float | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self._stt = transcriber
         self._call_id = call_id
@@ -51,6 +52,9 @@ class UtteranceTranscriber(FrameProcessor):
         self._endpoint_for = endpoint_for  # () -> seconds of silence that end a turn on this node
         self._full_window_for = full_window_for  # () -> bool: digits are read, whisper's full window
         self._complete_for = complete_for  # (text) -> bool: these words already answer the node
+        # (text) -> None: the words so far, while the end-of-turn silence is waited out, so the
+        # turn can be understood meanwhile (its time overlaps the silence instead of following it)
+        self._heard_early = heard_early
         self._barge_in_after = barge_in_after  # seconds of speech that make it an interruption
         self._preroll: deque[bytes] = deque()
         self._preroll_bytes = 0
@@ -131,13 +135,16 @@ class UtteranceTranscriber(FrameProcessor):
 
     async def _hold_then_commit(self, speech_end: float, seconds: float) -> None:
         spec = self._spec
-        if spec is not None and self._complete_for is not None and seconds > 0:
-            # The words so far may already be the whole answer ("four one seven two nine three"
-            # for a six-digit number, "yes"): then waiting out the rest of the silence buys nothing.
+        if spec is not None and (self._complete_for is not None or self._heard_early is not None) and seconds > 0:
             started = asyncio.get_running_loop().time()
             done, _ = await asyncio.wait({spec}, timeout=seconds)
             result = spec.result() if spec in done and not spec.cancelled() else None
-            if result is None or not result.text or not self._complete_for(result.text):
+            if result is not None and result.text and self._heard_early is not None:
+                self._heard_early(result.text)
+            # The words so far may already be the whole answer ("four one seven two nine three"
+            # for a six-digit number, "yes"): then waiting out the rest of the silence buys nothing.
+            whole = result is not None and bool(result.text) and self._complete_for is not None and self._complete_for(result.text)
+            if not whole:
                 await asyncio.sleep(max(0.0, seconds - (asyncio.get_running_loop().time() - started)))
         else:
             await asyncio.sleep(seconds)

@@ -129,3 +129,15 @@ async def test_words_that_do_not_answer_the_node_wait_for_the_whole_silence():
         VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.0)])
     [t] = transcripts(down)
     assert t.decided_at - t.speech_end == pytest.approx(0.6, abs=0.08)
+
+
+@pytest.mark.asyncio
+async def test_the_words_so_far_are_offered_during_the_silence_and_the_turn_still_waits_it_out():
+    stt = FakeRecogniser(delay=0.1)
+    early = []
+    proc = UtteranceTranscriber(stt, endpoint_for=lambda: 0.6, complete_for=lambda text: False, heard_early=early.append)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.0)])
+    [t] = transcripts(down)
+    assert early == [t.text]
+    assert t.decided_at - t.speech_end == pytest.approx(0.6, abs=0.08)

@@ -151,3 +151,20 @@ async def test_a_failing_extractor_keeps_the_parsers_values():
     understood = await step.understand(engine.expectation(), "book a table for four under Maria")
     assert [(v.slot, v.value) for v in understood.understanding.values] == [("party_size", 4)]
     assert errors == ["slot extraction: extractor exploded"]
+
+
+async def test_words_understood_during_the_silence_are_not_understood_again():
+    nlu = KeywordNLU()
+    engine, step, _ = make(nlu)
+    step.understand_early(engine.expectation(), "what are your opening hours")
+    understood = await step.understand(engine.expectation(), "what are your opening hours")
+    assert understood.understanding.intent == "hours" and len(nlu.calls) == 1
+
+
+async def test_words_that_changed_after_the_pause_are_understood_afresh():
+    nlu = KeywordNLU()
+    engine, step, _ = make(nlu)
+    step.understand_early(engine.expectation(), "what are your")
+    understood = await step.understand(engine.expectation(), "what are your opening hours")
+    assert understood.understanding.intent == "hours"
+    assert [text for _, text in nlu.calls][-1] == "what are your opening hours"
