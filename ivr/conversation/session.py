@@ -288,7 +288,7 @@ class CallSession:
         """The scripted flow's turn (ivr.conversation.turn): understand, decide, act."""
         understood = await self.step.understand(self.expectation, text)
         turn.nlu_done_at = time.time()
-        turn.nlu_ms = understood.outcome.latency_ms
+        turn.nlu_ms = understood.waited_ms  # what the caller waited for: less when understood early
         decision = self.step.decide(understood.facts, self._available_targets())
         self.log_event("nlu", self.step.record(understood, decision, text=logged_text, sensitive=sensitive))
         self._pending_turn = turn

@@ -70,6 +70,10 @@ class Understood:
     node: str
     outcome: NLUOutcome
     facts: TurnFacts  # what the escalation policy weighs
+    waited_ms: float = 0.0
+    """How long the turn waited for its meaning: less than the NLU's own time when it was
+    understood during the end-of-turn silence (`early`)."""
+    early: bool = False
 
     @property
     def understanding(self) -> Understanding:
@@ -105,6 +109,7 @@ class TurnStep:
         self._early = (expectation, text, task)
 
     async def understand(self, expectation: Expectation, text: str) -> Understood:
+        started = time.perf_counter()
         early, self._early = self._early, None
         outcome = None
         if early is not None and early[0] == expectation and early[1] == text:
@@ -112,8 +117,10 @@ class TurnStep:
                 outcome = await early[2]
             except Exception:  # the guess failed: understand the turn as if it had not been made
                 outcome = None
+        used_early = outcome is not None
         if outcome is None:
             outcome = await self._meaning(expectation, text)
+        waited_ms = (time.perf_counter() - started) * 1000
         u = outcome.understanding
         facts = TurnFacts(
             u.intent, u.confidence, self.signals(text),
@@ -124,7 +131,7 @@ class TurnStep:
         )
         if u.intent and u.intent != OUT_OF_SCOPE and facts.understood:
             self.last_intent = u.intent
-        return Understood(text, expectation.node, outcome, facts)
+        return Understood(text, expectation.node, outcome, facts, waited_ms, used_early)
 
     async def _meaning(self, expectation: Expectation, text: str) -> NLUOutcome:
         """The intent, then the values: no state of the call is read but the node's, none written."""
@@ -205,6 +212,8 @@ class TurnStep:
             "slots": [{"slot": v.slot, "value": "[redacted]" if sensitive else v.value, "source": v.source}
                       for v in u.values],
             "latency_ms": round(outcome.latency_ms, 1),
+            "waited_ms": round(understood.waited_ms, 1),
+            **({"early": True} if understood.early else {}),
             "signals": signals_for_log(understood.signals, sensitive),
             "decision": decision.as_dict(),
         }
