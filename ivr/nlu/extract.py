@@ -96,7 +96,16 @@ class Candidate:
 
 def tokens_of(text: str) -> list[_Token]:
     low = normalise(text)
-    return [_Token(m.group(0), m.start(), m.end()) for m in TOKEN_RE.finditer(low) if m.group(0) not in FILLERS]
+    out = []
+    for m in TOKEN_RE.finditer(low):
+        tok = m.group(0)
+        if tok in FILLERS:
+            continue
+        glued = re.match(r"[a-z]+", low[m.end():])
+        if tok[:1].isdigit() and glued and glued.group(0) not in ("am", "pm", "a", "p"):
+            tok = "#" + tok  # "3d", "4k", "5g": part of a name, not a number said ("8pm" is a time)
+        out.append(_Token(tok, m.start(), m.end()))
+    return out
 
 
 def _numeral(tok: str) -> bool:

@@ -91,3 +91,9 @@ def test_the_models_answer_format():
     specs = [SlotSpec("city", "text"), SlotSpec("cuisine", "text")]
     assert answer_text(specs, ()) == "none"
     assert answer_text(specs, (("cuisine", "Thai"), ("city", "San Jose"))) == "city: San Jose\ncuisine: Thai\n"
+
+
+def test_a_numeral_glued_to_letters_is_a_name_not_a_count():
+    specs = [SlotSpec("number_of_tickets", "number", "Number of tickets")]
+    assert found("two tickets for the 3d showing", specs) == {"number_of_tickets": 2}
+    assert found("a 4k tv", specs) == {}
