@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     for s_ in groups.values():
         every.add(s_)
     print("\nBy slot type, all services (found by the parsers: number, money, date, time, yes_no, "
-          "enum by synonym; by the small model: text, enum in other words):\n")
+          "enum by its synonyms; by the small model: text):\n")
     print("| type | right | wrong | missed | precision | recall |\n|---|---|---|---|---|---|")
     for kind, (tp, fp, fn) in sorted(every.by_type.items()):
         print(f"| {kind} | {tp} | {fp} | {fn} | {_f(tp / (tp + fp) if tp + fp else float('nan'))} | "
