@@ -11,12 +11,15 @@
 5. Values said in passing (ivr.bench.sgd): first caller turns of twelve Schema-Guided Dialogue
    services turned into flows; intent, every slot value of the turn, and latency, against an
    LLM tool call per turn on the same GGUF.
-Takes ~40 minutes on 2 cores; each runs alone as `ivr bench calls|stt|nlu|slots|sgd`.
+6. Numbers read aloud (ivr.bench.digits): real recorded voices reading six-digit numbers through
+   the phone path, VAD, whisper and the parser, stage by stage, with the piper voice as a control.
+Takes ~40 minutes on 2 cores; each runs alone as `ivr bench calls|stt|nlu|slots|sgd|digits`.
 """
 
 import sys
 
 from .calls import main as calls_main
+from .digits import main as digits_main
 from .nlu import main as nlu_main
 from .sgd import main as sgd_main
 from .slots import main as slots_main
@@ -29,6 +32,7 @@ def main() -> int:
     status |= nlu_main([])
     status |= slots_main(["--per-type", "20", "--audio"])
     status |= sgd_main([])
+    status |= digits_main(["--control"])
     return status
 
 

@@ -11,8 +11,8 @@ value the caller meant), rejected (the parser declined: the flow re-prompts, saf
 
 --audio also speaks each case with the embedded piper voice, sends it through the phone path
 (8 kHz mu-law and back) and the embedded whisper, and parses the transcript: the whole
-speech-to-slot path. A synthetic voice is kinder than real callers (80-85% of six-digit
-strings right on recorded real voices, docs/architecture.md "Speech recognition settings"): read it as an upper bound.
+speech-to-slot path. A synthetic voice is kinder than real callers (`ivr bench digits`, and
+docs/latency.md "Numbers read aloud"): read it as an upper bound.
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def transcribe_cases(cases: list[Case]) -> tuple[list[str], float]:
     the recogniser hint the live call path gives digit and phone slots."""
     import numpy as np
 
-    from ivr.media.pipeline import DIGIT_PROMPT
+    from ivr.media.pipeline import recogniser_prompt
     from ivr.registry import model_registry, voice_registry
     from ivr.speech.audio import resample, ulaw_decode, ulaw_encode
     from ivr.speech.stt import Transcriber
@@ -268,7 +268,7 @@ def transcribe_cases(cases: list[Case]) -> tuple[list[str], float]:
         pcm8k = np.frombuffer(tts.synthesize_sync(case.text), dtype=np.int16)
         line = ulaw_decode(ulaw_encode(pcm8k))  # what the phone network leaves of it
         pcm16k = resample(np.asarray(line, dtype=np.int16), 8000, 16000)
-        hint = DIGIT_PROMPT if case.type in ("digits", "phone") else None
+        hint = recogniser_prompt((), case.type)
         t = time.perf_counter()
         texts.append(stt.transcribe_sync(pcm16k, prompt=hint).text)
         t_stt += time.perf_counter() - t

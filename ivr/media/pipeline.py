@@ -40,7 +40,14 @@ from .transcribe import UtteranceTranscriber
 log = logging.getLogger("ivr.media")
 
 LONG_TURN_SLOTS = {"digits", "phone", "email", "money", "date", "time"}
-DIGIT_PROMPT = "1234 5678 90"  # nudges whisper to write digits as digits
+
+
+def recogniser_prompt(hints, slot_type: str | None) -> str | None:
+    """Whisper's initial prompt for a node: the designer's hints. Digit and phone nodes get no
+    prompt of their own: "1234 5678 90", which they had, made whisper worse on numbers read
+    aloud (`ivr bench digits`, 6-digit numbers exact at the first try, two seeds of 60: real
+    voices 0.37 -> 0.48 and 0.30 -> 0.42 without it, the piper voice 0.80 -> 0.88 and 0.72 -> 0.87)."""
+    return ", ".join(hints) or None
 
 
 class NodeCues:
@@ -56,14 +63,9 @@ class NodeCues:
         return self.session.expectation if self.session is not None else None
 
     def recogniser_hint(self) -> str | None:
-        """Whisper's initial prompt: what the node expects (digits, the designer's hints)."""
+        """Whisper's initial prompt: what the node expects (the designer's hints)."""
         exp = self._expectation()
-        if exp is None:
-            return None
-        parts = list(exp.hints)
-        if exp.slot_type in ("digits", "phone"):
-            parts.append(DIGIT_PROMPT)
-        return ", ".join(parts) or None
+        return None if exp is None else recogniser_prompt(exp.hints, exp.slot_type)
 
     def reading_numbers(self) -> bool:
         exp = self._expectation()

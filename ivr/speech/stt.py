@@ -89,6 +89,9 @@ class Transcript:
     avg_logprob: float
 
 
+_LETTER = re.compile(r"[A-Za-z]")
+
+
 class Transcriber:
     def __init__(self, model_path: str | Path, settings: STTSettings = STTSettings()):
         from faster_whisper import WhisperModel
@@ -109,14 +112,20 @@ class Transcriber:
         log.info("whisper loaded from %s in %.2fs", model_path, self.load_seconds)
 
     def transcribe_sync(self, pcm16: np.ndarray | bytes, *, prompt: str | None = None,
-                        full_window: bool = False) -> Transcript:
+                        full_window: bool = False, keep_unsure: bool = False, digits_only: bool = False,
+                        beam_size: int | None = None) -> Transcript:
+        """keep_unsure: keep segments the noise filter would drop as unsure (not those with no
+        words): what whisper heard before the filter. digits_only: whisper may write no token
+        with a letter in it, so a number is written as digits ("for" cannot come out). Both,
+        and `beam_size`, are levers `ivr bench digits` measures."""
         audio = pcm16_to_float(pcm16)
         started = time.perf_counter()
         _window.frames = None if full_window else self.window_frames(len(audio) / STT_RATE)
         segments, _info = self.model.transcribe(
             audio,
             language=self.settings.language,
-            beam_size=self.settings.beam_size,
+            beam_size=beam_size or self.settings.beam_size,
+            suppress_tokens=[-1, *self._letter_tokens()] if digits_only else [-1],
             without_timestamps=True,
             condition_on_previous_text=False,
             initial_prompt=prompt,
@@ -129,8 +138,9 @@ class Transcriber:
                 no_speech.append(seg.no_speech_prob)
                 logprob.append(seg.avg_logprob)
                 st = self.settings
-                silent = (seg.no_speech_prob >= st.surely_silent or not _WORDS.search(seg.text)
-                          or (seg.no_speech_prob >= st.no_speech_threshold and seg.avg_logprob < st.log_prob_threshold))
+                silent = not _WORDS.search(seg.text) or (not keep_unsure and (
+                    seg.no_speech_prob >= st.surely_silent
+                    or (seg.no_speech_prob >= st.no_speech_threshold and seg.avg_logprob < st.log_prob_threshold)))
                 if not silent:
                     texts.append(seg.text.strip())
         finally:
@@ -143,6 +153,14 @@ class Transcriber:
             no_speech_prob=min(no_speech) if no_speech else 1.0,
             avg_logprob=float(np.mean(logprob)) if logprob else -10.0,
         )
+
+    def _letter_tokens(self) -> list[int]:
+        """The vocabulary's tokens with a letter in them (not the special ones), computed once."""
+        if not hasattr(self, "_letters"):
+            tok = self.model.hf_tokenizer
+            eot = tok.token_to_id("<|endoftext|>")
+            self._letters = [i for i in range(eot) if _LETTER.search(tok.decode([i]) or "")]
+        return self._letters
 
     def window_frames(self, seconds: float) -> int | None:
         s = self.settings
