@@ -128,7 +128,7 @@ class Result:
 
 def run_case(case: Case, pcm8k: np.ndarray, stt, settings, lever: dict | None = None) -> Result:
     from ivr.media.pipeline import recogniser_prompt
-    from ivr.media.transcribe import PREROLL_SECONDS
+    from ivr.media.transcribe import LONG_PREROLL_SECONDS
     from ivr.media.vad_segments import speech_spans_sync, turns
     from ivr.nlu.slots import parse_digits
     from ivr.speech.audio import resample, ulaw_decode, ulaw_encode
@@ -152,8 +152,8 @@ def run_case(case: Case, pcm8k: np.ndarray, stt, settings, lever: dict | None = 
     cut = turns(spans, settings.vad_stop_secs_long, stop)
     heard, stt_ms = "", 0.0
     if cut:
-        # as the transcriber keeps it: from half a second before the start event to the stop event
-        a = max(0, int((cut[0][0] - PREROLL_SECONDS) * STT_RATE))
+        # as the transcriber keeps it on a digit node: from a second before the start event to the stop event
+        a = max(0, int((cut[0][0] - lever.get("preroll", LONG_PREROLL_SECONDS)) * STT_RATE))
         b = int(cut[0][1] * STT_RATE)
         turn_audio = pcm[a:b]
         if lever.get("tail"):  # the turn's audio with silence after it, as whisper hears a whole recording
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--control", action="store_true", help="also read the numbers with the piper voice")
     ap.add_argument("--errors", action="store_true")
     ap.add_argument("--vad-confidence", type=float, default=None, help="try another VAD confidence")
-    ap.add_argument("--levers", default="", help="also try: digits_only, beam5, digit_prompt, tail (comma-separated)")
+    ap.add_argument("--levers", default="", help="also try: digits_only, beam5, digit_prompt, tail, short_preroll (comma-separated)")
     args = ap.parse_args(argv)
 
     from ivr.registry import model_registry
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
     levers = {"digits_only": {"digits_only": True}, "beam5": {"beam_size": 5},
               "digit_prompt": {"prompt": DIGIT_PROMPT},
-              "tail": {"tail": 1.0},
+              "tail": {"tail": 1.0}, "short_preroll": {"preroll": 0.5},
               "digits_only+beam5": {"digits_only": True, "beam_size": 5}}
     for name in [x for x in args.levers.split(",") if x]:
         lrng = random.Random(args.seed)

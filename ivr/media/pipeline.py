@@ -133,7 +133,7 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
     transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=cues.recogniser_hint,
                                        endpoint_for=cues.end_of_turn_silence, full_window_for=cues.reading_numbers,
                                        complete_for=cues.answers_the_node, heard_early=cues.heard_early,
-                                       barge_in_after=barge_in_after)
+                                       long_preroll_for=cues.reading_numbers, barge_in_after=barge_in_after)
 
     transfer = None
     if runtime.twilio is not None:

@@ -141,3 +141,13 @@ async def test_the_words_so_far_are_offered_during_the_silence_and_the_turn_stil
     [t] = transcripts(down)
     assert early == [t.text]
     assert t.decided_at - t.speech_end == pytest.approx(0.6, abs=0.08)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("reading_numbers, before", [(False, 0.5), (True, 1.0)])
+async def test_a_number_is_heard_with_more_of_the_audio_before_the_vad_started(reading_numbers, before):
+    stt = FakeRecogniser(delay=0.0)
+    proc = UtteranceTranscriber(stt, endpoint_for=lambda: 0.2, long_preroll_for=lambda: reading_numbers)
+    await run_test(proc, frames_to_send=[*audio(1.5, loud=False), VADUserStartedSpeakingFrame(), *audio(0.3), paused(),
+                                         SleepFrame(0.5)])
+    assert stt.lengths == [int((before + 0.3) * STT_RATE)]
