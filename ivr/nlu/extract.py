@@ -21,9 +21,8 @@ short window of the words around value-like tokens (numbers, months, weekdays, "
                 first slot the flow asks ("from the 3rd to the 7th").
 
 A yes/no slot named for a feature (`has_wifi`, `live_music`) is true when the caller names the
-feature, false after "no" or "without". Text slots and enum values said in other words
-("something cheap") are for the small model (`ivr.nlu.slm_extract`); it is asked only about
-what is left here.
+feature, false after "no" or "without". Text slots are for the small model
+(`ivr.nlu.slm_extract`); it is asked only about what is left here.
 """
 
 from __future__ import annotations

@@ -1,18 +1,17 @@
-"""The small model fills the slots the parsers can't: names, places, things, and choices said in
-other words ("something cheap" for `price: moderate`).
+"""The small model fills the text slots the parsers can't: names, places, things
+(`ivr.nlu.understanding.MODEL_TYPES` says why only those).
 
 One cached prompt per menu intent or collect node (like the verify prompt, `ivr.nlu.slm`): the
 form's fields with the designer's descriptions, a worked example, and the designer's own
-example requests answered with `none` everywhere (requests without values are the common case,
-and a small model that has seen none of them invents values). A turn evaluates only the
+example requests, with the values they mark or `none` (requests without values are the common
+case, and a small model that has seen none of them invents values). A turn evaluates only the
 caller's words, then reads the answer, `none` or a line for each field said:
 
     city: Pleasanton
     cuisine: Filipino
 
 with decoding held to a grammar built for this turn: the next line is one of the fields not yet
-given (or the end), and a value is one of the enum's keys or a run of the caller's own words,
-so every value is grounded in what was said by construction, and a value that does not parse as
+given (or the end), and a value is a run of the caller's own words, so every value is grounded in what was said by construction, and a value that does not parse as
 its slot's type is dropped. Tokens the grammar forces (the rest of a field's name, the rest of a
 word once it is the only one that fits) are evaluated in one batch; the model is consulted only
 where there is a choice (~25 ms each with Qwen2.5-0.5B on two cores): one decision for a turn
@@ -41,9 +40,8 @@ _END = "<end>"
 SYSTEM = (
     "You fill in a form for a phone line from what the caller said. The fields:\n{fields}\n\n"
     "If the caller said none of the fields, answer none. Otherwise write a line for each field "
-    "the caller said: the field, a colon, and the caller's own words that give its value. For a "
-    "field with options, write the option that means what the caller said. Leave out the fields "
-    "the caller did not say; never guess a value.\n\n"
+    "the caller said: the field, a colon, and the caller's own words that give its value. Leave "
+    "out the fields the caller did not say; never guess a value.\n\n"
     "Example, for the fields destination and passenger_name:\n"
     'Caller: "I need a cab to the airport, it\'s for Maria"\n'
     "destination: the airport\npassenger_name: Maria"
@@ -73,8 +71,6 @@ def field_line(spec: SlotSpec) -> str:
     text = f"- {spec.name}"
     if spec.description:
         text += f": {clean_text(spec.description)}"
-    if spec.type == "enum":
-        text += " (options: " + ", ".join(k for k, _ in spec.choices) + ")"
     return text
 
 
@@ -277,8 +273,6 @@ class SlotExtractor:
     def _validated(spec: SlotSpec, said: str | None):
         if not said:
             return None
-        if spec.type == "enum":
-            return said if said in {k for k, _ in spec.choices} else None
         result = parse_slot(spec.type, said, length=spec.length, min_length=spec.min_length,
                             max_length=spec.max_length, choices=spec.choice_map)
         return result.value if result.ok else None
