@@ -2,7 +2,10 @@
 
     understand(expectation, text) -> Understood   the answer parsed once as the value the node
                                                   collects; the NLU asked for an intent only when
-                                                  it is not one; the turn's escalation signals
+                                                  it is not one; every value the words carry for
+                                                  the slots ahead (parsers, then the small model);
+                                                  the turn's escalation signals. Started during
+                                                  the end-of-turn silence (understand_early)
     decide(understood)            -> Escalation   would the flow act on it (the engine), and does
                                                   the escalation policy take the call out of the
                                                   script (to the LLM or a person)
@@ -12,7 +15,6 @@
 `TurnStep` is one call's understand and decide, with what they remember between turns (the last
 words, for repetition; how often each escalation trigger held; the last intent understood, for
 the agent's whisper). It speaks to nobody and writes nothing: the session logs what it returns.
-Where a turn yields more than one value or an intent and its values, this is the place.
 """
 
 from __future__ import annotations
@@ -159,8 +161,8 @@ class TurnStep:
 
     async def _values(self, expectation: Expectation, text: str, u: Understanding) -> tuple[SlotValue, ...]:
         """Every value the words carry for the slots ahead: the parsers first (spans, ~1 ms),
-        then the small model for text, enum and yes/no slots they left, only when words remain
-        that could be one (ivr.nlu.slm_extract)."""
+        then the small model for the text slots they left, only when words remain that could be
+        one (ivr.nlu.slm_extract)."""
         intent = u.intent if u.intent and u.intent != OUT_OF_SCOPE else None
         specs = self.engine.listening_slots(intent)
         if not specs:
