@@ -27,10 +27,8 @@ from ivr.nlu.understanding import (
 from . import speech_format
 from .conditions import evaluate
 from .loader import LoadedFlow
-from .paths import extraction_plan, heard_policy, intent_slots, slot_spec, slots_ahead
+from .paths import extraction_plan, extraction_plans, heard_policy, intent_slots, slot_spec, slots_ahead
 from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy
-
-
 
 MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a conversation
 #: Below this confidence an intent that would end the call is asked about first: hanging up on a
@@ -210,15 +208,16 @@ class FlowEngine:
             v.slot == own or v.slot in self.state.passing for v in understanding.values)
 
     # ------------------------------------------------------------ values said in passing
-    def slot_spec(self, name: str) -> SlotSpec:
-        return slot_spec(self.flow, name)
+    def _takes_values(self) -> bool:
+        """Whether this turn's words may fill slots: a node listening, no yes/no question pending."""
+        return not (self._closed() or self.state.pending is not None or self.state.pending_intent is not None)
 
     def listening_slots(self, intent: str | None = None) -> tuple[SlotSpec, ...]:
         """The slots this turn's words may fill, in the order the flow would ask them: in a
         collect node its own slot, then the path ahead; in a menu, the path of the intent
         understood (ivr.dialog.paths); and the slots filled in passing earlier on this path,
         which the caller may correct."""
-        if self._closed() or self.state.pending is not None or self.state.pending_intent is not None:
+        if not self._takes_values():
             return ()
         node, names = self.node, []
         if node.collect:
@@ -228,14 +227,12 @@ class FlowEngine:
         elif intent:
             names = list(intent_slots(self.flow, self.state.node).get(intent, ()))
         names += sorted(n for n in self.state.passing if n not in names)
-        return tuple(self.slot_spec(n) for n in names)
+        return tuple(slot_spec(self.flow, n) for n in names)
 
     def extraction_plan(self, intent: str | None = None) -> ExtractionPlan | None:
         """What the small model may fill in this turn (None: nothing, the parsers do it all).
         The same for every call at this node and intent, so its prompt is prepared at load."""
-        if self._closed() or self.state.pending is not None or self.state.pending_intent is not None:
-            return None
-        return extraction_plan(self.loaded, self.state.node, intent)
+        return extraction_plan(self.loaded, self.state.node, intent) if self._takes_values() else None
 
     def request_for(self, node: str, slots: dict[str, Any]) -> HttpRequest:
         """A node's backend call with these slot values, without entering the node (the LLM
@@ -764,21 +761,6 @@ class FlowEngine:
         if isinstance(body, dict):
             return {k: self._render_json(v) for k, v in body.items()}
         return body
-
-
-def extraction_plans(loaded: LoadedFlow) -> list[ExtractionPlan]:
-    """Every node's (and menu intent's) small-model extraction, as a call would ask for it."""
-    plans = []
-    for name, node in loaded.flow.nodes.items():
-        if not (node.collect or node.intents):
-            continue
-        engine = FlowEngine(loaded)
-        engine.state.node = name
-        for intent in ([None] if node.collect else list({**loaded.flow.global_intents, **node.intents})):
-            plan = engine.extraction_plan(intent)
-            if plan is not None:
-                plans.append(plan)
-    return plans
 
 
 def listening_candidates(loaded: LoadedFlow) -> list[Candidates]:

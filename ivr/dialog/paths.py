@@ -122,3 +122,17 @@ def explain(flow: Flow) -> dict[str, dict[str, tuple[str, ...]]]:
             if ahead:
                 out[name] = {node.collect: ahead}
     return out
+
+
+def extraction_plans(loaded: LoadedFlow) -> list[ExtractionPlan]:
+    """Every question's and menu intent's small-model extraction, prepared when a flow loads."""
+    plans = []
+    for name, node in loaded.flow.nodes.items():
+        if node.collect:
+            intents: list[str | None] = [None]
+        elif node.intents:
+            intents = list({**loaded.flow.global_intents, **node.intents})
+        else:
+            continue
+        plans += [plan for intent in intents if (plan := extraction_plan(loaded, name, intent)) is not None]
+    return plans

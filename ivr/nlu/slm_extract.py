@@ -223,6 +223,13 @@ class SlotExtractor:
         taken: list[_Span] = []  # a span fills one slot only
         pending = s._tok(words, False) + s._tok('"<|im_end|>\n<|im_start|>assistant\n', True)
         by_name = {x.name: x for x in ask}
+        seen: dict[str, list[int]] = {}
+
+        def tokens(said: str) -> list[int]:  # each span is offered to every field: tokenize it once
+            if said not in seen:
+                seen[said] = s._tok(" " + said, False) + self._newline
+            return seen[said]
+
         heads = {x.name: s._tok(f"{x.name}:", False) for x in ask}
         out: list[SlotValue] = []
         with s._lock:
@@ -238,8 +245,7 @@ class SlotExtractor:
                          and not any(t.first <= sp.last and sp.first <= t.last for t in taken)}
                 if not spans:
                     break  # nothing left to say it with: the answer ends
-                said, pending = self._walk(
-                    self._trie({o: s._tok(" " + o, False) + self._newline for o in spans}), pending, deadline)
+                said, pending = self._walk(self._trie({o: tokens(o) for o in spans}), pending, deadline)
                 value = self._validated(spec, said)
                 if said and not likely_carries_values(said, request_words, []):
                     value = None  # "a restaurant", "my next trip": the request's own words, not a value

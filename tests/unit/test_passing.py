@@ -5,9 +5,9 @@ from datetime import date
 
 import pytest
 
-from ivr.dialog.engine import FlowEngine, Listen, Say, SetSlot, extraction_plans
+from ivr.dialog.engine import FlowEngine, Listen, Say, SetSlot
 from ivr.dialog.loader import FlowLoadError, load_flow_text
-from ivr.dialog.paths import explain, slots_ahead
+from ivr.dialog.paths import explain, extraction_plans, slots_ahead
 from ivr.nlu.extract import find_values
 from ivr.nlu.understanding import Understanding
 
