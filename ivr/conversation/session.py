@@ -250,7 +250,8 @@ class CallSession:
             self.step.understand_early(self.expectation, text)
 
     async def on_transcript(self, text: str, *, speech_end: float | None = None, stt_ms: float | None = None,
-                            decided_at: float | None = None, discarded: int = 0) -> None:
+                            decided_at: float | None = None, discarded: int = 0, unsure: bool = False) -> None:
+        """`unsure`: the recogniser was unsure of its words (a number it gives is read back)."""
         text = text.strip()
         if self.ended or self._closing:
             return
@@ -259,7 +260,7 @@ class CallSession:
         sensitive = self.answering_sensitive()
         logged_text = "[redacted]" if sensitive and text else text
         self.log_event("transcript", {"text": logged_text, "stt_ms": stt_ms, "node": self.engine.node_name,
-                                 **({"discarded": discarded} if discarded else {})})
+                                 **({"discarded": discarded} if discarded else {}), **({"unsure": True} if unsure else {})})
         if not text:
             # Whisper heard only noise: not a no-match, just keep listening.
             self._arm_no_input()
@@ -282,9 +283,9 @@ class CallSession:
             if llm_holds_call:
                 await self._llm_turn(turn, text, logged_text, sensitive)
             else:
-                await self._flow_turn(turn, text, logged_text, sensitive)
+                await self._flow_turn(turn, text, logged_text, sensitive, unsure)
 
-    async def _flow_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool) -> None:
+    async def _flow_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool, unsure: bool = False) -> None:
         """The scripted flow's turn (ivr.conversation.turn): understand, decide, act."""
         understood = await self.step.understand(self.expectation, text)
         turn.nlu_done_at = time.time()
@@ -295,7 +296,7 @@ class CallSession:
         if decision.escalate:
             await self._escalate(decision)
             return
-        await self.run(self.engine.on_text(text, understood.understanding))
+        await self.run(self.engine.on_text(text, understood.understanding, asr_unsure=unsure))
 
     async def _llm_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool) -> None:
         """An LLM holds the conversation: the caller's words are its, not the flow engine's,
@@ -573,7 +574,11 @@ class CallSession:
         pending = self.engine.state.pending
         if pending is not None:
             slots[pending[0]] = pending[1]
-        return sensitive_values(slots, self.flow.flow.slots)
+        secrets = sensitive_values(slots, self.flow.flow.slots)
+        partial = self.engine.state.partial  # "I got 1 2 3 4. What comes next?"
+        if partial is not None and self.answering_sensitive():
+            secrets.append(partial)
+        return secrets
 
     def answering_sensitive(self) -> bool:
         """The caller is now saying or keying a value marked `sensitive: true`."""

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from ivr.nlu.slots import ParseResult, parse_slot
+from ivr.nlu.slots import ParseResult, parse_slot, spoken_number
 from ivr.nlu.understanding import (
     OUT_OF_SCOPE,
     Candidates,
@@ -27,6 +27,7 @@ from ivr.nlu.understanding import (
 from . import speech_format
 from .conditions import evaluate
 from .loader import LoadedFlow
+from .number_reading import MAX_PARTS, read_number, reads_numbers
 from .paths import extraction_plan, extraction_plans, heard_policy, intent_slots, slot_spec, slots_ahead
 from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy
 
@@ -159,6 +160,13 @@ class CallState:
     """Slots filled from words said in passing: a later "no, Wednesday" corrects them."""
     mentions: list[str] = field(default_factory=list)
     """Values taken in passing, to say back before the next prompt (`heard: mention`)."""
+    partial: str | None = None
+    """The start of a number read aloud at this node ("I got 7 8 9. What comes next?"): the
+    next answer is added to it (ivr.dialog.number_reading)."""
+    parts: int = 0
+    """How many times in a row this node asked for the rest of a number."""
+    keypad_offered: bool = False
+    """Whether this node has offered the keypad since it was entered."""
 
 
 _TEMPLATE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\s*(?:\|\s*([a-z]+)\s*)?\}")
@@ -290,10 +298,26 @@ class FlowEngine:
         because a parsed slot value wins over intents here (see on_text)."""
         if self._closed():
             return False
+        return self._fills(text, partly=True)
+
+    def _fills(self, text: str, partly: bool) -> bool:
         if self.state.pending is not None or self.state.pending_intent is not None:
             return self._parsed(None, text).ok
         slot_name = self.node.collect
-        return bool(slot_name) and self._parsed(slot_name, text).ok
+        if not slot_name:
+            return False
+        if self._parsed(slot_name, text).ok:
+            return True
+        number = self._read_number(text)  # with the part heard before, or the start of a number
+        return number is not None and (number.value is not None or (partly and self._asks_rest()))
+
+    def number_incomplete(self, text: str) -> bool:
+        """Whether `text` is the start of the number this node collects, with digits still to
+        come: the caller is likely reading on, so the turn should not end at a short pause."""
+        if self._closed() or self.state.pending is not None or self.state.pending_intent is not None:
+            return False
+        number = self._read_number(text)
+        return number is not None and number.partial is not None
 
     def answer_is_whole(self, text: str) -> bool:
         """`fills_slot`, for values that are either whole or not: a yes/no, a phone number,
@@ -305,15 +329,17 @@ class FlowEngine:
             slot = self.flow.slots.get(self.node.collect) if self.node.collect else None
             if slot is None or not (slot.type in ("yes_no", "phone") or (slot.type == "digits" and slot.length)):
                 return False
-        return self.fills_slot(text)
+        return self._fills(text, partly=False)
 
-    def on_text(self, text: str, understanding: Understanding) -> list[Effect]:
+    def on_text(self, text: str, understanding: Understanding, *, asr_unsure: bool = False) -> list[Effect]:
+        """`asr_unsure`: the recogniser was unsure of these words (a number it gives is read back
+        under `read_back: unsure`)."""
         try:
-            return self._on_text(text, understanding)
+            return self._on_text(text, understanding, asr_unsure)
         finally:
             self._parsed_text = None  # the turn is over: its parses are not the next turn's ("tomorrow")
 
-    def _on_text(self, text: str, understanding: Understanding) -> list[Effect]:
+    def _on_text(self, text: str, understanding: Understanding, asr_unsure: bool = False) -> list[Effect]:
         if self._closed():
             return []
         node = self.node
@@ -322,7 +348,7 @@ class FlowEngine:
             if answered is not None:
                 return answered
         if self.state.pending is not None:
-            answered = self._confirm(text)
+            answered = self._confirm(text, asr_unsure)
             if answered is not None:
                 return answered
         elif node.collect:
@@ -330,7 +356,7 @@ class FlowEngine:
             if corrected is not None:
                 return corrected
             self._hear(understanding.values)
-            filled = self._try_fill(text, understanding.value_of(node.collect))
+            filled = self._try_fill(text, understanding.value_of(node.collect), spoken=True, asr_unsure=asr_unsure)
             if filled is not None:
                 return filled
         spec = self._intent_spec(understanding.intent)
@@ -361,6 +387,7 @@ class FlowEngine:
             answered = self._confirm(digits)
             return answered if answered is not None else self._no_match("press 1 for yes or 2 for no")
         if node.collect:
+            self.state.keypad_offered = True  # a caller who keys needs no telling about the keypad
             filled = self._try_fill(digits)
             return filled if filled is not None else self._no_match("keypad entry not valid")
         target = (node.dtmf or {}).get(digits)
@@ -452,11 +479,47 @@ class FlowEngine:
             self._parses[slot_name] = result
         return result
 
-    def _try_fill(self, text: str, extracted: SlotValue | None = None) -> list[Effect] | None:
-        """The answer as this node's value: the whole answer parsed, else the value found in it
-        among others ("four people at seven" to a party-size question)."""
+    def _read_number(self, text: str):
+        """What `text` gives of the number this node collects (None: not a number node, or no
+        part of a number), with the part heard before."""
         slot_name = self.node.collect
+        slot = self.flow.slots.get(slot_name) if slot_name else None
+        if not reads_numbers(slot):
+            return None
+        return read_number(slot, text, self._parsed(slot_name, text), self.state.partial)
+
+    def _asks_rest(self) -> bool:
+        slot = self.flow.slots[self.node.collect]
+        return slot.ask_rest != "" and self.state.parts < MAX_PARTS
+
+    def _ask_rest(self, digits: str) -> list[Effect]:
+        slot_name = self.node.collect
+        self.state.partial = digits
+        self.state.parts += 1
+        template = self.flow.slots[slot_name].ask_rest or f"I got {{slots.{slot_name}}}. What comes next?"
+        text = self._render(template, candidate={slot_name: digits})
+        self.state.last_prompts = [text]
+        return [Say(text, self.state.node, "ask_rest"), Listen(self.expectation())]
+
+    def _try_fill(self, text: str, extracted: SlotValue | None = None, *, spoken: bool = False,
+                  asr_unsure: bool = False) -> list[Effect] | None:
+        """The answer as this node's value: the whole answer parsed, else the value found in it
+        among others ("four people at seven" to a party-size question). A number read aloud
+        may come in parts, and may be read back (`read_back`)."""
+        slot_name = self.node.collect
+        slot = self.flow.slots[slot_name]
         result = self._parsed(slot_name, text)
+        read_back = False
+        if spoken and reads_numbers(slot):
+            number = read_number(slot, text, result, self.state.partial, asr_unsure=asr_unsure)
+            if number is not None and number.partial is not None and self._asks_rest():
+                return self._ask_rest(number.partial)
+            self.state.partial, self.state.parts = None, 0
+            if number is not None and number.value is not None:
+                result = ParseResult(True, number.value)
+                read_back = slot.read_back == "always" or (slot.read_back == "unsure" and number.unsure)
+            elif number is None and spoken_number(text) is not None:
+                return None  # too many digits: six of seven found in passing are not the number
         if not result.ok and extracted is not None:
             result = ParseResult(True, extracted.value)
         if not result.ok:
@@ -467,7 +530,7 @@ class FlowEngine:
                 # The value is not kept, but the message may say it.
                 text = self._render(rejection.say, candidate={slot_name: result.value})
                 return [Say(text, self.state.node, "rejection")] + self._reprompt()
-        if node.confirm:
+        if node.confirm or read_back:
             self.state.pending = (slot_name, result.value)
             return self._ask_confirmation()
         return self._keep(slot_name, result.value)
@@ -551,14 +614,33 @@ class FlowEngine:
             self.state.mentions.append(self._mention(v.slot))
         return effects + self._reprompt(said_back=True)
 
-    def _confirm(self, text: str) -> list[Effect] | None:
+    def _confirm(self, text: str, asr_unsure: bool = False) -> list[Effect] | None:
+        slot_name, value = self.state.pending
         answer = self._parsed(None, text)
+        if not (answer.ok and answer.value) and self.node.collect == slot_name and reads_numbers(self.flow.slots[slot_name]):
+            # "No, it's 4 5 7 ...": a whole number with the no is the right one, read back again
+            number = read_number(self.flow.slots[slot_name], text, self._parsed(slot_name, text), None)
+            if number is not None and number.value == value and not answer.ok:
+                self.state.pending = None
+                return self._keep(slot_name, value)  # the same number said again: that is a yes
+            if number is not None and number.value is not None and number.value != value:
+                self.state.no_match += 1
+                policy = self._policy("no_match")
+                if self.state.no_match > policy.retries:
+                    return self._exhausted(policy, f"number read back wrong {self.state.no_match} times", "no_match")
+                self.state.pending = (slot_name, number.value)
+                return self._ask_confirmation()
         if not answer.ok:
             return None
-        slot_name, value = self.state.pending
         self.state.pending = None
         if answer.value:
             return self._keep(slot_name, value)
+        if self.node.collect == slot_name and reads_numbers(self.flow.slots[slot_name]):
+            # a number read back wrong is a failed try: it counts, and the keypad is offered
+            self.state.no_match += 1
+            policy = self._policy("no_match")
+            if self.state.no_match > policy.retries:
+                return self._exhausted(policy, f"number read back wrong {self.state.no_match} times", "no_match")
         return [Say("Okay, let's try that again.", self.state.node, "confirm")] + self._reprompt()
 
     def _ends_call(self, spec: IntentDef) -> bool:
@@ -621,6 +703,7 @@ class FlowEngine:
         self.state.no_match = self.state.no_input = 0
         self.state.pending = None
         self.state.pending_intent = None
+        self.state.partial, self.state.parts, self.state.keypad_offered = None, 0, False
         node = self.flow.nodes[name]
         if node.intents or node.dtmf:  # a new menu: what was said in passing was for the path before it
             self.state.heard.clear()
@@ -676,12 +759,23 @@ class FlowEngine:
         if self.state.pending is not None:
             return self._ask_confirmation()
         node = self.node
+        self.state.partial, self.state.parts = None, 0  # the question asks for the whole number again
         effects: list[Effect] = self._said_back() if said_back else []
         if node.say:
             text = self._render(self._pick(self.state.node, node.say))
             effects.append(Say(text, self.state.node))
             self.state.last_prompts = [text]
-        return effects + [Listen(self.expectation())]
+        return effects + self._keypad_offer() + [Listen(self.expectation())]
+
+    def _keypad_offer(self) -> list[Effect]:
+        """After a failed try at a number, once per visit: the keypad is never misheard."""
+        slot = self.flow.slots.get(self.node.collect) if self.node.collect else None
+        if not reads_numbers(slot) or self.state.no_match < 1 or self.state.keypad_offered or slot.offer_keypad == "":
+            return []
+        self.state.keypad_offered = True
+        text = slot.offer_keypad or "You can also type it on your keypad."
+        self.state.last_prompts.append(text)
+        return [Say(text, self.state.node, "offer_keypad")]
 
     def _no_match(self, reason: str) -> list[Effect]:
         policy = self._policy("no_match")

@@ -17,6 +17,8 @@ from ivr.nlu.slots import ParseResult, parse_slot
 SLOT_TYPES = ("digits", "yes_no", "number", "money", "date", "time", "phone", "email", "text", "enum")
 INTENT_ACTIONS = ("repeat", "hangup", "start_over")
 HEARD = ("mention", "use", "confirm", "ask")
+READ_BACK = ("unsure", "always", "never")
+NUMBER_TYPES = ("digits", "phone")
 
 
 _ANNOTATION = re.compile(r"\[([^\[\]]+)\]\(([A-Za-z_][A-Za-z0-9_]*)\)")
@@ -54,6 +56,17 @@ class SlotDef(_Strict):
     mention: str | None = None
     """How a value heard in passing is said back, e.g. "a table for {slots.party_size}"
     (default: the value, spoken by its type)."""
+    read_back: Literal[READ_BACK] = "unsure"  # type: ignore[valid-type]
+    """digits and phone: read a number said aloud back and ask yes/no `always`, `never`, or
+    when `unsure` (the default): put together from parts, said among other words, or heard with
+    whisper unsure of its words. Keyed numbers are not read back. A node's `confirm` is `always`."""
+    ask_rest: str | None = None
+    """digits and phone: said when the caller's number is shorter than the slot needs, so the
+    next answer completes it (default: "I got {slots.NAME}. What comes next?"); "" asks again
+    for the whole number instead."""
+    offer_keypad: str | None = None
+    """digits and phone: said with the question again after a failed try (default: "You can
+    also type it on your keypad."); "" never offers it."""
 
     @model_validator(mode="after")
     def _enum_has_choices(self) -> "SlotDef":
@@ -63,6 +76,9 @@ class SlotDef(_Strict):
             raise ValueError("`choices` only applies to enum slots")
         if self.sensitive and (self.heard not in (None, "ask") or self.mention is not None):
             raise ValueError("a sensitive slot is only asked at its own node: remove `heard` and `mention`")
+        numbers_only = sorted({"read_back", "ask_rest", "offer_keypad"} & self.model_fields_set)
+        if numbers_only and self.type not in NUMBER_TYPES:
+            raise ValueError(f"{', '.join(numbers_only)} only apply to digits and phone slots")
         return self
 
     def parse(self, text: str) -> ParseResult:

@@ -23,6 +23,8 @@ class CallerTranscriptFrame(SystemFrame):
     """Epoch seconds when the turn was judged over (the node's end-of-turn silence had passed)."""
     discarded: int = 0
     """Speculative transcriptions started at a pause and thrown away because the caller went on."""
+    unsure: bool = False
+    """Whisper was unsure of the words (average log-probability under its own threshold)."""
 
 
 @dataclass

@@ -25,6 +25,7 @@ from pipecat.workers.runner import WorkerRunner
 
 from ivr.conversation.session import CallSession
 from ivr.dialog.loader import LoadedFlow
+from ivr.dialog.number_reading import more_digits
 from ivr.handoff.policy import EscalationPolicy
 from ivr.conversation.context import call_id_var
 from ivr.speech.stt import STT_RATE
@@ -75,6 +76,14 @@ class NodeCues:
         """Short after a question or a menu, longer while digits or an address are read
         (callers pause between groups; a fixed short silence cuts them off, livekit/agents 3701)."""
         return self.settings.vad_stop_secs_long if self.reading_numbers() else self.settings.vad_stop_secs
+
+    def number_goes_on(self, text: str) -> float | None:
+        """The words so far are the start of the number this node collects ("4 5 7 2" of a
+        card's sixteen digits): the caller pauses between groups, so wait this long, not the
+        usual end-of-turn silence (`ivr bench digits`)."""
+        if self.session is not None and self.session.engine.number_incomplete(text):
+            return self.settings.vad_stop_secs_number
+        return None
 
     def answers_the_node(self, text: str) -> bool:
         """The caller's words already give the whole value this node collects: end the turn."""
@@ -133,7 +142,9 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
     transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=cues.recogniser_hint,
                                        endpoint_for=cues.end_of_turn_silence, full_window_for=cues.reading_numbers,
                                        complete_for=cues.answers_the_node, heard_early=cues.heard_early,
-                                       long_preroll_for=cues.reading_numbers, barge_in_after=barge_in_after)
+                                       long_preroll_for=cues.reading_numbers, longer_for=cues.number_goes_on,
+                                       more_of_it=more_digits,
+                                       barge_in_after=barge_in_after)
 
     transfer = None
     if runtime.twilio is not None:

@@ -92,7 +92,7 @@ class SessionBridge(FrameProcessor):
                 self.create_task(
                     self._guard(session.on_transcript(frame.text, speech_end=frame.speech_end, stt_ms=frame.stt_ms,
                                                       decided_at=frame.decided_at or None,
-                                                      discarded=frame.discarded), "turn")
+                                                      discarded=frame.discarded, unsure=frame.unsure), "turn")
                 )
             return  # consumed here: nothing downstream wants it
         if isinstance(frame, CallerSpeakingFrame):

@@ -48,7 +48,7 @@ MAX_UTTERANCE_SECONDS = 30.0  # whisper's window; a caller talking longer is cut
 class UtteranceTranscriber(FrameProcessor):
     def __init__(self, transcriber: Transcriber, *, call_id: str = "", prompt_for=None, endpoint_for=None,
                  full_window_for=None, complete_for=None, heard_early=None, long_preroll_for=None,
-                 barge_in_after: float | None = None, **kwargs):
+                 longer_for=None, more_of_it=None, barge_in_after: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self._stt = transcriber
         self._call_id = call_id
@@ -56,6 +56,13 @@ class UtteranceTranscriber(FrameProcessor):
         self._endpoint_for = endpoint_for  # () -> seconds of silence that end a turn on this node
         self._full_window_for = full_window_for  # () -> bool: digits are read, whisper's full window
         self._complete_for = complete_for  # (text) -> bool: these words already answer the node
+        # (text) -> seconds | None: these words are the start of a number with more to come, so
+        # the turn ends only after this much silence (a pause between groups is not the end).
+        # If the caller then says no more, whisper hears the turn again with the silence after
+        # it, and the words with more digits are kept: on the words up to the pause it often
+        # drops the last digits (`ivr bench digits`, "cut"); `more_of_it(first, second)` says.
+        self._longer_for = longer_for
+        self._more_of_it = more_of_it
         # (text) -> None: the words so far, while the end-of-turn silence is waited out, so the
         # turn can be understood meanwhile (its time overlaps the silence instead of following it)
         self._heard_early = heard_early
@@ -137,28 +144,37 @@ class UtteranceTranscriber(FrameProcessor):
             return
         endpoint = self._endpoint_for() if self._endpoint_for else stop_secs
         self._spec = self.create_task(self._transcribe(audio))
-        self._hold = self.create_task(self._hold_then_commit(speech_end, max(0.0, endpoint - stop_secs)))
+        self._hold = self.create_task(self._hold_then_commit(speech_end, max(0.0, endpoint - stop_secs), stop_secs))
 
-    async def _hold_then_commit(self, speech_end: float, seconds: float) -> None:
-        spec = self._spec
-        if spec is not None and (self._complete_for is not None or self._heard_early is not None) and seconds > 0:
+    async def _hold_then_commit(self, speech_end: float, seconds: float, stop_secs: float = 0.0) -> None:
+        spec, again = self._spec, False
+        if spec is not None and (self._complete_for or self._heard_early or self._longer_for) and seconds > 0:
             started = asyncio.get_running_loop().time()
             done, _ = await asyncio.wait({spec}, timeout=seconds)
             result = spec.result() if spec in done and not spec.cancelled() else None
-            if result is not None and result.text and self._heard_early is not None:
-                self._heard_early(result.text)
+            text = result.text if result is not None else ""
+            if text and self._heard_early is not None:
+                self._heard_early(text)
             # The words so far may already be the whole answer ("four one seven two nine three"
             # for a six-digit number, "yes"): then waiting out the rest of the silence buys nothing.
-            whole = result is not None and bool(result.text) and self._complete_for is not None and self._complete_for(result.text)
+            whole = bool(text) and self._complete_for is not None and self._complete_for(text)
             if not whole:
+                longer = self._longer_for(text) if text and self._longer_for is not None else None
+                if longer is not None:
+                    seconds, again = max(seconds, longer - stop_secs), self._more_of_it is not None
                 await asyncio.sleep(max(0.0, seconds - (asyncio.get_running_loop().time() - started)))
         else:
             await asyncio.sleep(seconds)
         self._hold = None
         spec, self._spec = self._spec, None
-        self._segment = bytearray()
+        audio, self._segment = bytes(self._segment), bytearray()
         decided_at = time.time()
-        await self._push_result(await spec if spec is not None else None, speech_end, decided_at)
+        result = await spec if spec is not None else None
+        if again and result is not None:
+            second = await self._transcribe(audio)
+            if second is not None and self._more_of_it(result.text, second.text):
+                result = second
+        await self._push_result(result, speech_end, decided_at)
 
     async def _commit(self, audio: bytes, speech_end: float, decided_at: float | None) -> None:
         await self._push_result(await self._transcribe(audio), speech_end, decided_at or time.time())
@@ -201,5 +217,6 @@ class UtteranceTranscriber(FrameProcessor):
                 audio_seconds=result.audio_seconds,
                 decided_at=decided_at,
                 discarded=discarded,
+                unsure=result.unsure,
             )
         )

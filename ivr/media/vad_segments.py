@@ -49,16 +49,21 @@ async def speech_spans(pcm16: np.ndarray, *, confidence: float, start_secs: floa
     return spans
 
 
-def turns(spans: list[Speech], end_of_turn: float, stop_secs: float) -> list[tuple[float, float]]:
+def turns(spans: list[Speech], end_of_turn: float, stop_secs: float, *, goes_on=None,
+          longer: float | None = None) -> list[tuple[float, float]]:
     """Spans joined into the caller's turns as the transcriber decides (ivr/media/transcribe.py):
     after the VAD's stop event it waits `end_of_turn - stop_secs` more, and speech starting
-    within that wait is the same turn."""
+    within that wait is the same turn. `goes_on(start, end)`: the words of the turn so far are
+    the start of a number with more to come, and then the wait is `longer - stop_secs`."""
     out: list[list[float]] = []
     for s in spans:
-        if out and s.start - out[-1][1] < end_of_turn - stop_secs:
-            out[-1][1] = s.end
-        else:
-            out.append([s.start, s.end])
+        if out:
+            gap = s.start - out[-1][1]
+            if gap < end_of_turn - stop_secs or (
+                    goes_on is not None and longer is not None and gap < longer - stop_secs and goes_on(*out[-1])):
+                out[-1][1] = s.end
+                continue
+        out.append([s.start, s.end])
     return [(a, b) for a, b in out]
 
 

@@ -352,8 +352,13 @@ def _run_digits(run: list[str]) -> str:
     return _concat(_groups(items))
 
 
+_DIGIT_POINT = re.compile(r"(?<=\d)\.(?=\d)")
+
+
 def _spoken_digits(text: str) -> tuple[str | None, str | None]:
     """(digits, None) for the one number in `text`, or (None, reason)."""
+    # A number read aloud has no decimals: whisper's "0.75983" is 0 75983 read with a pause.
+    text = _DIGIT_POINT.sub(" ", text)
     runs = _digit_runs(_tokens(text))
     if not runs:
         return None, "didn't hear any digits"
@@ -384,6 +389,30 @@ def parse_digits(text: str, *, length: int | None = None, min_length: int | None
         return _fail(reason or "didn't hear any digits")
     reason = _check_count(len(digits), length, min_length, max_length)
     return _fail(reason) if reason else _ok(digits)
+
+
+# Words callers say around a number that say nothing about it ("I said, it is ...").
+_BESIDES_A_NUMBER = frozenset("said is here have got a an um uh".split())
+
+
+@dataclass(frozen=True)
+class SpokenNumber:
+    """The one number in a caller's words, digit by digit, and whether other words came with it
+    ("I think it's four five" has none that matter; "I ate four when nine" has)."""
+
+    digits: str
+    among_words: bool
+
+
+def spoken_number(text: str) -> SpokenNumber | None:
+    """The digits of the one number said in `text` (None for no number, or more than one)."""
+    digits, _reason = _spoken_digits(text)
+    if digits is None:
+        return None
+    tokens = _tokens(_DIGIT_POINT.sub(" ", text))
+    in_runs = sum(len(r) for r in _digit_runs(tokens))
+    others = [t for t in tokens if t not in _LEAD_INS and t not in _CONNECTORS and t not in _BESIDES_A_NUMBER]
+    return SpokenNumber(digits, among_words=len(others) > in_runs)
 
 
 def parse_phone(text: str, *, length: int | None = None, min_length: int | None = None,

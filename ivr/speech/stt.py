@@ -87,6 +87,9 @@ class Transcript:
     latency_ms: float
     no_speech_prob: float
     avg_logprob: float
+    unsure: bool = False
+    """Whisper was unsure of the words it kept: their average log-probability is under its own
+    threshold (`log_prob_threshold`, the noise filter's). A number heard so is read back."""
 
 
 _LETTER = re.compile(r"[A-Za-z]")
@@ -132,7 +135,7 @@ class Transcriber:
             vad_filter=False,  # the pipeline's VAD already cut this segment
             temperature=0.0,  # no fallback retries: they cost seconds (docs/latency.md)
         )
-        texts, no_speech, logprob = [], [], []
+        texts, no_speech, logprob, kept_logprob = [], [], [], []
         try:
             for seg in segments:  # a generator: the decoding happens here
                 no_speech.append(seg.no_speech_prob)
@@ -143,6 +146,7 @@ class Transcriber:
                     or (seg.no_speech_prob >= st.no_speech_threshold and seg.avg_logprob < st.log_prob_threshold)))
                 if not silent:
                     texts.append(seg.text.strip())
+                    kept_logprob.append(seg.avg_logprob)
         finally:
             _window.frames = None
         latency = (time.perf_counter() - started) * 1000
@@ -152,6 +156,7 @@ class Transcriber:
             latency_ms=latency,
             no_speech_prob=min(no_speech) if no_speech else 1.0,
             avg_logprob=float(np.mean(logprob)) if logprob else -10.0,
+            unsure=bool(kept_logprob) and float(np.mean(kept_logprob)) < self.settings.log_prob_threshold,
         )
 
     def _letter_tokens(self) -> list[int]:

@@ -172,7 +172,9 @@ class CallerSimulator:
         return stream.get("url"), parameters
 
     # ------------------------------------------------------------ run
-    async def run(self, steps: list[Step]) -> SimulationReport:
+    async def run(self, steps) -> SimulationReport:
+        """`steps`: a list of Steps, or an async function of the report so far that gives the
+        next Step (None: hang up), for a caller who answers what the bot said."""
         from websockets.asyncio.client import connect
 
         call_sid = "CA" + uuid.uuid4().hex
@@ -192,11 +194,14 @@ class CallerSimulator:
             receiver = asyncio.create_task(self._receive(ws, report))
             sender = asyncio.create_task(self._send_audio(ws, stream_sid))
             try:
-                barge_first = bool(steps) and steps[0].kind == "barge"
+                barge_first = not callable(steps) and bool(steps) and steps[0].kind == "barge"
                 await (self._wait_speaking() if barge_first else self._wait_idle(first=True))
                 greeting_end = time.time()
                 report.greeting = [u for u in self._utterances if u.start <= greeting_end]
-                for i, step in enumerate(steps):
+                if callable(steps):  # a caller who answers what the bot said: steps(report) -> the next, or None
+                    while not self._closed.is_set() and (step := await steps(report)) is not None:
+                        report.turns.append(await self._do_step(ws, stream_sid, step))
+                for i, step in enumerate(() if callable(steps) else steps):
                     if self._closed.is_set():
                         break
                     if step.kind == "barge" and i > 0:

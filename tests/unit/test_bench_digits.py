@@ -24,6 +24,23 @@ def test_speech_within_the_end_of_turn_wait_is_the_same_turn():
     assert turns([], 1.0, 0.2) == []
 
 
+def test_the_start_of_a_number_holds_the_turn_for_the_longer_wait():
+    spans = [Speech(0.5, 1.2), Speech(2.0, 2.7), Speech(5.0, 5.5)]
+    incomplete = lambda a, b: b < 2.5  # noqa: E731 - the words up to 1.2 s are the start of the number
+    assert turns(spans, 1.0, 0.2, goes_on=incomplete, longer=2.0) == [(0.5, 2.7), (5.0, 5.5)]
+    assert turns(spans, 1.0, 0.2) == [(0.5, 1.2), (2.0, 2.7), (5.0, 5.5)]
+
+
+def test_the_bench_line_recovers_a_number_the_way_the_server_does():
+    from ivr.bench.digits import bench_engine
+    from ivr.nlu.understanding import Understanding
+
+    engine = bench_engine(6)
+    engine.on_text("4 5 7", Understanding())
+    assert engine.state.partial == "457" and engine.number_incomplete("2")
+    assert bench_engine(10).flow.slots["number"].type == "phone"
+
+
 def test_digit_nodes_give_whisper_no_prompt_of_their_own():
     assert recogniser_prompt((), "digits") is None and recogniser_prompt((), "phone") is None
     assert recogniser_prompt(("Doctor Patel", "checkup"), "text") == "Doctor Patel, checkup"

@@ -94,8 +94,9 @@ def test_keypad_menu_and_keypad_digits(cs):
 
 def test_wrong_length_is_a_no_match_that_reprompts(cs):
     cs.on_dtmf("2")
-    effects = cs.on_text("one two three", Understanding())
-    assert said(effects) == ["That didn't sound like six digits.", "Please say or key in your six digit order number."]
+    effects = cs.on_text("one two three four five six seven", Understanding())
+    assert said(effects) == ["That didn't sound like six digits.", "Please say or key in your six digit order number.",
+                             "You can also type it on your keypad."]
     assert cs.node_name == "ask_order"
 
 
@@ -325,6 +326,7 @@ def test_a_whole_answer_is_one_that_cannot_go_on(cs):
     assert not cs.answer_is_whole("yes")  # a menu: nothing is collected
     cs.on_text("where's my order", intent("order"))
     assert not cs.answer_is_whole("four five seven")  # three of six digits
+    assert cs.number_incomplete("four five seven") and not cs.number_incomplete("four five seven two one nine")
     assert cs.answer_is_whole("four five seven two one nine")
     cs.on_text("four five seven two one nine", Understanding())
     assert cs.answer_is_whole("yes") and not cs.answer_is_whole("well")

@@ -95,6 +95,9 @@ def not_ok(result: ParseResult):
     ("I want to go to 45", "45"),
     ("oh, it's four five six", "456"),
     ("yeah it's 8 8 2 thanks", "882"),
+    # whisper writes a pause in a number read aloud as a decimal point
+    ("0.75983", "075983"),
+    ("4.5 7 2", "4572"),
 ])
 def test_digits(text, expected):
     ok(parse_digits(text), expected)

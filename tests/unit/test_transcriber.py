@@ -132,6 +132,32 @@ async def test_words_that_do_not_answer_the_node_wait_for_the_whole_silence():
 
 
 @pytest.mark.asyncio
+async def test_the_start_of_a_number_holds_the_turn_open_through_a_pause_between_groups():
+    stt = FakeRecogniser(delay=0.05)
+    proc = UtteranceTranscriber(stt, endpoint_for=lambda: 0.4, complete_for=lambda text: False,
+                                longer_for=lambda text: 1.2)  # "4 5 7 2": twelve digits to come
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), *audio(0.6, loud=False), SleepFrame(0.1),
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.6)])
+    [t] = transcripts(down)  # a 0.7 s pause did not end the turn, as 0.4 s of silence would have
+    assert t.discarded == 1
+    assert 1.1 < t.decided_at - t.speech_end < 1.5  # 1.2 s after the last words
+
+
+@pytest.mark.asyncio
+async def test_a_number_left_incomplete_is_heard_again_with_the_silence_after_it():
+    stt = FakeRecogniser(delay=0.05)  # says how many samples it heard: the second pass heard more
+    more = lambda first, second: int(second.split()[0]) > int(first.split()[0])  # noqa: E731
+    proc = UtteranceTranscriber(stt, endpoint_for=lambda: 0.4, complete_for=lambda text: False,
+                                longer_for=lambda text: 0.8, more_of_it=more)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), *audio(0.8, loud=False), SleepFrame(1.0)])
+    [t] = transcripts(down)
+    assert stt.started == 2 and stt.lengths[1] > stt.lengths[0]
+    assert t.text == f"{stt.lengths[1]} samples"
+
+
+@pytest.mark.asyncio
 async def test_the_words_so_far_are_offered_during_the_silence_and_the_turn_still_waits_it_out():
     stt = FakeRecogniser(delay=0.1)
     early = []
