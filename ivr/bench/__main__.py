@@ -12,8 +12,10 @@
    services turned into flows; intent, every slot value of the turn, and latency, against an
    LLM tool call per turn on the same GGUF.
 6. Numbers read aloud (ivr.bench.digits): real recorded voices reading six-digit numbers through
-   the phone path, VAD, whisper and the parser, stage by stage, with the piper voice as a control.
-Takes ~40 minutes on 2 cores; each runs alone as `ivr bench calls|stt|nlu|slots|sgd|digits`.
+   the phone path, VAD, whisper and the parser, stage by stage, then the line's own recovery,
+   offline and over the Twilio protocol into a real `ivr serve`, against the end-of-turn rule
+   before the hold (`no_hold`), with the piper voice as a control; and 16-digit card numbers.
+Takes ~60 minutes on 2 cores; each runs alone as `ivr bench calls|stt|nlu|slots|sgd|digits`.
 """
 
 import sys
@@ -32,7 +34,8 @@ def main() -> int:
     status |= nlu_main([])
     status |= slots_main(["--per-type", "20", "--audio"])
     status |= sgd_main([])
-    status |= digits_main(["--control"])
+    status |= digits_main(["--control", "--live", "--levers", "no_hold"])
+    status |= digits_main(["--length", "16", "--cases", "30", "--levers", "no_hold"])
     return status
 
 

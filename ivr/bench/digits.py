@@ -1,6 +1,8 @@
-"""Numbers read aloud by real people: where the digits are lost, stage by stage.
+"""Numbers read aloud by real people: where the digits are lost, stage by stage, and what the
+line's own recovery gets back.
 
-    .venv/bin/python -m ivr.bench.digits [--cases 60] [--length 6] [--seed 0] [--control] [--errors]
+    .venv/bin/python -m ivr.bench.digits [--cases 60] [--length 6] [--seed 0] [--control] [--live]
+        [--read-back unsure|always|never] [--levers no_hold,...] [--errors]
 
 Data: the Free Spoken Digit Dataset's recordings ($IVR_FSDD, else shared/data/fsdd_dev in the
 folder that holds the repository): real people saying one digit a take, 8 kHz. A case strings
@@ -12,22 +14,30 @@ the embedded piper voice.
 
 Each case goes the way a call's audio goes (ivr/media/pipeline.py, with the server's defaults):
 G.711 mu-law and back, 16 kHz, the Silero VAD with the live stop window, the digit node's
-end-of-turn silence (`IVR_VAD_STOP_SECS_LONG`), whisper with the node's prompt and the full
-window, the noise filter, and `parse_digits` with the node's length (the recogniser's prompt is
-the node's, `ivr.media.pipeline.recogniser_prompt`). Columns, as shares of the
-cases, each stage given the ones before it right:
+end-of-turn rule (`IVR_VAD_STOP_SECS_LONG`, held to `IVR_VAD_STOP_SECS_NUMBER` while the words
+so far are the start of the number, and then heard again with the silence after it), whisper
+with the node's prompt and the full window, the noise filter, and the flow engine's own node
+for the number (ivr/dialog/number_reading.py). Columns, as shares of the cases, each stage
+given the ones before it right:
 
   one turn      the VAD and the end-of-turn rule kept the number in one turn (not split, not lost)
   whisper       whisper on the whole recording (segmentation aside) heard the digits, before the
                 noise filter
   kept          ... and the noise filter kept them
-  first try     what the server acts on: the first turn, transcribed and filtered, parsed as
-                exactly the number (a partial or a wrong number is a miss)
+  first try     the first turn, transcribed and filtered, parsed as exactly the number (a
+                partial or a wrong number is a miss)
+  after recovery  the number the line kept within two more caller turns is the one read: the
+                caller reads the rest when asked what comes next and the start was right (else
+                the whole number), answers a read-back truly, reads it all again when re-asked
+  wrong kept    the line kept a number that was not the one read (the costly miss)
 
 and the losses of the first try by the first stage that failed: split (the turn ended inside the
 number), cut (whisper hears the whole recording right but not the turn as cut), filter (whisper
 heard it, the filter dropped a segment), whisper (misheard), parser (the digits were written,
-the parser refused them).
+the parser refused them). `--live` also calls a real `ivr serve` over the Twilio protocol with
+the same readings in real time, one call at a time, the caller answering what the line said
+(read from its call log), and reports the same outcomes and the digit turns' voice to voice.
+The lever `no_hold` is the end-of-turn rule before the hold and the second hearing.
 """
 
 from __future__ import annotations

@@ -43,6 +43,16 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
             runtime.store = ObservedStore(runtime.store, Metrics())
         runtime.store = dashboard.observe(runtime.store)
         dashboard.announce()
+        if settings.warm_up and settings.default_flow in runtime.flows.names:
+            # Before the server takes its first request: the first caller is greeted as fast as the
+            # hundredth (ivr/media/warmup.py says what the first call used to pay for).
+            from ivr.media.warmup import warm_call
+
+            try:
+                seconds = await warm_call(runtime, settings.default_flow)
+                log.info("warm-up call greeted in %.0f ms", seconds * 1000)
+            except Exception as exc:
+                log.warning("warm-up call failed (the first call will be slower): %s", exc)
         state["runtime"] = runtime
         watcher = asyncio.create_task(runtime.flows.watch())
         retention = asyncio.create_task(retention_loop(settings.recordings_path, settings.recording_retention_days))

@@ -121,6 +121,10 @@ class Settings:
     twilio_api_url: str | None = None
     """Twilio's REST API base URL (default https://api.twilio.com); tests point it elsewhere."""
 
+    warm_up: bool = True
+    """Place one call with nobody on the line at start-up, before taking requests, so the first
+    caller is greeted as fast as the next ones (ivr/media/warmup.py)."""
+
     vad_stop_secs: float = 0.5
     """Silence that ends a caller's turn; longer while digits, phones or emails are read."""
     vad_stop_secs_long: float = 1.0

@@ -38,6 +38,39 @@ def _offline_nlu(use_slm: bool):
 
 
 # ---------------------------------------------------------------- serve
+def _serve_flow_args(flow: str | None, flows: str | None) -> tuple[Path | None, str | None] | None:
+    """`--flow` is a flow's name or its file, since a file is what people type: a file serves
+    its own directory (unless `--flows` names one) with it as the default. None after printing
+    why it cannot be served."""
+    flows_dir = Path(flows) if flows else None
+    if flow is None or not (flow.endswith((".yaml", ".yml")) or "/" in flow or Path(flow).is_file()):
+        return flows_dir, flow
+    path = Path(flow)
+    if not path.is_file():
+        print(f"ivr serve: --flow {flow}: no such file", file=sys.stderr)
+        return None
+    loaded = _load_flow_arg(str(path))
+    if loaded is None:
+        return None
+    if flows_dir is not None and flows_dir.resolve() not in path.resolve().parents:
+        print(f"ivr serve: --flow {flow} is not in the flows directory {flows_dir}", file=sys.stderr)
+        return None
+    return flows_dir or path.parent, loaded.name
+
+
+def default_flow_problem(flows, settings) -> str | None:
+    """Why the default flow cannot answer calls (None: it can), given the loaded flows (a
+    FlowRepository): a server that is up but fails every call is worse than one that does not start."""
+    name = settings.default_flow
+    if name in flows.names:
+        return None
+    broken = [str(e) for errs in flows.errors.values() for e in errs]
+    found = ", ".join(flows.names) or "none"
+    why = ("\n  " + "\n  ".join(broken)) if broken else ""
+    return (f"the default flow '{name}' is not loaded from {settings.flows_dir} (flows loaded: {found}); "
+            f"set IVR_DEFAULT_FLOW or --flow (a name or a file)" + (f". Flow errors:{why}" if why else ""))
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -45,9 +78,13 @@ def cmd_serve(args) -> int:
     from ivr.serving.config import load_settings
     from ivr.serving.runtime import Runtime
 
+    chosen = _serve_flow_args(args.flow, args.flows)
+    if chosen is None:
+        return 2
+    flows_dir, default_flow = chosen
     settings = load_settings(args.config).with_overrides(
-        host=args.host, port=args.port, public_url=args.public_url, flows_dir=Path(args.flows) if args.flows else None,
-        default_flow=args.flow, dev_mode=True if args.dev else None,
+        host=args.host, port=args.port, public_url=args.public_url, flows_dir=flows_dir,
+        default_flow=default_flow, dev_mode=True if args.dev else None,
     )
     _setup_logging(settings.log_level, settings.log_json)
     from ivr.telephony.guard import MAX_MESSAGE_BYTES, trusted_proxies
@@ -57,8 +94,21 @@ def cmd_serve(args) -> int:
     except ValueError as exc:
         print(f"ivr serve: {exc}", file=sys.stderr)
         return 2
+    from ivr.serving.flows import FlowRepository
+
+    checked = FlowRepository(settings.flows_dir)  # the flows alone first: a broken default should not cost a minute
+    checked.reload()
+    problem = default_flow_problem(checked, settings)
+    if problem is not None:
+        print(f"ivr serve: {problem}", file=sys.stderr)
+        return 2
     print(f"ivr: loading models (flows from {settings.flows_dir})", flush=True)
     runtime = Runtime.load(settings, progress=lambda m: print(m, flush=True))
+    problem = default_flow_problem(runtime.flows, settings)  # changed while the models loaded
+    if problem is not None:
+        print(f"ivr serve: {problem}", file=sys.stderr)
+        runtime.store.close()
+        return 2
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     ws_base = base.replace("https://", "wss://").replace("http://", "ws://")
     print(f"ivr: flows loaded: {', '.join(runtime.flows.names) or 'none'} (default: {settings.default_flow})")
@@ -389,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--public-url", help="https://host Twilio reaches (for TwiML and signatures)")
     serve.add_argument("--flows", help="flows directory")
-    serve.add_argument("--flow", help="default flow name")
+    serve.add_argument("--flow", help="default flow: a name, or a flow file (its directory is served)")
     serve.add_argument("--dev", action="store_true", help="accept unsigned webhooks (local testing only)")
     serve.set_defaults(func=cmd_serve)
 

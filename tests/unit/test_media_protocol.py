@@ -334,3 +334,21 @@ def test_metrics_count_calls_turns_and_errors(store):
     assert 'ivr_turn_latency_seconds_count{stage="keypad_to_first_audio"} 1.0' in text
     assert 'ivr_turn_latency_seconds_count{stage="voice_to_voice"}' not in text
     assert "ivr_barge_ins_total" in text
+
+
+def test_the_server_places_a_warm_up_call_before_its_first_request_and_logs_nothing_of_it(store, caplog):
+    caplog.set_level(logging.INFO, logger="ivr.serving.app")
+    client, runtime = make_client(store)
+    with client:  # the app's start-up, as uvicorn runs it before it takes requests
+        assert client.get("/healthz").status_code == 200
+    assert any("warm-up call greeted" in r.getMessage() for r in caplog.records)
+    store.flush()
+    assert store.list_calls(limit=10) == [] and runtime.active_calls == {}
+
+
+def test_the_warm_up_call_can_be_turned_off(store, caplog):
+    caplog.set_level(logging.INFO, logger="ivr.serving.app")
+    client, _ = make_client(store, warm_up=False)
+    with client:
+        client.get("/healthz")
+    assert not any("warm-up" in r.getMessage() for r in caplog.records)
