@@ -151,7 +151,12 @@ class UtteranceTranscriber(FrameProcessor):
         if spec is not None and (self._complete_for or self._heard_early or self._longer_for) and seconds > 0:
             started = asyncio.get_running_loop().time()
             done, _ = await asyncio.wait({spec}, timeout=seconds)
-            result = spec.result() if spec in done and not spec.cancelled() else None
+            if spec not in done and self._longer_for is not None:
+                # The turn is committed with these words anyway, so waiting for them costs
+                # nothing; and they say whether a number goes on (whisper, busy with the
+                # guesses of earlier pauses, can take longer than the silence).
+                done, _ = await asyncio.wait({spec})
+            result = spec.result() if spec in done and not spec.cancelled() and not spec.exception() else None
             text = result.text if result is not None else ""
             if text and self._heard_early is not None:
                 self._heard_early(text)
