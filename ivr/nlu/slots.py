@@ -819,6 +819,24 @@ def _numeric_date(text: str, today: date) -> ParseResult | None:
     return _explicit_date(today, mo, d, y)
 
 
+def _date_read_as_digits(text: str, today: date) -> ParseResult | None:
+    """A date read as a number, month first as on US forms: "oh three fifteen" (0315), "three
+    one five", "twelve twenty five", "oh four one two nineteen eighty" (04121980), "0 4 1 2 8 0"."""
+    said = spoken_number(text)
+    if said is None or said.among_words or not 3 <= len(said.digits) <= 8:
+        return None
+    digits = said.digits
+    month_digits = 2 if len(digits) in (4, 6, 8) else 1
+    month, day = int(digits[:month_digits]), int(digits[month_digits:month_digits + 2])
+    rest = digits[month_digits + 2:]
+    if not 1 <= month <= 12 or len(rest) not in (0, 2, 4):
+        return None
+    year = int(rest) if rest else None
+    if rest and len(rest) == 2:  # a two-digit year: a birth year or one ahead, whichever is nearer
+        year += 2000 if year <= today.year % 100 + 10 else 1900
+    return _explicit_date(today, month, day, year)
+
+
 _PERIOD_DAYS = {"day": 1, "days": 1, "week": 7, "weeks": 7, "fortnight": 14, "fortnights": 14}
 
 
@@ -943,7 +961,7 @@ def parse_date(text: str, *, today: date | None = None) -> ParseResult:
         result = matcher(tokens, today)
         if result is not None:
             return result
-    return _fail("didn't hear a date")
+    return _date_read_as_digits(text, today) or _fail("didn't hear a date")
 
 
 # --------------------------------------------------------------------------------------------

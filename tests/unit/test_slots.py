@@ -794,3 +794,20 @@ def test_time_quarter_to_with_period(text, expected):
 ])
 def test_money_dollar_sign_then_cents(text, expected):
     assert parse_slot("money", text).value == expected
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("oh three fifteen", "2027-03-15"),  # month first, the next one from today
+    ("0 3 1 5", "2027-03-15"),
+    ("twelve twenty five", "2026-12-25"),
+    ("zero three one five two zero two seven", "2027-03-15"),
+    ("oh four one two nineteen eighty", "1980-04-12"),  # a date of birth
+    ("0 4 1 2 8 0", "1980-04-12"),  # a two-digit year far ahead is last century's
+])
+def test_dates_read_as_numbers(text, expected):
+    ok(parse_date(text, today=date(2026, 12, 6)), expected)
+
+
+@pytest.mark.parametrize("text", ["thirteen forty five", "four", "four five", "my birthday is oh four twelve eighty"])
+def test_numbers_that_are_not_dates(text):
+    assert not parse_date(text, today=date(2026, 12, 6)).ok
