@@ -29,6 +29,7 @@ given the ones before it right:
   after recovery  the number the line kept within two more caller turns is the one read: the
                 caller reads the rest when asked what comes next and the start was right (else
                 the whole number), answers a read-back truly, reads it all again when re-asked
+  keying when offered  ... had the caller keyed the number on the turn after the keypad offer
   wrong kept    the line kept a number that was not the one read (the costly miss)
 
 and the losses of the first try by the first stage that failed: split (the turn ended inside the
@@ -142,6 +143,8 @@ class Result:
     """Caller turns until the line kept a number (read-back answers count)."""
     read_back: bool = False
     keypad_offered: bool = False
+    keyed: bool = False
+    """Recovered, had the caller keyed the number when the keypad was offered within the turns."""
 
 
 FLOW = """
@@ -276,10 +279,13 @@ def run_case(case: Case, pcm8k: np.ndarray, stt, settings, lever: dict | None = 
         effects = engine.on_text(said.text, Understanding(), asr_unsure=said.unsure) if said.text else engine.on_no_input()
         kept = next((e.value for e in effects if isinstance(e, SetSlot)), None)
         kinds = {e.kind for e in effects if isinstance(e, Say)}
-        result.keypad_offered |= "offer_keypad" in kinds
+        if "offer_keypad" in kinds:
+            result.keypad_offered = True
+            result.keyed |= caller_turn < 3  # the next turn, keyed, is the number
         if kept is not None:
             result.caller_turns = caller_turn
             result.recovered, result.wrong = kept.lstrip("+") == case.digits, kept.lstrip("+") != case.digits
+            result.keyed |= result.recovered
             return result
         if queue:
             continue  # the rest of the same reading was already on its way
@@ -448,8 +454,8 @@ def report(label: str, results: list[Result]) -> None:
     turns = sum(r.caller_turns for r in results) / n
     print(f"| {label} | {n} | {share('one_turn')} | {share('whisper')} | {share('kept')} | **{share('first_try')}** | "
           + ", ".join(f"{k} {v}" for k, v in losses.most_common())
-          + f" | **{share('recovered')}** | {sum(r.wrong for r in results)} | {turns:.2f} | {share('read_back')} | "
-          + f"{share('keypad_offered')} | {p50:.0f} |")
+          + f" | **{share('recovered')}** | {share('keyed')} | {sum(r.wrong for r in results)} | {turns:.2f} | "
+          + f"{share('read_back')} | {share('keypad_offered')} | {p50:.0f} |")
 
 
 def rereader(case: Case, rng: random.Random, takes: Path):
@@ -546,8 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.cases} numbers of {args.length} digits, seed {args.seed}, read_back {args.read_back},"
           f" {time.perf_counter() - started:.0f} s\n")
     print("| voice | numbers | one turn | whisper | kept by the filter | first try exact | first-try losses |"
-          " after recovery | wrong kept | caller turns | read back | keypad offered | STT p50 ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          " after recovery | ... keying when offered | wrong kept | caller turns | read back | keypad offered | STT p50 ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, results in rows.items():
         report(label, results)
     if live:

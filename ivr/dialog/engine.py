@@ -496,7 +496,11 @@ class FlowEngine:
         slot_name = self.node.collect
         self.state.partial = digits
         self.state.parts += 1
-        template = self.flow.slots[slot_name].ask_rest or f"I got {{slots.{slot_name}}}. What comes next?"
+        slot = self.flow.slots[slot_name]
+        # A sensitive number is not said aloud in parts: how many digits, not which
+        default = (f"I got the first {len(digits)} digits. What comes next?" if slot.sensitive
+                   else f"I got {{slots.{slot_name}}}. What comes next?")
+        template = slot.ask_rest or default
         text = self._render(template, candidate={slot_name: digits})
         self.state.last_prompts = [text]
         return [Say(text, self.state.node, "ask_rest"), Listen(self.expectation())]
@@ -514,10 +518,12 @@ class FlowEngine:
             number = read_number(slot, text, result, self.state.partial, asr_unsure=asr_unsure)
             if number is not None and number.partial is not None and self._asks_rest():
                 return self._ask_rest(number.partial)
-            self.state.partial, self.state.parts = None, 0
+            if number is not None:  # a number answer ends the parts; "repeat that" keeps them
+                self.state.partial, self.state.parts = None, 0
             if number is not None and number.value is not None:
                 result = ParseResult(True, number.value)
-                read_back = slot.read_back == "always" or (slot.read_back == "unsure" and number.unsure)
+                policy = slot.read_back or ("never" if slot.sensitive else "unsure")
+                read_back = policy == "always" or (policy == "unsure" and number.unsure)
             elif number is None and spoken_number(text) is not None:
                 return None  # too many digits: six of seven found in passing are not the number
         if not result.ok and extracted is not None:
@@ -525,15 +531,22 @@ class FlowEngine:
         if not result.ok:
             return None
         node = self.node
-        for rejection in node.rejections:
-            if evaluate(rejection.if_, {**self.state.slots, slot_name: result.value}, self.state.vars):
-                # The value is not kept, but the message may say it.
-                text = self._render(rejection.say, candidate={slot_name: result.value})
-                return [Say(text, self.state.node, "rejection")] + self._reprompt()
+        rejected = self._rejected(slot_name, result.value)
+        if rejected is not None:
+            return rejected
         if node.confirm or read_back:
             self.state.pending = (slot_name, result.value)
             return self._ask_confirmation()
         return self._keep(slot_name, result.value)
+
+    def _rejected(self, slot_name: str, value: Any) -> list[Effect] | None:
+        """The first of the node's rejections that holds for `value`: said, and the slot asked again."""
+        for rejection in self.node.rejections:
+            if evaluate(rejection.if_, {**self.state.slots, slot_name: value}, self.state.vars):
+                # The value is not kept, but the message may say it.
+                text = self._render(rejection.say, candidate={slot_name: value})
+                return [Say(text, self.state.node, "rejection")] + self._reprompt()
+        return None
 
     def _keep(self, slot_name: str, value: Any) -> list[Effect]:
         self.state.slots[slot_name] = value
@@ -628,6 +641,10 @@ class FlowEngine:
                 policy = self._policy("no_match")
                 if self.state.no_match > policy.retries:
                     return self._exhausted(policy, f"number read back wrong {self.state.no_match} times", "no_match")
+                self.state.pending = None
+                rejected = self._rejected(slot_name, number.value)
+                if rejected is not None:
+                    return rejected
                 self.state.pending = (slot_name, number.value)
                 return self._ask_confirmation()
         if not answer.ok:

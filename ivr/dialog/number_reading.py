@@ -55,17 +55,22 @@ def read_number(slot: SlotDef, text: str, parsed: ParseResult, held: str | None,
     the digits heard before (None: none). None when it gives no part of the number."""
     said = spoken_number(text)
     unsure = asr_unsure or (said is not None and said.among_words)
-    if parsed.ok:
-        return NumberAnswer(value=parsed.value, unsure=unsure)
-    if said is None:
-        return None
-    digits = (held or "") + said.digits
-    if held:
-        joined = slot.parse(digits)
+    if held and said is not None:
+        # After "what comes next?" the answer is the rest: added to the start, even when it is a
+        # number by itself ("123 4567" after "555" is a phone number, and so is the whole). Only
+        # when the two make too many digits is it the whole number read again. Either way the
+        # number came in parts: worth a read-back (a caller who heard a wrong start reads it all
+        # again, and a part of that added to the start is a wrong number, `ivr bench digits`).
+        joined = slot.parse(held + said.digits)
         if joined.ok:
-            # A caller who heard a wrong start reads the whole number again, and if the line
-            # hears only part of that, the two parts make a wrong number (`ivr bench digits`).
             return NumberAnswer(value=joined.value, unsure=True)
+        if parsed.ok:
+            return NumberAnswer(value=parsed.value, unsure=True)
+    elif parsed.ok:
+        return NumberAnswer(value=parsed.value, unsure=unsure)
+    if said is None or said.among_words:
+        return None  # "I've called 3 times" is not the start of an account number
+    digits = (held or "") + said.digits
     if len(digits) < digits_needed(slot):
         return NumberAnswer(partial=digits, unsure=unsure)
     return None  # too many digits, or a number the slot refuses: not understood

@@ -56,10 +56,11 @@ class SlotDef(_Strict):
     mention: str | None = None
     """How a value heard in passing is said back, e.g. "a table for {slots.party_size}"
     (default: the value, spoken by its type)."""
-    read_back: Literal[READ_BACK] = "unsure"  # type: ignore[valid-type]
+    read_back: Literal[READ_BACK] | None = None  # type: ignore[valid-type]
     """digits and phone: read a number said aloud back and ask yes/no `always`, `never`, or
-    when `unsure` (the default): put together from parts, said among other words, or heard with
-    whisper unsure of its words. Keyed numbers are not read back. A node's `confirm` is `always`."""
+    when `unsure` (the default; `never` for a sensitive slot): put together from parts, said
+    among other words, or heard with whisper unsure of its words. Keyed numbers are not read
+    back. A node's `confirm` is `always`."""
     ask_rest: str | None = None
     """digits and phone: said when the caller's number is shorter than the slot needs, so the
     next answer completes it (default: "I got {slots.NAME}. What comes next?"); "" asks again

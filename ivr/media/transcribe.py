@@ -151,7 +151,7 @@ class UtteranceTranscriber(FrameProcessor):
         if spec is not None and (self._complete_for or self._heard_early or self._longer_for) and seconds > 0:
             started = asyncio.get_running_loop().time()
             done, _ = await asyncio.wait({spec}, timeout=seconds)
-            if spec not in done and self._longer_for is not None:
+            if spec not in done and self._longer_for is not None and self._full_window_for and self._full_window_for():
                 # The turn is committed with these words anyway, so waiting for them costs
                 # nothing; and they say whether a number goes on (whisper, busy with the
                 # guesses of earlier pauses, can take longer than the silence).

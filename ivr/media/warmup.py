@@ -25,6 +25,21 @@ WARMUP_CALL = "CAwarmup"
 _SILENCE = base64.b64encode(b"\xff" * 160).decode()  # 20 ms of mu-law silence
 
 
+def greets_quietly(flow) -> bool:
+    """Whether the flow's greeting reaches its first question without a backend call, a
+    transfer or a handoff: only then may a call with nobody on the line be placed to it."""
+    name, seen = flow.start, set()
+    while name is not None and name not in seen:
+        seen.add(name)
+        node = flow.nodes[name]
+        if node.action is not None or node.transfer or node.handoff:
+            return False
+        if node.listens or node.hangup:
+            return True
+        name = node.next if isinstance(node.next, str) else None
+    return False  # branches on slots or a loop: not worth guessing
+
+
 class _Discard:
     """A call log that keeps nothing: the warm-up call is not a call."""
 
@@ -41,6 +56,8 @@ async def warm_call(runtime, flow_name: str, timeout: float = 20.0) -> float:
     flow = runtime.flows.get(flow_name)
     if flow is None:
         raise LookupError(f"flow {flow_name!r} is not loaded")
+    if not greets_quietly(flow.flow):
+        raise RuntimeError(f"flow {flow_name!r} calls a backend, transfers or hands off before its first question")
     quiet = dataclasses.replace(runtime, settings=dataclasses.replace(runtime.settings, recording=False),
                                 store=_Discard(), active_calls={}, twilio=None, llm=None)
     inbox: asyncio.Queue = asyncio.Queue()

@@ -173,7 +173,7 @@ def _after(value, previous: date | None, said: str, today: date | None):
     is the 7th after the 3rd, even when the 7th of this month is nearer."""
     day = date.fromisoformat(value)
     if previous is not None and day < previous:
-        again = parse_slot("date", said, today=previous)
+        again = parse_slot("date", said, today=previous, within=True)
         if again.ok and date.fromisoformat(again.value) >= previous:
             day = date.fromisoformat(again.value)
     return day.isoformat(), max(day, previous) if previous else day
@@ -181,10 +181,10 @@ def _after(value, previous: date | None, said: str, today: date | None):
 
 def _parse_kind(kind: str, said: str, spec: SlotSpec | None, today: date | None):
     if spec is None:
-        result = parse_slot(kind, said, today=today)
+        result = parse_slot(kind, said, today=today, within=True)
     else:
         result = parse_slot(spec.type, said, length=spec.length, min_length=spec.min_length,
-                            max_length=spec.max_length, today=today)
+                            max_length=spec.max_length, today=today, within=True)
     return result.value if result.ok else None
 
 

@@ -355,10 +355,12 @@ def _run_digits(run: list[str]) -> str:
 _DIGIT_POINT = re.compile(r"(?<=\d)\.(?=\d)")
 
 
-def _spoken_digits(text: str) -> tuple[str | None, str | None]:
-    """(digits, None) for the one number in `text`, or (None, reason)."""
-    # A number read aloud has no decimals: whisper's "0.75983" is 0 75983 read with a pause.
-    text = _DIGIT_POINT.sub(" ", text)
+def _spoken_digits(text: str, within: bool = False) -> tuple[str | None, str | None]:
+    """(digits, None) for the one number in `text`, or (None, reason). `within`: the words are
+    part of a longer sentence, where "129.99" is a price, not a number read with a pause."""
+    if not within:
+        # A number read aloud has no decimals: whisper's "0.75983" is 0 75983 read with a pause.
+        text = _DIGIT_POINT.sub(" ", text)
     runs = _digit_runs(_tokens(text))
     if not runs:
         return None, "didn't hear any digits"
@@ -382,9 +384,9 @@ def _check_count(n: int, length: int | None, min_length: int | None, max_length:
 
 
 def parse_digits(text: str, *, length: int | None = None, min_length: int | None = None,
-                 max_length: int | None = None) -> ParseResult:
+                 max_length: int | None = None, within: bool = False) -> ParseResult:
     """A digit string (account number, PIN, keypad entry): "four five seven two" -> "4572"."""
-    digits, reason = _spoken_digits(text)
+    digits, reason = _spoken_digits(text, within)
     if digits is None:
         return _fail(reason or "didn't hear any digits")
     reason = _check_count(len(digits), length, min_length, max_length)
@@ -416,10 +418,10 @@ def spoken_number(text: str) -> SpokenNumber | None:
 
 
 def parse_phone(text: str, *, length: int | None = None, min_length: int | None = None,
-                max_length: int | None = None) -> ParseResult:
+                max_length: int | None = None, within: bool = False) -> ParseResult:
     """A phone number as digits, with "+" kept when the caller said "plus" or whisper wrote one."""
     tokens = _tokens(text)
-    digits, reason = _spoken_digits(text)
+    digits, reason = _spoken_digits(text, within)
     if digits is None:
         return _fail(reason or "didn't hear a phone number")
     first_digit = next((i for i in range(len(tokens)) if _run_kind(tokens, i, False) == "strong"), len(tokens))
@@ -950,8 +952,9 @@ def _weekday(tokens: list[str], today: date) -> ParseResult | None:
     return None
 
 
-def parse_date(text: str, *, today: date | None = None) -> ParseResult:
-    """An ISO date. Bare weekdays and month-days resolve to the next one, because callers book ahead."""
+def parse_date(text: str, *, today: date | None = None, within: bool = False) -> ParseResult:
+    """An ISO date. Bare weekdays and month-days resolve to the next one, because callers book ahead.
+    `within`: the words are part of a longer sentence, where "125" is not January 25th."""
     today = today or date.today()
     numeric = _numeric_date(_normalise(text), today)
     if numeric is not None:
@@ -961,7 +964,7 @@ def parse_date(text: str, *, today: date | None = None) -> ParseResult:
         result = matcher(tokens, today)
         if result is not None:
             return result
-    return _date_read_as_digits(text, today) or _fail("didn't hear a date")
+    return (None if within else _date_read_as_digits(text, today)) or _fail("didn't hear a date")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1339,17 +1342,21 @@ def parse_enum(text: str, *, choices: dict[str, list[str]] | None = None) -> Par
 
 def parse_slot(slot_type: str, text: str, *, length: int | None = None, min_length: int | None = None,
                max_length: int | None = None, choices: dict[str, list[str]] | None = None,
-               today: date | None = None) -> ParseResult:
-    """Parse `text` as `slot_type`. Length limits apply to digits and phone only (counts of digits)."""
+               today: date | None = None, within: bool = False) -> ParseResult:
+    """Parse `text` as `slot_type`. Length limits apply to digits and phone only (counts of digits).
+    `within`: the words are a window of a longer sentence (ivr.nlu.extract), not an answer on its
+    own, so readings only an answer can mean are off (a date read as a number, a pause as a point)."""
     text = text or ""
     parsers: dict[str, Callable[[], ParseResult]] = {
-        "digits": lambda: parse_digits(text, length=length, min_length=min_length, max_length=max_length),
+        "digits": lambda: parse_digits(text, length=length, min_length=min_length, max_length=max_length,
+                                       within=within),
         "yes_no": lambda: parse_yes_no(text),
         "number": lambda: parse_number(text),
         "money": lambda: parse_money(text),
-        "date": lambda: parse_date(text, today=today),
+        "date": lambda: parse_date(text, today=today, within=within),
         "time": lambda: parse_time(text),
-        "phone": lambda: parse_phone(text, length=length, min_length=min_length, max_length=max_length),
+        "phone": lambda: parse_phone(text, length=length, min_length=min_length, max_length=max_length,
+                                     within=within),
         "email": lambda: parse_email(text),
         "text": lambda: parse_text(text),
         "enum": lambda: parse_enum(text, choices=choices),

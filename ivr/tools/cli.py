@@ -39,9 +39,9 @@ def _offline_nlu(use_slm: bool):
 
 # ---------------------------------------------------------------- serve
 def _serve_flow_args(flow: str | None, flows: str | None) -> tuple[Path | None, str | None] | None:
-    """`--flow` is a flow's name or its file, since a file is what people type: a file serves
-    its own directory (unless `--flows` names one) with it as the default. None after printing
-    why it cannot be served."""
+    """`--flow` is a flow's name or its file, since a file is what people type: a file is served
+    alone (hot reload included), or with the rest of `--flows` when it is in there, as the
+    default. None after printing why it cannot be served."""
     flows_dir = Path(flows) if flows else None
     if flow is None or not (flow.endswith((".yaml", ".yml")) or "/" in flow or Path(flow).is_file()):
         return flows_dir, flow
@@ -55,7 +55,7 @@ def _serve_flow_args(flow: str | None, flows: str | None) -> tuple[Path | None, 
     if flows_dir is not None and flows_dir.resolve() not in path.resolve().parents:
         print(f"ivr serve: --flow {flow} is not in the flows directory {flows_dir}", file=sys.stderr)
         return None
-    return flows_dir or path.parent, loaded.name
+    return flows_dir or path, loaded.name
 
 
 def default_flow_problem(flows, settings) -> str | None:

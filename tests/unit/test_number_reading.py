@@ -48,10 +48,50 @@ def test_the_start_of_a_number_is_never_taken_and_the_rest_completes_it():
     assert kept(say(engine, "yes")) == "789123"
 
 
-def test_a_whole_number_after_a_part_replaces_it():
+def test_a_whole_number_after_a_part_replaces_it_and_is_read_back():
     engine = engine_for()
     say(engine, "seven eight")
-    assert kept(say(engine, "it's four five seven two one nine")) == "457219"
+    assert said(say(engine, "it's four five seven two one nine")) == ["I heard 4 5 7 2 1 9. Is that right?"]
+    assert kept(say(engine, "yes")) == "457219"
+
+
+def test_the_rest_is_added_to_the_start_even_when_it_is_a_number_by_itself():
+    engine = FlowEngine(load_flow_text(FLOW.replace("type: digits, length: 6", "type: phone") % {"extra": ""}))
+    engine.start()
+    assert said(say(engine, "five five five")) == ["I got 5 5 5. What comes next?"]
+    assert said(say(engine, "one two three four five six seven")) == ["I heard 5 5 5 1 2 3 4 5 6 7. Is that right?"]
+
+
+def test_a_small_number_said_among_other_words_is_not_the_start_of_one():
+    engine = engine_for()
+    assert not engine.fills_slot("I want an agent, I've called 3 times")
+    assert said(say(engine, "I want an agent, I've called 3 times"))[0] == "Sorry, I didn't catch that."
+
+
+def test_asking_to_repeat_keeps_the_part_heard():
+    engine = FlowEngine(load_flow_text(FLOW.replace("nodes:", """global_intents:
+  again: {examples: ["repeat that"], action: repeat}
+nodes:""") % {"extra": ""}))
+    engine.start()
+    say(engine, "seven eight nine")
+    effects = engine.on_text("repeat that", Understanding("again", 0.95, "test"))
+    assert said(effects) == ["I got 7 8 9. What comes next?"] and engine.state.partial == "789"
+
+
+def test_a_sensitive_number_is_not_said_aloud_in_parts_nor_read_back_by_default():
+    engine = engine_for(", sensitive: true")
+    assert said(say(engine, "seven eight nine")) == ["I got the first 3 digits. What comes next?"]
+    assert kept(say(engine, "one two three", unsure=True)) == "789123"
+
+
+def test_a_corrected_number_at_the_read_back_meets_the_rejections():
+    engine = FlowEngine(load_flow_text(FLOW.replace("next: done}", """next: done, confirm: true,
+        rejections: [{if: "slots.account == '000000'", say: "That is not an account number."}]}""") % {"extra": ""}))
+    engine.start()
+    say(engine, "four five seven two one nine")
+    effects = say(engine, "no, it's zero zero zero zero zero zero")
+    assert said(effects) == ["That is not an account number.", "Your account number, please.",
+                             "You can also type it on your keypad."]
 
 
 def test_parts_in_a_row_are_asked_for_a_few_times_then_the_answer_is_not_understood():

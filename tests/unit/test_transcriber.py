@@ -147,7 +147,7 @@ async def test_the_start_of_a_number_holds_the_turn_open_through_a_pause_between
 async def test_a_slow_whisper_still_decides_whether_a_number_goes_on():
     stt = FakeRecogniser(delay=0.6)  # slower than the 0.4 s the turn would otherwise wait
     proc = UtteranceTranscriber(stt, endpoint_for=lambda: 0.4, complete_for=lambda text: False,
-                                longer_for=lambda text: 1.5)
+                                longer_for=lambda text: 1.5, full_window_for=lambda: True)  # a number node
     down, _ = await run_test(proc, frames_to_send=[
         VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(0.9),
         VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(2.4)])
