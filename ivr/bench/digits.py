@@ -563,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---|---|---|---|---|---|---|---|")
         report_live("real voices, all", live)
         for speaker in SPEAKERS:
-            report_live(f"real voices, {speaker}", [r for c, r in zip(cases, live) if c.speaker == speaker])
+            report_live(f"real voices, {speaker}", [r for c, r in zip(cases, live, strict=True) if c.speaker == speaker])
     return 0
 
 

@@ -111,3 +111,30 @@ def test_two_calls_at_once_share_the_models(server, caller_voice, listener):
     assert [e["data"]["value"] for e in a["events"] if e["type"] == "slot"] == ["654321"]
     assert [e["data"]["node"] for e in b["events"] if e["type"] == "node"][:2] == ["main_menu", "hours"]
     assert all(t.latency_ms is not None for t in ra.turns + rb.turns)
+
+
+def test_a_number_read_in_two_parts(server, caller_voice, listener):
+    """The start of an order number is never taken as the whole: the line says what it got and
+    asks for the rest, held the turn open meanwhile, and adds the rest to it. The caller answers
+    what the bot said (a simulator whose next step is a function of the call so far)."""
+    said = ["I want to check on my order", "four five seven", "two one nine"]
+
+    async def caller(report):
+        return Step("say", said[len(report.turns)]) if len(report.turns) < len(said) else None
+
+    sim = CallerSimulator(server.url, voice=caller_voice, stt=listener, auth_token=AUTH_TOKEN)
+    report = asyncio.run(sim.run(caller))
+    print("\n".join(report.lines()))
+    assert similar(report.turns[1].reply_text, "I got 4 5 7. What comes next?") > 0.5, report.turns[1].reply_text
+    import time
+
+    deadline, call = time.time() + 10, None
+    while time.time() < deadline:
+        call = call_log(server, report.call_sid)
+        if call and call["ended_at"]:
+            break
+        time.sleep(0.2)
+    kinds = [e["data"].get("kind") for e in call["events"] if e["type"] == "prompt"]
+    assert "ask_rest" in kinds, kinds
+    slots = [e["data"] for e in call["events"] if e["type"] == "slot"]
+    assert slots == [{"name": "order_number", "value": "457219"}], slots
