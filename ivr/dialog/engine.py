@@ -348,7 +348,7 @@ class FlowEngine:
             if answered is not None:
                 return answered
         if self.state.pending is not None:
-            answered = self._confirm(text, asr_unsure)
+            answered = self._confirm(text)
             if answered is not None:
                 return answered
         elif node.collect:
@@ -479,14 +479,15 @@ class FlowEngine:
             self._parses[slot_name] = result
         return result
 
-    def _read_number(self, text: str):
+    def _read_number(self, text: str, asr_unsure: bool = False, alone: bool = False):
         """What `text` gives of the number this node collects (None: not a number node, or no
-        part of a number), with the part heard before."""
+        part of a number), with the part heard before (`alone`: as a number on its own)."""
         slot_name = self.node.collect
         slot = self.flow.slots.get(slot_name) if slot_name else None
         if not reads_numbers(slot):
             return None
-        return read_number(slot, text, self._parsed(slot_name, text), self.state.partial)
+        return read_number(slot, text, self._parsed(slot_name, text), None if alone else self.state.partial,
+                           asr_unsure=asr_unsure)
 
     def _asks_rest(self) -> bool:
         slot = self.flow.slots[self.node.collect]
@@ -515,7 +516,7 @@ class FlowEngine:
         result = self._parsed(slot_name, text)
         read_back = False
         if spoken and reads_numbers(slot):
-            number = read_number(slot, text, result, self.state.partial, asr_unsure=asr_unsure)
+            number = self._read_number(text, asr_unsure)
             if number is not None and number.partial is not None and self._asks_rest():
                 return self._ask_rest(number.partial)
             if number is not None:  # a number answer ends the parts; "repeat that" keeps them
@@ -627,20 +628,20 @@ class FlowEngine:
             self.state.mentions.append(self._mention(v.slot))
         return effects + self._reprompt(said_back=True)
 
-    def _confirm(self, text: str, asr_unsure: bool = False) -> list[Effect] | None:
+    def _confirm(self, text: str) -> list[Effect] | None:
         slot_name, value = self.state.pending
         answer = self._parsed(None, text)
-        if not (answer.ok and answer.value) and self.node.collect == slot_name and reads_numbers(self.flow.slots[slot_name]):
+        number_node = self.node.collect == slot_name and reads_numbers(self.flow.slots[slot_name])
+        if number_node and not (answer.ok and answer.value):
             # "No, it's 4 5 7 ...": a whole number with the no is the right one, read back again
-            number = read_number(self.flow.slots[slot_name], text, self._parsed(slot_name, text), None)
+            number = self._read_number(text, alone=True)
             if number is not None and number.value == value and not answer.ok:
                 self.state.pending = None
                 return self._keep(slot_name, value)  # the same number said again: that is a yes
             if number is not None and number.value is not None and number.value != value:
-                self.state.no_match += 1
-                policy = self._policy("no_match")
-                if self.state.no_match > policy.retries:
-                    return self._exhausted(policy, f"number read back wrong {self.state.no_match} times", "no_match")
+                exhausted = self._failed_try()
+                if exhausted is not None:
+                    return exhausted
                 self.state.pending = None
                 rejected = self._rejected(slot_name, number.value)
                 if rejected is not None:
@@ -652,13 +653,20 @@ class FlowEngine:
         self.state.pending = None
         if answer.value:
             return self._keep(slot_name, value)
-        if self.node.collect == slot_name and reads_numbers(self.flow.slots[slot_name]):
-            # a number read back wrong is a failed try: it counts, and the keypad is offered
-            self.state.no_match += 1
-            policy = self._policy("no_match")
-            if self.state.no_match > policy.retries:
-                return self._exhausted(policy, f"number read back wrong {self.state.no_match} times", "no_match")
+        if number_node:
+            exhausted = self._failed_try()
+            if exhausted is not None:
+                return exhausted
         return [Say("Okay, let's try that again.", self.state.node, "confirm")] + self._reprompt()
+
+    def _failed_try(self) -> list[Effect] | None:
+        """A number read back wrong: it counts against the retries (so the keypad is offered
+        next), and past them the node's `no_match.then` takes over."""
+        self.state.no_match += 1
+        policy = self._policy("no_match")
+        if self.state.no_match > policy.retries:
+            return self._exhausted(policy, f"number read back wrong {self.state.no_match} times", "no_match")
+        return None
 
     def _ends_call(self, spec: IntentDef) -> bool:
         """Whether applying this intent ends the call without another question: an intent with
