@@ -192,6 +192,10 @@ class Line:
         from ivr.speech.audio import resample, ulaw_decode, ulaw_encode
         from ivr.speech.stt import STT_RATE
 
+        if self.lever.get("pipecat_audio"):  # resampled by the live serializer's own path
+            from ivr.media.serializer import heard_on_the_line
+
+            return np.frombuffer(heard_on_the_line(ulaw_encode(pcm8k), STT_RATE), dtype=np.int16)
         line = ulaw_decode(ulaw_encode(pcm8k))  # what the phone network leaves of it
         return resample(np.asarray(line, dtype=np.int16), 8000, STT_RATE)
 
@@ -503,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     levers = {"digits_only": {"digits_only": True}, "beam5": {"beam_size": 5},
               "digit_prompt": {"prompt": DIGIT_PROMPT}, "no_hold": {"no_hold": True},
+              "pipecat_audio": {"pipecat_audio": True},
 
               "tail": {"tail": 1.0}, "short_preroll": {"preroll": 0.5},
               "digits_only+beam5": {"digits_only": True, "beam_size": 5}}

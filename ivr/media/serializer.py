@@ -23,12 +23,34 @@ log = logging.getLogger("ivr.media")
 KNOWN_EVENTS = {"connected", "start", "media", "dtmf", "mark", "stop"}
 
 
+def heard_on_the_line(ulaw: bytes, out_rate: int) -> bytes:
+    """8 kHz mu-law as a call's pipeline hears it: decoded and resampled by the serializer's own
+    path, 20 ms at a time (`ivr bench digits` compares it with its own resampling)."""
+    import asyncio
+
+    from pipecat.audio.resamplers.soxr_stream_resampler import SOXRStreamAudioResampler
+    from pipecat.audio.utils import ulaw_to_pcm
+
+    resampler = SOXRStreamAudioResampler(clear_after_secs=None)
+
+    async def run() -> bytes:
+        out = bytearray()
+        for i in range(0, len(ulaw), 160):
+            out += await ulaw_to_pcm(ulaw[i:i + 160], 8000, out_rate, resampler) or b""
+        return bytes(out)
+
+    return asyncio.run(run())
+
+
 class SafeTwilioSerializer(TwilioFrameSerializer):
     def __init__(self, stream_sid: str, call_sid: str | None = None, *, call_id: str = ""):
         super().__init__(
             stream_sid,
             call_sid=call_sid,
-            params=TwilioFrameSerializer.InputParams(auto_hang_up=False),
+            # Twilio sends a frame every 20 ms, silence included: a gap means this server's loop
+            # stalled (whisper busy on both cores), not a new stream, and clearing the stream
+            # resampler then (pipecat's default, after 0.2 s) throws away the audio it holds.
+            params=TwilioFrameSerializer.InputParams(auto_hang_up=False, resampler_clear_after_secs=None),
         )
         self.call_id = call_id or call_sid or stream_sid
         self.rejected = 0
