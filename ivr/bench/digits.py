@@ -342,7 +342,6 @@ async def live_case(server, case: Case, first: np.ndarray, reread, workdir: Path
     db = server.dir / "ivr.sqlite3"
     out = LiveResult(number_ms=[])
     digit_turns: set[int] = set()
-    voice = {"yes": "yes", "no": "no"}
 
     def wav(pcm8k: np.ndarray) -> Step:
         path = workdir / f"{case.digits}-{len(list(workdir.iterdir()))}.wav"
@@ -366,14 +365,13 @@ async def live_case(server, case: Case, first: np.ndarray, reread, workdir: Path
         said = "".join(re.findall(r"\d", last.get("text", "")))
         if last.get("kind") == "confirm":
             out.read_back = True
-            return Step("wav", voice["yes" if said == case.digits else "no"])
+            # the caller's own "yes" and "no", in the piper voice (not what is measured)
+            return Step("wav", str(workdir / ("yes.wav" if said == case.digits else "no.wav")))
         digit_turns.add(len(report.turns))
         if last.get("kind") == "ask_rest" and case.digits.startswith(said):
             return wav(reread(case.digits[len(said):]))
         return wav(reread(case.digits))
 
-    for word in voice:  # the caller's own "yes" and "no", from the piper voice (not what is measured)
-        voice[word] = str(workdir / f"{word}.wav")
     sim = CallerSimulator(server.url, auth_token=TOKEN, flow="digits_bench", reply_timeout=25)
     try:
         report = await sim.run(next_step)

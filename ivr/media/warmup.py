@@ -5,8 +5,8 @@ What the first call paid for (0.65-0.73 s to the greeting, against ~60 ms for th
 measured over the Twilio protocol on a freshly started `ivr serve`): importing the pipeline and
 pipecat (~0.4 s), the VAD's first model session, and pipecat's first run of a pipeline. Rather
 than list those and miss the next one, the warm-up runs the real `run_call` over an in-memory
-websocket: Twilio's `connected` and `start`, 20 ms frames of line silence until the greeting's
-first audio comes back, then a hang-up. Nothing reaches the call log, the recordings, Twilio or
+websocket, given the stream's start as the media route would give it: 20 ms frames of line
+silence until the greeting's first audio comes back, then a hang-up. Nothing reaches the call log, the recordings, Twilio or
 the LLM; the server says it is ready only after this (ivr/serving/app.py, /healthz).
 """
 
