@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--public-url", help="https://host Twilio reaches (for TwiML and signatures)")
     serve.add_argument("--flows", help="flows directory")
-    serve.add_argument("--flow", help="default flow: a name, or a flow file (its directory is served)")
+    serve.add_argument("--flow", help="default flow: a name, or a flow file (served alone, or with --flows when it is in there)")
     serve.add_argument("--dev", action="store_true", help="accept unsigned webhooks (local testing only)")
     serve.set_defaults(func=cmd_serve)
 
