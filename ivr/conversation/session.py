@@ -296,6 +296,11 @@ class CallSession:
         if decision.escalate:
             await self._escalate(decision)
             return
+        if decision.unreachable:
+            await self._nobody_to_hand_to(decision)
+            if not understood.facts.understood:  # instead of "sorry, I didn't get that"
+                await self.run(self.engine.offer_again())
+                return
         await self.run(self.engine.on_text(text, understood.understanding, asr_unsure=unsure))
 
     async def _llm_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool) -> None:
@@ -303,7 +308,8 @@ class CallSession:
         except when they call for a person (small models miss their transfer tool)."""
         turn.nlu_done_at = time.time()
         self._pending_turn = turn
-        facts = TurnFacts(None, 1.0, self.step.signals(text), understood=True, menu=False)
+        scores = await self.step.signal_scores(self.engine.node_name, text)
+        facts = TurnFacts(None, 1.0, self.step.signals(text, scores), understood=True, menu=False)
         decision = self.step.decide(facts, ["human"] if self.human is not None else [])
         self.log_event("nlu", {"node": self.engine.node_name, "text": logged_text, "source": "llm_handoff",
                                "signals": signals_for_log(facts.signals, sensitive), "decision": decision.as_dict()})
@@ -382,11 +388,18 @@ class CallSession:
         node = self.engine.node_name
         if decision.target == "llm":
             self.expectation = None
-            await self.run([Handoff("llm", node, decision.reason, decision.trigger)])
+            await self.run([Handoff("llm", node, decision.reason, decision.trigger, decision.score)])
             return
         self.log_event("handoff", {"event": "start", "target": "human", "trigger": decision.trigger,
-                              "reason": decision.reason, "node": node})
+                                   **_score(decision), "reason": decision.reason, "node": node})
         await self.to_human(decision.reason, decision.trigger)
+
+    async def _nobody_to_hand_to(self, decision) -> None:
+        """The caller needs more than the script and no model or person can be reached now: say
+        so, kindly, before the flow offers what it can do."""
+        self.log_event("handoff", {"event": "unavailable", "trigger": decision.trigger, **_score(decision),
+                                   "reason": decision.reason, "node": self.engine.node_name})
+        await self.say(NOBODY_SAY.get(decision.trigger, NOBODY_SAY["person"]), "handoff_unavailable")
 
     async def to_human(self, reason: str, trigger: str) -> None:
         if self._handoff_active():
@@ -630,3 +643,18 @@ class CallSession:
 def _strip_query(url: str) -> str:
     """Query strings can carry keys and account numbers: keep them out of the call log."""
     return url.split("?", 1)[0]
+
+
+NOBODY_SAY = {
+    "frustration": "I'm sorry this has been so frustrating. I can't put you through to a person right now, "
+                   "but I'll do what I can here.",
+    "complaint": "I'm sorry about that. I can't take that up on this line, and there's nobody I can put you "
+                 "through to right now.",
+    "person": "I'm sorry, there's nobody I can put you through to right now.",
+}
+"""What the caller hears when the escalation policy wants a person or the model and neither can be
+reached (no LLM configured, no transfer node or number)."""
+
+
+def _score(decision) -> dict:
+    return {"score": round(decision.score, 2)} if decision.score is not None else {}

@@ -125,7 +125,7 @@ class TurnStep:
         waited_ms = (time.perf_counter() - started) * 1000
         u = outcome.understanding
         facts = TurnFacts(
-            u.intent, u.confidence, self.signals(text),
+            u.intent, u.confidence, self.signals(text, outcome.signal_scores),
             understood=self.engine.understands(text, u),
             person_intent=is_person_intent(u.intent, self.flow_def),
             menu=any(o.scope == "node" for o in expectation.intents),
@@ -136,14 +136,32 @@ class TurnStep:
         return Understood(text, expectation.node, outcome, facts, waited_ms, used_early)
 
     async def _meaning(self, expectation: Expectation, text: str) -> NLUOutcome:
-        """The intent, then the values: no state of the call is read but the node's, none written."""
+        """The intent, then the values, and the signals meanwhile: no state of the call is read
+        but the node's, none written."""
+        scoring = None
+        if getattr(self.nlu, "signals", None) is not None and not self.engine.fills_slot(text):
+            # ("1 2 3 4", "yes": nothing to feel in a value)
+            scoring = asyncio.ensure_future(self.signal_scores(expectation.node, text))
         outcome = await self._route(expectation, text)
         started = time.perf_counter()
         values = await self._values(expectation, text, outcome.understanding)
         if values:
             outcome.understanding = dataclasses.replace(outcome.understanding, values=values)
             outcome.latency_ms += (time.perf_counter() - started) * 1000
+        if scoring is not None:
+            outcome.signal_scores = await scoring
         return outcome
+
+    async def signal_scores(self, node: str, text: str) -> dict[str, float] | None:
+        """The signals' scores from the NLU's model; None (words only) without one or on error."""
+        score = getattr(self.nlu, "signals", None)
+        if score is None:
+            return None
+        try:
+            return await score(text)
+        except Exception as exc:  # the words still give the policy something to go on
+            self._on_error(node, f"signals: {exc}")
+            return None
 
     async def _route(self, expectation: Expectation, text: str) -> NLUOutcome:
         every_turn = getattr(self.nlu, "routes_every_turn", False)
@@ -183,9 +201,10 @@ class TurnStep:
             self._on_error(expectation.node, f"slot extraction: {exc}")
         return tuple(found)
 
-    def signals(self, text: str) -> Signals:
-        """The turn's escalation signals, repetition of the caller's last words included."""
-        signals = with_repetition(detect(text), self._last_caller_text, text)
+    def signals(self, text: str, scores: dict[str, float] | None = None) -> Signals:
+        """The turn's escalation signals (the model's `scores` where it ran), repetition of the
+        caller's last words included."""
+        signals = with_repetition(detect(text, scores), self._last_caller_text, text)
         self._last_caller_text = text
         return signals
 

@@ -112,6 +112,7 @@ class Handoff:
     return_to: str | None
     reason: str
     trigger: str = "flow"
+    score: float | None = None  # the escalation signal's, when one decided
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,10 @@ class FlowEngine:
         self._escalation_reason = reason or None
         self._escalation_trigger = trigger
         return self._enter(node)
+
+    def offer_again(self) -> list[Effect]:
+        """The node's last prompts again, and listen: what the flow can do here."""
+        return [Say(p, self.state.node, "repeat") for p in self.state.last_prompts] + [Listen(self.expectation())]
 
     def understands(self, text: str, understanding: Understanding) -> bool:
         """Whether `on_text` would act on this answer rather than count a no match (no state change)."""
@@ -451,9 +456,7 @@ class FlowEngine:
         if spec.goto:
             return self._enter(spec.goto)
         if spec.action == "repeat":
-            return [Say(p, self.state.node, "repeat") for p in self.state.last_prompts] + [
-                Listen(self.expectation())
-            ]
+            return self.offer_again()
         if spec.action == "start_over":
             self.state.slots.clear()
             self.state.heard.clear()

@@ -270,8 +270,9 @@ class Trigger(_Strict):
     threshold: float | None = Field(default=None, ge=0)
     """What "fires" means depends on the trigger: a confidence below it (low_confidence), a
     score at or above it (frustration, 0..1), or a count of such turns in the call (the rest)."""
-    target: Literal[TARGETS] | None = None  # type: ignore[valid-type]
-    """`llm` (hand the conversation to the language model), `human` (transfer) or `off`."""
+    target: Literal[TARGETS] | list[Literal[TARGETS]] | None = None  # type: ignore[valid-type]
+    """`llm` (hand the conversation to the language model), `human` (transfer) or `off`; or a
+    list in order of preference (`[llm, human]`: the model where one is configured, else a person)."""
 
 
 class Escalation(_Strict):
@@ -288,11 +289,19 @@ class Escalation(_Strict):
     out_of_scope: Trigger | None = None
     """`threshold` turns in a menu that match none of its intents."""
     frustration: Trigger | None = None
-    """Angry or upset words, shouting-style repetition, the caller repeating themselves (0..1)."""
+    """An upset, angry or distressed caller, from what the turn means, and the caller repeating
+    themselves: a calibrated score, 0..1."""
     person: Trigger | None = None
     """The caller asks for a person and the flow has no intent of its own that routes them."""
     multiple_requests: Trigger | None = None
-    """Several requests in one turn ("check my balance and also report a lost card")."""
+    """Several requests in one menu turn ("check my balance and also report a lost card"): a
+    calibrated score, 0..1."""
+    complaint: Trigger | None = None
+    """A complaint or dispute that none of the node's intents took ("you charged me twice"): a
+    calibrated score, 0..1."""
+    policy_question: Trigger | None = None
+    """A question about rules or terms that none of the node's intents took: a calibrated
+    score, 0..1."""
     human: str | None = None
     """Where `human` goes: a node (usually one with `transfer`), a phone number or a SIP
     address. Default: the flow's first `transfer` node, else the server's transfer_target."""

@@ -420,6 +420,7 @@ class LLMHandoff:
         conv.messages = history_messages(session.history, session.secrets())
         self._calls[session] = conv
         session.log_event("handoff", {"event": "start", "target": "llm", "trigger": effect.trigger, "reason": effect.reason,
+                                 **({"score": round(effect.score, 2)} if effect.score is not None else {}),
                                  "return_to": effect.return_to, "node": conv.node, "model": self.settings.model})
         await self._turn_safely(session, conv)
 

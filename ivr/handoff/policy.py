@@ -18,28 +18,51 @@ from ivr.nlu.understanding import OUT_OF_SCOPE
 
 LLM, HUMAN, OFF = "llm", "human", "off"
 
-# Order of precedence: an upset caller or one asking for a person outranks a confused turn.
-TRIGGERS = ("frustration", "person", "no_match", "multiple_requests", "out_of_scope", "low_confidence")
-COUNTED = ("person", "no_match", "multiple_requests", "out_of_scope")
+# Order of precedence: an upset caller or one asking for a person outranks a confused turn, and
+# a turn the signals can name (several requests, a complaint, a policy question) is reported as
+# that rather than as merely out of scope.
+TRIGGERS = ("frustration", "person", "no_match", "multiple_requests", "complaint", "policy_question",
+            "out_of_scope", "low_confidence")
+COUNTED = ("person", "no_match", "out_of_scope")
 """Triggers whose threshold is a number of turns; the others compare a score."""
+SCORED = ("frustration", "multiple_requests", "complaint", "policy_question")
+"""Triggers on a signal's calibrated score (ivr.nlu.signals): 0.8 means about 8 in 10 such turns
+really were that."""
 
 
 @dataclass(frozen=True)
 class Rule:
     threshold: float
-    target: str
+    target: str | tuple[str, ...]
+    """A target, or targets in order of preference: the first this call can reach is used."""
 
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return (self.target,) if isinstance(self.target, str) else tuple(self.target)
+
+
+TO_LLM_OR_PERSON = (LLM, HUMAN)
 
 DEFAULT_RULES: dict[str, Rule] = {
-    "frustration": Rule(0.6, HUMAN),
+    # Upset callers and turns the script cannot serve go to the language model where there is
+    # one, else to a person. Thresholds on calibrated scores, chosen with `ivr bench signals`
+    # (docs/flows.md 10a): at 0.3 an upset turn is missed about 1 time in 13 while 1 ordinary
+    # request in 100 is escalated; missing an upset caller costs more than an agent's minute.
+    "frustration": Rule(0.3, TO_LLM_OR_PERSON),
     "person": Rule(1, HUMAN),
     "no_match": Rule(2, LLM),
-    "multiple_requests": Rule(1, LLM),
+    "multiple_requests": Rule(0.4, TO_LLM_OR_PERSON),
+    "complaint": Rule(0.5, TO_LLM_OR_PERSON),
+    "policy_question": Rule(0.6, LLM),
     "out_of_scope": Rule(1, LLM),
     # Confidences are calibrated (ivr/nlu/calibration.py): below 0.5 the pick is more likely
     # wrong than right. The SLM's weakest confirmations sit at ~0.39, so 0.35 would never fire.
     "low_confidence": Rule(0.5, LLM),
 }
+REACH_OUT = ("frustration", "person", "complaint")
+"""Triggers that mean the caller needs more than the script: when none of their targets can be
+reached, the caller is told so and offered what the flow can do (`Escalation.unreachable`).
+Several requests with nobody to hand to are simply served one at a time by the flow."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +90,9 @@ class EscalationPolicy:
             if not spec:
                 continue
             base = rules.get(trigger, DEFAULT_RULES[trigger])
-            threshold = spec.get("threshold")
-            rules[trigger] = Rule(base.threshold if threshold is None else float(threshold), spec.get("target") or base.target)
+            threshold, target = spec.get("threshold"), spec.get("target") or base.target
+            rules[trigger] = Rule(base.threshold if threshold is None else float(threshold),
+                                  target if isinstance(target, str) else tuple(target))
         simple = {k: layer[k] for k in ("human", "dtmf_human", "llm_fallback", "whisper") if layer.get(k) is not None}
         return replace(self, rules=rules, **simple)
 
@@ -98,26 +122,43 @@ class Escalation:
     trigger: str = ""
     held: tuple[str, ...] = ()
     """The counting triggers whose condition held this turn: the session adds them up."""
+    score: float | None = None
+    """The signal's score when a scored trigger (SCORED) decided."""
+    unreachable: bool = False
+    """The caller needs more than the script (`trigger`) and nobody can be reached: the session
+    says so and offers what the flow can do."""
 
     def as_dict(self) -> dict:
-        return {"escalate": self.escalate, "target": self.target, "trigger": self.trigger, "reason": self.reason}
+        return {"escalate": self.escalate, "target": self.target, "trigger": self.trigger, "reason": self.reason,
+                **({"score": round(self.score, 2)} if self.score is not None else {}),
+                **({"unreachable": True} if self.unreachable else {})}
 
 
 NO_ESCALATION = Escalation(False)
+
+
+_SIGNAL_WORDS = {"frustration": "caller sounds upset", "multiple_requests": "several requests in one turn",
+                 "complaint": "a complaint or dispute", "policy_question": "a question about policy"}
 
 
 def conditions(turn: TurnFacts, policy: EscalationPolicy) -> dict[str, str]:
     """The triggers whose condition holds this turn, each with what was seen."""
     s = turn.signals
     held: dict[str, str] = {}
-    if s.frustration >= policy.rule("frustration").threshold:
-        held["frustration"] = f"caller sounds frustrated ({', '.join(s.cues[:3])}; score {s.frustration:.2f})"
+    for trigger in SCORED:
+        score = s.score(trigger)
+        if score < policy.rule(trigger).threshold:
+            continue
+        if trigger == "multiple_requests" and not turn.menu:
+            continue  # in a collect node "the 3rd, and for two people" is values, not requests
+        if trigger in ("complaint", "policy_question") and turn.understood:
+            continue  # the flow's own intent for it wins (a "charged twice" menu option)
+        cues = f"{', '.join(s.cues[:3])}; " if trigger == "frustration" and s.cues else ""
+        held[trigger] = f"{_SIGNAL_WORDS[trigger]} ({cues}score {score:.2f})"
     if s.wants_person and not turn.person_intent:
         held["person"] = "caller asked for a person"
     if not turn.understood:
         held["no_match"] = "not understood"
-    if s.multiple_requests:
-        held["multiple_requests"] = "several requests in one turn"
     if turn.menu and turn.intent == OUT_OF_SCOPE and not turn.understood:
         held["out_of_scope"] = "request is outside this menu"
     low = policy.rule("low_confidence").threshold
@@ -134,11 +175,14 @@ def decide(turn: TurnFacts, policy: EscalationPolicy = EscalationPolicy(), *, co
     available = set(available)
     held = conditions(turn, policy)
     notes: list[str] = []
+    unreachable: Escalation | None = None
+    counted = tuple(t for t in held if t in COUNTED)
     for trigger in TRIGGERS:
         if trigger not in held:
             continue
         rule = policy.rule(trigger)
         what = held[trigger]
+        score = turn.signals.score(trigger) if trigger in SCORED else None
         if trigger in COUNTED:
             seen = counts.get(trigger, 0) + 1
             if seen < rule.threshold:
@@ -146,13 +190,19 @@ def decide(turn: TurnFacts, policy: EscalationPolicy = EscalationPolicy(), *, co
                 continue
             if rule.threshold > 1:
                 what = f"{what} {seen} times"
-        if rule.target == OFF:
+        if OFF in rule.targets:
             notes.append(f"{what} (trigger off)")
             continue
-        if rule.target not in available:
-            notes.append(f"{what} (no {rule.target} to hand to)")
+        target = next((t for t in rule.targets if t in available), None)
+        if target is None:
+            notes.append(f"{what} (no {' or '.join(rule.targets)} to hand to)")
+            if unreachable is None and trigger in REACH_OUT:
+                unreachable = Escalation(False, None, f"{what}; no {' or '.join(rule.targets)} to hand to",
+                                         trigger, counted, score, unreachable=True)
             continue
-        return Escalation(True, rule.target, what, trigger, tuple(t for t in held if t in COUNTED))
+        return Escalation(True, target, what, trigger, counted, score)
+    if unreachable is not None:
+        return unreachable
     if notes:
         reason = "; ".join(notes)
     elif turn.from_slot:
@@ -161,7 +211,7 @@ def decide(turn: TurnFacts, policy: EscalationPolicy = EscalationPolicy(), *, co
         reason = f"on script: '{turn.intent}' ({turn.confidence:.2f})"
     else:
         reason = "on script"
-    return Escalation(False, None, reason, "", tuple(t for t in held if t in COUNTED))
+    return Escalation(False, None, reason, "", counted)
 
 
 def repeated(previous: str | None, text: str, ratio: float = 0.8) -> bool:
@@ -177,9 +227,12 @@ REPEAT_WEIGHT = 0.35
 
 
 def with_repetition(signals: Signals, previous: str | None, text: str) -> Signals:
+    """Saying it again raises the upset score as one more piece of evidence would (a noisy or,
+    so a calibrated score stays a probability)."""
     if not repeated(previous, text):
         return signals
-    return replace(signals, frustration=min(1.0, signals.frustration + REPEAT_WEIGHT),
+    raised = 1.0 - (1.0 - signals.frustration) * (1.0 - REPEAT_WEIGHT)
+    return replace(signals, frustration=raised,
                    cues=signals.cues + ("said the same thing again",))
 
 

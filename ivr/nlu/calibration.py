@@ -75,17 +75,26 @@ def fit_platt(x, y, *, l2: float = 1e-3, iters: int = 50) -> Platt:
     import numpy as np
 
     x = np.asarray(x, dtype=np.float64)
+    weights, bias = fit_logistic(x[:, None], y, l2=l2, iters=iters)
+    return Platt(float(weights[0]), bias)
+
+
+def fit_logistic(features, y, *, l2: float = 1e-3, iters: int = 50) -> tuple[list[float], float]:
+    """Weights and bias of p(y=1) = sigmoid(w . features + b), by Newton's method."""
+    import numpy as np
+
+    F = np.asarray(features, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    if len(x) == 0:
+    if len(F) == 0:
         raise ValueError("no samples to fit")
-    X = np.stack([x, np.ones_like(x)], axis=1)
-    w = np.zeros(2)
+    X = np.hstack([F, np.ones((len(F), 1))])
+    w = np.zeros(X.shape[1])
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-(X @ w)))
         grad = X.T @ (p - y) + l2 * w
-        H = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(2)
+        H = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(X.shape[1])
         step = np.linalg.solve(H, grad)
         w -= step
         if np.abs(step).max() < 1e-8:
             break
-    return Platt(float(w[0]), float(w[1]))
+    return [float(v) for v in w[:-1]], float(w[-1])

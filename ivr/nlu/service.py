@@ -36,6 +36,7 @@ class NLUService:
     def prepare_all(self, items: Iterable[Candidates | ExtractionPlan]) -> int:
         """Cache every listening node of a flow and its extraction prompts (blocking; call at
         load, with `ivr.dialog.engine.nlu_preparation(flow)`). Returns the nodes prepared."""
+        _ = self.signal_scorer  # its exemplars are embedded once, before the first caller
         n = 0
         for item in items:
             if isinstance(item, ExtractionPlan):
@@ -68,6 +69,25 @@ class NLUService:
         """The small model's values for the slots in `ask` (those of `plan` the parsers left;
         `claimed`: the character spans of the values they placed)."""
         return await self.worker.run(self.extract_sync, plan, ask, text, claimed)
+
+    @property
+    def signal_scorer(self):
+        """The escalation signals' scorer (ivr.nlu.signal_model), on the classifier's embedder;
+        None for a classifier without one (the tool-call baseline)."""
+        if not hasattr(self, "_signal_scorer"):
+            from ivr.nlu.signal_model import SignalScorer
+
+            embedder = getattr(self.classifier, "embedder", None)
+            self._signal_scorer = SignalScorer(embedder) if embedder is not None else None
+        return self._signal_scorer
+
+    def signals_sync(self, text: str) -> dict[str, float] | None:
+        scorer = self.signal_scorer
+        return scorer.score(text) if scorer is not None and text.strip() else None
+
+    async def signals(self, text: str) -> dict[str, float] | None:
+        """The turn's escalation signal scores (~1-5 ms: the turn's vector is usually cached)."""
+        return await self.worker.run(self.signals_sync, text)
 
     @property
     def routes_every_turn(self) -> bool:

@@ -1,15 +1,20 @@
-"""Signals in a caller's words that the escalation policy needs, beyond the intent.
+"""What a turn says beyond its intent, for the escalation policy: the named signals and their
+scores.
 
-Pure functions over the transcript: frustration/negative sentiment (words and phrasings that
-callers use when a bot is failing them), an explicit request for a person, and several requests
-in one turn ("check my balance and also report a lost card"), which a single-intent menu step
-cannot serve. Cheap enough to run on every turn; the small LM can refine them later.
+Two sources, merged by `detect`:
+  * meaning: `ivr.nlu.signal_model.SignalScorer`, the embedder against labelled exemplars with a
+    calibrated head per signal (upset, complaint, policy_question, multiple_requests). It runs
+    on the NLU worker and its scores arrive with the turn's understanding;
+  * words: pure patterns over the transcript (this module). They are features of the model's
+    heads, the whole score where no model ran (`ivr chat --no-nlu`, tests with fakes), and the
+    only source of `wants_person` ("a real person", "your manager").
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Mapping
 
 _FRUSTRATION = [
     r"\bridiculous\b", r"\buseless\b", r"\bstupid\b", r"\bterrible\b", r"\bawful\b", r"\bhorrible\b",
@@ -32,32 +37,78 @@ _MULTI = [
     r"\bas well as\b", r"\b(two|a couple of|several|few) (things|questions|issues)\b",
     r"\bplus i\b", r"\bthen i (also )?(want|need)\b", r"\band (another|one more) thing\b",
 ]
+_ANNOUNCED = re.compile(r"\b(two|a couple of|several|few|some) (things|questions|issues|problems)\b|"
+                        r"\band (another|one more) thing\b|\bwhile i'?m at it\b")
+_REPEATS = re.compile(r"\b(\w+)( \1){2,}\b")  # "no no no": shouting, in words
+
+CUE_WEIGHT = 0.45
+"""Without the model, how much each upset word adds to the score (two words fire at 0.6)."""
+REPEATS_WEIGHT = 0.25
 
 
-def _count(patterns: list[str], text: str) -> list[str]:
+def _normal(text: str) -> str:
+    return " ".join(text.lower().replace("’", "'").split())
+
+
+def _found(patterns: list[str], text: str) -> list[str]:
     return [m.group(0) for p in patterns for m in [re.search(p, text)] if m]
+
+
+def cue_counts(text: str) -> dict[str, int]:
+    """How many word cues each signal has in the text (the heads' word feature)."""
+    lowered = _normal(text)
+    return {"upset": len(_found(_FRUSTRATION, lowered)) + bool(_REPEATS.search(lowered)),
+            "multiple_requests": len(_found(_MULTI, lowered))}
+
+
+def announces_several(text: str) -> bool:
+    """The caller says they have more than one thing to ask ("I've got two questions")."""
+    return bool(_ANNOUNCED.search(_normal(text)))
 
 
 @dataclass(frozen=True)
 class Signals:
     frustration: float = 0.0
-    """0..1: how strongly the words sound like an upset caller."""
+    """0..1: how likely the caller is upset, angry or distressed (the `upset` signal)."""
     wants_person: bool = False
-    multiple_requests: bool = False
+    several: float = 0.0
+    """0..1: how likely the turn holds more than one request."""
+    complaint: float = 0.0
+    """0..1: a dispute or complaint about what the company did."""
+    policy_question: float = 0.0
+    """0..1: a question about rules or terms."""
     cues: tuple[str, ...] = field(default_factory=tuple)
+    """The words that raised a signal, and "said the same thing again"."""
+    source: str = "words"
+    """"model" when the scores are the calibrated heads', "words" when only the patterns ran."""
+
+    @property
+    def multiple_requests(self) -> bool:
+        return self.several >= 0.5
+
+    def score(self, name: str) -> float:
+        return {"frustration": self.frustration, "multiple_requests": self.several,
+                "complaint": self.complaint, "policy_question": self.policy_question}[name]
 
     def as_dict(self) -> dict:
         return {"frustration": round(self.frustration, 2), "wants_person": self.wants_person,
-                "multiple_requests": self.multiple_requests, "cues": list(self.cues)}
+                "multiple_requests": round(self.several, 2), "complaint": round(self.complaint, 2),
+                "policy_question": round(self.policy_question, 2), "cues": list(self.cues),
+                "source": self.source}
 
 
-def detect(text: str) -> Signals:
-    lowered = " ".join(text.lower().replace("’", "'").split())
-    frustrated = _count(_FRUSTRATION, lowered)
-    person = _count(_PERSON, lowered)
-    multi = _count(_MULTI, lowered)
-    # Each cue raises the score; shouting-style repetition ("no no no") counts as one more.
-    repeats = re.search(r"\b(\w+)( \1){2,}\b", lowered)
-    score = min(1.0, 0.45 * len(frustrated) + (0.25 if repeats else 0.0))
+def detect(text: str, scores: Mapping[str, float] | None = None) -> Signals:
+    """The turn's signals: the model's `scores` (SignalScorer.score) where it ran, else the
+    words alone."""
+    lowered = _normal(text)
+    frustrated = _found(_FRUSTRATION, lowered)
+    person = _found(_PERSON, lowered)
+    multi = _found(_MULTI, lowered)
+    repeats = _REPEATS.search(lowered)
     cues = tuple(frustrated + person + multi + ([repeats.group(0)] if repeats else []))
-    return Signals(frustration=score, wants_person=bool(person), multiple_requests=bool(multi), cues=cues)
+    if scores:
+        return Signals(frustration=scores.get("upset", 0.0), wants_person=bool(person),
+                       several=scores.get("multiple_requests", 0.0), complaint=scores.get("complaint", 0.0),
+                       policy_question=scores.get("policy_question", 0.0), cues=cues, source="model")
+    upset = min(1.0, CUE_WEIGHT * len(frustrated) + (REPEATS_WEIGHT if repeats else 0.0))
+    return Signals(frustration=upset, wants_person=bool(person), several=1.0 if multi else 0.0, cues=cues)

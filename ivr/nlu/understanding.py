@@ -106,3 +106,5 @@ class NLUOutcome:
     understanding: Understanding
     ranked: list[tuple[str, float]] = field(default_factory=list)
     latency_ms: float = 0.0
+    signal_scores: dict[str, float] | None = None
+    """The escalation signals' calibrated scores (ivr.nlu.signal_model); None: not scored."""

@@ -92,7 +92,7 @@ def test_upset_caller_is_transferred_with_a_whisper(escalating_server, twilio_ap
     assert starts[0]["target"] == "human" and starts[0]["trigger"] == "frustration"
     transfer = [e["data"] for e in events if e["type"] == "transfer"][0]
     assert (transfer["target"], transfer["trigger"]) == ("+15550100", "frustration")
-    assert transfer["summary"].startswith("Reason: caller sounds frustrated")
+    assert transfer["summary"].startswith("Reason: caller sounds upset")
     assert call["outcome"] == "transferred"
 
     (request,) = [r for r in twilio_api.requests if report.call_sid in r["path"]]

@@ -144,7 +144,8 @@ async def test_repeated_no_match_and_multiple_requests_go_to_the_llm(llama):
 
 
 async def test_frustration_and_a_person_during_the_llm_go_to_a_human(llama):
-    session, out, events = make(llama.base_url)
+    # By default an upset caller goes to the model when there is one; this flow says a person.
+    session, out, events = make(llama.base_url, flow=FLOW + "  frustration: {target: human}\n")
     await session.start()
     heard = await say(session, out, "this is ridiculous, you are useless")
     assert decision(events)["trigger"] == "frustration" and events.of("transfer")[0]["trigger"] == "frustration"

@@ -123,7 +123,7 @@ async def test_repeated_no_match_in_a_question_goes_to_the_llm_on_the_second():
 
 
 async def test_frustration_goes_to_a_person_with_a_whisper_summary():
-    session, out, events = make(FakeLLM())
+    session, out, events = make(FakeLLM(), flow=FLOW + "escalation:\n  frustration: {target: human}\n")
     await session.start()
     await session.on_transcript("my order")
     await session.on_transcript("this is ridiculous, you are useless")
@@ -132,7 +132,7 @@ async def test_frustration_goes_to_a_person_with_a_whisper_summary():
     assert handoff_events(events, "start")[0]["target"] == "human"
     transfer = events.of("transfer")[0]
     assert (transfer["target"], transfer["trigger"]) == ("+15550100", "frustration")
-    assert transfer["summary"].startswith("Caller wants: The caller asks about an order. Reason: caller sounds frustrated")
+    assert transfer["summary"].startswith("Caller wants: The caller asks about an order. Reason: caller sounds upset")
     assert out.said[-1] == "Connecting you." and out.transfers[0][0] == "+15550100"
     assert session.result.outcome == "transferred"
 
@@ -192,12 +192,12 @@ async def test_server_defaults_apply_under_the_flow():
 
 
 async def test_saying_the_same_thing_three_times_reaches_a_person():
-    flow = FLOW + "escalation:\n  no_match: {threshold: 5}\n  frustration: {threshold: 0.7}\n"
+    flow = FLOW + "escalation:\n  no_match: {threshold: 5}\n  frustration: {threshold: 0.6}\n"
     session, out, events = make(None, flow=flow)
     await session.start()
     await session.on_transcript("my order")
     for _ in range(2):
-        await session.on_transcript("I have told you I lost the receipt")  # one cue: 0.45 < 0.7
+        await session.on_transcript("I have told you I lost the receipt")  # one cue: 0.45 < 0.6
     d = decision(events)
     assert d["trigger"] == "frustration" and "said the same thing again" in d["reason"]
 
@@ -305,3 +305,35 @@ async def test_llm_turn_events_carry_token_counts():
     session, out, events, _ = await handed_to_llm()
     turn = handoff_events(events, "turn")[0]
     assert turn["tokens"] == {"llm": 1} and turn["tokens_reported"] is False
+
+
+NOBODY_FLOW = FLOW.replace('  agent: {say: Connecting you., transfer: "+15550100"}\n', "").replace(
+    "  talk_to_agent: {examples: [agent, operator], goto: agent}\n", "  bye: {examples: [goodbye], goto: hours}\n")
+
+
+async def test_an_upset_caller_with_nobody_to_reach_is_told_so_and_offered_the_menu():
+    session, out, events = make(None, flow=NOBODY_FLOW)  # no LLM, no transfer node, no human
+    await session.start()
+    await session.on_transcript("this is ridiculous, you are useless")  # not one of the menu's intents
+    start = handoff_events(events, "unavailable")[0]
+    assert (start["trigger"], start["score"]) == ("frustration", 0.9) and "no llm or human" in start["reason"]
+    assert out.said[-2].startswith("I'm sorry this has been so frustrating. I can't put you through")
+    assert out.said[-1] == "Main menu."  # what the flow can do, instead of "sorry, I didn't get that"
+    assert not events.of("transfer") and not session.ended
+
+
+async def test_an_upset_caller_the_flow_understood_is_answered_after_the_apology():
+    session, out, events = make(None, flow=NOBODY_FLOW)
+    await session.start()
+    await session.on_transcript("this is ridiculous, what are your opening hours")
+    assert handoff_events(events, "unavailable")[0]["trigger"] == "frustration"
+    apology = next(i for i, said in enumerate(out.said) if "frustrating" in said)
+    assert "We open at nine." in out.said[apology + 1:]
+
+
+async def test_the_handoff_event_names_the_signal_and_its_score():
+    session, out, events = make(FakeLLM(text("I'm sorry. Let me help.")))
+    await session.start()
+    await session.on_transcript("this is ridiculous, you are useless")
+    start = handoff_events(events, "start")[0]
+    assert (start["target"], start["trigger"], start["score"]) == ("llm", "frustration", 0.9)

@@ -30,7 +30,10 @@ def test_routine_turn_stays_on_script_and_says_why():
 
 def test_each_trigger_with_reason_and_target():
     e = decide(turn("this is ridiculous, you're useless"))
-    assert (e.escalate, e.target, e.trigger) == (True, "human", "frustration") and "ridiculous" in e.reason
+    assert (e.escalate, e.target, e.trigger) == (True, "llm", "frustration") and "ridiculous" in e.reason
+    assert e.as_dict()["score"] == 0.9  # two upset words, no model: 2 x 0.45
+    e = decide(turn("this is ridiculous, you're useless"), available=["human"])
+    assert (e.escalate, e.target) == (True, "human")  # the model where there is one, else a person
     e = decide(turn("let me talk to a real person"))
     assert (e.target, e.trigger, e.reason) == ("human", "person", "caller asked for a person")
     e = decide(turn("check my balance and also report a lost card"))
@@ -71,7 +74,7 @@ def test_thresholds_and_targets_are_configurable():
         "frustration": {"threshold": 0.95}, "low_confidence": {"threshold": 0.1},
         "out_of_scope": {"target": "human", "threshold": 2}, "multiple_requests": {"target": "off"},
     })
-    assert policy.rule("frustration") == Rule(0.95, "human")  # target kept from the default
+    assert policy.rule("frustration") == Rule(0.95, ("llm", "human"))  # targets kept from the default
     assert not decide(turn("this is ridiculous, you're useless", confidence=0.2), policy).escalate
     oos = turn("boats", intent="out_of_scope", understood=False)
     assert not decide(oos, policy).escalate and "(1 of 2)" in decide(oos, policy).reason
@@ -84,6 +87,43 @@ def test_unavailable_target_does_not_fire_and_says_so():
     e = decide(turn("boats", intent="out_of_scope", understood=False), available=["human"])
     assert not e.escalate and "no llm to hand to" in e.reason
     assert "out_of_scope" in e.held  # still counted: the session adds it up
+
+
+def signals(**scores) -> Signals:
+    return Signals(**scores, source="model")
+
+
+def test_nobody_to_reach_for_an_upset_caller_says_so():
+    upset = TurnFacts("balance", 0.9, signals(frustration=0.8), understood=True)
+    e = decide(upset, available=[])
+    assert not e.escalate and e.unreachable and e.trigger == "frustration" and e.score == 0.8
+    assert "no llm or human to hand to" in e.reason
+    # off is off: no apology either
+    assert not decide(upset, EscalationPolicy().merged({"frustration": {"target": "off"}}), available=[]).unreachable
+    # several requests with nobody to hand to are served by the flow one at a time
+    several = TurnFacts("balance", 0.9, signals(several=0.9), understood=True)
+    assert not decide(several, available=[]).unreachable
+
+
+def test_complaints_and_policy_questions_only_when_the_flow_has_no_intent_for_them():
+    complaint = signals(complaint=0.9)
+    assert decide(TurnFacts("charged_twice", 0.9, complaint, understood=True)).escalate is False
+    e = decide(TurnFacts("out_of_scope", 0.8, complaint, understood=False), available=["human"])
+    assert (e.escalate, e.target, e.trigger) == (True, "human", "complaint") and "score 0.90" in e.reason
+    e = decide(TurnFacts("out_of_scope", 0.8, signals(policy_question=0.9), understood=False))
+    assert (e.target, e.trigger) == ("llm", "policy_question")
+
+
+def test_several_requests_only_in_menus():
+    several = signals(several=0.9)
+    assert decide(TurnFacts("balance", 0.9, several, understood=True)).trigger == "multiple_requests"
+    assert not decide(TurnFacts(None, 1.0, several, understood=True, menu=False, from_slot=True)).escalate
+
+
+def test_a_list_of_targets_in_a_flow():
+    flow = load_flow_text(FLOW + "escalation:\n  complaint: {threshold: 0.7, target: [human, llm]}\n")
+    policy = EscalationPolicy().merged(flow.flow.escalation.model_dump(exclude_none=True))
+    assert policy.rule("complaint") == Rule(0.7, ("human", "llm"))
 
 
 def test_layers_flow_over_server_over_defaults():
