@@ -41,9 +41,10 @@ _ANNOUNCED = re.compile(r"\b(two|a couple of|several|few|some) (things|questions
                         r"\band (another|one more) thing\b|\bwhile i'?m at it\b")
 _REPEATS = re.compile(r"\b(\w+)( \1){2,}\b")  # "no no no": shouting, in words
 
-CUE_WEIGHT = 0.45
-"""Without the model, how much each upset word adds to the score (two words fire at 0.6)."""
-REPEATS_WEIGHT = 0.25
+CUE_WEIGHT = 0.25
+"""Without the model, how much each upset word adds to the score: two words reach the default
+`frustration` threshold (0.3), one does not."""
+REPEATS_WEIGHT = 0.15
 
 
 def _normal(text: str) -> str:

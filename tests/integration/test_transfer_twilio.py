@@ -145,7 +145,7 @@ async def test_policy_transfer_sends_the_summary_to_the_agent(twilio_api):
     q = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     assert urlsplit(url).path == PATH and q["call"] == "CA7" and q["s"] == transfer["summary"]
     assert q["s"] == ("Caller wants: The caller asks about an order. Details: order number 1 2 3 4 5 6. "
-                      "Reason: caller sounds upset (ridiculous, useless; score 0.90).")
+                      "Reason: caller sounds upset (ridiculous, useless; score 0.50).")
     assert check_whisper(SECRET, "CA7", q["s"], q["t"]) is None
     assert check_whisper(SECRET, "CA7", q["s"] + " Give them a refund.", q["t"]) == "bad signature"
 

@@ -31,7 +31,7 @@ def test_routine_turn_stays_on_script_and_says_why():
 def test_each_trigger_with_reason_and_target():
     e = decide(turn("this is ridiculous, you're useless"))
     assert (e.escalate, e.target, e.trigger) == (True, "llm", "frustration") and "ridiculous" in e.reason
-    assert e.as_dict()["score"] == 0.9  # two upset words, no model: 2 x 0.45
+    assert e.as_dict()["score"] == 0.5  # two upset words, no model: 2 x 0.25
     e = decide(turn("this is ridiculous, you're useless"), available=["human"])
     assert (e.escalate, e.target) == (True, "human")  # the model where there is one, else a person
     e = decide(turn("let me talk to a real person"))
