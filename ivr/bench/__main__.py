@@ -15,7 +15,10 @@
    the phone path, VAD, whisper and the parser, stage by stage, then the line's own recovery,
    offline and over the Twilio protocol into a real `ivr serve`, against the end-of-turn rule
    before the hold (`no_hold`), with the piper voice as a control; and 16-digit card numbers.
-Takes ~60 minutes on 2 cores; each runs alone as `ivr bench calls|stt|nlu|slots|sgd|digits`.
+7. Escalation signals (ivr.bench.signals): upset customers (airline tweets, VADER's rated
+   sentences), several requests joined from Banking77, Banking77 disputes, against ordinary
+   requests (Banking77, SGD); recall, false alarms, calibration, the step's time.
+Takes ~70 minutes on 2 cores; each runs alone as `ivr bench calls|stt|nlu|slots|sgd|digits|signals`.
 """
 
 import sys
@@ -24,6 +27,7 @@ from .calls import main as calls_main
 from .digits import main as digits_main
 from .nlu import main as nlu_main
 from .sgd import main as sgd_main
+from .signals import main as signals_main
 from .slots import main as slots_main
 from .stt import main as stt_main
 
@@ -34,6 +38,7 @@ def main() -> int:
     status |= nlu_main([])
     status |= slots_main(["--per-type", "20", "--audio"])
     status |= sgd_main([])
+    status |= signals_main([])
     status |= digits_main(["--control", "--live", "--levers", "no_hold"])
     status |= digits_main(["--length", "16", "--cases", "30", "--levers", "no_hold"])
     return status
