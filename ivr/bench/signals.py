@@ -169,6 +169,11 @@ SIGNAL_OF = {"upset": "upset", "complaint": "complaint", "policy_question": "pol
              "multiple_requests": "multiple_requests"}
 
 
+CALM_WEIGHT = 30.0
+"""How much each calm exemplar counts in a probe's fit. The labelled corpora are typed (requests
+to a bank, tweets): without the spoken side of a call ("sorry, say that again", "go back to the
+menu", "I can't make Monday, cancel it") as negatives, a probe learns that anything unlike a
+written request is upset."""
 PROBES = ("upset", "complaint")
 """Heads fitted as a linear probe on the turn's sentence vector as well as the features (the
 several-requests head is always one, on its splits' pair vectors)."""
@@ -205,7 +210,12 @@ def fit_heads(turns: list[Turn], feats: list[tuple[dict, object, list]]) -> dict
                 y.append(positive)
         if not any(y):
             continue  # no labelled turns for it (policy_question): its default head stays
-        weights, bias = fit_logistic(X, y, l2=0.3 if name in PROBES else 1.0, iters=30)
+        if name in PROBES:
+            counts = [CALM_WEIGHT if t.source == "exemplar:calm" else 1.0
+                      for t in turns if _counts_for(name, t)]
+        else:
+            counts = None
+        weights, bias = fit_logistic(X, y, l2=0.3 if name in PROBES else 1.0, iters=30, weights=counts)
         n = 3
         vector = weights[n:]
         heads[name] = {"weights": [round(w, 4) for w in weights[:n]], "bias": round(bias, 4),
@@ -320,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     scorer = SignalScorer(embedder)
     if args.fit:
         fit = ordinary_and_labelled("fit") + upset_turns("fit")
+        fit += [Turn(text, "exemplar:calm", frozenset()) for text in scorer.examples["calm"]]
         heads = fit_heads(fit, featurize(scorer, fit))
         sources = sorted({t.source for t in fit})
         Path(args.out).write_text(json.dumps({"heads": heads, "provenance": {

@@ -57,7 +57,7 @@ def group_turns(events: list[dict], started_at: float | None = None) -> list[dic
             turns.append(turn)
             replied = False
         elif type_ == "nlu":
-            turn["nlu"] = {k: data.get(k) for k in ("intent", "confidence", "source", "ranked", "latency_ms")}
+            turn["nlu"] = {k: data.get(k) for k in ("intent", "confidence", "source", "ranked", "latency_ms", "signals")}
             turn["nlu"]["heard"] = [{"slot": h.get("slot"), "value": h.get("value"), "source": h.get("source")}
                                     for h in data.get("slots") or []]
             heard.update({h.get("slot"): h.get("source") for h in data.get("slots") or []})

@@ -153,6 +153,8 @@ def conditions(turn: TurnFacts, policy: EscalationPolicy) -> dict[str, str]:
             continue  # in a collect node "the 3rd, and for two people" is values, not requests
         if trigger in ("complaint", "policy_question") and turn.understood:
             continue  # the flow's own intent for it wins (a "charged twice" menu option)
+        if trigger == "frustration" and turn.person_intent and turn.understood:
+            continue  # the flow is taking them to its own person already
         cues = f"{', '.join(s.cues[:3])}; " if trigger == "frustration" and s.cues else ""
         held[trigger] = f"{_SIGNAL_WORDS[trigger]} ({cues}score {score:.2f})"
     if s.wants_person and not turn.person_intent:

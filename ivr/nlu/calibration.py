@@ -79,20 +79,22 @@ def fit_platt(x, y, *, l2: float = 1e-3, iters: int = 50) -> Platt:
     return Platt(float(weights[0]), bias)
 
 
-def fit_logistic(features, y, *, l2: float = 1e-3, iters: int = 50) -> tuple[list[float], float]:
-    """Weights and bias of p(y=1) = sigmoid(w . features + b), by Newton's method."""
+def fit_logistic(features, y, *, l2: float = 1e-3, iters: int = 50, weights=None) -> tuple[list[float], float]:
+    """Weights and bias of p(y=1) = sigmoid(w . features + b), by Newton's method; `weights`:
+    how much each sample counts (1 each by default)."""
     import numpy as np
 
     F = np.asarray(features, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if len(F) == 0:
         raise ValueError("no samples to fit")
+    c = np.ones(len(F)) if weights is None else np.asarray(weights, dtype=np.float64)
     X = np.hstack([F, np.ones((len(F), 1))])
     w = np.zeros(X.shape[1])
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-(X @ w)))
-        grad = X.T @ (p - y) + l2 * w
-        H = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(X.shape[1])
+        grad = X.T @ (c * (p - y)) + l2 * w
+        H = (X * (c * p * (1 - p))[:, None]).T @ X + l2 * np.eye(X.shape[1])
         step = np.linalg.solve(H, grad)
         w -= step
         if np.abs(step).max() < 1e-8:

@@ -114,6 +114,12 @@ def test_complaints_and_policy_questions_only_when_the_flow_has_no_intent_for_th
     assert (e.target, e.trigger) == ("llm", "policy_question")
 
 
+def test_an_upset_caller_the_flow_is_taking_to_its_person_follows_the_flow():
+    upset = signals(frustration=0.9, wants_person=True)
+    assert not decide(TurnFacts("talk_to_agent", 0.7, upset, understood=True, person_intent=True)).escalate
+    assert decide(TurnFacts("balance", 0.7, upset, understood=True)).trigger == "frustration"
+
+
 def test_several_requests_only_in_menus():
     several = signals(several=0.9)
     assert decide(TurnFacts("balance", 0.9, several, understood=True)).trigger == "multiple_requests"

@@ -152,3 +152,12 @@ def test_model_scores_make_the_signals():
     assert (s.frustration, s.complaint, s.several, s.source) == (0.7, 0.9, 0.1, "model")
     assert s.wants_person and not s.multiple_requests
     assert s.as_dict()["complaint"] == 0.9
+
+
+def test_a_weighted_sample_counts_as_that_many_copies():
+    from ivr.nlu.calibration import fit_logistic
+
+    X, y = [[0.0], [1.0], [2.0], [3.0]], [0, 1, 0, 1]
+    weighted = fit_logistic(X, y, weights=[1, 3, 1, 1])
+    copied = fit_logistic(X + [[1.0], [1.0]], y + [1, 1])
+    assert np.allclose(weighted[0], copied[0], atol=1e-6) and abs(weighted[1] - copied[1]) < 1e-6

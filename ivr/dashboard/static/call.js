@@ -43,7 +43,10 @@ function turnCard(turn) {
   for (const slot of turn.slots) left.push(el("div", { class: "meta" }, `slot ${slot.name} = ${JSON.stringify(slot.value)}`,
     slot.heard ? el("span", { class: "small" }, ` · said in passing, found by the ${slot.heard}`) : ""));
   for (const a of turn.actions) left.push(el("div", { class: "meta" }, `${a.method} ${a.url} → ${a.ok ? "ok" : "failed"} ${a.status ?? ""} (${fmtMs(a.latency_ms)})`));
-  for (const e of turn.escalations) left.push(el("div", { class: "meta" }, el("span", { class: "pill warn" }, e.type), ` ${e.reason || e.trigger || ""} ${e.target ? "→ " + e.target : ""}`));
+  const felt = signalsOf(turn.nlu);
+  if (felt) left.push(el("div", { class: "meta small" }, `signals: ${felt}`));
+  for (const e of turn.escalations) left.push(el("div", { class: "meta" }, el("span", { class: "pill warn" }, e.type),
+    ` ${e.trigger ? e.trigger + ": " : ""}${e.reason || ""} ${e.target ? "→ " + e.target : ""}`));
   for (const p of turn.prompts) left.push(el("div", { class: "say bot" }, el("b", {}, p.kind === "prompt" ? "bot" : `bot · ${p.kind}`), p.text));
   for (const err of turn.errors) left.push(el("div", { class: "meta" }, el("span", { class: "pill bad" }, "error"), ` ${err.stage}: ${err.error || err.message || ""}`));
   const right = turn.waterfall.length
@@ -88,3 +91,13 @@ async function load() {
 }
 
 load();
+
+// The escalation signals worth a look on a turn (a score of 0.3 or more), strongest first.
+function signalsOf(nlu) {
+  const s = nlu && nlu.signals;
+  if (!s) return "";
+  const named = { frustration: "upset", multiple_requests: "several requests", complaint: "complaint", policy_question: "policy question" };
+  const shown = Object.entries(named).filter(([k]) => typeof s[k] === "number" && s[k] >= 0.3)
+    .sort(([a], [b]) => s[b] - s[a]).map(([k, label]) => `${label} ${Math.round(s[k] * 100)}%`);
+  return shown.join(", ");
+}
