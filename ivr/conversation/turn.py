@@ -124,32 +124,40 @@ class TurnStep:
             outcome = await self._meaning(expectation, text)
         waited_ms = (time.perf_counter() - started) * 1000
         u = outcome.understanding
+        slot = self.flow_def.slots.get(expectation.slot) if expectation.slot else None
         facts = TurnFacts(
             u.intent, u.confidence, self.signals(text, outcome.signal_scores),
             understood=self.engine.understands(text, u),
             person_intent=is_person_intent(u.intent, self.flow_def),
             menu=any(o.scope == "node" for o in expectation.intents),
             from_slot=u.source == "slot",
+            sensitive=bool(slot is not None and slot.sensitive),
         )
         if u.intent and u.intent != OUT_OF_SCOPE and facts.understood:
             self.last_intent = u.intent
         return Understood(text, expectation.node, outcome, facts, waited_ms, used_early)
 
     async def _meaning(self, expectation: Expectation, text: str) -> NLUOutcome:
-        """The intent, then the values, and the signals meanwhile: no state of the call is read
+        """The intent, then the values and, meanwhile, the signals: no state of the call is read
         but the node's, none written."""
+        outcome = await self._route(expectation, text)
         scoring = None
         if getattr(self.nlu, "signals", None) is not None and not self.engine.fills_slot(text):
-            # ("1 2 3 4", "yes": nothing to feel in a value)
+            # After the router, not beside it: its vector of these words is then in the
+            # embedder's cache, and the second worker thread stays free for another call's turn.
+            # ("1 2 3 4", "yes": nothing to feel in a value.)
             scoring = asyncio.ensure_future(self.signal_scores(expectation.node, text))
-        outcome = await self._route(expectation, text)
-        started = time.perf_counter()
-        values = await self._values(expectation, text, outcome.understanding)
-        if values:
-            outcome.understanding = dataclasses.replace(outcome.understanding, values=values)
-            outcome.latency_ms += (time.perf_counter() - started) * 1000
-        if scoring is not None:
-            outcome.signal_scores = await scoring
+        try:
+            started = time.perf_counter()
+            values = await self._values(expectation, text, outcome.understanding)
+            if values:
+                outcome.understanding = dataclasses.replace(outcome.understanding, values=values)
+                outcome.latency_ms += (time.perf_counter() - started) * 1000
+            if scoring is not None:
+                outcome.signal_scores = await scoring
+        finally:
+            if scoring is not None and not scoring.done():
+                scoring.cancel()
         return outcome
 
     async def signal_scores(self, node: str, text: str) -> dict[str, float] | None:
@@ -203,8 +211,11 @@ class TurnStep:
 
     def signals(self, text: str, scores: dict[str, float] | None = None) -> Signals:
         """The turn's escalation signals (the model's `scores` where it ran), repetition of the
-        caller's last words included."""
-        signals = with_repetition(detect(text, scores), self._last_caller_text, text)
+        caller's last words included, except for an answer the node asked for (a number said
+        again after "that didn't sound like six digits" is not a caller losing patience)."""
+        signals = detect(text, scores)
+        if not self.engine.fills_slot(text):
+            signals = with_repetition(signals, self._last_caller_text, text)
         self._last_caller_text = text
         return signals
 

@@ -269,7 +269,8 @@ class Trigger(_Strict):
 
     threshold: float | None = Field(default=None, ge=0)
     """What "fires" means depends on the trigger: a confidence below it (low_confidence), a
-    score at or above it (frustration, 0..1), or a count of such turns in the call (the rest)."""
+    signal's score at or above it, 0..1 (frustration, multiple_requests, complaint,
+    policy_question), or a count of such turns in the call (person, no_match, out_of_scope)."""
     target: Literal[TARGETS] | list[Literal[TARGETS]] | None = None  # type: ignore[valid-type]
     """`llm` (hand the conversation to the language model), `human` (transfer) or `off`; or a
     list in order of preference (`[llm, human]`: the model where one is configured, else a person)."""
@@ -312,6 +313,17 @@ class Escalation(_Strict):
     (`retry`), or to a person (`human`)."""
     whisper: bool | None = None
     """Say a summary (intent, details, reason) to the agent before the call is connected."""
+
+    @model_validator(mode="after")
+    def _scores_are_fractions(self):
+        # These were counts of turns (multiple_requests) or a word score before the signals had
+        # a model: an old `threshold: 2` would now silently never fire, so it is refused.
+        for name in ("frustration", "multiple_requests", "complaint", "policy_question"):
+            trigger = getattr(self, name)
+            if trigger is not None and trigger.threshold is not None and trigger.threshold > 1:
+                raise ValueError(f"{name}.threshold is a score from 0 to 1 (the signal's calibrated probability), "
+                                 f"not {trigger.threshold:g}")
+        return self
 
 
 class Flow(_Strict):

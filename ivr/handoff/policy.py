@@ -26,8 +26,8 @@ TRIGGERS = ("frustration", "person", "no_match", "multiple_requests", "complaint
 COUNTED = ("person", "no_match", "out_of_scope")
 """Triggers whose threshold is a number of turns; the others compare a score."""
 SCORED = ("frustration", "multiple_requests", "complaint", "policy_question")
-"""Triggers on a signal's calibrated score (ivr.nlu.signals): 0.8 means about 8 in 10 such turns
-really were that."""
+"""Triggers on a signal's score (ivr.nlu.signals), 0 to 1; calibrated on the benchmark's data
+for the first three (0.8: about 8 in 10 such turns were that), not for policy_question."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,8 @@ class TurnFacts:
     """The node offers intents of its own; out-of-scope and low confidence only apply there."""
     from_slot: bool = False
     """The answer parsed as the slot the node collects (no intent was classified)."""
+    sensitive: bool = False
+    """The node collects a sensitive value: reasons must not quote the caller's words."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,8 @@ def conditions(turn: TurnFacts, policy: EscalationPolicy) -> dict[str, str]:
             continue  # the flow's own intent for it wins (a "charged twice" menu option)
         if trigger == "frustration" and turn.person_intent and turn.understood:
             continue  # the flow is taking them to its own person already
-        cues = f"{', '.join(s.cues[:3])}; " if trigger == "frustration" and s.cues else ""
+        quoted = trigger == "frustration" and s.cues and not turn.sensitive
+        cues = f"{', '.join(s.cues[:3])}; " if quoted else ""
         held[trigger] = f"{_SIGNAL_WORDS[trigger]} ({cues}score {score:.2f})"
     if s.wants_person and not turn.person_intent:
         held["person"] = "caller asked for a person"
@@ -224,8 +227,10 @@ def repeated(previous: str | None, text: str, ratio: float = 0.8) -> bool:
     return len(b) >= 2 and SequenceMatcher(None, a, b).ratio() >= ratio
 
 
-REPEAT_WEIGHT = 0.35
-"""How much saying the same thing again adds to the frustration score."""
+REPEAT_WEIGHT = 0.2
+"""How much saying the same thing again adds to the frustration score: below the default
+threshold (0.3) on its own, so a caller repeating an answer the line asked for again is not
+escalated for it; with some upset in the words it tips the turn over."""
 
 
 def with_repetition(signals: Signals, previous: str | None, text: str) -> Signals:

@@ -78,7 +78,12 @@ class NLUService:
             from ivr.nlu.signal_model import SignalScorer
 
             embedder = getattr(self.classifier, "embedder", None)
-            self._signal_scorer = SignalScorer(embedder) if embedder is not None else None
+            self._signal_scorer = None
+            if embedder is not None:
+                try:
+                    self._signal_scorer = SignalScorer(embedder)
+                except Exception:  # a broken exemplar or heads file: the words still score the turn
+                    log.exception("escalation signals: the model is off, words only")
         return self._signal_scorer
 
     def signals_sync(self, text: str) -> dict[str, float] | None:

@@ -110,30 +110,45 @@ def load_examples(path: str | Path = EXAMPLES_FILE) -> dict[str, list[str]]:
     return {k: [str(x) for x in v] for k, v in data.items()}
 
 
-def load_heads(path: str | Path = HEADS_FILE, embedder_name: str | None = None) -> tuple[dict[str, Head], dict]:
+def load_heads(path: str | Path = HEADS_FILE, embedder_name: str | None = None,
+               dim: int | None = None) -> tuple[dict[str, Head], dict]:
     """The fitted heads and what they were fitted on; the defaults where the file is absent.
 
-    A head fitted on sentence vectors reads one embedder's space only: with another embedder
-    (`embedder_name` differs from the one it was fitted with) that head is left at its default."""
+    A probe head (one with `vector` weights) reads one embedder's space only: unless the
+    embedder is the one it was fitted with, by name and by dimension, that head is left at its
+    default (its other weights were fitted with the vector and mean nothing without it)."""
     heads = dict(_DEFAULT_HEADS)
     path = Path(path)
     if not path.exists():
         return heads, {"source": "defaults"}
-    data = json.loads(path.read_text())
-    provenance = dict(data.get("provenance", {}))
+    try:
+        data = json.loads(path.read_text())
+        provenance = dict(data.get("provenance", {}))
+        specs = dict(data.get("heads", {}))
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ValueError(f"{path}: not a heads file ({exc})") from None
     fitted_with = provenance.get("embedder")
-    foreign = bool(embedder_name and fitted_with and embedder_name != fitted_with)
-    for name, spec in data.get("heads", {}).items():
+    for name, spec in specs.items():
         if name not in heads:
             continue
-        if len(spec["weights"]) != N_FEATURES:
-            raise ValueError(f"{path}: the {name} head has {len(spec['weights'])} weights, {N_FEATURES} expected")
-        vector = tuple(float(v) for v in spec.get("vector", ()))
-        if vector and foreign:
+        try:
+            weights, bias = [float(w) for w in spec["weights"]], float(spec["bias"])
+            vector = tuple(float(v) for v in spec.get("vector", ()))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: the {name} head is malformed ({exc!r})") from None
+        if len(weights) != N_FEATURES:
+            raise ValueError(f"{path}: the {name} head has {len(weights)} weights, {N_FEATURES} expected")
+        if vector and not (embedder_name and embedder_name == fitted_with and dim in (None, len(vector) // _vector_parts(name))):
             provenance.setdefault("defaults_for", []).append(name)
             continue
-        heads[name] = Head(tuple(float(w) for w in spec["weights"]), float(spec["bias"]), vector)
+        heads[name] = Head(tuple(weights), bias, vector)
     return heads, provenance
+
+
+def _vector_parts(name: str) -> int:
+    """How many sentence vectors a head's vector weights span: a several-requests split's pair
+    is three (a*b, |a-b|, a+b), a turn one."""
+    return 3 if name == "multiple_requests" else 1
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -165,7 +180,8 @@ class SignalScorer:
         self.examples = dict(examples) if examples is not None else load_examples()
         if heads is None:
             info = getattr(embedder, "info", None)
-            heads, self.provenance = load_heads(embedder_name=getattr(info, "name", None))
+            heads, self.provenance = load_heads(embedder_name=getattr(info, "name", None),
+                                                dim=getattr(embedder, "dim", None) or None)
         else:
             self.provenance = {"source": "given"}
         self.heads = dict(heads)

@@ -192,12 +192,12 @@ async def test_server_defaults_apply_under_the_flow():
 
 
 async def test_saying_the_same_thing_three_times_reaches_a_person():
-    flow = FLOW + "escalation:\n  no_match: {threshold: 5}\n  frustration: {threshold: 0.5}\n"
+    flow = FLOW + "escalation:\n  no_match: {threshold: 5}\n  frustration: {threshold: 0.35}\n"
     session, out, events = make(None, flow=flow)
     await session.start()
     await session.on_transcript("my order")
     for _ in range(2):
-        await session.on_transcript("I have told you I lost the receipt")  # one cue: 0.25 < 0.5
+        await session.on_transcript("I have told you I lost the receipt")  # one cue: 0.25 < 0.35; again: 0.4
     d = decision(events)
     assert d["trigger"] == "frustration" and "said the same thing again" in d["reason"]
 
@@ -311,15 +311,18 @@ NOBODY_FLOW = FLOW.replace('  agent: {say: Connecting you., transfer: "+15550100
     "  talk_to_agent: {examples: [agent, operator], goto: agent}\n", "  bye: {examples: [goodbye], goto: hours}\n")
 
 
-async def test_an_upset_caller_with_nobody_to_reach_is_told_so_and_offered_the_menu():
+async def test_an_upset_caller_with_nobody_to_reach_is_told_so_once_and_the_flow_goes_on():
     session, out, events = make(None, flow=NOBODY_FLOW)  # no LLM, no transfer node, no human
     await session.start()
     await session.on_transcript("this is ridiculous, you are useless")  # not one of the menu's intents
     start = handoff_events(events, "unavailable")[0]
     assert (start["trigger"], start["score"]) == ("frustration", 0.5) and "no llm or human" in start["reason"]
-    assert out.said[-2].startswith("I'm sorry this has been so frustrating. I can't put you through")
-    assert out.said[-1] == "Main menu."  # what the flow can do, instead of "sorry, I didn't get that"
-    assert not events.of("transfer") and not session.ended
+    assert out.said[-3].startswith("I'm sorry this has been so frustrating. I can't put you through")
+    assert out.said[-2:] == ["Sorry, I didn't catch that.", "Main menu."]  # the flow's own no-match, counted
+    assert session.engine.state.no_match == 1 and not events.of("transfer") and not session.ended
+    await session.on_transcript("this is stupid and useless")
+    assert len(handoff_events(events, "unavailable")) == 2
+    assert sum("frustrating" in said for said in out.said) == 1  # the apology is said once a call
 
 
 async def test_an_upset_caller_the_flow_understood_is_answered_after_the_apology():

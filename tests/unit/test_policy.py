@@ -126,6 +126,12 @@ def test_several_requests_only_in_menus():
     assert not decide(TurnFacts(None, 1.0, several, understood=True, menu=False, from_slot=True)).escalate
 
 
+def test_an_old_count_threshold_on_a_scored_trigger_is_refused():
+    with pytest.raises(FlowLoadError) as info:
+        load_flow_text(FLOW + "escalation:\n  multiple_requests: {threshold: 2}\n", "f.yaml")
+    assert "multiple_requests.threshold is a score from 0 to 1" in str(info.value.errors[0])
+
+
 def test_a_list_of_targets_in_a_flow():
     flow = load_flow_text(FLOW + "escalation:\n  complaint: {threshold: 0.7, target: [human, llm]}\n")
     policy = EscalationPolicy().merged(flow.flow.escalation.model_dump(exclude_none=True))

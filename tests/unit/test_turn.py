@@ -168,3 +168,44 @@ async def test_words_that_changed_after_the_pause_are_understood_afresh():
     understood = await step.understand(engine.expectation(), "what are your opening hours")
     assert understood.understanding.intent == "hours"
     assert [text for _, text in nlu.calls][-1] == "what are your opening hours"
+
+
+class FeelingNLU(KeywordNLU):
+    """A keyword NLU whose signal model answers fixed scores (or fails)."""
+
+    def __init__(self, scores=None, explode=False):
+        super().__init__()
+        self.scores, self.explode, self.scored = scores or {}, explode, []
+
+    async def signals(self, text):
+        self.scored.append(text)
+        if self.explode:
+            raise RuntimeError("signal model exploded")
+        return self.scores
+
+
+async def test_the_signal_model_scores_a_turn_after_its_intent():
+    nlu = FeelingNLU({"upset": 0.8, "complaint": 0.6, "multiple_requests": 0.1, "policy_question": 0.0})
+    engine, step, _ = make(nlu)
+    understood = await step.understand(engine.expectation(), "my order is late again, this is a joke")
+    s = understood.signals
+    assert (s.source, s.frustration, s.complaint) == ("model", 0.8, 0.6) and understood.understanding.intent == "order"
+    assert step.decide(understood.facts, ["human"]).trigger == "frustration"
+
+
+async def test_a_value_the_node_asked_for_is_not_scored_nor_counted_as_a_repeat():
+    nlu = FeelingNLU({"upset": 0.9})
+    engine, step, _ = make(nlu)
+    await step.understand(engine.expectation(), "my order")
+    engine.on_text("my order", (await step.understand(engine.expectation(), "my order")).understanding)
+    for _ in range(2):
+        understood = await step.understand(engine.expectation(), "1 2 3 4 5 6")
+    assert "1 2 3 4 5 6" not in nlu.scored and understood.signals.frustration == 0.0
+    assert "said the same thing again" not in understood.signals.cues
+
+
+async def test_a_failing_signal_model_leaves_the_words():
+    engine, step, errors = make(FeelingNLU(explode=True))
+    understood = await step.understand(engine.expectation(), "this is ridiculous and useless")
+    assert understood.signals.source == "words" and understood.signals.frustration == 0.5
+    assert errors == [("menu", "signals: signal model exploded")]
