@@ -295,8 +295,8 @@ class Escalation(_Strict):
     person: Trigger | None = None
     """The caller asks for a person and the flow has no intent of its own that routes them."""
     multiple_requests: Trigger | None = None
-    """Several requests in one menu turn ("check my balance and also report a lost card"): a
-    calibrated score, 0..1."""
+    """Several requests in one turn ("check my balance and also report a lost card"), in a menu
+    or as a turn that does not answer the node's question: a calibrated score, 0..1."""
     complaint: Trigger | None = None
     """A complaint or dispute that none of the node's intents took ("you charged me twice"): a
     calibrated score, 0..1."""

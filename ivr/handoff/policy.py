@@ -151,8 +151,8 @@ def conditions(turn: TurnFacts, policy: EscalationPolicy) -> dict[str, str]:
         score = s.score(trigger)
         if score < policy.rule(trigger).threshold:
             continue
-        if trigger == "multiple_requests" and not turn.menu:
-            continue  # in a collect node "the 3rd, and for two people" is values, not requests
+        if trigger == "multiple_requests" and not turn.menu and turn.understood:
+            continue  # an answer to the node's question ("the 3rd, and for two people") is values
         if trigger in ("complaint", "policy_question") and turn.understood:
             continue  # the flow's own intent for it wins (a "charged twice" menu option)
         if trigger == "frustration" and turn.person_intent and turn.understood:

@@ -120,10 +120,11 @@ def test_an_upset_caller_the_flow_is_taking_to_its_person_follows_the_flow():
     assert decide(TurnFacts("balance", 0.7, upset, understood=True)).trigger == "frustration"
 
 
-def test_several_requests_only_in_menus():
+def test_several_requests_in_menus_and_in_questions_they_do_not_answer():
     several = signals(several=0.9)
     assert decide(TurnFacts("balance", 0.9, several, understood=True)).trigger == "multiple_requests"
     assert not decide(TurnFacts(None, 1.0, several, understood=True, menu=False, from_slot=True)).escalate
+    assert decide(TurnFacts(None, 0.0, several, understood=False, menu=False)).trigger == "multiple_requests"
 
 
 def test_an_old_count_threshold_on_a_scored_trigger_is_refused():
