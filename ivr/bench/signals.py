@@ -165,8 +165,6 @@ def upset_turns(part: str) -> list[Turn]:
 
 
 # -- scoring -------------------------------------------------------------------------------------
-SIGNAL_OF = {"upset": "upset", "complaint": "complaint", "policy_question": "policy_question",
-             "multiple_requests": "multiple_requests"}
 
 
 CALM_WEIGHT = 30.0

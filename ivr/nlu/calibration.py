@@ -32,11 +32,15 @@ class Platt:
     b: float
 
     def __call__(self, x: float) -> float:
-        t = self.a * x + self.b
-        if t >= 0:
-            return 1.0 / (1.0 + math.exp(-t))
-        e = math.exp(t)
-        return e / (1.0 + e)
+        return sigmoid(self.a * x + self.b)
+
+
+def sigmoid(t: float) -> float:
+    """1 / (1 + e^-t), without overflow for large negative t."""
+    if t >= 0:
+        return 1.0 / (1.0 + math.exp(-t))
+    e = math.exp(t)
+    return e / (1.0 + e)
 
 
 _DEFAULTS = {"router_in": Platt(2.0, 0.0), "router_oos": Platt(2.0, 0.0),

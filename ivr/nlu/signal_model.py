@@ -28,7 +28,6 @@ the embedder's cache, since the router embedded the same words.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import yaml
 
+from ivr.nlu.calibration import sigmoid
 from ivr.nlu.signals import announces_several, cue_counts
 
 EXAMPLES_FILE = Path(__file__).with_name("signal_examples.yaml")
@@ -58,9 +58,8 @@ N_FEATURES = 3
 """Every head reads three features (and, for a probe, a vector): see `meaning_features` and
 `several_features`."""
 
-# Where one request may end and another begin. Commas and "and" alone join most single
-# requests ("a table for four, at seven", "a flight and a hotel"), so the head weighs them
-# against the stronger joins.
+# Where one request may end and another begin. "and" alone joins most single requests ("a
+# flight and a hotel"), so the head weighs it against the stronger joins ("and also", "plus").
 _JOINS = re.compile(
     r"(?:,|;|\.|\?|!)?\s*\b(?:and also|and then|and another thing|also|plus|as well as|and|then|oh and|"
     r"while i'?m at it|one more thing|on top of that|besides that|after that)\b|[;.?!]\s+",
@@ -86,10 +85,7 @@ class Head:
         t = self.bias + sum(w * f for w, f in zip(self.weights, features, strict=True))
         if self.vector and vec is not None and len(self.vector) == len(vec):
             t += float(np.dot(np.asarray(self.vector, dtype=np.float32), vec))
-        if t >= 0:
-            return 1.0 / (1.0 + math.exp(-t))
-        e = math.exp(t)
-        return e / (1.0 + e)
+        return sigmoid(t)
 
 
 # Before a fit: honest about direction (closer to the signal than to calm raises it), not level.
@@ -192,13 +188,14 @@ class SignalScorer:
         self._mu = raw.mean(axis=0)
         vecs = _unit(raw - self._mu)
         self._by_kind = {k: vecs[labels == i] for i, k in enumerate(kinds)}
+        self._negatives = {name: np.vstack([self._by_kind[k] for k in _NEGATIVES[name]]) for name in MEANING}
 
     def meaning_features(self, q: np.ndarray, text: str) -> dict[str, tuple[float, ...]]:
         cues = cue_counts(text)
         out = {}
         for name in MEANING:
             pos = _top_mean(self._by_kind[name] @ q)
-            neg = _top_mean(np.vstack([self._by_kind[k] for k in _NEGATIVES[name]]) @ q)
+            neg = _top_mean(self._negatives[name] @ q)
             out[name] = (pos, neg, float(min(cues.get(name, 0), 2)))
         return out
 
