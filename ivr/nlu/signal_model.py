@@ -168,7 +168,8 @@ def splits(text: str) -> list[tuple[str, str, bool]]:
 
 
 class SignalScorer:
-    """Scores a turn for every signal in SIGNALS, each a calibrated 0..1."""
+    """Scores a turn for every signal in SIGNALS, each 0..1 (calibrated where a head was fitted:
+    not policy_question)."""
 
     def __init__(self, embedder, examples: Mapping[str, Sequence[str]] | None = None,
                  heads: Mapping[str, Head] | None = None):
