@@ -28,7 +28,6 @@ turn's vector cached, as after the router) and on a cold one.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import html
 import json
@@ -39,9 +38,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ivr.bench.nlu_quick import _read as read_banking77
 from ivr.bench.nlu_quick import data_dir as banking77_dir
 from ivr.bench.public_data import DataUnavailable, read_airline_tweets, read_vader
 from ivr.bench.scoring import expected_calibration_error, percentile, wilson_interval
+from ivr.bench.sgd import data_dir as sgd_dir
 from ivr.nlu.signal_model import HEADS_FILE, SIGNALS, SignalScorer, splits
 
 COMPLAINT_INTENTS = (
@@ -61,17 +62,6 @@ class Turn:
     text: str
     source: str  # where it came from: "banking77", "sgd", "several", "upset", ...
     labels: frozenset[str]  # the signals it should raise (empty: an ordinary request)
-
-
-def _banking77(split: str) -> list[tuple[str, str]]:
-    with open(banking77_dir() / f"{split}.csv", newline="") as fh:
-        return [(r["text"], r["category"]) for r in csv.DictReader(fh)]
-
-
-def sgd_dir() -> Path:
-    from ivr.bench.sgd import data_dir
-
-    return data_dir()
 
 
 def _sgd(part: str) -> list[str]:
@@ -94,7 +84,7 @@ def ordinary_and_labelled(part: str, *, seed: int = 0, n_several: int = 600) -> 
     """The Banking77 and SGD turns of one part ("fit" or "report"), and several-request turns
     joined from that part's Banking77 requests."""
     rng = random.Random(seed)
-    rows = _banking77("train" if part == "fit" else "test")
+    rows = read_banking77(banking77_dir() / ("train.csv" if part == "fit" else "test.csv"))
     if part == "fit":  # half of the 10,000 train requests fit as well as all, in half the time
         rows = rng.sample(rows, FIT_BANKING77)
     turns = [Turn(t, "banking77", frozenset({"complaint"} if c in COMPLAINT_INTENTS else set())) for t, c in rows]

@@ -200,10 +200,10 @@ def decide(turn: TurnFacts, policy: EscalationPolicy = EscalationPolicy(), *, co
             continue
         target = next((t for t in rule.targets if t in available), None)
         if target is None:
-            notes.append(f"{what} (no {' or '.join(rule.targets)} to hand to)")
+            nobody = f"no {' or '.join(rule.targets)} to hand to"
+            notes.append(f"{what} ({nobody})")
             if unreachable is None and trigger in REACH_OUT:
-                unreachable = Escalation(False, None, f"{what}; no {' or '.join(rule.targets)} to hand to",
-                                         trigger, counted, score, unreachable=True)
+                unreachable = Escalation(False, None, f"{what}; {nobody}", trigger, counted, score, unreachable=True)
             continue
         return Escalation(True, target, what, trigger, counted, score)
     if unreachable is not None:
