@@ -5,8 +5,12 @@ on 127.0.0.1 with the embedded models, and each call is the Twilio simulator (iv
 posting the webhook and streaming 20 ms mu-law frames in real time. Per concurrency level it
 reports voice-to-voice p50/p95 (spoken turns; keypad turns apart), the per-stage budget the
 server wrote into its call log (endpointing, STT, NLU, first audio), answer-to-first-audio,
-audio underruns heard by the simulated phone, the server's CPU use and task success (the call
-went through the nodes its script should reach).
+audio underruns heard by the simulated phone, turns answered too early (the bot's reply began
+while the caller was still mid-turn, mostly in a mid-sentence pause: the caller was cut off; of
+all caller turns, and of the turns with such a pause), the server's CPU use and task success (the
+call went through the nodes its script should reach). Some scripted callers pause mid-sentence
+for 0.3-0.5 s, as people do before the word they are looking for, and one says a long request
+in a single breath.
 
 The baseline runs in the same process on the same scripts: the same server with
 `IVR_NLU_MODE=toolcall`, where every spoken turn is a forced tool call on the same GGUF
@@ -36,7 +40,7 @@ from pathlib import Path
 import httpx
 
 from ivr.bench.scoring import percentile
-from ivr.tools.simulate import CallerSimulator, SimulationReport, Step
+from ivr.tools.simulate import CallerSimulator, SimulationReport, Step, split_pauses
 
 FLOW = "customer_service"
 TOKEN = "bench-auth-token"  # webhooks are signed, as Twilio signs them
@@ -77,7 +81,34 @@ SCRIPTS: tuple[CallScript, ...] = (
     # goes straight to the read-back (docs/flows.md 5a) and the call is a turn shorter.
     CallScript("order, number up front", (_say("hi, I'm checking on my order, the number is {number}"), _say("yes")),
                ("ask_order", "confirm_order", "order_agent")),
+    # Callers who stop mid-sentence, where people do: after a function word, before the word they
+    # are reaching for, or after a clause that sounds finished but is not. A bot that ends the turn
+    # on the first pause answers the half ("what time do you") and talks over the rest: answered
+    # too early. Each "<pause>" becomes 0.3-0.5 s, drawn per call (scripts_for).
+    CallScript("hours, paused", (_say("what time do you <pause> open on sunday?"),
+                                 _say("no, I think that's <pause> everything, thanks")),
+               ("hours", "anything_else", "goodbye")),
+    CallScript("order, paused", (_say("hi, I'd like to check on <pause> my order, it still hasn't <pause> arrived"),
+                                 _say("{number}"), _say("yes, that's <pause> right")),
+               ("ask_order", "confirm_order", "order_agent")),
+    CallScript("a person, paused", (_say("I need to talk to <pause> someone in customer service, please"),), ("agent",)),
+    CallScript("order and address, paused",
+               (_say("I'm calling about my order <pause> and I also want to change the delivery address"),
+                _say("{number}"), _say("yes")),
+               ("ask_order", "confirm_order", "order_agent")),
+    CallScript("hours and a reason, paused",
+               (_say("are you open this saturday <pause> because I need to bring a return in"),
+                _say("no, that's all, thanks")),
+               ("hours", "anything_else", "goodbye")),
+    # The other way to be cut off: a long request of three clauses in one breath, where the
+    # voice's own breaks between clauses are the only gaps.
+    CallScript("order, run-on", (_say("yeah hi so I ordered a blender from you guys about two weeks ago and it still "
+                                      "hasn't shown up and I was wondering where my package is"),
+                                 _say("{number}"), _say("yes")),
+               ("ask_order", "confirm_order", "order_agent")),
 )
+PAUSE = "<pause>"  # in a script's line: a mid-sentence pause of PAUSE_S seconds, drawn per call
+PAUSE_S = (0.3, 0.5)
 
 
 # ---------------------------------------------------------------- the server under test
@@ -173,6 +204,11 @@ class LevelResult:
     underrun_ms: float = 0.0
     underrun_gaps: list[tuple] = field(default_factory=list)
     missed_replies: int = 0
+    caller_turns: int = 0
+    paused_turns: int = 0  # caller turns with a mid-sentence pause
+    cut_off: int = 0  # caller turns answered too early (the bot spoke up before the caller finished)
+    cut_off_paused: int = 0  # ... of the paused turns
+    early_turns: list[str] = field(default_factory=list)
     succeeded: int = 0
     failures: list[str] = field(default_factory=list)
     cpu_percent: float = 0.0
@@ -189,7 +225,8 @@ class LevelResult:
             "keypad_p50": p(self.keypad_ms, 50), "answer_p50": p(self.answer_ms, 50),
             "answer_p95": p(self.answer_ms, 95),
             "underruns": self.underruns, "underrun_ms": round(self.underrun_ms), "late_pauses": self.late_pauses,
-            "missed": self.missed_replies, "success": f"{self.succeeded}/{self.calls}",
+            "missed": self.missed_replies, "early": f"{self.cut_off}/{self.caller_turns}",
+            "early_paused": f"{self.cut_off_paused}/{self.paused_turns}", "success": f"{self.succeeded}/{self.calls}",
             "cpu_pct": round(self.cpu_percent), "wall_s": round(self.wall_s),
         }
         for stage, values in sorted(self.stages.items()):
@@ -237,7 +274,15 @@ async def run_level(server: BenchServer, voice, scripts: list[CallScript], concu
         result.late_pauses += report.late_pauses
         result.underrun_ms += report.underrun_ms
         result.underrun_gaps += report.underrun_gaps
-        for turn in report.turns:
+        for k, turn in enumerate(report.turns):
+            if turn.step.kind != "pause":
+                result.caller_turns += 1
+                result.paused_turns += int(turn.pauses > 0)
+            if turn.cut_off:
+                result.cut_off += 1
+                result.cut_off_paused += int(turn.pauses > 0)
+                at = "" if turn.cut_off_at_pause is None else f", pause {turn.cut_off_at_pause + 1}"
+                result.early_turns.append(f"{script.name} (turn {k + 1}{at})")
             if turn.latency_ms is None:
                 result.missed_replies += 1
             else:
@@ -262,8 +307,10 @@ STAGE_ORDER = ("endpoint", "to_transcript", "stt", "nlu", "to_first_audio", "voi
 
 def print_table(rows: list[dict], out=sys.stdout) -> None:
     cols = ["server", "concurrency", "calls", "v2v_p50", "v2v_p95", "keypad_p50", "answer_p50", "answer_p95",
-            "underruns", "late_pauses", "missed", "success", "cpu_pct"]
+            "underruns", "late_pauses", "missed", "early", "early_paused", "success", "cpu_pct"]
     _print(rows, cols, "Voice to voice (ms, spoken turns, measured by the simulated phone)", out)
+    print("early: caller turns answered too early (the bot spoke before the caller had finished), of all caller "
+          "turns; early_paused: of the turns with a mid-sentence pause", file=out)
     stage_cols = ["server", "concurrency"] + [f"{s}_{q}" for s in STAGE_ORDER for q in ("p50", "p95")
                                               if any(f"{s}_{q}" in r for r in rows)]
     _print(rows, stage_cols, "Per-stage budget (ms, from the server's call log)", out)
@@ -273,7 +320,8 @@ def print_table(rows: list[dict], out=sys.stdout) -> None:
             o = ours[r["concurrency"]]
             print(f"\n{r['server']} at {r['concurrency']} call(s): ivr is {r['v2v_p50'] / o['v2v_p50']:.1f}x faster "
                   f"at p50 ({o['v2v_p50']} vs {r['v2v_p50']} ms), {_ratio(r['v2v_p95'], o['v2v_p95'])} at p95; "
-                  f"task success {o['success']} vs {r['success']}", file=out)
+                  f"task success {o['success']} vs {r['success']}; answered too early {o['early']} vs {r['early']}",
+                  file=out)
 
 
 def _ratio(a, b) -> str:
@@ -293,7 +341,8 @@ _WORDS = "zero one two three four five six seven eight nine".split()
 
 
 def scripts_for(n: int, seed: int) -> list[CallScript]:
-    """n calls cycling through SCRIPTS, each order number drawn afresh (deterministic by seed)."""
+    """n calls cycling through SCRIPTS, each order number and pause length drawn afresh
+    (deterministic by seed)."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -302,8 +351,17 @@ def scripts_for(n: int, seed: int) -> list[CallScript]:
         steps = tuple(Step(st.kind, st.value.replace(
             "{number}", " ".join(_WORDS[int(d)] for d in number) if st.kind == "say" else number))
             for st in script.steps)
+        # Drawn only where a script pauses, so the scripts without pauses get the same numbers
+        # for a seed as before the paused callers were added.
+        steps = tuple(Step(st.kind, draw_pauses(st.value, rng)) if st.kind in ("say", "barge") else st for st in steps)
         out.append(CallScript(script.name, steps, script.expect))
     return out
+
+
+def draw_pauses(text: str, rng: random.Random) -> str:
+    """Each PAUSE in `text` as a `<pause SECONDS>` mark with its own length from PAUSE_S."""
+    pieces = text.split(PAUSE)
+    return pieces[0] + "".join(f"<pause {rng.uniform(*PAUSE_S):.2f}>{piece}" for piece in pieces[1:])
 
 
 def caller_voice(scripts: list[CallScript]):
@@ -315,8 +373,9 @@ def caller_voice(scripts: list[CallScript]):
     voice = Synthesizer(voice_registry().for_role("default").path)
     for script in scripts:
         for step in script.steps:
-            if step.kind == "say":
-                voice.synthesize_sync(step.value)
+            if step.kind in ("say", "barge"):
+                for part in split_pauses(step.value)[0]:  # a paused line is spoken part by part
+                    voice.synthesize_sync(part)
     return voice
 
 
@@ -326,7 +385,10 @@ async def _bench(server: BenchServer, voice, plans: dict[int, list[CallScript]],
         r = await run_level(server, voice, scripts, c, seed=seed + c)
         results.append(r)
         print(f"  {server.label}: {c} at once, {r.calls} calls in {r.wall_s:.0f}s, spoken p50 "
-              f"{percentile(r.spoken_ms, 50) or 0:.0f} ms, success {r.succeeded}/{r.calls}", flush=True)
+              f"{percentile(r.spoken_ms, 50) or 0:.0f} ms, success {r.succeeded}/{r.calls}, answered too early "
+              f"{r.cut_off}/{r.caller_turns} ({r.cut_off_paused}/{r.paused_turns} paused turns)", flush=True)
+        if r.early_turns:
+            print(f"    answered too early: {', '.join(r.early_turns)}", flush=True)
         if r.underrun_gaps:
             where = ", ".join(f"{at:.2f} s ({gap} ms, {'in speech' if loud else 'in a pause'})"
                               for at, gap, loud in sorted(r.underrun_gaps))
@@ -340,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ivr bench calls", description=__doc__.split("\n\n")[0])
     ap.add_argument("--concurrency", default="1,2,4,8", help="levels, comma-separated (default 1,2,4,8)")
     ap.add_argument("--calls", type=int, default=0,
-                    help="calls per level (default: 5 at one at a time, else twice the level, at least 5)")
+                    help=f"calls per level (default: one of each of the {len(SCRIPTS)} scripts, or twice the level if more)")
     ap.add_argument("--baseline", default="1", help="levels to run the tool-call baseline at ('' for none)")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for our server (try a setting)")
     ap.add_argument("--seed", type=int, default=7)

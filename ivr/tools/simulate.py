@@ -4,6 +4,9 @@ It posts the signed voice webhook, follows the TwiML to the media websocket, str
 caller's audio as 20 ms mu-law frames at real-time pace (silence between turns, as Twilio does),
 answers `mark`s, records what the bot says and transcribes it. Latency is taken where a caller
 feels it: from the last frame of the caller's speech to the first non-silent frame of the reply.
+A spoken step may pause mid-sentence (`<pause 0.4>` in its text); a turn whose reply began
+before the caller had finished (in such a pause, or while they went on) was answered too early:
+the caller was cut off.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -30,8 +34,72 @@ SPURT_GAP_S = 0.5  # this long with nothing to play: the bot finished talking, n
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # "say", "barge" (say it over the bot's prompt), "dtmf", "wav", "pause"
+    # "say", "barge" (say it over the bot's prompt), "dtmf", "wav", "pause" (seconds of line
+    # silence between turns). A "say"/"barge" text may hold `<pause 0.4>` marks: the caller stops
+    # mid-sentence for that many seconds and goes on, all in one turn.
+    kind: str
     value: str
+
+
+_PAUSE_MARK = re.compile(r"<pause\s+(\d+(?:\.\d*)?|\.\d+)\s*>", re.IGNORECASE)
+_BROKEN_MARK = re.compile(r"<\s*pause|pause\s*[-+\w.]*\s*>", re.IGNORECASE)  # what is left of a mark that did not parse
+
+
+def split_pauses(text: str) -> tuple[list[str], list[float]]:
+    """The parts of a spoken step's text and the seconds of silence between them:
+    "what time do you <pause 0.4> open" -> (["what time do you", "open"], [0.4])."""
+    parts, pauses, at = [], [], 0
+    for mark in _PAUSE_MARK.finditer(text):
+        parts.append(text[at:mark.start()])
+        pauses.append(float(mark.group(1)))
+        at = mark.end()
+    parts.append(text[at:])
+    for part in parts:
+        if (broken := _BROKEN_MARK.search(part)) is not None:
+            raise ValueError(f"malformed pause mark near {part[broken.start():broken.end() + 8]!r} in {text!r}: "
+                             "write <pause SECONDS>, e.g. <pause 0.4>")
+    if not pauses:
+        return [text], []
+    parts = [part.strip() for part in parts]
+    if not all(parts):
+        raise ValueError(f"a pause mark must sit between words, not at either end or next to another: {text!r}")
+    return parts, pauses
+
+
+def join_with_pauses(parts: list[np.ndarray], pauses: list[float],
+                     rate: int = TWILIO_RATE) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The parts with `pauses[i]` seconds of digital silence after part i, and for each pause
+    the sample where it begins and the one where the next part begins."""
+    out: list[np.ndarray] = []
+    spans: list[tuple[int, int]] = []
+    at = 0
+    for i, part in enumerate(parts):
+        if i:
+            gap = np.zeros(round(pauses[i - 1] * rate), dtype=np.int16)
+            spans.append((at, at + len(gap)))
+            out.append(gap)
+            at += len(gap)
+        out.append(part.astype(np.int16, copy=False))
+        at += len(part)
+    return (np.concatenate(out) if out else np.zeros(0, dtype=np.int16)), spans
+
+
+def early_start(utterance_starts: list[float], step_started: float, speech_end: float) -> float | None:
+    """When the bot first began to speak after the caller began this turn and before they
+    finished it (in a mid-sentence pause, or over the words after one), or None."""
+    return next((start for start in sorted(utterance_starts) if step_started < start < speech_end), None)
+
+
+def answered_early(utterance_starts: list[float], step_started: float, speech_end: float) -> bool:
+    """Whether the caller was cut off: the bot spoke up before they had finished the turn."""
+    return early_start(utterance_starts, step_started, speech_end) is not None
+
+
+def pause_before(at: float, pause_spans: list[tuple[float, float]]) -> int | None:
+    """The last mid-sentence pause that had begun by `at` (0-based), None if none had: the
+    pause the bot answered in, or the one after which it talked over the caller."""
+    begun = [i for i, (start, _end) in enumerate(pause_spans) if start <= at]
+    return begun[-1] if begun else None
 
 
 @dataclass
@@ -51,6 +119,18 @@ class TurnReport:
     speech_end: float
     first_reply_at: float | None = None
     reply: list[BotUtterance] = field(default_factory=list)
+    step_started: float | None = None
+    """When the caller's first frame (or key) of this turn went out."""
+    pause_spans: list[tuple[float, float]] = field(default_factory=list)
+    """(began, ended) on the caller's clock for each mid-sentence pause: the send times of the
+    frame that ends one part and of the frame that starts the next."""
+    cut_off: bool = False
+    """The bot began to speak while the caller was still mid-turn: answered too early."""
+    cut_off_at_pause: int | None = None
+
+    @property
+    def pauses(self) -> int:
+        return len(self.pause_spans)
 
     @property
     def latency_ms(self) -> float | None:
@@ -98,6 +178,9 @@ class SimulationReport:
                     "caller": f"{t.step.kind}: {t.step.value}",
                     "bot": t.reply_text,
                     "voice_to_voice_ms": _round(t.latency_ms),
+                    "pauses": t.pauses,
+                    "cut_off": t.cut_off,
+                    "cut_off_at_pause": t.cut_off_at_pause,
                 }
                 for t in self.turns
             ],
@@ -114,7 +197,7 @@ class SimulationReport:
         out.append(f"  bot    : {self.greeting_text or '(silence)'}")
         for t in self.turns:
             said = t.step.value if t.step.kind == "say" else f"[{t.step.kind} {t.step.value}]"
-            out.append(f"  caller : {said}")
+            out.append(f"  caller : {said}" + (f"    (answered too early{_at_pause(t.cut_off_at_pause)})" if t.cut_off else ""))
             out.append(f"  bot    : {t.reply_text or '(no reply)'}    [voice-to-voice {_fmt_ms(t.latency_ms)}]")
         out.append(f"  call ended by {self.closed_by}" + (f" ({self.clears} barge-in clears)" if self.clears else ""))
         return out
@@ -126,6 +209,10 @@ def _round(v):
 
 def _fmt_ms(v) -> str:
     return "n/a" if v is None else f"{v:.0f} ms"
+
+
+def _at_pause(index: int | None) -> str:
+    return "" if index is None else f", in or after pause {index + 1}"
 
 
 class CallerSimulator:
@@ -228,37 +315,61 @@ class CallerSimulator:
             await asyncio.sleep(float(step.value))
             return TurnReport(step, time.time())
         if step.kind == "dtmf":
+            step_started = time.time()
             for i, digit in enumerate(step.value):
                 if i:
                     await asyncio.sleep(0.15)  # a person's pace between keys
                 await ws.send(json.dumps({"event": "dtmf", "streamSid": stream_sid, "dtmf": {"track": "inbound_track", "digit": digit}}))
             speech_end = time.time()  # the last key: the bot may answer within milliseconds
+            turn = TurnReport(step, speech_end, step_started=step_started)
         else:
-            audio = self._caller_audio(step)
-            done = asyncio.get_running_loop().create_future()
-            frames = [audio[i:i + FRAME_BYTES] for i in range(0, len(audio), FRAME_BYTES)]
-            for frame in frames[:-1]:
-                self._outgoing.put_nowait(frame)
-            self._outgoing.put_nowait((frames[-1], done))
-            speech_end = await done
-        turn = TurnReport(step, speech_end)
+            audio, pause_frames = self._caller_audio(step)
+            if not audio:
+                raise RuntimeError(f"nothing to send for {step.kind} {step.value!r}")
+            last = (len(audio) - 1) // FRAME_BYTES
+            times = await self._speak(audio, [0, *(f for pair in pause_frames for f in pair), last])
+            spans = list(zip(times[1:-1:2], times[2:-1:2], strict=True))
+            turn = TurnReport(step, times[-1], step_started=times[0], pause_spans=spans)
         await self._wait_reply(turn, until_idle)
         return turn
 
-    def _caller_audio(self, step: Step) -> bytes:
+    async def _speak(self, audio: bytes, at_frames: list[int]) -> list[float]:
+        """Queue the caller's audio as frames; the time each frame in `at_frames` was sent (taken
+        by the sender right after it went out). If the call ends first, the time it ended."""
+        loop = asyncio.get_running_loop()
+        frames = [audio[i:i + FRAME_BYTES] for i in range(0, len(audio), FRAME_BYTES)]
+        sent = {i: loop.create_future() for i in at_frames}
+        for i, frame in enumerate(frames):
+            self._outgoing.put_nowait((frame, sent[i]) if i in sent else frame)
+        # A bot that hangs up mid-turn (say it took "no, that's <pause> all" as goodbye) stops the
+        # sender: waiting on its frames alone would wait forever.
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait([asyncio.gather(*sent.values()), closed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+        now = time.time()
+        return [sent[i].result() if sent[i].done() else now for i in at_frames]
+
+    def _caller_audio(self, step: Step) -> tuple[bytes, list[tuple[int, int]]]:
+        """The step's audio as mu-law, and for each mid-sentence pause the frame that ends the
+        part before it and the frame that starts the part after it."""
+        spans: list[tuple[int, int]] = []
         if step.kind == "wav":
             from ivr.speech.audio import read_wav
 
             samples, rate = read_wav(step.value)
-            samples = resample(samples, rate, TWILIO_RATE)
+            samples = _trim_silence(resample(samples, rate, TWILIO_RATE))
         else:
             if self.voice is None:
                 raise RuntimeError("a caller voice is needed to speak text")
-            samples = np.frombuffer(self.voice.synthesize_sync(step.value), dtype=np.int16)
-        samples = _trim_silence(samples)
+            parts, pauses = split_pauses(step.value)
+            spoken = [_trim_silence(np.frombuffer(self.voice.synthesize_sync(p), dtype=np.int16)) for p in parts]
+            samples, spans = join_with_pauses(spoken, pauses)
         pad = (-len(samples)) % FRAME_BYTES
         samples = np.concatenate([samples, np.zeros(pad, dtype=np.int16)])
-        return ulaw_encode(samples)
+        frames = [(max(began - 1, 0) // FRAME_BYTES, ended // FRAME_BYTES) for began, ended in spans]
+        return ulaw_encode(samples), frames
 
     async def _wait_reply(self, turn: TurnReport, until_idle: bool = True) -> None:
         deadline = time.time() + self.reply_timeout
@@ -271,6 +382,12 @@ class CallerSimulator:
         if until_idle:
             await self._wait_idle()
         turn.reply = [u for u in self._utterances if u.start > turn.speech_end]
+        if turn.step_started is not None:
+            # Counted apart from the reply above: a bot that spoke up in a pause may still answer
+            # (again) once the caller has finished, and that answer's latency is still the turn's.
+            early = early_start([u.start for u in self._utterances], turn.step_started, turn.speech_end)
+            turn.cut_off = early is not None
+            turn.cut_off_at_pause = None if early is None else pause_before(early, turn.pause_spans)
 
     async def _wait_speaking(self, into: float = 0.6) -> None:
         """Until the bot has been talking for `into` seconds: the moment to talk over it."""
