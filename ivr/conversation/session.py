@@ -33,8 +33,9 @@ from ivr.handoff.policy import EscalationPolicy, TurnFacts
 from ivr.handoff.transfer import TRANSFER_SAY, human_destination, whisper_summary
 
 from .keypad import KeypadEntry
+from .open_turn import OpenTurn, UndoPoint, is_final
 from .turn import Turn, TurnStep, signals_for_log
-from .turn_taking import is_backchannel
+from .turn_taking import is_backchannel, sounds_finished
 
 log = logging.getLogger("ivr.session")
 
@@ -119,6 +120,7 @@ class CallSession:
         self._digit_timer: asyncio.Task | None = None
         self._no_input_timer: asyncio.Task | None = None
         self._pending_turn: Turn | None = None
+        self._open_turn: OpenTurn | None = None  # the caller may still go on with it
         self._told_nobody = False  # the "nobody to put you through to" apology, said once a call
         self._ended = asyncio.Event()
         self._closing = False
@@ -250,18 +252,64 @@ class CallSession:
         if text and not (self.ended or self._closing or self.expectation is None or self._handoff_active()):
             self.step.understand_early(self.expectation, text)
 
+    def answers_early(self, text: str, confidence: float):
+        """Whether the words heard so far are a whole menu request, settled with at least
+        `confidence`: False, or an awaitable of the answer (the early understanding's). Only a
+        menu's request, and only words that do not stop mid-phrase ("I'd like to check on my")."""
+        exp = self.expectation
+        if (confidence <= 0 or exp is None or exp.slot or exp.confirming or not exp.intents
+                or self.ended or self._closing or self._handoff_active() or not sounds_finished(text)):
+            return False
+        return self.step.settles_early(exp, text.strip(), confidence)
+
+    async def on_caller_resumed(self, text: str) -> None:
+        """The caller went on talking just after their turn was committed: withdraw that turn
+        (its reply, queued or playing, stops; the flow is put back as it was). Their words come
+        again, joined with the rest, as the next transcript."""
+        open_turn = self._open_turn
+        if open_turn is None or not open_turn.open(slack=1.0) or open_turn.turn.text != text.strip():
+            return
+        self._open_turn = None
+        open_turn.withdrawn.set()  # a turn still deciding stops before it acts
+        self._cancel(self._no_input_timer)
+        async with self._lock:
+            if open_turn.undo is not None:
+                await self.output.interrupt()
+                self._undo(open_turn.undo)
+            turn = open_turn.turn
+            self.log_event("turn_withdrawn", {"turn": turn.index, "node": self.engine.node_name, "early": open_turn.early,
+                                              "replied": turn.first_audio_at is not None})
+
+    def _undo_point(self) -> UndoPoint:
+        return UndoPoint(self.engine.snapshot(), self.step.snapshot(), self.expectation, len(self.turns), len(self.history))
+
+    def _undo(self, point: UndoPoint) -> None:
+        self.engine.restore(point.engine)
+        self.step.restore(point.step)
+        self.expectation = point.expectation
+        del self.turns[point.turns:]
+        del self.history[point.history:]
+        self._pending_turn = None
+        self._cancel(self._no_input_timer)
+
     async def on_transcript(self, text: str, *, speech_end: float | None = None, stt_ms: float | None = None,
-                            decided_at: float | None = None, discarded: int = 0, unsure: bool = False) -> None:
-        """`unsure`: the recogniser was unsure of its words (a number it gives is read back)."""
+                            decided_at: float | None = None, discarded: int = 0, unsure: bool = False,
+                            early: bool = False, settles_at: float | None = None, joined: bool = False) -> None:
+        """`unsure`: the recogniser was unsure of its words (a number it gives is read back).
+        `settles_at`: until then the caller may go on with this turn (`on_caller_resumed`);
+        `early`: it ended before the node's full silence; `joined`: it goes on from a withdrawn one."""
         text = text.strip()
         if self.ended or self._closing:
             return
         turn = Turn(len(self.turns) + 1, "speech", speech_end=speech_end, decided_at=decided_at,
                     transcript_at=time.time(), stt_ms=stt_ms, text=text)
+        open_turn = OpenTurn(turn, settles_at, early) if settles_at and text else None
+        self._open_turn = open_turn
         sensitive = self.answering_sensitive()
         logged_text = "[redacted]" if sensitive and text else text
         self.log_event("transcript", {"text": logged_text, "stt_ms": stt_ms, "node": self.engine.node_name,
-                                 **({"discarded": discarded} if discarded else {}), **({"unsure": True} if unsure else {})})
+                                 **({"discarded": discarded} if discarded else {}), **({"unsure": True} if unsure else {}),
+                                 **({"early": True} if early else {}), **({"joined": True} if joined else {})})
         if not text:
             # Whisper heard only noise: not a no-match, just keep listening.
             self._arm_no_input()
@@ -279,27 +327,45 @@ class CallSession:
             llm_holds_call = self._handoff_active()
             if self.ended or (self.expectation is None and not llm_holds_call):
                 return
+            if open_turn is not None and llm_holds_call and not await open_turn.settled():
+                return  # the model is given the caller's words once, whole
+            if open_turn is not None and open_turn.withdrawn.is_set():
+                return  # withdrawn while it waited for the last turn to finish
+            undo = self._undo_point()
             self.turns.append(turn)
             self.history.append({"role": "caller", "text": text})
             if llm_holds_call:
                 await self._llm_turn(turn, text, logged_text, sensitive)
             else:
-                await self._flow_turn(turn, text, logged_text, sensitive, unsure)
+                await self._flow_turn(turn, text, logged_text, sensitive, unsure, open_turn, undo)
 
-    async def _flow_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool, unsure: bool = False) -> None:
-        """The scripted flow's turn (ivr.conversation.turn): understand, decide, act."""
+    async def _flow_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool, unsure: bool = False,
+                         open_turn: OpenTurn | None = None, undo: UndoPoint | None = None) -> None:
+        """The scripted flow's turn (ivr.conversation.turn): understand, decide, act; while the
+        caller may still go on (`open_turn`), only what can be undone is done at once."""
         understood = await self.step.understand(self.expectation, text)
         turn.nlu_done_at = time.time()
         turn.nlu_ms = understood.waited_ms  # what the caller waited for: less when understood early
         decision = self.step.decide(understood.facts, self._available_targets())
         self.log_event("nlu", self.step.record(understood, decision, text=logged_text, sensitive=sensitive))
+        effects = None
+        if not (decision.escalate or decision.unreachable):
+            effects = self.engine.on_text(text, understood.understanding, asr_unsure=unsure)
+        if open_turn is not None and undo is not None:
+            final = effects is None or is_final(effects)
+            if open_turn.withdrawn.is_set() or (final and not await open_turn.settled()):
+                self._undo(undo)  # the caller went on: these words come back with the rest
+                return
+            if not final:
+                open_turn.undo = undo
         self._pending_turn = turn
         if decision.escalate:
             await self._escalate(decision)
             return
         if decision.unreachable:
             await self._nobody_to_hand_to(decision)
-        await self.run(self.engine.on_text(text, understood.understanding, asr_unsure=unsure))
+            effects = self.engine.on_text(text, understood.understanding, asr_unsure=unsure)
+        await self.run(effects)
 
     async def _llm_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool) -> None:
         """An LLM holds the conversation: the caller's words are its, not the flow engine's,
@@ -452,6 +518,7 @@ class CallSession:
         digits = self._keys.take()
         if not digits or self.ended:
             return
+        self._open_turn = None  # keys answer what the bot said: the spoken turn before stands
         async with self._lock:
             turn = Turn(len(self.turns) + 1, "dtmf", speech_end=time.time(), transcript_at=time.time(), text=digits)
             turn.nlu_done_at = turn.transcript_at

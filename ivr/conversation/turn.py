@@ -101,7 +101,33 @@ class TurnStep:
         self.last_intent: str | None = None  # the caller's last understood request (the agent's whisper)
         self._early: tuple[Expectation, str, asyncio.Future] | None = None
 
+    def snapshot(self) -> tuple:
+        """What a turn changes in the step's memory, to put back if the caller takes it back."""
+        return dict(self._trigger_counts), self._last_caller_text, self.last_intent
+
+    def restore(self, snapshot: tuple) -> None:
+        counts, self._last_caller_text, self.last_intent = snapshot
+        self._trigger_counts = dict(counts)
+        self._early = None
+
     # ------------------------------------------------------------ understand
+    async def settles_early(self, expectation: Expectation, text: str, confidence: float) -> bool:
+        """Whether the words heard so far, already being understood (`understand_early`), are a
+        request the flow acts on with at least `confidence`: then the turn need not wait out
+        the rest of the silence. The understanding itself is shielded: the turn uses it."""
+        early = self._early
+        if early is None or early[0] != expectation or early[1] != text:
+            return False
+        try:
+            outcome = await asyncio.shield(early[2])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return False
+        u = outcome.understanding
+        return (u.intent is not None and u.intent != OUT_OF_SCOPE and u.confidence >= confidence
+                and self.engine.understands(text, u))
+
     def understand_early(self, expectation: Expectation, text: str) -> None:
         """Start understanding the words heard so far while the end-of-turn silence runs out;
         `understand` takes the result when the turn ends with the same words at the same node

@@ -28,3 +28,38 @@ def is_backchannel(text: str) -> bool:
     with a word that asks or answers something, and for no words at all."""
     ws = words(text)
     return bool(ws) and len(ws) <= 4 and all(w in BACKCHANNEL_WORDS for w in ws)
+
+
+# Words a finished request does not end on: the caller has paused in the middle of a phrase
+# ("I'd like to check on ... my order", "my card and ..."). Ambiguous endings that finish real
+# requests ("that", "you", "know", "order", "don't") are left out: this decides only that a turn
+# is *not* finished yet; whether it is finished is for the router's confidence to say.
+HANGING_WORDS = frozenset(
+    # joining words
+    "and or but so because cause cuz if when while since whether than as then plus also "
+    # prepositions
+    "to of for from with about on in at by into onto through after before without within between "
+    "like via per towards toward regarding "
+    # determiners and possessives
+    "the a an my your our their his her its this these those some any every each another "
+    "which what whose "
+    # subjects, auxiliaries and modals a clause goes on from
+    "i we they he she i'm i'd i'll i've we're we'd it's there's is are was were am be been being "
+    "do does did has had can could would should will shall may might must "
+    # wanting without the thing wanted
+    "want wanted wanna need needed gonna trying try "
+    # fillers and hedges
+    "um uh er erm uhm hmm ah just actually basically really very um-hmm".split()
+)
+_UNFINISHED_PUNCTUATION = (",", "...", "…", "-", "—", ";", ":")
+
+
+def sounds_finished(text: str) -> bool:
+    """Whether the words could be a whole request: False when they stop on a word a sentence
+    goes on from ("...check on my", "...and") or on a comma or a trailing ellipsis (whisper's
+    own sign that the speech broke off). True does not mean finished, only not cut mid-phrase."""
+    stripped = text.strip()
+    if not stripped or stripped.endswith(_UNFINISHED_PUNCTUATION):
+        return False
+    ws = words(stripped)
+    return bool(ws) and ws[-1] not in HANGING_WORDS

@@ -9,6 +9,7 @@ classify and extract (docs/architecture.md, "Who decides").
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -205,6 +206,16 @@ class FlowEngine:
         self._escalation_reason = reason or None
         self._escalation_trigger = trigger
         return self._enter(node)
+
+    def snapshot(self) -> tuple:
+        """Everything a turn can change, to put back if the caller takes the turn back
+        (ivr.conversation.open_turn)."""
+        return (copy.deepcopy(self.state), self._escalation_reason, self._escalation_trigger, self._awaiting_action)
+
+    def restore(self, snapshot: tuple) -> None:
+        state, self._escalation_reason, self._escalation_trigger, self._awaiting_action = snapshot
+        self.state = copy.deepcopy(state)  # the snapshot stays good for another restore
+        self._parsed_text, self._parses = None, {}
 
     def offer_again(self) -> list[Effect]:
         """The node's last prompts again, and listen: what the flow can do here."""

@@ -25,6 +25,22 @@ class CallerTranscriptFrame(SystemFrame):
     """Speculative transcriptions started at a pause and thrown away because the caller went on."""
     unsure: bool = False
     """Whisper was unsure of the words (average log-probability under its own threshold)."""
+    early: bool = False
+    """The turn ended before the node's full end-of-turn silence (the words already answered)."""
+    settles_at: float = 0.0
+    """Epoch seconds until which the caller may still go on with this turn: speech that starts
+    before then is the same utterance (a `CallerResumedFrame`, then one transcript of it all)."""
+    joined: bool = False
+    """These words go on from a turn the caller resumed (they include that turn's words)."""
+
+
+@dataclass
+class CallerResumedFrame(SystemFrame):
+    """The caller went on talking right after a turn was committed: that turn is withdrawn,
+    and the words it had come again in the next transcript, joined with what follows."""
+
+    text: str = ""
+    """The withdrawn turn's words."""
 
 
 @dataclass

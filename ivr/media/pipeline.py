@@ -85,9 +85,15 @@ class NodeCues:
             return self.settings.vad_stop_secs_number
         return None
 
-    def answers_the_node(self, text: str) -> bool:
-        """The caller's words already give the whole value this node collects: end the turn."""
-        return self.session is not None and self.session.engine.answer_is_whole(text)
+    def answers_the_node(self, text: str):
+        """The caller's words already answer the node: the whole value it collects, or a menu
+        request the NLU settles with confidence (an awaitable, within the silence left): end
+        the turn without waiting out the rest of the silence."""
+        if self.session is None:
+            return False
+        if self.session.engine.answer_is_whole(text):
+            return True
+        return self.session.answers_early(text, self.settings.early_answer_confidence)
 
     def heard_early(self, text: str) -> None:
         """The words so far, during the end-of-turn silence: understand them meanwhile."""

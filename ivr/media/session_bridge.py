@@ -30,7 +30,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from ivr.conversation.session import CallSession
 
-from .frames import CallerSpeakingFrame, CallerTranscriptFrame
+from .frames import CallerResumedFrame, CallerSpeakingFrame, CallerTranscriptFrame
 
 log = logging.getLogger("ivr.media")
 
@@ -92,9 +92,15 @@ class SessionBridge(FrameProcessor):
                 self.create_task(
                     self._guard(session.on_transcript(frame.text, speech_end=frame.speech_end, stt_ms=frame.stt_ms,
                                                       decided_at=frame.decided_at or None,
-                                                      discarded=frame.discarded, unsure=frame.unsure), "turn")
+                                                      discarded=frame.discarded, unsure=frame.unsure,
+                                                      early=frame.early, settles_at=frame.settles_at or None,
+                                                      joined=frame.joined), "turn")
                 )
             return  # consumed here: nothing downstream wants it
+        if isinstance(frame, CallerResumedFrame):
+            if session is not None:
+                await self._guard(session.on_caller_resumed(frame.text), "resumed turn")
+            return
         if isinstance(frame, CallerSpeakingFrame):
             if session is not None:
                 await self._guard(session.on_caller_speaking(frame.seconds), "barge-in")

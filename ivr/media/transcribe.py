@@ -10,14 +10,22 @@ Speculative transcription: the VAD reports a pause after a short silence (its st
 1 s while digits are read). Whisper starts at the first pause and runs during the rest of that
 silence; if the caller stays quiet its result is the turn, if they go on it is thrown away
 and the utterance continues. So the silence and the transcription overlap instead of adding up.
+
+A turn may end before that silence has passed: when the words already answer the node (a
+yes/no, all the digits, or a menu request the NLU settled with confidence: `complete_for`).
+Either way, a turn stays open a moment after it is committed (`JOIN_GRACE_SECONDS` past the
+node's full silence): a caller who goes on within it was pausing mid-sentence, so the committed
+turn is withdrawn (`CallerResumedFrame`) and the next transcript has all of their words.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 from pipecat.frames.frames import (
@@ -33,7 +41,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from ivr.speech.stt import STT_RATE, Transcriber
 from ivr.speech.workers import StageTimeout
 
-from .frames import CallerSpeakingFrame, CallerTranscriptFrame
+from .frames import CallerResumedFrame, CallerSpeakingFrame, CallerTranscriptFrame
 
 log = logging.getLogger("ivr.media")
 
@@ -43,6 +51,20 @@ PREROLL_SECONDS = 0.5
 #: numbers exact at the first try on real voices 0.48 -> 0.62 and 0.42 -> 0.53, two seeds of 60).
 LONG_PREROLL_SECONDS = 1.0
 MAX_UTTERANCE_SECONDS = 30.0  # whisper's window; a caller talking longer is cut into turns
+#: How long past the node's full end-of-turn silence a committed turn can still be joined by
+#: more speech: the VAD reports speech ~0.1 s after it starts, so a caller who resumed just
+#: inside the silence is heard just after it.
+JOIN_GRACE_SECONDS = 0.2
+
+
+@dataclass
+class _Committed:
+    """The last turn committed, while the caller may still go on with it."""
+
+    until: float  # epoch seconds
+    task: asyncio.Task  # the commit, until its transcript is pushed
+    pushed: bool = False
+    text: str = ""
 
 
 class UtteranceTranscriber(FrameProcessor):
@@ -77,18 +99,21 @@ class UtteranceTranscriber(FrameProcessor):
         self._hold: asyncio.Task | None = None  # waiting out the end-of-turn silence
         self._spec: asyncio.Task | None = None  # the speculative transcription
         self._discarded = 0
+        self._committed: _Committed | None = None
+        self._joined = False
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
             await self._on_audio(frame)
         elif isinstance(frame, VADUserStartedSpeakingFrame):
-            self._on_started()
+            await self._on_started()
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self._on_paused(frame.stop_secs, frame.timestamp)
         elif isinstance(frame, (EndFrame, CancelFrame)):
             self._drop_speculation()
             self._cancel_hold()
+            self._committed = None
             self._segment = bytearray()
         await self.push_frame(frame, direction)
 
@@ -96,7 +121,7 @@ class UtteranceTranscriber(FrameProcessor):
         if frame.sample_rate != STT_RATE:
             log.error("call %s: audio at %d Hz, expected %d", self._call_id, frame.sample_rate, STT_RATE)
             return
-        if self._speaking or self._hold is not None:
+        if self._speaking or self._hold is not None or self._still_open():
             self._segment.extend(frame.audio)  # through a pause too: the caller may go on
             if self._speaking:
                 self._speech_bytes += len(frame.audio)
@@ -119,12 +144,37 @@ class UtteranceTranscriber(FrameProcessor):
             self._signalled = True
             await self.push_frame(CallerSpeakingFrame(seconds=seconds))
 
-    def _on_started(self) -> None:
+    def _still_open(self) -> bool:
+        """Whether the last committed turn can still be joined; forgets it (and its audio) once not."""
+        if self._committed is None:
+            return False
+        if time.time() <= self._committed.until:
+            return True
+        self._committed = None
+        if not self._speaking and self._hold is None:
+            self._segment = bytearray()
+        return False
+
+    async def _on_started(self) -> None:
         if self._hold is not None:
             # Speech again within the end-of-turn silence: same utterance, the guess is stale.
             self._cancel_hold()
             self._drop_speculation()
             self._discarded += 1
+        elif self._still_open():
+            # Speech again just after the turn was committed early (or at the very end of its
+            # silence): the caller paused mid-sentence. The turn is withdrawn and heard again
+            # with what follows, from the audio kept since.
+            committed, self._committed = self._committed, None
+            if committed.pushed:
+                if committed.text:
+                    await self.push_frame(CallerResumedFrame(text=committed.text))
+                    self._joined = True
+            else:
+                committed.task.cancel()  # its words never left: they are simply this turn's start
+            self._discarded += 1
+            self._speech_bytes = 0
+            self._signalled = False
         else:
             keep = LONG_PREROLL_SECONDS if self._long_preroll_for and self._long_preroll_for() else PREROLL_SECONDS
             self._segment = bytearray(b"".join(self._preroll)[-int(keep * STT_RATE) * 2:])
@@ -147,7 +197,7 @@ class UtteranceTranscriber(FrameProcessor):
         self._hold = self.create_task(self._hold_then_commit(speech_end, max(0.0, endpoint - stop_secs), stop_secs))
 
     async def _hold_then_commit(self, speech_end: float, seconds: float, stop_secs: float = 0.0) -> None:
-        spec, again = self._spec, False
+        spec, again, whole = self._spec, False, False
         if spec is not None and (self._complete_for or self._heard_early or self._longer_for) and seconds > 0:
             started = asyncio.get_running_loop().time()
             done, _ = await asyncio.wait({spec}, timeout=seconds)
@@ -163,6 +213,8 @@ class UtteranceTranscriber(FrameProcessor):
             # The words so far may already be the whole answer ("four one seven two nine three"
             # for a six-digit number, "yes"): then waiting out the rest of the silence buys nothing.
             whole = bool(text) and self._complete_for is not None and self._complete_for(text)
+            if inspect.isawaitable(whole):  # the NLU's view of the words, within the silence left
+                whole = await _within(whole, seconds - (asyncio.get_running_loop().time() - started))
             if not whole:
                 longer = self._longer_for(text) if text and self._longer_for is not None else None
                 if longer is not None:
@@ -172,14 +224,17 @@ class UtteranceTranscriber(FrameProcessor):
             await asyncio.sleep(seconds)
         self._hold = None
         spec, self._spec = self._spec, None
-        audio, self._segment = bytes(self._segment), bytearray()
+        audio = bytes(self._segment)  # kept, and added to, while the turn can still be joined
         decided_at = time.time()
+        settles_at = speech_end + stop_secs + seconds + JOIN_GRACE_SECONDS
+        committed = self._committed = _Committed(settles_at, asyncio.current_task())
         result = await spec if spec is not None else None
         if again and result is not None:
             second = await self._transcribe(audio)
             if second is not None and self._more_of_it(result.text, second.text):
                 result = second
-        await self._push_result(result, speech_end, decided_at)
+        committed.pushed, committed.text = True, result.text if result is not None else ""
+        await self._push_result(result, speech_end, decided_at, early=whole, settles_at=settles_at)
 
     async def _commit(self, audio: bytes, speech_end: float, decided_at: float | None) -> None:
         await self._push_result(await self._transcribe(audio), speech_end, decided_at or time.time())
@@ -207,11 +262,14 @@ class UtteranceTranscriber(FrameProcessor):
             log.exception("call %s: transcription failed: %s", self._call_id, exc)
         return None
 
-    async def _push_result(self, result, speech_end: float, decided_at: float) -> None:
+    async def _push_result(self, result, speech_end: float, decided_at: float, *, early: bool = False,
+                           settles_at: float = 0.0) -> None:
         discarded, self._discarded = self._discarded, 0
+        joined, self._joined = self._joined, False
         if result is None:
             await self.push_frame(CallerTranscriptFrame(text="", speech_end=speech_end, stt_ms=-1,
-                                                        decided_at=decided_at, discarded=discarded))
+                                                        decided_at=decided_at, discarded=discarded,
+                                                        settles_at=settles_at, joined=joined))
             return
         log.info("call %s: caller said %r (%.0f ms for %.1f s)", self._call_id, result.text, result.latency_ms, result.audio_seconds)
         await self.push_frame(
@@ -223,5 +281,17 @@ class UtteranceTranscriber(FrameProcessor):
                 decided_at=decided_at,
                 discarded=discarded,
                 unsure=result.unsure,
+                early=early,
+                settles_at=settles_at,
+                joined=joined,
             )
         )
+
+
+async def _within(check, seconds: float) -> bool:
+    """The answer of `check` if it comes within `seconds`, else False (the turn then waits out
+    its silence as usual). `check` must not own work the turn needs later: it is cancelled."""
+    try:
+        return bool(await asyncio.wait_for(check, max(0.0, seconds)))
+    except asyncio.TimeoutError:
+        return False

@@ -134,6 +134,11 @@ class Settings:
     vad_pause_secs: float = 0.2
     """Silence after which whisper starts on the words so far (kept if the turn then ends,
     dropped if the caller goes on): the rest of the end-of-turn silence overlaps whisper."""
+    early_answer_confidence: float = 0.9
+    """A menu request heard at the first pause (`vad_pause_secs`) is answered then, without
+    waiting out `vad_stop_secs`, when the NLU settles it with at least this calibrated confidence
+    and the words do not stop mid-phrase; a caller who goes on is heard whole (docs/latency.md,
+    "Answering at the first pause"). 0 turns it off."""
     vad_confidence: float = 0.7
     vad_start_secs: float = 0.1
     """Speech before the VAD says the caller started. 0.2 s missed a short "yes" (0.3 s long)."""

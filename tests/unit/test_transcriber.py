@@ -15,8 +15,8 @@ import pytest
 from pipecat.frames.frames import InputAudioRawFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame
 from pipecat.tests.utils import SleepFrame, run_test
 
-from ivr.media.frames import CallerSpeakingFrame, CallerTranscriptFrame
-from ivr.media.transcribe import UtteranceTranscriber
+from ivr.media.frames import CallerResumedFrame, CallerSpeakingFrame, CallerTranscriptFrame
+from ivr.media.transcribe import JOIN_GRACE_SECONDS, PREROLL_SECONDS, UtteranceTranscriber
 from ivr.speech.stt import STT_RATE, Transcript
 
 PAUSE = 0.1  # the VAD's stop window in these tests
@@ -201,3 +201,73 @@ async def test_a_number_is_heard_with_more_of_the_audio_before_the_vad_started(r
     await run_test(proc, frames_to_send=[*audio(1.5, loud=False), VADUserStartedSpeakingFrame(), *audio(0.3), paused(),
                                          SleepFrame(0.5)])
     assert stt.lengths == [int((before + 0.3) * STT_RATE)]
+
+
+@pytest.mark.asyncio
+async def test_a_menu_request_the_nlu_settles_in_time_ends_the_turn_at_the_first_pause():
+    stt = FakeRecogniser(delay=0.1)
+
+    async def settled(text):
+        await asyncio.sleep(0.05)  # the router
+        return True
+
+    proc = Transcriber(stt, endpoint_for=lambda: 1.0, complete_for=settled, heard_early=lambda text: None)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.4)])
+    [t] = transcripts(down)
+    assert t.early and t.decided_at - t.speech_end < 0.5  # pause, whisper, router: not the full 1 s
+    assert t.settles_at - t.speech_end == pytest.approx(1.0 + JOIN_GRACE_SECONDS, abs=0.01)
+
+
+@pytest.mark.asyncio
+async def test_an_nlu_answer_that_comes_after_the_silence_does_not_hold_the_turn():
+    stt = FakeRecogniser(delay=0.1)
+
+    async def slow(text):
+        await asyncio.sleep(2.0)  # the small model, busy
+        return True
+
+    proc = Transcriber(stt, endpoint_for=lambda: 0.6, complete_for=slow)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.0)])
+    [t] = transcripts(down)
+    assert not t.early and t.decided_at - t.speech_end == pytest.approx(0.6, abs=0.08)
+
+
+@pytest.mark.asyncio
+async def test_going_on_right_after_an_early_turn_withdraws_it_and_the_next_turn_has_all_the_words():
+    stt = FakeRecogniser(delay=0.05)
+    proc = Transcriber(stt, endpoint_for=lambda: 0.6, complete_for=lambda text: True)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), *audio(0.2, loud=False), SleepFrame(0.2),
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.0)])
+    first, second = transcripts(down)
+    [resumed] = [f for f in down if isinstance(f, CallerResumedFrame)]
+    assert first.early and resumed.text == first.text
+    assert second.joined and stt.lengths[-1] > stt.lengths[0] + int(0.3 * STT_RATE)
+    order = [type(f).__name__ for f in down if isinstance(f, (CallerTranscriptFrame, CallerResumedFrame))]
+    assert order == ["CallerTranscriptFrame", "CallerResumedFrame", "CallerTranscriptFrame"]
+
+
+@pytest.mark.asyncio
+async def test_speech_after_the_turn_has_settled_is_a_new_turn():
+    stt = FakeRecogniser(delay=0.05)
+    proc = Transcriber(stt, endpoint_for=lambda: 0.3, complete_for=lambda text: True)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(0.8),
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(0.8)])
+    assert [t.joined for t in transcripts(down)] == [False, False]
+    assert not [f for f in down if isinstance(f, CallerResumedFrame)]
+    assert stt.lengths[1] <= int((PREROLL_SECONDS + 0.3) * STT_RATE)  # its own audio, not the last turn's
+
+
+@pytest.mark.asyncio
+async def test_going_on_before_a_slow_whisper_gave_the_turn_joins_it_without_withdrawing_anything():
+    stt = FakeRecogniser(delay=0.5)  # still busy when the 0.3 s silence has passed
+    proc = Transcriber(stt, endpoint_for=lambda: 0.3)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), *audio(0.2, loud=False), SleepFrame(0.1),
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.2)])
+    [t] = transcripts(down)
+    assert not [f for f in down if isinstance(f, CallerResumedFrame)]
+    assert t.discarded == 1 and stt.cancelled >= 1

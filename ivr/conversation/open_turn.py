@@ -1,0 +1,71 @@
+"""A turn the caller may still go on with, and how to take it back.
+
+The media layer commits a turn at the first pause when its words already answer the node, and
+at the latest once the node's end-of-turn silence has passed; either way the caller may go on a
+moment later ("I want to check my order ... and also change the address"). Until `settles_at`
+such a turn is open: if the caller goes on, it is withdrawn and its words come back joined with
+the rest. So a turn acts at once only where that can be undone (moving through the flow, saying
+prompts, which an interruption stops); a transfer, a handoff, a hang-up, a backend request or an
+escalation waits until the turn has settled. Pure bookkeeping: the session does the undoing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ivr.dialog.engine import Expectation, Handoff, Hangup, HttpRequest, Transfer
+
+from .turn import Turn
+
+#: Past `settles_at`, for the media layer's last word to arrive before a final step is taken.
+SETTLE_MARGIN_SECONDS = 0.05
+
+#: Effects that cannot be taken back once carried out.
+FINAL_EFFECTS = (Transfer, Handoff, Hangup, HttpRequest)
+
+
+def is_final(effects: Iterable[Any]) -> bool:
+    return any(isinstance(e, FINAL_EFFECTS) for e in effects)
+
+
+@dataclass
+class UndoPoint:
+    """The call as it was before the turn: what withdrawing the turn restores."""
+
+    engine: Any  # FlowEngine.snapshot()
+    step: Any  # TurnStep.snapshot()
+    expectation: Expectation | None
+    turns: int
+    history: int
+
+
+@dataclass
+class OpenTurn:
+    turn: Turn
+    settles_at: float  # epoch seconds, the media layer's clock
+    early: bool = False
+    withdrawn: asyncio.Event = field(default_factory=asyncio.Event)
+    undo: UndoPoint | None = None
+    """Set once the turn has acted: withdrawing it then restores this."""
+    final: bool = False
+    """The turn went ahead with what cannot be undone: it is no longer withdrawn."""
+
+    def open(self, slack: float = 0.0) -> bool:
+        """`slack`: seconds past `settles_at` still counted (the media layer decided in time
+        and its word is on the way)."""
+        return not (self.withdrawn.is_set() or self.final) and time.time() <= self.settles_at + slack
+
+    async def settled(self) -> bool:
+        """Wait until the caller can no longer go on with this turn: True (it is then final),
+        or False when they did."""
+        left = self.settles_at + SETTLE_MARGIN_SECONDS - time.time()
+        if left > 0 and not self.withdrawn.is_set():
+            try:
+                await asyncio.wait_for(self.withdrawn.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+        self.final = not self.withdrawn.is_set()
+        return self.final
