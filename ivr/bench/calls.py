@@ -92,11 +92,11 @@ SCRIPTS: tuple[CallScript, ...] = (
                                  _say("{number}"), _say("yes, that's <pause> right")),
                ("ask_order", "confirm_order", "order_agent")),
     CallScript("a person, paused", (_say("I need to talk to <pause> someone in customer service, please"),), ("agent",)),
-    CallScript("order and address, paused",
-               (_say("I'm calling about my order <pause> and I also want to change the delivery address"),
-                _say("{number}"), _say("yes")),
+    # These two pause after words that are a whole request already; what follows adds to it.
+    CallScript("order, paused after a clause",
+               (_say("I'm checking on an order <pause> that I placed last week"), _say("{number}"), _say("yes")),
                ("ask_order", "confirm_order", "order_agent")),
-    CallScript("hours and a reason, paused",
+    CallScript("hours, paused after a clause",
                (_say("are you open this saturday <pause> because I need to bring a return in"),
                 _say("no, that's all, thanks")),
                ("hours", "anything_else", "goodbye")),
@@ -168,6 +168,8 @@ class BenchServer:
                     out[cid] = {
                         "nodes": [json.loads(d).get("node") for t, d in rows if t == "node"],
                         "turns": [json.loads(d) for t, d in rows if t == "turn_end"],
+                        "transcripts": [json.loads(d) for t, d in rows if t == "transcript"],
+                        "withdrawn": sum(t == "turn_withdrawn" for t, _ in rows),
                         "outcome": ended[0] if ended else None,
                     }
             if all(v["outcome"] for v in out.values()) or time.time() > deadline:
@@ -209,6 +211,10 @@ class LevelResult:
     cut_off: int = 0  # caller turns answered too early (the bot spoke up before the caller finished)
     cut_off_paused: int = 0  # ... of the paused turns
     early_turns: list[str] = field(default_factory=list)
+    heard_turns: int = 0  # spoken turns with words, as the server's call log has them
+    first_pause: int = 0  # ... of them ended at the first pause, before the full silence
+    withdrawn: int = 0  # turns the caller went on with after they were committed
+    slowest: list[tuple[float, str, dict]] = field(default_factory=list)  # (v2v ms, script, stages)
     succeeded: int = 0
     failures: list[str] = field(default_factory=list)
     cpu_percent: float = 0.0
@@ -226,7 +232,9 @@ class LevelResult:
             "answer_p95": p(self.answer_ms, 95),
             "underruns": self.underruns, "underrun_ms": round(self.underrun_ms), "late_pauses": self.late_pauses,
             "missed": self.missed_replies, "early": f"{self.cut_off}/{self.caller_turns}",
-            "early_paused": f"{self.cut_off_paused}/{self.paused_turns}", "success": f"{self.succeeded}/{self.calls}",
+            "early_paused": f"{self.cut_off_paused}/{self.paused_turns}",
+            "first_pause": f"{self.first_pause}/{self.heard_turns}", "withdrawn": self.withdrawn,
+            "success": f"{self.succeeded}/{self.calls}",
             "cpu_pct": round(self.cpu_percent), "wall_s": round(self.wall_s),
         }
         for stage, values in sorted(self.stages.items()):
@@ -288,12 +296,18 @@ async def run_level(server: BenchServer, voice, scripts: list[CallScript], concu
             else:
                 (result.keypad_ms if turn.step.kind == "dtmf" else result.spoken_ms).append(turn.latency_ms)
         log = logs.get(report.call_sid, {})
+        heard = [t for t in log.get("transcripts", []) if t.get("text")]
+        result.heard_turns += len(heard)
+        result.first_pause += sum(bool(t.get("early")) for t in heard)
+        result.withdrawn += log.get("withdrawn", 0)
         for turn in log.get("turns", []):
             if turn.get("source") != "speech":
                 continue
             for key, value in turn.items():
                 if key.endswith("_ms") and isinstance(value, (int, float)):
                     result.stages.setdefault(key.removesuffix("_ms"), []).append(float(value))
+            if isinstance(turn.get("voice_to_voice_ms"), (int, float)):
+                result.slowest.append((turn["voice_to_voice_ms"], script.name, turn))
         if passes_through(log.get("nodes", []), script.expect):
             result.succeeded += 1
         else:
@@ -307,10 +321,12 @@ STAGE_ORDER = ("endpoint", "to_transcript", "stt", "nlu", "to_first_audio", "voi
 
 def print_table(rows: list[dict], out=sys.stdout) -> None:
     cols = ["server", "concurrency", "calls", "v2v_p50", "v2v_p95", "keypad_p50", "answer_p50", "answer_p95",
-            "underruns", "late_pauses", "missed", "early", "early_paused", "success", "cpu_pct"]
+            "underruns", "late_pauses", "missed", "early", "early_paused", "first_pause", "withdrawn", "success",
+            "cpu_pct"]
     _print(rows, cols, "Voice to voice (ms, spoken turns, measured by the simulated phone)", out)
     print("early: caller turns answered too early (the bot spoke before the caller had finished), of all caller "
-          "turns; early_paused: of the turns with a mid-sentence pause", file=out)
+          "turns; early_paused: of the turns with a mid-sentence pause; first_pause: spoken turns the server "
+          "ended at the first pause; withdrawn: turns withdrawn because the caller went on", file=out)
     stage_cols = ["server", "concurrency"] + [f"{s}_{q}" for s in STAGE_ORDER for q in ("p50", "p95")
                                               if any(f"{s}_{q}" in r for r in rows)]
     _print(rows, stage_cols, "Per-stage budget (ms, from the server's call log)", out)
@@ -358,6 +374,15 @@ def scripts_for(n: int, seed: int) -> list[CallScript]:
     return out
 
 
+def slowest_lines(turns: list[tuple[float, str, dict]], share: float = 0.05) -> list[str]:
+    """Where the time of the slowest `share` of spoken turns (at least one) went, stage by stage
+    from the server's call log: what the p95 is made of."""
+    worst = sorted(turns, key=lambda t: -t[0])[:max(1, round(len(turns) * share))] if turns else []
+    return [f"slow turn: {script}, turn {stages.get('turn')}: " + ", ".join(
+        f"{stage} {stages[f'{stage}_ms']:.0f}" for stage in STAGE_ORDER if f"{stage}_ms" in stages)
+        for _, script, stages in worst]
+
+
 def draw_pauses(text: str, rng: random.Random) -> str:
     """Each PAUSE in `text` as a `<pause SECONDS>` mark with its own length from PAUSE_S."""
     pieces = text.split(PAUSE)
@@ -389,6 +414,8 @@ async def _bench(server: BenchServer, voice, plans: dict[int, list[CallScript]],
               f"{r.cut_off}/{r.caller_turns} ({r.cut_off_paused}/{r.paused_turns} paused turns)", flush=True)
         if r.early_turns:
             print(f"    answered too early: {', '.join(r.early_turns)}", flush=True)
+        for line in slowest_lines(r.slowest):
+            print(f"    {line}", flush=True)
         if r.underrun_gaps:
             where = ", ".join(f"{at:.2f} s ({gap} ms, {'in speech' if loud else 'in a pause'})"
                               for at, gap, loud in sorted(r.underrun_gaps))

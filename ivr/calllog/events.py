@@ -24,6 +24,11 @@ What the server writes in ``data`` (not enforced, except where noted; the writer
   while an LLM holds the call.
 * ``no_input``: ``{"node", "after_s"}``; ``barge_in``: ``{"node"}`` plus ``"by"``,
   ``"after_s"`` or ``"llm"``; ``backchannel``: ``{"text", "node"}``.
+* ``transcript`` also carries ``"early": true`` when the turn ended before the node's full
+  end-of-turn silence, and ``"joined": true`` when its words go on from a withdrawn turn;
+  ``turn_withdrawn``: ``{"turn", "node", "early", "replied"}``: the caller went on just after
+  that turn was committed, so the flow was put back and the reply (``replied``: it had begun
+  playing) stopped.
 * ``action``: ``{"node", "method", "url" (no query string), "ok", "status", "error",
   "latency_ms"}``, ``"llm": true`` for an LLM's tool call.
 * ``handoff``: ``{"event": "start"|"turn"|"tool"|"decision"|"no_input"|"fallback"|"end", ...}``;
@@ -59,6 +64,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "action",
     "barge_in",
     "backchannel",
+    "turn_withdrawn",
     "handoff",
     "transfer",
     "error",

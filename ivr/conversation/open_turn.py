@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from ivr.dialog.engine import Expectation, Handoff, Hangup, HttpRequest, Transfer
 
@@ -27,8 +27,10 @@ SETTLE_MARGIN_SECONDS = 0.05
 FINAL_EFFECTS = (Transfer, Handoff, Hangup, HttpRequest)
 
 
-def is_final(effects: Iterable[Any]) -> bool:
-    return any(isinstance(e, FINAL_EFFECTS) for e in effects)
+def split_at_final(effects: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The effects before the first that cannot be taken back, and the rest."""
+    cut = next((i for i, e in enumerate(effects) if isinstance(e, FINAL_EFFECTS)), len(effects))
+    return effects[:cut], effects[cut:]
 
 
 @dataclass

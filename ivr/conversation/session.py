@@ -33,7 +33,7 @@ from ivr.handoff.policy import EscalationPolicy, TurnFacts
 from ivr.handoff.transfer import TRANSFER_SAY, human_destination, whisper_summary
 
 from .keypad import KeypadEntry
-from .open_turn import OpenTurn, UndoPoint, is_final
+from .open_turn import OpenTurn, UndoPoint, split_at_final
 from .turn import Turn, TurnStep, signals_for_log
 from .turn_taking import is_backchannel, sounds_finished
 
@@ -348,15 +348,13 @@ class CallSession:
         turn.nlu_ms = understood.waited_ms  # what the caller waited for: less when understood early
         decision = self.step.decide(understood.facts, self._available_targets())
         self.log_event("nlu", self.step.record(understood, decision, text=logged_text, sensitive=sensitive))
-        effects = None
-        if not (decision.escalate or decision.unreachable):
-            effects = self.engine.on_text(text, understood.understanding, asr_unsure=unsure)
+        leaves_script = decision.escalate or decision.unreachable
+        effects = None if leaves_script else self.engine.on_text(text, understood.understanding, asr_unsure=unsure)
         if open_turn is not None and undo is not None:
-            final = effects is None or is_final(effects)
-            if open_turn.withdrawn.is_set() or (final and not await open_turn.settled()):
+            if open_turn.withdrawn.is_set() or (leaves_script and not await open_turn.settled()):
                 self._undo(undo)  # the caller went on: these words come back with the rest
                 return
-            if not final:
+            if effects is not None:
                 open_turn.undo = undo
         self._pending_turn = turn
         if decision.escalate:
@@ -365,6 +363,13 @@ class CallSession:
         if decision.unreachable:
             await self._nobody_to_hand_to(decision)
             effects = self.engine.on_text(text, understood.understanding, asr_unsure=unsure)
+        if open_turn is not None and not open_turn.final:
+            # What can be undone now (the next prompt starts at once), what cannot once the
+            # turn has settled; withdrawn meanwhile, on_caller_resumed undoes the first part.
+            now, effects = split_at_final(effects)
+            await self.run(now)
+            if effects and not await open_turn.settled():
+                return
         await self.run(effects)
 
     async def _llm_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool) -> None:

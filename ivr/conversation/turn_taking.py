@@ -31,9 +31,10 @@ def is_backchannel(text: str) -> bool:
 
 
 # Words a finished request does not end on: the caller has paused in the middle of a phrase
-# ("I'd like to check on ... my order", "my card and ..."). Ambiguous endings that finish real
-# requests ("that", "you", "know", "order", "don't") are left out: this decides only that a turn
-# is *not* finished yet; whether it is finished is for the router's confidence to say.
+# ("I'd like to check on ... my order", "my card and ..."). Ending on one makes the line wait
+# longer for the rest (a wrong guess costs half a second), and never answer at the first pause
+# (a wrong guess there cuts the caller off). Endings that finish real requests ("that", "you",
+# "know", "order") are left out; whether the words are finished is for the NLU's confidence.
 HANGING_WORDS = frozenset(
     # joining words
     "and or but so because cause cuz if when while since whether than as then plus also "
@@ -46,12 +47,19 @@ HANGING_WORDS = frozenset(
     # subjects, auxiliaries and modals a clause goes on from
     "i we they he she i'm i'd i'll i've we're we'd it's there's is are was were am be been being "
     "do does did has had can could would should will shall may might must "
+    # "that's ...", "it hasn't ...": a clause broken off after its verb
+    "that's what's where's who's how's here's he's she's you're they're "
+    "hasn't haven't hadn't didn't doesn't isn't aren't wasn't weren't can't couldn't won't wouldn't shouldn't "
     # wanting without the thing wanted
     "want wanted wanna need needed gonna trying try "
     # fillers and hedges
     "um uh er erm uhm hmm ah just actually basically really very um-hmm".split()
 )
 _UNFINISHED_PUNCTUATION = (",", "...", "…", "-", "—", ";", ":")
+# "what time do you ...", "can I ...": a question broken off after its subject. ("thank you"
+# and "see you" are finished, so "you" alone is not a hanging word.)
+_ASKING = frozenset("do does did can could would will should are were is was have has may might shall".split())
+_SUBJECTS = frozenset("you i we they he she it".split())
 
 
 def sounds_finished(text: str) -> bool:
@@ -62,4 +70,6 @@ def sounds_finished(text: str) -> bool:
     if not stripped or stripped.endswith(_UNFINISHED_PUNCTUATION):
         return False
     ws = words(stripped)
-    return bool(ws) and ws[-1] not in HANGING_WORDS
+    if not ws or ws[-1] in HANGING_WORDS:
+        return False
+    return not (len(ws) >= 2 and ws[-1] in _SUBJECTS and ws[-2] in _ASKING)

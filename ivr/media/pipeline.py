@@ -24,6 +24,7 @@ from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams
 from pipecat.workers.runner import WorkerRunner
 
 from ivr.conversation.session import CallSession
+from ivr.conversation.turn_taking import sounds_finished
 from ivr.dialog.loader import LoadedFlow
 from ivr.dialog.number_reading import more_digits
 from ivr.handoff.policy import EscalationPolicy
@@ -77,19 +78,25 @@ class NodeCues:
         (callers pause between groups; a fixed short silence cuts them off, livekit/agents 3701)."""
         return self.settings.vad_stop_secs_long if self.reading_numbers() else self.settings.vad_stop_secs
 
-    def number_goes_on(self, text: str) -> float | None:
-        """The words so far are the start of the number this node collects ("4 5 7 2" of a
-        card's sixteen digits): the caller pauses between groups, so wait this long, not the
-        usual end-of-turn silence (`ivr bench digits`)."""
-        if self.session is not None and self.session.engine.number_incomplete(text):
+    def words_go_on(self, text: str) -> float | None:
+        """The words so far are the start of something with more to come, so wait this long,
+        not the usual end-of-turn silence: the start of the number this node collects ("4 5 7 2"
+        of a card's sixteen digits: callers pause between groups, `ivr bench digits`), or words
+        that stop mid-phrase ("I'd like to check on ...": callers pause for the word)."""
+        if self.session is None:
+            return None
+        if self.session.engine.number_incomplete(text):
             return self.settings.vad_stop_secs_number
+        if not self.reading_numbers() and not sounds_finished(text):
+            return self.settings.vad_stop_secs_unfinished
         return None
 
     def answers_the_node(self, text: str):
         """The caller's words already answer the node: the whole value it collects, or a menu
         request the NLU settles with confidence (an awaitable, within the silence left): end
-        the turn without waiting out the rest of the silence."""
-        if self.session is None:
+        the turn without waiting out the rest of the silence. Never words that stop
+        mid-phrase ("yes, that's ..."), except digits, which have rules of their own."""
+        if self.session is None or not (self.reading_numbers() or sounds_finished(text)):
             return False
         if self.session.engine.answer_is_whole(text):
             return True
@@ -148,7 +155,7 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
     transcriber = UtteranceTranscriber(runtime.stt, call_id=call_id, prompt_for=cues.recogniser_hint,
                                        endpoint_for=cues.end_of_turn_silence, full_window_for=cues.reading_numbers,
                                        complete_for=cues.answers_the_node, heard_early=cues.heard_early,
-                                       long_preroll_for=cues.reading_numbers, longer_for=cues.number_goes_on,
+                                       long_preroll_for=cues.reading_numbers, longer_for=cues.words_go_on,
                                        more_of_it=more_digits,
                                        barge_in_after=barge_in_after)
 

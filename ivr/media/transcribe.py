@@ -78,11 +78,12 @@ class UtteranceTranscriber(FrameProcessor):
         self._endpoint_for = endpoint_for  # () -> seconds of silence that end a turn on this node
         self._full_window_for = full_window_for  # () -> bool: digits are read, whisper's full window
         self._complete_for = complete_for  # (text) -> bool: these words already answer the node
-        # (text) -> seconds | None: these words are the start of a number with more to come, so
-        # the turn ends only after this much silence (a pause between groups is not the end).
-        # If the caller then says no more, whisper hears the turn again with the silence after
-        # it, and the words with more digits are kept: on the words up to the pause it often
-        # drops the last digits (`ivr bench digits`, "cut"); `more_of_it(first, second)` says.
+        # (text) -> seconds | None: these words are the start of something with more to come (a
+        # number, a phrase), so the turn ends only after this much silence (a pause between
+        # groups is not the end). If a number's caller then says no more, whisper hears the
+        # turn again with the silence after it, and the words with more digits are kept: on the
+        # words up to the pause it often drops the last digits (`ivr bench digits`, "cut");
+        # `more_of_it(first, second)` says.
         self._longer_for = longer_for
         self._more_of_it = more_of_it
         # (text) -> None: the words so far, while the end-of-turn silence is waited out, so the
@@ -218,7 +219,8 @@ class UtteranceTranscriber(FrameProcessor):
             if not whole:
                 longer = self._longer_for(text) if text and self._longer_for is not None else None
                 if longer is not None:
-                    seconds, again = max(seconds, longer - stop_secs), self._more_of_it is not None
+                    seconds = max(seconds, longer - stop_secs)
+                    again = self._more_of_it is not None and bool(self._full_window_for and self._full_window_for())
                 await asyncio.sleep(max(0.0, seconds - (asyncio.get_running_loop().time() - started)))
         else:
             await asyncio.sleep(seconds)

@@ -131,6 +131,9 @@ class Settings:
     vad_stop_secs_number: float = 2.0
     """Silence that ends a turn whose words so far are the start of the number the node
     collects, with digits still to come: callers pause between a card's groups."""
+    vad_stop_secs_unfinished: float = 1.0
+    """Silence that ends a turn whose words stop mid-phrase ("I'd like to check on ..."):
+    callers pause 0.3-0.5 s for the word they are looking for."""
     vad_pause_secs: float = 0.2
     """Silence after which whisper starts on the words so far (kept if the turn then ends,
     dropped if the caller goes on): the rest of the end-of-turn silence overlaps whisper."""

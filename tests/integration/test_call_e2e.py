@@ -143,3 +143,49 @@ def test_a_number_read_in_two_parts(server, caller_voice, listener):
     assert "ask_rest" in kinds, kinds
     slots = [e["data"] for e in call["events"] if e["type"] == "slot"]
     assert slots == [{"name": "order_number", "value": "457219"}], slots
+
+
+def _ended_call(server, call_sid):
+    import time
+
+    deadline, call = time.time() + 10, None
+    while time.time() < deadline:
+        call = call_log(server, call_sid)
+        if call and call["ended_at"]:
+            break
+        time.sleep(0.2)
+    return call
+
+
+def test_a_caller_who_pauses_for_a_word_is_heard_whole(server, caller_voice, listener):
+    """"I'd like to check on ... my order": words that stop mid-phrase hold the turn open
+    longer than the usual silence, so the pause never ends the turn."""
+    sim = CallerSimulator(server.url, voice=caller_voice, stt=listener, auth_token=AUTH_TOKEN)
+    report = asyncio.run(sim.run([Step("say", "I'd like to check on <pause 0.45> my order"), Step("dtmf", "123456")]))
+    print("\n".join(report.lines()))
+    assert not report.turns[0].cut_off
+    call = _ended_call(server, report.call_sid)
+    heard = [e["data"]["text"] for e in call["events"] if e["type"] == "transcript" and e["data"]["text"]]
+    assert len(heard) == 1 and "my order" in heard[0].lower(), heard
+    nodes = [e["data"]["node"] for e in call["events"] if e["type"] == "node"]
+    assert nodes == ["main_menu", "ask_order", "confirm_order"], nodes
+
+
+def test_a_caller_who_goes_on_after_a_whole_request_is_heard_whole(server, caller_voice, listener):
+    """"I'm checking on an order ... that I placed last week": the words before the pause are a
+    request, so the line may answer it at once; when the caller goes on, that turn is withdrawn
+    (its reply stops, the flow is put back) and the joined words are the turn."""
+    sim = CallerSimulator(server.url, voice=caller_voice, stt=listener, auth_token=AUTH_TOKEN)
+    report = asyncio.run(sim.run([Step("say", "I'm checking on an order <pause 0.45> that I placed last week"),
+                                  Step("dtmf", "123456")]))
+    print("\n".join(report.lines()))
+    call = _ended_call(server, report.call_sid)
+    events = call["events"]
+    heard = [e["data"] for e in events if e["type"] == "transcript" and e["data"]["text"]]
+    withdrawn = [e["data"] for e in events if e["type"] == "turn_withdrawn"]
+    assert "last week" in heard[-1]["text"].lower(), heard
+    assert len(withdrawn) == len(heard) - 1, (heard, withdrawn)  # every earlier part was taken back
+    assert all(t.get("joined") for t in heard[1:]), heard
+    nodes = [e["data"]["node"] for e in events if e["type"] == "node"]
+    assert nodes[0] == "main_menu" and nodes[-2:] == ["ask_order", "confirm_order"], nodes
+    assert [e["data"] for e in events if e["type"] == "slot"] == [{"name": "order_number", "value": "123456"}]

@@ -173,7 +173,7 @@ async def test_a_number_left_incomplete_is_heard_again_with_the_silence_after_it
     stt = FakeRecogniser(delay=0.05)  # says how many samples it heard: the second pass heard more
     more = lambda first, second: int(second.split()[0]) > int(first.split()[0])  # noqa: E731
     proc = Transcriber(stt, endpoint_for=lambda: 0.4, complete_for=lambda text: False,
-                                longer_for=lambda text: 0.8, more_of_it=more)
+                                longer_for=lambda text: 0.8, more_of_it=more, full_window_for=lambda: True)
     down, _ = await run_test(proc, frames_to_send=[
         VADUserStartedSpeakingFrame(), *audio(0.3), paused(), *audio(0.8, loud=False), SleepFrame(1.0)])
     [t] = transcripts(down)
@@ -271,3 +271,14 @@ async def test_going_on_before_a_slow_whisper_gave_the_turn_joins_it_without_wit
     [t] = transcripts(down)
     assert not [f for f in down if isinstance(f, CallerResumedFrame)]
     assert t.discarded == 1 and stt.cancelled >= 1
+
+
+@pytest.mark.asyncio
+async def test_words_that_stop_mid_phrase_wait_longer_and_are_not_heard_twice():
+    stt = FakeRecogniser(delay=0.05)
+    proc = Transcriber(stt, endpoint_for=lambda: 0.4, complete_for=lambda text: False,
+                       longer_for=lambda text: 0.9, more_of_it=lambda a, b: True, full_window_for=lambda: False)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.3)])
+    [t] = transcripts(down)
+    assert t.decided_at - t.speech_end == pytest.approx(0.9, abs=0.08) and stt.started == 1
