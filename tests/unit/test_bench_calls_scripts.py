@@ -234,3 +234,12 @@ async def test_a_caller_whose_call_ends_mid_turn_is_not_left_waiting():
     sim._closed.set()  # the sender is gone: no frame will ever go out
     times = await asyncio.wait_for(sim._speak(b"\xff" * FRAME_BYTES * 3, [0, 2]), timeout=2)
     assert len(times) == 2
+
+
+def test_the_slowest_turns_say_where_their_time_went():
+    from ivr.bench.calls import slowest_lines
+
+    turns = [(float(ms), f"s{ms}", {"turn": 1, "endpoint_ms": ms - 100, "voice_to_voice_ms": ms}) for ms in range(400, 2400, 100)]
+    [line] = slowest_lines(turns)  # 5% of 20
+    assert line == "slow turn: s2300, turn 1: endpoint 2200, voice_to_voice 2300"
+    assert slowest_lines([]) == []
