@@ -4,9 +4,9 @@ The media layer commits a turn at the first pause when its words already answer 
 at the latest once the node's end-of-turn silence has passed; either way the caller may go on a
 moment later ("I want to check my order ... and also change the address"). Until `settles_at`
 such a turn is open: if the caller goes on, it is withdrawn and its words come back joined with
-the rest. So a turn acts at once only where that can be undone (moving through the flow, saying
-prompts, which an interruption stops); a transfer, a handoff, a hang-up, a backend request or an
-escalation waits until the turn has settled. Pure bookkeeping: the session does the undoing.
+the rest. So a turn acts at once only where all it does can be undone (moving through the flow,
+saying prompts, which an interruption stops); one with a transfer, a handoff, a hang-up, a
+backend request or an escalation in it waits, prompts and all, until the turn has settled. Pure bookkeeping: the session does the undoing.
 """
 
 from __future__ import annotations
@@ -20,17 +20,13 @@ from ivr.dialog.engine import Expectation, Handoff, Hangup, HttpRequest, Transfe
 
 from .turn import Turn
 
-#: Past `settles_at`, for the media layer's last word to arrive before a final step is taken.
-SETTLE_MARGIN_SECONDS = 0.05
-
 #: Effects that cannot be taken back once carried out.
 FINAL_EFFECTS = (Transfer, Handoff, Hangup, HttpRequest)
 
 
-def split_at_final(effects: list[Any]) -> tuple[list[Any], list[Any]]:
-    """The effects before the first that cannot be taken back, and the rest."""
-    cut = next((i for i, e in enumerate(effects) if isinstance(e, FINAL_EFFECTS)), len(effects))
-    return effects[:cut], effects[cut:]
+def is_final(effects: list[Any]) -> bool:
+    """Whether carrying out `effects` cannot be taken back."""
+    return any(isinstance(e, FINAL_EFFECTS) for e in effects)
 
 
 @dataclass
@@ -63,7 +59,7 @@ class OpenTurn:
     async def settled(self) -> bool:
         """Wait until the caller can no longer go on with this turn: True (it is then final),
         or False when they did."""
-        left = self.settles_at + SETTLE_MARGIN_SECONDS - time.time()
+        left = self.settles_at - time.time()
         if left > 0 and not self.withdrawn.is_set():
             try:
                 await asyncio.wait_for(self.withdrawn.wait(), left)

@@ -33,7 +33,7 @@ from ivr.handoff.policy import EscalationPolicy, TurnFacts
 from ivr.handoff.transfer import TRANSFER_SAY, human_destination, whisper_summary
 
 from .keypad import KeypadEntry
-from .open_turn import OpenTurn, UndoPoint, split_at_final
+from .open_turn import OpenTurn, UndoPoint, is_final
 from .turn import Turn, TurnStep, signals_for_log
 from .turn_taking import is_backchannel, sounds_finished
 
@@ -267,16 +267,19 @@ class CallSession:
         (its reply, queued or playing, stops; the flow is put back as it was). Their words come
         again, joined with the rest, as the next transcript."""
         open_turn = self._open_turn
-        if open_turn is None or not open_turn.open(slack=1.0) or open_turn.turn.text != text.strip():
+        if (open_turn is None or self.closing or not open_turn.open(slack=1.0)
+                or open_turn.turn.text != text.strip()):
             return
         self._open_turn = None
         open_turn.withdrawn.set()  # a turn still deciding stops before it acts
         self._cancel(self._no_input_timer)
         async with self._lock:
+            turn = open_turn.turn
             if open_turn.undo is not None:
+                if not self.turns or self.turns[-1] is not turn or self.closing:
+                    return  # another turn (keys) went on from it meanwhile: it stands
                 await self.output.interrupt()
                 self._undo(open_turn.undo)
-            turn = open_turn.turn
             self.log_event("turn_withdrawn", {"turn": turn.index, "node": self.engine.node_name, "early": open_turn.early,
                                               "replied": turn.first_audio_at is not None})
 
@@ -351,11 +354,15 @@ class CallSession:
         leaves_script = decision.escalate or decision.unreachable
         effects = None if leaves_script else self.engine.on_text(text, understood.understanding, asr_unsure=unsure)
         if open_turn is not None and undo is not None:
-            if open_turn.withdrawn.is_set() or (leaves_script and not await open_turn.settled()):
+            # A turn that ends the call, transfers it, hands it over or calls a backend waits
+            # until the caller can no longer go on with it, prompts and all: a goodbye said
+            # over "no, [that's everything]" is worse than a quarter of a second more.
+            final = effects is None or is_final(effects)
+            if open_turn.withdrawn.is_set() or (final and not await open_turn.settled()):
                 self._undo(undo)  # the caller went on: these words come back with the rest
                 return
-            if effects is not None:
-                open_turn.undo = undo
+            if not final:
+                open_turn.undo = undo  # acts now; on_caller_resumed undoes it if they go on
         self._pending_turn = turn
         if decision.escalate:
             await self._escalate(decision)
@@ -363,13 +370,6 @@ class CallSession:
         if decision.unreachable:
             await self._nobody_to_hand_to(decision)
             effects = self.engine.on_text(text, understood.understanding, asr_unsure=unsure)
-        if open_turn is not None and not open_turn.final:
-            # What can be undone now (the next prompt starts at once), what cannot once the
-            # turn has settled; withdrawn meanwhile, on_caller_resumed undoes the first part.
-            now, effects = split_at_final(effects)
-            await self.run(now)
-            if effects and not await open_turn.settled():
-                return
         await self.run(effects)
 
     async def _llm_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool) -> None:

@@ -99,7 +99,11 @@ class SessionBridge(FrameProcessor):
             return  # consumed here: nothing downstream wants it
         if isinstance(frame, CallerResumedFrame):
             if session is not None:
-                await self._guard(session.on_caller_resumed(frame.text), "resumed turn")
+                # A task, not awaited: withdrawing waits for the session's lock, and frames
+                # behind this one (DTMF, the bot's speaking events, Twilio's stop) must not.
+                # Tasks start in the order they are made, so the transcript it withdraws,
+                # always pushed before it, has registered its turn by then.
+                self.create_task(self._guard(session.on_caller_resumed(frame.text), "resumed turn"))
             return
         if isinstance(frame, CallerSpeakingFrame):
             if session is not None:

@@ -54,7 +54,10 @@ MAX_UTTERANCE_SECONDS = 30.0  # whisper's window; a caller talking longer is cut
 #: How long past the node's full end-of-turn silence a committed turn can still be joined by
 #: more speech: the VAD reports speech ~0.1 s after it starts, so a caller who resumed just
 #: inside the silence is heard just after it.
-JOIN_GRACE_SECONDS = 0.2
+JOIN_GRACE_SECONDS = 0.15
+#: Added to that window in what the session is told (`settles_at`): the last resume the
+#: transcriber accepts must reach the session before it takes a step that cannot be undone.
+RESUME_MARGIN_SECONDS = 0.1
 
 
 @dataclass
@@ -127,7 +130,9 @@ class UtteranceTranscriber(FrameProcessor):
             if self._speaking:
                 self._speech_bytes += len(frame.audio)
                 await self._maybe_signal_speaking()
-            if len(self._segment) > MAX_UTTERANCE_SECONDS * STT_RATE * 2:
+            if len(self._segment) > MAX_UTTERANCE_SECONDS * STT_RATE * 2 and not (self._speaking or self._hold):
+                self._committed, self._segment = None, bytearray()  # only a given turn's audio: let it go
+            elif len(self._segment) > MAX_UTTERANCE_SECONDS * STT_RATE * 2:
                 self._drop_speculation()
                 self._cancel_hold()
                 self.create_task(self._commit(bytes(self._segment), time.time(), None))
@@ -228,8 +233,9 @@ class UtteranceTranscriber(FrameProcessor):
         spec, self._spec = self._spec, None
         audio = bytes(self._segment)  # kept, and added to, while the turn can still be joined
         decided_at = time.time()
-        settles_at = speech_end + stop_secs + seconds + JOIN_GRACE_SECONDS
-        committed = self._committed = _Committed(settles_at, asyncio.current_task())
+        joinable_until = speech_end + stop_secs + seconds + JOIN_GRACE_SECONDS
+        committed = self._committed = _Committed(joinable_until, asyncio.current_task())
+        settles_at = joinable_until + RESUME_MARGIN_SECONDS
         result = await spec if spec is not None else None
         if again and result is not None:
             second = await self._transcribe(audio)
