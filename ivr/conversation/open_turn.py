@@ -4,9 +4,9 @@ The media layer commits a turn at the first pause when its words already answer 
 at the latest once the node's end-of-turn silence has passed; either way the caller may go on a
 moment later ("I want to check my order ... and also change the address"). Until `settles_at`
 such a turn is open: if the caller goes on, it is withdrawn and its words come back joined with
-the rest. So a turn acts at once only where all it does can be undone (moving through the flow,
-saying prompts, which an interruption stops); one with a transfer, a handoff, a hang-up, a
-backend request or an escalation in it waits, prompts and all, until the turn has settled. Pure bookkeeping: the session does the undoing.
+the rest. So a turn does at once only what can be undone (moving through the flow, saying
+prompts, which an interruption stops); a transfer, a handoff or a backend request waits until
+the turn has settled, and a turn that hangs up or leaves the script waits, prompts and all. Pure bookkeeping: the session does the undoing.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from .turn import Turn
 FINAL_EFFECTS = (Transfer, Handoff, Hangup, HttpRequest)
 
 
-def is_final(effects: list[Any]) -> bool:
-    """Whether carrying out `effects` cannot be taken back."""
-    return any(isinstance(e, FINAL_EFFECTS) for e in effects)
+def split_at_final(effects: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The effects before the first that cannot be taken back, and the rest."""
+    cut = next((i for i, e in enumerate(effects) if isinstance(e, FINAL_EFFECTS)), len(effects))
+    return effects[:cut], effects[cut:]
 
 
 @dataclass

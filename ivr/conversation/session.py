@@ -33,7 +33,7 @@ from ivr.handoff.policy import EscalationPolicy, TurnFacts
 from ivr.handoff.transfer import TRANSFER_SAY, human_destination, whisper_summary
 
 from .keypad import KeypadEntry
-from .open_turn import OpenTurn, UndoPoint, is_final
+from .open_turn import OpenTurn, UndoPoint, split_at_final
 from .turn import Turn, TurnStep, signals_for_log
 from .turn_taking import is_backchannel, sounds_finished
 
@@ -354,14 +354,14 @@ class CallSession:
         leaves_script = decision.escalate or decision.unreachable
         effects = None if leaves_script else self.engine.on_text(text, understood.understanding, asr_unsure=unsure)
         if open_turn is not None and undo is not None:
-            # A turn that ends the call, transfers it, hands it over or calls a backend waits
-            # until the caller can no longer go on with it, prompts and all: a goodbye said
-            # over "no, [that's everything]" is worse than a quarter of a second more.
-            final = effects is None or is_final(effects)
-            if open_turn.withdrawn.is_set() or (final and not await open_turn.settled()):
+            # Leaving the script, or hanging up, waits until the caller can no longer go on,
+            # prompts and all: a goodbye said over "no, [I think that's everything]" is worse
+            # than a few hundred milliseconds more on the last turn of a call.
+            holds = effects is None or any(isinstance(e, Hangup) for e in effects)
+            if open_turn.withdrawn.is_set() or (holds and not await open_turn.settled()):
                 self._undo(undo)  # the caller went on: these words come back with the rest
                 return
-            if not final:
+            if not holds:
                 open_turn.undo = undo  # acts now; on_caller_resumed undoes it if they go on
         self._pending_turn = turn
         if decision.escalate:
@@ -370,6 +370,13 @@ class CallSession:
         if decision.unreachable:
             await self._nobody_to_hand_to(decision)
             effects = self.engine.on_text(text, understood.understanding, asr_unsure=unsure)
+        if open_turn is not None and not open_turn.final:
+            # The prompts now; a transfer or backend call once the turn has settled (withdrawn
+            # meanwhile, on_caller_resumed undoes the prompts).
+            now, effects = split_at_final(effects)
+            await self.run(now)
+            if effects and not await open_turn.settled():
+                return
         await self.run(effects)
 
     async def _llm_turn(self, turn: Turn, text: str, logged_text: str, sensitive: bool) -> None:

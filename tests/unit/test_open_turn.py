@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.conversation.open_turn import OpenTurn, is_final
+from ivr.conversation.open_turn import OpenTurn, split_at_final
 from ivr.conversation.session import CallSession
 from ivr.conversation.turn import Turn
 from ivr.conversation.turn_taking import sounds_finished
@@ -51,11 +51,12 @@ async def test_a_transfer_waits_until_the_turn_settles_and_is_not_made_if_the_ca
     await session.start()
     turn = asyncio.create_task(session.on_transcript("talk to someone", settles_at=time.time() + 0.3))
     await asyncio.sleep(0.1)
-    said = list(out.said)
-    assert out.transfers == [] and not turn.done()  # holding: a transfer cannot be taken back
+    # "Please hold ..." is said at once; the transfer after it cannot be taken back, so it waits
+    assert out.said[-1] == "Please hold while I connect you to an agent."
+    assert out.transfers == [] and not turn.done()
     await asyncio.gather(session.on_caller_resumed("talk to someone"), turn)
     assert out.transfers == [] and session.engine.node_name == "main_menu" and session.turns == []
-    assert out.said == said  # not even "Please hold": the caller was still talking
+    assert out.interrupts == 1  # and what was said of it stops
 
 
 async def test_a_transfer_goes_ahead_once_the_turn_settles_and_a_late_resume_changes_nothing(flow):
@@ -132,8 +133,21 @@ async def test_no_early_answer_where_a_value_is_collected(flow):
     assert session.answers_early("four one seven", 0.5) is False
 
 
-def test_effects_that_cannot_be_taken_back():
-    assert is_final([Say("hi", "n"), Hangup("bye")]) and not is_final([Say("hi", "n")])
+def test_effects_that_cannot_be_taken_back_wait():
+    say, bye = Say("hi", "n"), Hangup("bye")
+    assert split_at_final([say, bye, say]) == ([say], [bye, say]) and split_at_final([say]) == ([say], [])
+
+
+async def test_a_goodbye_waits_until_the_turn_settles(flow):
+    session, out, _ = make(flow)
+    await session.start()
+    await session.on_transcript("opening hours")
+    said = list(out.said)
+    turn = asyncio.create_task(session.on_transcript("no", settles_at=time.time() + 0.3))
+    await asyncio.sleep(0.1)
+    assert out.said == said and out.hangups == []  # "no, [I think that's everything]": not yet
+    await asyncio.gather(session.on_caller_resumed("no"), turn)
+    assert out.said == said and out.hangups == [] and session.engine.node_name == "anything_else"
 
 
 async def test_an_open_turn_settles_when_nobody_withdraws_it():
