@@ -46,6 +46,7 @@ class OpenTurn:
     turn: Turn
     settles_at: float  # epoch seconds, the media layer's clock
     early: bool = False
+    quiet_at: float | None = None  # when the node's end-of-turn silence passed, or will have
     withdrawn: asyncio.Event = field(default_factory=asyncio.Event)
     undo: UndoPoint | None = None
     """Set once the turn has acted: withdrawing it then restores this."""
@@ -57,10 +58,10 @@ class OpenTurn:
         and its word is on the way)."""
         return not (self.withdrawn.is_set() or self.final) and time.time() <= self.settles_at + slack
 
-    async def settled(self) -> bool:
-        """Wait until the caller can no longer go on with this turn: True (it is then final),
-        or False when they did."""
-        left = self.settles_at - time.time()
+    async def settled(self, until: float | None = None) -> bool:
+        """Wait until the caller can no longer go on with this turn (or `until`, sooner): True
+        (it is then final, and a later resume is ignored), or False when they did."""
+        left = (until or self.settles_at) - time.time()
         if left > 0 and not self.withdrawn.is_set():
             try:
                 await asyncio.wait_for(self.withdrawn.wait(), left)

@@ -297,16 +297,18 @@ class CallSession:
 
     async def on_transcript(self, text: str, *, speech_end: float | None = None, stt_ms: float | None = None,
                             decided_at: float | None = None, discarded: int = 0, unsure: bool = False,
-                            early: bool = False, settles_at: float | None = None, joined: bool = False) -> None:
+                            early: bool = False, settles_at: float | None = None, joined: bool = False,
+                            silence_ends_at: float | None = None) -> None:
         """`unsure`: the recogniser was unsure of its words (a number it gives is read back).
         `settles_at`: until then the caller may go on with this turn (`on_caller_resumed`);
-        `early`: it ended before the node's full silence; `joined`: it goes on from a withdrawn one."""
+        `early`: it ended before the node's full silence (`silence_ends_at`); `joined`: it goes on
+        from a withdrawn one."""
         text = text.strip()
         if self.ended or self._closing:
             return
         turn = Turn(len(self.turns) + 1, "speech", speech_end=speech_end, decided_at=decided_at,
                     transcript_at=time.time(), stt_ms=stt_ms, text=text)
-        open_turn = OpenTurn(turn, settles_at, early) if settles_at and text else None
+        open_turn = OpenTurn(turn, settles_at, early, quiet_at=silence_ends_at) if settles_at and text else None
         self._open_turn = open_turn
         sensitive = self.answering_sensitive()
         logged_text = "[redacted]" if sensitive and text else text
@@ -354,11 +356,11 @@ class CallSession:
         leaves_script = decision.escalate or decision.unreachable
         effects = None if leaves_script else self.engine.on_text(text, understood.understanding, asr_unsure=unsure)
         if open_turn is not None and undo is not None:
-            # Leaving the script, or hanging up, waits until the caller can no longer go on,
-            # prompts and all: a goodbye said over "no, [I think that's everything]" is worse
-            # than a few hundred milliseconds more on the last turn of a call.
+            # Leaving the script, or hanging up, is never done early: it waits out the node's
+            # silence, prompts and all (a goodbye said over "no, [I think that's everything]").
+            # Not the join window after it: that cost a quarter of a second on every last turn.
             holds = effects is None or any(isinstance(e, Hangup) for e in effects)
-            if open_turn.withdrawn.is_set() or (holds and not await open_turn.settled()):
+            if open_turn.withdrawn.is_set() or (holds and not await open_turn.settled(until=open_turn.quiet_at)):
                 self._undo(undo)  # the caller went on: these words come back with the rest
                 return
             if not holds:

@@ -34,12 +34,13 @@ def is_backchannel(text: str) -> bool:
 # ("I'd like to check on ... my order", "my card and ..."). Ending on one makes the line wait
 # longer for the rest (a wrong guess costs half a second), and never answer at the first pause
 # (a wrong guess there cuts the caller off). Endings that finish real requests ("that", "you",
-# "know", "order") are left out; whether the words are finished is for the NLU's confidence.
+# "know", "order", the particles of "log in", "bring it over", "called before") are left out;
+# whether the words are finished is for the NLU's confidence.
 HANGING_WORDS = frozenset(
     # joining words
     "and or but so because cause cuz if when while since whether than as then plus also "
     # prepositions
-    "to of for from with about on in at by into onto through after before without within between "
+    "to of for from with about on at by into onto without within between "
     "like via per towards toward regarding "
     # determiners and possessives
     "the a an my your our their his her its this these those some any every each another "

@@ -30,6 +30,8 @@ class CallerTranscriptFrame(SystemFrame):
     settles_at: float = 0.0
     """Epoch seconds until which the caller may still go on with this turn: speech that starts
     before then is the same utterance (a `CallerResumedFrame`, then one transcript of it all)."""
+    silence_ends_at: float = 0.0
+    """Epoch seconds when the node's full end-of-turn silence passed, or will have (an early turn)."""
     joined: bool = False
     """These words go on from a turn the caller resumed (they include that turn's words)."""
 

@@ -94,6 +94,7 @@ class SessionBridge(FrameProcessor):
                                                       decided_at=frame.decided_at or None,
                                                       discarded=frame.discarded, unsure=frame.unsure,
                                                       early=frame.early, settles_at=frame.settles_at or None,
+                                                      silence_ends_at=frame.silence_ends_at or None,
                                                       joined=frame.joined), "turn")
                 )
             return  # consumed here: nothing downstream wants it

@@ -233,7 +233,8 @@ class UtteranceTranscriber(FrameProcessor):
         spec, self._spec = self._spec, None
         audio = bytes(self._segment)  # kept, and added to, while the turn can still be joined
         decided_at = time.time()
-        joinable_until = speech_end + stop_secs + seconds + JOIN_GRACE_SECONDS
+        silence_ends_at = speech_end + stop_secs + seconds
+        joinable_until = silence_ends_at + JOIN_GRACE_SECONDS
         committed = self._committed = _Committed(joinable_until, asyncio.current_task())
         settles_at = joinable_until + RESUME_MARGIN_SECONDS
         result = await spec if spec is not None else None
@@ -242,7 +243,8 @@ class UtteranceTranscriber(FrameProcessor):
             if second is not None and self._more_of_it(result.text, second.text):
                 result = second
         committed.pushed, committed.text = True, result.text if result is not None else ""
-        await self._push_result(result, speech_end, decided_at, early=whole, settles_at=settles_at)
+        await self._push_result(result, speech_end, decided_at, early=whole, settles_at=settles_at,
+                                silence_ends_at=silence_ends_at)
 
     async def _commit(self, audio: bytes, speech_end: float, decided_at: float | None) -> None:
         await self._push_result(await self._transcribe(audio), speech_end, decided_at or time.time())
@@ -271,13 +273,14 @@ class UtteranceTranscriber(FrameProcessor):
         return None
 
     async def _push_result(self, result, speech_end: float, decided_at: float, *, early: bool = False,
-                           settles_at: float = 0.0) -> None:
+                           settles_at: float = 0.0, silence_ends_at: float = 0.0) -> None:
         discarded, self._discarded = self._discarded, 0
         joined, self._joined = self._joined, False
         if result is None:
             await self.push_frame(CallerTranscriptFrame(text="", speech_end=speech_end, stt_ms=-1,
                                                         decided_at=decided_at, discarded=discarded,
-                                                        settles_at=settles_at, joined=joined))
+                                                        settles_at=settles_at, silence_ends_at=silence_ends_at,
+                                                        joined=joined))
             return
         log.info("call %s: caller said %r (%.0f ms for %.1f s)", self._call_id, result.text, result.latency_ms, result.audio_seconds)
         await self.push_frame(
@@ -291,6 +294,7 @@ class UtteranceTranscriber(FrameProcessor):
                 unsure=result.unsure,
                 early=early,
                 settles_at=settles_at,
+                silence_ends_at=silence_ends_at,
                 joined=joined,
             )
         )

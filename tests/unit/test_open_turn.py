@@ -161,6 +161,16 @@ async def test_an_open_turn_settles_when_nobody_withdraws_it():
     ("um", False), ("I was wondering,", False), ("so I ordered a...", False), ("", False),
     ("I want", False), ("can you help me with that", True), ("what time do you", False),
     ("no, I think that's", False), ("it still hasn't", False), ("thank you", True), ("yes, that's right.", True),
+    ("I need to bring the return in.", True), ("I want to log in", True),
 ])
 def test_words_that_stop_mid_phrase(text, finished):
     assert sounds_finished(text) is finished
+
+
+async def test_a_goodbye_waits_only_for_the_nodes_silence(flow):
+    session, out, _ = make(flow)
+    await session.start()
+    await session.on_transcript("opening hours")
+    now = time.time()
+    await session.on_transcript("no", settles_at=now + 5, silence_ends_at=now + 0.1)
+    assert out.hangups and time.time() - now < 1  # not the whole join window
