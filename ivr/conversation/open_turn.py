@@ -6,7 +6,8 @@ moment later ("I want to check my order ... and also change the address"). Until
 such a turn is open: if the caller goes on, it is withdrawn and its words come back joined with
 the rest. So a turn does at once only what can be undone (moving through the flow, saying
 prompts, which an interruption stops); a transfer, a handoff or a backend request waits until
-the turn has settled, and a turn that hangs up or leaves the script waits, prompts and all. Pure bookkeeping: the session does the undoing.
+the turn has settled, and a turn that hangs up or leaves the script waits out the node's
+silence, prompts and all. Pure bookkeeping: the session does the undoing.
 """
 
 from __future__ import annotations
