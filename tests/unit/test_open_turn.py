@@ -162,6 +162,7 @@ async def test_an_open_turn_settles_when_nobody_withdraws_it():
     ("I want", False), ("can you help me with that", True), ("what time do you", False),
     ("no, I think that's", False), ("it still hasn't", False), ("thank you", True), ("yes, that's right.", True),
     ("I need to bring the return in.", True), ("I want to log in", True),
+    ("Hi, I'm checking on my order, the number is 339 075.", True), ("my number is 555-0123", True),
 ])
 def test_words_that_stop_mid_phrase(text, finished):
     assert sounds_finished(text) is finished
