@@ -50,3 +50,9 @@ class CallerSpeakingFrame(SystemFrame):
     """The caller has been talking long enough to be interrupting, not backchannelling."""
 
     seconds: float = 0.0
+
+
+@dataclass
+class TurnKeyedFrame(SystemFrame):
+    """Upstream, from the session's side: the caller pressed a key, so the spoken turn before
+    it stands and is no longer joined by what they say next."""

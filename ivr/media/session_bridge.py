@@ -30,7 +30,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from ivr.conversation.session import CallSession
 
-from .frames import CallerResumedFrame, CallerSpeakingFrame, CallerTranscriptFrame
+from .frames import CallerResumedFrame, CallerSpeakingFrame, CallerTranscriptFrame, TurnKeyedFrame
 
 log = logging.getLogger("ivr.media")
 
@@ -114,6 +114,7 @@ class SessionBridge(FrameProcessor):
             if isinstance(frame, VADUserStartedSpeakingFrame):
                 await self._guard(session.on_user_started_speaking(), "barge-in")
             elif isinstance(frame, InputDTMFFrame):
+                await self.push_frame(TurnKeyedFrame(), FrameDirection.UPSTREAM)
                 await self._guard(session.on_dtmf(str(frame.button.value)), "dtmf")
             elif isinstance(frame, BotStartedSpeakingFrame):
                 await session.on_bot_started_speaking()

@@ -41,7 +41,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from ivr.speech.stt import STT_RATE, Transcriber
 from ivr.speech.workers import StageTimeout
 
-from .frames import CallerResumedFrame, CallerSpeakingFrame, CallerTranscriptFrame
+from .frames import CallerResumedFrame, CallerSpeakingFrame, CallerTranscriptFrame, TurnKeyedFrame
 
 log = logging.getLogger("ivr.media")
 
@@ -104,7 +104,7 @@ class UtteranceTranscriber(FrameProcessor):
         self._spec: asyncio.Task | None = None  # the speculative transcription
         self._discarded = 0
         self._committed: _Committed | None = None
-        self._joined = False
+        self._joined = ""  # the withdrawn turn's words, while the utterance that goes on from it is heard
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
@@ -114,6 +114,10 @@ class UtteranceTranscriber(FrameProcessor):
             await self._on_started()
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self._on_paused(frame.stop_secs, frame.timestamp)
+        elif isinstance(frame, TurnKeyedFrame):
+            if self._committed is not None and not (self._speaking or self._hold):
+                self._committed, self._segment = None, bytearray()  # keys answered: the spoken turn stands
+            return  # ours, from downstream: nobody upstream wants it
         elif isinstance(frame, (EndFrame, CancelFrame)):
             self._drop_speculation()
             self._cancel_hold()
@@ -175,7 +179,7 @@ class UtteranceTranscriber(FrameProcessor):
             if committed.pushed:
                 if committed.text:
                     await self.push_frame(CallerResumedFrame(text=committed.text))
-                    self._joined = True
+                    self._joined = committed.text
             else:
                 committed.task.cancel()  # its words never left: they are simply this turn's start
             self._discarded += 1
@@ -275,12 +279,18 @@ class UtteranceTranscriber(FrameProcessor):
     async def _push_result(self, result, speech_end: float, decided_at: float, *, early: bool = False,
                            settles_at: float = 0.0, silence_ends_at: float = 0.0) -> None:
         discarded, self._discarded = self._discarded, 0
-        joined, self._joined = self._joined, False
+        joined, self._joined = self._joined, ""
+        if result is None and joined:
+            # The whole could not be heard (whisper failed or timed out): the words of the turn
+            # the caller went on from were heard, and are better than nothing.
+            log.warning("call %s: the joined utterance was not transcribed; keeping %r", self._call_id, joined)
+            await self.push_frame(CallerTranscriptFrame(text=joined, speech_end=speech_end, stt_ms=-1, decided_at=decided_at,
+                                                        discarded=discarded, joined=True))
+            return
         if result is None:
             await self.push_frame(CallerTranscriptFrame(text="", speech_end=speech_end, stt_ms=-1,
                                                         decided_at=decided_at, discarded=discarded,
-                                                        settles_at=settles_at, silence_ends_at=silence_ends_at,
-                                                        joined=joined))
+                                                        settles_at=settles_at, silence_ends_at=silence_ends_at))
             return
         log.info("call %s: caller said %r (%.0f ms for %.1f s)", self._call_id, result.text, result.latency_ms, result.audio_seconds)
         await self.push_frame(
@@ -295,7 +305,7 @@ class UtteranceTranscriber(FrameProcessor):
                 early=early,
                 settles_at=settles_at,
                 silence_ends_at=silence_ends_at,
-                joined=joined,
+                joined=bool(joined),
             )
         )
 

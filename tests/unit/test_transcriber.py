@@ -15,7 +15,7 @@ import pytest
 from pipecat.frames.frames import InputAudioRawFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame
 from pipecat.tests.utils import SleepFrame, run_test
 
-from ivr.media.frames import CallerResumedFrame, CallerSpeakingFrame, CallerTranscriptFrame
+from ivr.media.frames import CallerResumedFrame, CallerSpeakingFrame, CallerTranscriptFrame, TurnKeyedFrame
 from ivr.media.transcribe import JOIN_GRACE_SECONDS, PREROLL_SECONDS, RESUME_MARGIN_SECONDS, UtteranceTranscriber
 from ivr.speech.stt import STT_RATE, Transcript
 
@@ -283,3 +283,33 @@ async def test_words_that_stop_mid_phrase_wait_longer_and_are_not_heard_twice():
         VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.3)])
     [t] = transcripts(down)
     assert t.decided_at - t.speech_end == pytest.approx(0.9, abs=0.08) and stt.started == 1
+
+
+class FailsSecond(FakeRecogniser):
+    """Hears the first utterance, fails on the next (a whisper timeout)."""
+
+    async def transcribe(self, pcm16, prompt=None, full_window=False):
+        result = await super().transcribe(pcm16, prompt, full_window)
+        return result if self.started == 1 else None
+
+
+@pytest.mark.asyncio
+async def test_when_the_joined_words_cannot_be_heard_the_withdrawn_turns_words_stand():
+    stt = FailsSecond(delay=0.05)
+    proc = Transcriber(stt, endpoint_for=lambda: 0.6, complete_for=lambda text: True)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), *audio(0.2, loud=False), SleepFrame(0.2),
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.0)])
+    first, second = transcripts(down)
+    assert second.joined and second.text == first.text
+
+
+@pytest.mark.asyncio
+async def test_a_key_after_a_turn_closes_it_and_the_next_words_are_a_turn_of_their_own():
+    stt = FakeRecogniser(delay=0.05)
+    proc = Transcriber(stt, endpoint_for=lambda: 0.6, complete_for=lambda text: True)
+    down, _ = await run_test(proc, frames_to_send=[
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(0.2), TurnKeyedFrame(),
+        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.0)])
+    assert [t.joined for t in transcripts(down)] == [False, False]
+    assert not [f for f in down if isinstance(f, CallerResumedFrame)]
