@@ -20,6 +20,7 @@ def _new_turn(index: int, kind: str, ts: float, start: float) -> dict:
         "index": index, "kind": kind, "at_s": round(ts - start, 3), "caller": None, "keys": "",
         "nlu": None, "nodes": [], "slots": [], "prompts": [], "actions": [], "escalations": [],
         "barge_in": False, "noise": 0, "errors": [], "latency_ms": {}, "waterfall": [],
+        "early": False, "joined": False, "withdrawn": False,
     }
 
 
@@ -39,6 +40,7 @@ def group_turns(events: list[dict], started_at: float | None = None) -> list[dic
                 continue
             turn = _new_turn(len(turns), "speech", ts, start)
             turn["caller"] = text
+            turn["early"], turn["joined"] = bool(data.get("early")), bool(data.get("joined"))
             if data.get("stt_ms") is not None:
                 turn["latency_ms"].setdefault("stt", data["stt_ms"])
             turns.append(turn)
@@ -76,6 +78,8 @@ def group_turns(events: list[dict], started_at: float | None = None) -> list[dic
             turn["escalations"].append({"type": type_, **{k: v for k, v in data.items() if k != "slots"}})
         elif type_ == "barge_in":
             turn["barge_in"] = True
+        elif type_ == "turn_withdrawn":  # the caller went on: the next turn has these words and more
+            turn["withdrawn"] = True
         elif type_ == "error":
             turn["errors"].append(data)
         elif type_ == "turn_end":

@@ -352,3 +352,16 @@ def test_live_websocket_refuses_other_origins(app):
         with client.websocket_connect("/dashboard/api/live", headers={"origin": "https://evil.example"}) as ws:
             ws.receive_text()
     assert refused.value.code == 1008
+
+
+def test_a_turn_the_caller_went_on_from_is_marked_withdrawn_and_the_next_joined():
+    events = [
+        ev("call_start", 100.0),
+        ev("transcript", 101.0, text="I'm checking on an order", early=True),
+        ev("node", 101.1, node="ask_order"), ev("prompt", 101.1, text="Your order number?"),
+        ev("turn_withdrawn", 101.3, turn=1, node="main_menu", early=True, replied=True),
+        ev("transcript", 102.5, text="I'm checking on an order that I placed last week", joined=True),
+    ]
+    _, first, second = group_turns(events, 100.0)
+    assert first["early"] and first["withdrawn"] and not first["joined"]
+    assert second["joined"] and not second["withdrawn"] and not second["early"]

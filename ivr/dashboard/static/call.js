@@ -55,7 +55,10 @@ function turnCard(turn) {
   const title = { greeting: "Greeting", speech: "Spoken turn", dtmf: "Keypad turn", no_input: "No input" }[turn.kind] || turn.kind;
   return el("section", { class: "turn", "data-turn": turn.index },
     el("h3", {}, `${turn.index}. ${title}`, el("span", { class: "small" }, `+${turn.at_s.toFixed(1)} s`),
-      turn.barge_in ? el("span", { class: "pill warn" }, "caller barged in") : ""),
+      turn.barge_in ? el("span", { class: "pill warn" }, "caller barged in") : "",
+      turn.early ? el("span", { class: "pill" }, "ended at the first pause") : "",
+      turn.withdrawn ? el("span", { class: "pill warn" }, "withdrawn: the caller went on") : "",
+      turn.joined ? el("span", { class: "pill" }, "joined with the turn before") : ""),
     el("div", {}, left), el("div", {}, right));
 }
 
