@@ -17,11 +17,12 @@ BACKCHANNEL_WORDS = frozenset(
     "got it i see cool great good fine thanks thank you so well".split()
 )
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_WORD_OR_NUMBER = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("-", " "))
+def words(text: str, numbers: bool = False) -> list[str]:
+    """The lower-case words of `text` (`numbers`: and the numbers among them)."""
+    return (_WORD_OR_NUMBER if numbers else _WORD).findall(text.lower().replace("-", " "))
 
 
 def is_backchannel(text: str) -> bool:
@@ -71,7 +72,7 @@ def sounds_finished(text: str) -> bool:
     stripped = text.strip()
     if not stripped or stripped.endswith(_UNFINISHED_PUNCTUATION):
         return False
-    ws = _TOKEN.findall(stripped.lower().replace("-", " "))  # words and numbers: "... is 417293" ends on a value
+    ws = words(stripped, numbers=True)  # "... the number is 417293" ends on a value
     if not ws or ws[-1] in HANGING_WORDS:
         return False
     return not (len(ws) >= 2 and ws[-1] in _SUBJECTS and ws[-2] in _ASKING)

@@ -134,13 +134,12 @@ class UtteranceTranscriber(FrameProcessor):
             if self._speaking:
                 self._speech_bytes += len(frame.audio)
                 await self._maybe_signal_speaking()
-            if len(self._segment) > MAX_UTTERANCE_SECONDS * STT_RATE * 2 and not (self._speaking or self._hold):
-                self._committed, self._segment = None, bytearray()  # only a given turn's audio: let it go
-            elif len(self._segment) > MAX_UTTERANCE_SECONDS * STT_RATE * 2:
-                self._drop_speculation()
-                self._cancel_hold()
-                self.create_task(self._commit(bytes(self._segment), time.time(), None))
-                self._segment = bytearray()
+            if len(self._segment) > MAX_UTTERANCE_SECONDS * STT_RATE * 2:
+                if self._speaking or self._hold is not None:
+                    self._drop_speculation()
+                    self._cancel_hold()
+                    self.create_task(self._commit(bytes(self._segment), time.time(), None))
+                self._committed, self._segment = None, bytearray()  # given now, or already: start afresh
         self._preroll.append(frame.audio)
         self._preroll_bytes += len(frame.audio)
         while self._preroll_bytes > LONG_PREROLL_SECONDS * STT_RATE * 2 and len(self._preroll) > 1:

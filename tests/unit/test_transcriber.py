@@ -234,13 +234,19 @@ async def test_an_nlu_answer_that_comes_after_the_silence_does_not_hold_the_turn
     assert not t.early and t.decided_at - t.speech_end == pytest.approx(0.6, abs=0.08)
 
 
-@pytest.mark.asyncio
-async def test_going_on_right_after_an_early_turn_withdraws_it_and_the_next_turn_has_all_the_words():
-    stt = FakeRecogniser(delay=0.05)
+async def early_turn_then_more(stt) -> list:
+    """Words that answer the node at once, a 0.2 s pause, then more words: what came down."""
     proc = Transcriber(stt, endpoint_for=lambda: 0.6, complete_for=lambda text: True)
     down, _ = await run_test(proc, frames_to_send=[
         VADUserStartedSpeakingFrame(), *audio(0.3), paused(), *audio(0.2, loud=False), SleepFrame(0.2),
         VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.0)])
+    return down
+
+
+@pytest.mark.asyncio
+async def test_going_on_right_after_an_early_turn_withdraws_it_and_the_next_turn_has_all_the_words():
+    stt = FakeRecogniser(delay=0.05)
+    down = await early_turn_then_more(stt)
     first, second = transcripts(down)
     [resumed] = [f for f in down if isinstance(f, CallerResumedFrame)]
     assert first.early and resumed.text == first.text
@@ -295,11 +301,7 @@ class FailsSecond(FakeRecogniser):
 
 @pytest.mark.asyncio
 async def test_when_the_joined_words_cannot_be_heard_the_withdrawn_turns_words_stand():
-    stt = FailsSecond(delay=0.05)
-    proc = Transcriber(stt, endpoint_for=lambda: 0.6, complete_for=lambda text: True)
-    down, _ = await run_test(proc, frames_to_send=[
-        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), *audio(0.2, loud=False), SleepFrame(0.2),
-        VADUserStartedSpeakingFrame(), *audio(0.3), paused(), SleepFrame(1.0)])
+    down = await early_turn_then_more(FailsSecond(delay=0.05))
     first, second = transcripts(down)
     assert second.joined and second.text == first.text
 
