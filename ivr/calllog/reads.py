@@ -63,10 +63,15 @@ def event_dict(row: Iterable) -> dict:
 
 
 def _call_filters(b, *, flow=None, outcome=None, since=None, until=None, caller=None,
-                  handoff_reason=None, q=None) -> tuple[list[str], list]:
-    """SQL conditions on ``calls`` (and its events) for the dashboard's filters."""
+                  handoff_reason=None, q=None, channel=None) -> tuple[list[str], list]:
+    """SQL conditions on ``calls`` (and its events) for the dashboard's filters. ``channel``:
+    ``phone`` (calls logged before channels were recorded are phone calls) or ``browser`` (test
+    calls from the dashboard, ``meta.channel``)."""
     where: list[str] = []
     params: list = []
+    if channel is not None:
+        where.append(f"COALESCE({b.json_text('calls.meta', 'channel')}, 'phone') = ?")
+        params.append(str(channel))
     if flow is not None:
         where.append("calls.flow = ?")
         params.append(str(flow))
@@ -213,8 +218,10 @@ def is_human_escalation(type_: str, data: Mapping) -> bool:
     return type_ == "transfer" or (type_ == "handoff" and data.get("target") == "human")
 
 
-def summary(b, since=None, until=None, flow=None, bucket_s: float = 3600) -> dict:
-    """Totals for the dashboard over calls started in [since, until) (optionally one flow).
+def summary(b, since=None, until=None, flow=None, bucket_s: float = 3600, channel: str | None = "phone") -> dict:
+    """Totals for the dashboard over calls started in [since, until) (optionally one flow), of the
+    phone line only unless ``channel`` says otherwise: a designer's test calls from the browser
+    are not the line's containment, latency or volume (``test_calls`` counts them apart).
 
     * ``contained``: ended calls that never had a ``transfer`` event nor a ``handoff`` event with
       ``target == "human"`` and did not end in failure; ``containment_rate`` = contained / ended
@@ -234,11 +241,17 @@ def summary(b, since=None, until=None, flow=None, bucket_s: float = 3600) -> dic
     if not math.isfinite(bucket_s) or bucket_s <= 0:
         raise ValueError(f"bucket_s must be a positive number of seconds, got {bucket_s!r}")
     since, until = epoch(since), epoch(until)
-    where, params = _call_filters(b, flow=flow, since=since, until=until)
+    where, params = _call_filters(b, flow=flow, since=since, until=until, channel=channel)
     w = _where(where)
+    others, other_params = _call_filters(b, flow=flow, since=since, until=until)
+    if channel is not None:
+        others.append(f"COALESCE({b.json_text('calls.meta', 'channel')}, 'phone') <> ?")
+        other_params.append(str(channel))
     with b.reader() as conn:
         b.begin_read(conn)
         try:
+            test_calls = conn.execute(b.sql("SELECT COUNT(*) FROM calls" + _where(others)), other_params).fetchone()[0] \
+                if channel is not None else 0
             calls, ended, active, duration = conn.execute(b.sql(
                 "SELECT COUNT(*), COUNT(calls.ended_at), SUM(CASE WHEN calls.ended_at IS NULL THEN 1 ELSE 0 END),"
                 " SUM(CASE WHEN calls.ended_at IS NULL THEN 0 ELSE calls.ended_at - calls.started_at END)"
@@ -295,6 +308,7 @@ def summary(b, since=None, until=None, flow=None, bucket_s: float = 3600) -> dic
         "contained": contained,
         "failed": failed,
         "containment_rate": (contained / ended) if ended else None,
+        "test_calls": int(test_calls or 0),
         "outcomes": by_outcome,
         "escalations": dict(sorted(escalations.items(), key=lambda kv: (-kv[1], kv[0]))),
         "latency_ms": latency,

@@ -484,28 +484,32 @@ class CallStore:
 
     def list_calls(self, limit: int = 50, offset: int = 0, flow: str | None = None, outcome: str | None = None,
                    since: float | datetime | None = None, until: float | datetime | None = None, *,
-                   caller: str | None = None, handoff_reason: str | None = None, q: str | None = None) -> list[dict]:
+                   caller: str | None = None, handoff_reason: str | None = None, q: str | None = None,
+                   channel: str | None = None) -> list[dict]:
         """Calls, newest first, without their events.
 
         ``since``/``until`` bound ``started_at`` (epoch seconds or datetime; ``since`` inclusive,
         ``until`` exclusive). ``caller``: substring of the caller number. ``handoff_reason``:
         calls with a ``handoff`` event whose ``trigger`` or ``reason`` contains it. ``q``: text
         in the call id or in what the caller said (transcripts). Text matches ignore case.
+        ``channel``: ``phone`` or ``browser`` (test calls from the dashboard).
         """
         return reads.list_calls(self.backend, limit, offset, flow=flow, outcome=outcome, since=since, until=until,
-                                caller=caller, handoff_reason=handoff_reason, q=q)
+                                caller=caller, handoff_reason=handoff_reason, q=q, channel=channel)
 
     def count_calls(self, *, flow: str | None = None, outcome: str | None = None,
                     since: float | datetime | None = None, until: float | datetime | None = None,
-                    caller: str | None = None, handoff_reason: str | None = None, q: str | None = None) -> int:
+                    caller: str | None = None, handoff_reason: str | None = None, q: str | None = None,
+                    channel: str | None = None) -> int:
         """How many calls ``list_calls`` with the same filters would return without a limit."""
         return reads.count_calls(self.backend, flow=flow, outcome=outcome, since=since, until=until,
-                                 caller=caller, handoff_reason=handoff_reason, q=q)
+                                 caller=caller, handoff_reason=handoff_reason, q=q, channel=channel)
 
     def summary(self, since: float | datetime | None = None, until: float | datetime | None = None,
-                flow: str | None = None, bucket_s: float = 3600) -> dict:
-        """Dashboard totals over calls started in [since, until); see ``reads.summary``."""
-        return reads.summary(self.backend, since=since, until=until, flow=flow, bucket_s=bucket_s)
+                flow: str | None = None, bucket_s: float = 3600, channel: str | None = "phone") -> dict:
+        """Dashboard totals over calls started in [since, until), the phone line's only by default;
+        see ``reads.summary``."""
+        return reads.summary(self.backend, since=since, until=until, flow=flow, bucket_s=bucket_s, channel=channel)
 
     def get_call(self, call_id: str) -> dict | None:
         """The call row plus ``events``: a list of ``{call_id, seq, ts, type, data}`` in order."""

@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse
 
 from .auth import COOKIE
 from .live import RESYNC
+from .try_api import build_try_router
 from .turns import call_view
 
 if TYPE_CHECKING:
@@ -73,13 +74,18 @@ def call_filters(params) -> dict:
     since, until = parse_time("since", params.get("since")), parse_time("until", params.get("until"))
     if since is not None and until is not None and until <= since:
         raise HTTPException(400, "until must be after since")
-    return {**text, "since": since, "until": until}
+    channel = (params.get("channel") or "").strip() or None
+    if channel not in (None, "phone", "browser"):
+        raise HTTPException(400, f"channel: phone or browser, got {channel!r}")
+    return {**text, "since": since, "until": until, "channel": channel}
 
 
 def list_row(call: dict) -> dict:
     row = {k: call.get(k) for k in _LIST_FIELDS}
     summary = call.get("summary") if isinstance(call.get("summary"), dict) else {}
     row["reason"] = summary.get("reason")
+    meta = call.get("meta") if isinstance(call.get("meta"), dict) else {}
+    row["channel"] = meta.get("channel") or "phone"
     row["transfer_target"] = summary.get("transfer_target")
     return row
 
@@ -168,6 +174,8 @@ def build_router(dash: "Dashboard") -> APIRouter:
             return await asyncio.to_thread(store().summary, since=since, until=until, flow=flow, bucket_s=bucket)
         except ValueError as exc:  # e.g. too many time buckets for the range
             raise HTTPException(400, str(exc))
+
+    router.include_router(build_try_router(dash, store))
 
     @ws_router.websocket("/live")
     async def live_socket(ws: WebSocket):

@@ -59,6 +59,11 @@ class DashboardAuth:
             return False
         return (time.time() if now is None else now) < expires
 
+    def session_id(self, cookie: str | None) -> str | None:
+        """A valid session's own id (not secret: it proves nothing without the signature), so a
+        call placed from the dashboard says which login placed it."""
+        return "session " + cookie.split(".")[1] if self.valid_session(cookie) else None
+
     def authenticated(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
         if header[:7].lower() == "bearer ":

@@ -349,9 +349,10 @@ def _prompts(loc: Loc, prompt) -> list[tuple[Loc, str]]:
 
 
 def validate_paths(paths: list[str | Path]) -> tuple[list[LoadedFlow], list[FlowError]]:
-    """Validate flow files and directories of them (*.yaml, *.yml; test files are skipped)."""
+    """Validate flow files and directories of them (*.yaml, *.yml, drafts included; test files
+    are skipped)."""
     loaded, errors = [], []
-    for path in expand_flow_paths(paths):
+    for path in expand_flow_paths(paths, drafts=True):
         try:
             loaded.append(load_flow(path))
         except FlowLoadError as exc:
@@ -359,7 +360,9 @@ def validate_paths(paths: list[str | Path]) -> tuple[list[LoadedFlow], list[Flow
     return loaded, errors
 
 
-def expand_flow_paths(paths: list[str | Path]) -> list[Path]:
+def expand_flow_paths(paths: list[str | Path], *, drafts: bool = False) -> list[Path]:
+    """The flow files named, and those found in the folders named (test files never; drafts,
+    `*.draft.yaml`, only when asked: a server does not answer calls with them)."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -367,12 +370,18 @@ def expand_flow_paths(paths: list[str | Path]) -> list[Path]:
                 sorted(
                     f
                     for f in p.rglob("*")
-                    if f.suffix in {".yaml", ".yml"} and not _is_test_file(f)
+                    if f.suffix in {".yaml", ".yml"} and not _is_test_file(f) and (drafts or not is_draft(f))
                 )
             )
         else:
             out.append(p)
     return out
+
+
+def is_draft(path: Path) -> bool:
+    """A flow a designer is still working on: callable from the dashboard's "Try a call" page,
+    never answering the phone (docs/flows.md, "Drafts")."""
+    return path.name.endswith((".draft.yaml", ".draft.yml"))
 
 
 def _is_test_file(path: Path) -> bool:

@@ -110,7 +110,7 @@ class NodeCues:
 
 @dataclass(frozen=True)
 class StreamStart:
-    """What Twilio's `start` message told us about the call."""
+    """What the stream's `start` message told us about the call."""
 
     stream_sid: str
     call_sid: str
@@ -118,6 +118,15 @@ class StreamStart:
     caller: str | None = None
     called: str | None = None
     parameters: dict | None = None
+    channel: str = "phone"
+    """"browser": a test call from the dashboard (ivr/serving/browser_routes.py). It is logged as
+    such, left out of the line's figures, and its transfers are said, not dialled."""
+    wideband: bool = False
+    """The caller's audio is 16 kHz PCM, not the phone's 8 kHz mu-law (browser calls only)."""
+    operator: str | None = None
+    """Who placed a browser call (their dashboard session)."""
+    flow_file: str | None = None
+    """The flow's file, when it is a draft rather than a flow the line answers with."""
 
 
 async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, watch=None) -> CallSession:
@@ -129,9 +138,10 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
     recording = None
     if settings.recording:
         recording = open_recording(settings.recordings_path, call_id, lambda: collecting_sensitive(cues.session))
-        serializer = RecordingSerializer(start.stream_sid, start.call_sid, call_id=call_id, recording=recording)
+        serializer = RecordingSerializer(start.stream_sid, start.call_sid, call_id=call_id, recording=recording,
+                                         wideband=start.wideband)
     else:
-        serializer = SafeTwilioSerializer(start.stream_sid, start.call_sid, call_id=call_id)
+        serializer = SafeTwilioSerializer(start.stream_sid, start.call_sid, call_id=call_id, wideband=start.wideband)
     transport = LeadPacedTransport(
         websocket,
         FastAPIWebsocketParams(
@@ -160,10 +170,11 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
                                        barge_in_after=barge_in_after)
 
     transfer = None
-    if runtime.twilio is not None:
+    rehearsal = start.channel == "browser"  # nobody to dial: the transfer is said instead
+    if runtime.twilio is not None and not rehearsal:
         public_base = public_http_base(settings.public_url, str(websocket.url), websocket.headers)
         transfer = runtime.twilio.transfer_for(start.call_sid, secret=runtime.secret, public_base=public_base)
-    bridge = SessionBridge(call_id=call_id, transfer=transfer)
+    bridge = SessionBridge(call_id=call_id, transfer=transfer, rehearsal=rehearsal)
     tts = SharedPiperTTS(runtime.tts)
     pipeline = Pipeline([transport.input(), VADProcessor(vad_analyzer=vad), transcriber, bridge, tts, transport.output()])
     worker = PipelineWorker(
@@ -212,9 +223,13 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
         caller=start.caller,
         called=start.called,
         models=runtime.models,
-        meta={"stream_sid": start.stream_sid},
+        meta={"stream_sid": start.stream_sid, "channel": start.channel,
+              **({"operator": start.operator} if start.operator else {}),
+              **({"wideband": True} if start.wideband else {}),
+              **({"flow_file": start.flow_file} if start.flow_file else {})},
     )
-    runtime.active_calls[call_id] = {"flow": flow.name, "started": time.time(), "session": session}
+    runtime.active_calls[call_id] = {"flow": flow.name, "started": time.time(), "session": session,
+                                     "channel": start.channel}
     runner = WorkerRunner(handle_sigint=False)
     stall_watch = asyncio.create_task(_end_if_stalled()) if watch is not None and settings.media_stall_seconds > 0 else None
     try:

@@ -10,19 +10,22 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from pipecat.frames.frames import AudioRawFrame, Frame, InputAudioRawFrame, InterruptionFrame
 
 from ivr.media.recording import CallRecording, recording_name
-from ivr.speech.audio import ulaw_decode
+from ivr.speech.audio import resample, ulaw_decode
 
-from .serializer import SafeTwilioSerializer
+from .serializer import WIDEBAND_RATE, SafeTwilioSerializer
 
 log = logging.getLogger("ivr.media")
 
 
 class RecordingSerializer(SafeTwilioSerializer):
-    def __init__(self, stream_sid: str, call_sid: str | None = None, *, call_id: str = "", recording: CallRecording):
-        super().__init__(stream_sid, call_sid, call_id=call_id)
+    def __init__(self, stream_sid: str, call_sid: str | None = None, *, call_id: str = "", recording: CallRecording,
+                 wideband: bool = False):
+        super().__init__(stream_sid, call_sid, call_id=call_id, wideband=wideband)
         self.recording = recording
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
@@ -37,7 +40,11 @@ class RecordingSerializer(SafeTwilioSerializer):
     def _caller(self, data: str | bytes) -> None:
         message = json.loads(data)
         if message.get("event") == "media":
-            self.recording.caller(ulaw_decode(base64.b64decode(message["media"]["payload"])))
+            audio = base64.b64decode(message["media"]["payload"])
+            if self.wideband:  # the recording is the phone's 8 kHz, whatever the browser sent
+                self.recording.caller(resample(np.frombuffer(audio, dtype="<i2"), WIDEBAND_RATE, 8000))
+            else:
+                self.recording.caller(ulaw_decode(audio))
 
     async def serialize(self, frame: Frame) -> str | bytes | None:
         out = await super().serialize(frame)

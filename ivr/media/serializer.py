@@ -4,6 +4,10 @@ Pipecat's TwilioFrameSerializer raises on a bad base64 payload, which ends the t
 receive loop and with it the call; it also drops `mark` and `stop`. This subclass turns every
 malformed message into one clear log line and carries on, and passes `mark`/`stop` on as
 transport messages so the dialog layer can track playback and end the call cleanly.
+
+The dashboard's browser calls speak the same protocol (ivr/serving/browser_routes.py), so they
+enter the same pipeline; with `wideband` their `media` payloads are 16 kHz 16-bit PCM instead
+of 8 kHz mu-law (the bot's audio goes back as mu-law either way).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import binascii
 import json
 import logging
 
-from pipecat.frames.frames import Frame, InputTransportMessageFrame
+from pipecat.frames.frames import Frame, InputAudioRawFrame, InputTransportMessageFrame
 from pipecat.serializers.twilio import TwilioFrameSerializer
 
 from ivr.telephony.guard import MAX_MESSAGE_BYTES  # uvicorn closes a socket over it (1009); this is for other servers
@@ -21,6 +25,7 @@ from ivr.telephony.guard import MAX_MESSAGE_BYTES  # uvicorn closes a socket ove
 log = logging.getLogger("ivr.media")
 
 KNOWN_EVENTS = {"connected", "start", "media", "dtmf", "mark", "stop"}
+WIDEBAND_RATE = 16000  # a wideband browser call's audio: whisper's own rate, so never resampled
 
 
 def heard_on_the_line(ulaw: bytes, out_rate: int) -> bytes:
@@ -43,7 +48,7 @@ def heard_on_the_line(ulaw: bytes, out_rate: int) -> bytes:
 
 
 class SafeTwilioSerializer(TwilioFrameSerializer):
-    def __init__(self, stream_sid: str, call_sid: str | None = None, *, call_id: str = ""):
+    def __init__(self, stream_sid: str, call_sid: str | None = None, *, call_id: str = "", wideband: bool = False):
         super().__init__(
             stream_sid,
             call_sid=call_sid,
@@ -53,6 +58,7 @@ class SafeTwilioSerializer(TwilioFrameSerializer):
             params=TwilioFrameSerializer.InputParams(auto_hang_up=False, resampler_clear_after_secs=None),
         )
         self.call_id = call_id or call_sid or stream_sid
+        self.wideband = wideband
         self.rejected = 0
 
     def _reject(self, why: str, data) -> None:
@@ -83,10 +89,12 @@ class SafeTwilioSerializer(TwilioFrameSerializer):
                 self._reject("media event without a payload", data)
                 return None
             try:
-                base64.b64decode(payload, validate=True)
+                audio = base64.b64decode(payload, validate=True)
             except (binascii.Error, ValueError):
                 self._reject("media payload is not valid base64", data)
                 return None
+            if self.wideband:
+                return self._wideband(audio, data)
             try:
                 return await super().deserialize(data)
             except Exception as exc:
@@ -104,3 +112,14 @@ class SafeTwilioSerializer(TwilioFrameSerializer):
         if event == "start":
             self._reject("second `start` on a running stream", data)
         return None  # `connected`: nothing to do
+
+    def _wideband(self, audio: bytes, data) -> Frame | None:
+        if len(audio) % 2:
+            self._reject("wideband media payload is not whole 16-bit samples", data)
+            return None
+        if not audio:
+            return None
+        if self._sample_rate != WIDEBAND_RATE:  # the pipeline always runs at 16 kHz in; say so if not
+            self._reject(f"wideband audio is {WIDEBAND_RATE} Hz, the pipeline takes {self._sample_rate} Hz", data)
+            return None
+        return InputAudioRawFrame(audio=audio, num_channels=1, sample_rate=WIDEBAND_RATE)

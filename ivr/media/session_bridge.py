@@ -22,6 +22,7 @@ from pipecat.frames.frames import (
     Frame,
     InputDTMFFrame,
     InputTransportMessageFrame,
+    OutputTransportMessageUrgentFrame,
     StartFrame,
     TTSSpeakFrame,
     VADUserStartedSpeakingFrame,
@@ -37,12 +38,23 @@ log = logging.getLogger("ivr.media")
 TransferFn = Callable[[str, str, str], Awaitable[bool]]  # (target, reason, summary for the agent)
 
 
+def spoken_target(target: str) -> str:
+    """A transfer target as said aloud: a phone number digit by digit, a SIP address by its user."""
+    user = target.split(":", 1)[-1].split("@", 1)[0] if target.startswith("sip:") else target
+    digits = "".join(ch for ch in user if ch.isdigit())
+    if digits and len(digits) >= len(user.replace("+", "").replace("-", "").replace(" ", "")):
+        return " ".join(digits)
+    return user
+
+
 class SessionBridge(FrameProcessor):
-    def __init__(self, *, call_id: str, transfer: TransferFn | None = None, **kwargs):
+    def __init__(self, *, call_id: str, transfer: TransferFn | None = None, rehearsal: bool = False, **kwargs):
+        """`rehearsal`: a test call from the dashboard: a transfer is said and shown, not dialled."""
         super().__init__(**kwargs)
         self.call_id = call_id
         self.session: CallSession | None = None
         self._transfer = transfer
+        self._rehearsal = rehearsal
         self._started = False
         self._ending = False
 
@@ -67,6 +79,8 @@ class SessionBridge(FrameProcessor):
         await self.push_frame(EndWorkerFrame(reason=reason))
 
     async def transfer(self, target: str, reason: str, summary: str = "") -> bool:
+        if self._rehearsal:
+            return await self._say_transfer(target, reason, summary)
         if self._transfer is None:
             log.error("call %s: transfer to %s asked for, but no Twilio credentials are configured", self.call_id, target)
             return False
@@ -76,6 +90,20 @@ class SessionBridge(FrameProcessor):
             # Twilio ends the media stream itself once the call follows the new TwiML.
             await self.push_frame(EndWorkerFrame(reason=f"transferred to {target}"))
         return ok
+
+    async def _say_transfer(self, target: str, reason: str, summary: str) -> bool:
+        """A browser call's transfer: the designer hears and sees where a caller would go (and
+        what the agent would hear), then the call ends as a transferred one would."""
+        log.info("call %s: test call, transfer to %s not dialled (%s)", self.call_id, target, reason)
+        await self.push_frame(OutputTransportMessageUrgentFrame(message={
+            "event": "transfer", "target": target, "reason": reason, "summary": summary}))
+        note = f"This is a test call, so nobody is dialled. A caller would now be put through to {spoken_target(target)}."
+        if self.session is not None:
+            self.session.log_event("prompt", {"text": note, "kind": "test call"})
+        await self.speak(note)
+        self._ending = True
+        await self.push_frame(EndWorkerFrame(reason=f"transfer to {target} (not dialled: test call)"))
+        return True
 
     # ------------------------------------------------------------ frames
     async def process_frame(self, frame: Frame, direction: FrameDirection):

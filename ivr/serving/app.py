@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from ivr.dashboard import Dashboard
 from ivr.media.recording import retention_loop
+from ivr.serving.browser_routes import BrowserCalls
 from ivr.serving.config import Settings
 from ivr.serving.metrics import Metrics, ObservedStore
 from ivr.serving.runtime import Runtime
@@ -109,4 +110,5 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(twilio.router)
+    app.include_router(BrowserCalls(settings, lambda: state["runtime"], dashboard.auth, twilio).router)
     return app

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from ivr.dialog.loader import FlowLoadError, LoadedFlow, expand_flow_paths, load_flow
+from ivr.dialog.loader import FlowLoadError, LoadedFlow, expand_flow_paths, is_draft, load_flow
 
 log = logging.getLogger("ivr.serving.flows")
 
@@ -45,6 +45,7 @@ class FlowRepository:
         self._by_name: dict[str, LoadedFlow] = {}
         self._by_file: dict[Path, tuple[float, str]] = {}  # path -> (mtime, flow name)
         self.errors: dict[Path, list] = {}
+        self._drafts: dict[Path, tuple[float, LoadedFlow]] = {}  # the last prepared version of each draft
 
     @property
     def names(self) -> list[str]:
@@ -88,6 +89,27 @@ class FlowRepository:
             changed.append(loaded.name)
             log.info("flow %s version %s loaded from %s", loaded.name, loaded.version, path)
         return changed
+
+    def draft_files(self) -> list[Path]:
+        """Drafts (`*.draft.yaml`) in the flows folder: never served to the phone line."""
+        return [p for p in expand_flow_paths([self.flows_dir], drafts=True) if is_draft(p)]
+
+    def draft(self, file: str) -> LoadedFlow:
+        """A draft by its path relative to the flows folder, loaded and prepared as it is on disk
+        now (a designer calls it right after an edit). Raises LookupError for a file that is not
+        a draft there, FlowLoadError (file:line) for one that does not validate."""
+        path = next((p for p in self.draft_files() if p.relative_to(self.flows_dir).as_posix() == file), None)
+        if path is None:
+            raise LookupError(f"no draft {file!r} in {self.flows_dir} (drafts are named *.draft.yaml)")
+        mtime = path.stat().st_mtime
+        known = self._drafts.get(path)
+        if known is not None and known[0] == mtime:
+            return known[1]
+        loaded = load_flow(path)
+        if self._prepare is not None and (known is None or known[1].version != loaded.version):
+            self._prepare(loaded)
+        self._drafts[path] = (mtime, loaded)
+        return loaded
 
     async def watch(self, interval: float = 1.0) -> None:
         """Poll for edits (cheap: a stat per file) and reload off the event loop."""

@@ -35,7 +35,7 @@ WEBHOOK_MAX_FIELDS = 200
 WEBHOOK_MAX_FIELD_BYTES = 64 * 1024
 
 
-def _source(connection) -> str:
+def source_of(connection) -> str:
     """The client's address: uvicorn has already taken it from X-Forwarded-For when the peer is
     a trusted proxy (IVR_TRUSTED_PROXIES, ivr/tools/cli.py)."""
     return connection.client.host if connection.client else "unknown"
@@ -64,7 +64,7 @@ class TwilioRoutes:
 
     async def voice_webhook(self, request: Request):
         runtime: Runtime | None = self.runtime()
-        source = _source(request)
+        source = source_of(request)
         form = await request.form(max_fields=WEBHOOK_MAX_FIELDS, max_part_size=WEBHOOK_MAX_FIELD_BYTES)
         params = {k: str(v) for k, v in form.items()}
         base = public_http_base(self.settings.public_url, str(request.url), request.headers)
@@ -125,7 +125,7 @@ class TwilioRoutes:
         return Response(say_to_agent(q["s"]), media_type="application/xml")
 
     async def media_stream(self, websocket: WebSocket):
-        source = _source(websocket)
+        source = source_of(websocket)
         refusal = self.sockets.admit(source)
         await websocket.accept()
         if refusal is not None:  # before any other work: a flood must stay cheap
@@ -133,7 +133,7 @@ class TwilioRoutes:
             self.refused("media", kind)
             if (skipped := self.quiet.allow("socket", kind, source)) is not None:
                 log.warning("media websocket from %s refused (1013, try again later): %s%s", source, why, suffix(skipped))
-            await _close(websocket, 1013, "try again later")
+            await close_socket(websocket, 1013, "try again later")
             return
         waiting = True
 
@@ -155,20 +155,20 @@ class TwilioRoutes:
             return
         watch = SocketWatch(websocket)
         try:
-            start = await asyncio.wait_for(_read_start(websocket), self.settings.media_start_timeout)
+            start = await asyncio.wait_for(read_start(websocket), self.settings.media_start_timeout)
         except asyncio.TimeoutError:
             self.refused("media", "no_start")
             if (skipped := self.quiet.allow("no_start", source)) is not None:
                 log.warning("media websocket from %s closed: no `start` within %gs%s",
                             source, self.settings.media_start_timeout, suffix(skipped))
-            await _close(websocket, 1008, "no start")
+            await close_socket(websocket, 1008, "no start")
             return
-        except (WebSocketDisconnect, _ProtocolError) as exc:
+        except (WebSocketDisconnect, StreamProtocolError) as exc:
             why = watch.problem or str(exc) or f"the caller's side closed it ({getattr(exc, 'code', '?')})"
             self.refused("media", "too_big" if watch.problem else "protocol")
             if (skipped := self.quiet.allow("prestart", source, why)) is not None:
                 log.warning("media websocket from %s closed before the call started: %s%s", source, why, suffix(skipped))
-            await _close(websocket, 1008, "protocol error")
+            await close_socket(websocket, 1008, "protocol error")
             return
         started()
         from ivr.media.pipeline import StreamStart, run_call  # pipecat stays in the media layer
@@ -181,18 +181,18 @@ class TwilioRoutes:
             self.refused("media", "token")
             if (skipped := self.quiet.allow("token", source)) is not None:
                 log.warning("media websocket from %s for call %r refused: %s%s", source, call_sid, problem, suffix(skipped))
-            await _close(websocket, 1008, "bad token")
+            await close_socket(websocket, 1008, "bad token")
             return
         if call_sid in runtime.active_calls:
             self.refused("media", "replayed")
             log.warning("media websocket refused: call %s already has a stream (replayed token?)", call_sid)
-            await _close(websocket, 1008, "duplicate stream")
+            await close_socket(websocket, 1008, "duplicate stream")
             return
         if call_sid in self.seen_streams:
             self.refused("media", "replayed")
             log.warning("media websocket from %s refused: call %s already had a stream, now ended (replayed token?)",
                         source, call_sid)
-            await _close(websocket, 1008, "duplicate stream")
+            await close_socket(websocket, 1008, "duplicate stream")
             return
         if len(runtime.active_calls) >= self.settings.max_calls:
             # The webhook checked too, but streams of webhooks answered at the same moment can
@@ -200,12 +200,12 @@ class TwilioRoutes:
             self.refused("media", "max_calls")
             log.warning("call %s refused at stream start: %d calls active (limit %d)",
                         call_sid, len(runtime.active_calls), self.settings.max_calls)
-            await _close(websocket, 1013, "busy")
+            await close_socket(websocket, 1013, "busy")
             return
         flow = runtime.flows.get(flow_name)
         if flow is None:
             log.error("call %s: flow %s disappeared before the stream started", call_sid, flow_name)
-            await _close(websocket, 1011, "flow unavailable")
+            await close_socket(websocket, 1011, "flow unavailable")
             return
         self.seen_streams.add(call_sid)
         info = StreamStart(
@@ -220,14 +220,14 @@ class TwilioRoutes:
         try:
             await run_call(websocket, info, flow, runtime, watch=watch)
         finally:
-            await _close(websocket, 1000, "call ended")
+            await close_socket(websocket, *ended(watch))
 
 
-class _ProtocolError(Exception):
+class StreamProtocolError(Exception):
     pass
 
 
-async def _read_start(websocket: WebSocket) -> dict:
+async def read_start(websocket: WebSocket) -> dict:
     """Read until Twilio's `start`; tolerate `connected` and a few early or junk messages."""
     for _ in range(MAX_PRELUDE_MESSAGES):
         received = await websocket.receive()
@@ -243,21 +243,26 @@ async def _read_start(websocket: WebSocket) -> dict:
         if event == "start":
             start = message.get("start")
             if not isinstance(start, dict) or not start.get("callSid") or not message.get("streamSid", start.get("streamSid")):
-                raise _ProtocolError("`start` without callSid/streamSid")
+                raise StreamProtocolError("`start` without callSid/streamSid")
             start.setdefault("streamSid", message.get("streamSid"))
             custom = start.get("customParameters")
             if not all(isinstance(v, str) for v in (start["callSid"], start["streamSid"])) or not (
                     custom is None or (isinstance(custom, dict) and all(isinstance(v, str) for v in custom.values()))):
-                raise _ProtocolError("`start` with callSid, streamSid or customParameters that are not text")
+                raise StreamProtocolError("`start` with callSid, streamSid or customParameters that are not text")
             return start
         if event == "stop":
-            raise _ProtocolError("`stop` before `start`")
+            raise StreamProtocolError("`stop` before `start`")
         if event != "connected":
             log.warning("media websocket: %r event before `start`, ignored", event)
-    raise _ProtocolError(f"no `start` in the first {MAX_PRELUDE_MESSAGES} messages")
+    raise StreamProtocolError(f"no `start` in the first {MAX_PRELUDE_MESSAGES} messages")
 
 
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+def ended(watch: SocketWatch) -> tuple[int, str]:
+    """How to close a media socket whose call is over: 1008 when the other side broke the rules."""
+    return (1008, "flooding") if watch.flooded else (1000, "call ended")
+
+
+async def close_socket(websocket: WebSocket, code: int, reason: str) -> None:
     try:
         await websocket.close(code=code, reason=reason)
     except Exception:

@@ -173,22 +173,37 @@ def suffix(skipped: int) -> str:
     return f" ({skipped} more like it not logged)" if skipped else ""
 
 
-class SocketWatch:
-    """Sits on a websocket's `receive`: when the last message came, and how the socket closed."""
+#: A media stream sends 50 messages a second (20 ms frames); after a network hiccup TCP may hand
+#: over seconds of them at once. Past this rate and burst, the other side is flooding.
+MAX_MESSAGES_PER_S = 150
+MAX_MESSAGE_BURST = 500
 
-    def __init__(self, websocket, *, max_bytes: int = MAX_MESSAGE_BYTES, clock: Clock = time.monotonic):
+
+class SocketWatch:
+    """Sits on a websocket's `receive`: when the last message came, how the socket closed, and
+    whether the other side floods it (then the socket reads as closed, 1008)."""
+
+    def __init__(self, websocket, *, max_bytes: int = MAX_MESSAGE_BYTES, max_rate: float = MAX_MESSAGES_PER_S,
+                 burst: float = MAX_MESSAGE_BURST, clock: Clock = time.monotonic):
         self.max_bytes = max_bytes
         self.clock = clock
         self.last_message = clock()
         self.close_code: int | None = None
+        self.flooded = False
+        self._rate = TokenBucket(max_rate, burst, self.last_message) if max_rate > 0 else None
         self._receive = websocket.receive
         websocket.receive = self.receive  # pipecat's transport reads through it as well
 
     async def receive(self) -> dict:
+        if self.flooded:
+            return {"type": "websocket.disconnect", "code": 1008}
         message = await self._receive()
         self.last_message = self.clock()
         if message.get("type") == "websocket.disconnect":
             self.close_code = message.get("code")
+        elif self._rate is not None and not self._rate.take(self.last_message):
+            self.flooded, self.close_code = True, 1008
+            return {"type": "websocket.disconnect", "code": 1008}
         return message
 
     @property
@@ -196,6 +211,9 @@ class SocketWatch:
         """Why the socket closed, when that was the caller's side breaking the protocol."""
         if self.close_code == 1009:
             return f"a message over the {self.max_bytes}-byte limit (websocket closed 1009)"
+        if self.flooded:
+            return (f"over {self._rate.rate:g} messages a second, burst {self._rate.burst:g} "
+                    "(a media stream sends 50): flooding")
         return None
 
     async def wait_stalled(self, seconds: float) -> float:

@@ -105,8 +105,9 @@ def test_bad_paging_is_a_clear_error(calls):
 def test_summary(calls):
     s = calls.summary()
     assert set(s) == {"calls", "ended", "active", "contained", "failed", "containment_rate", "outcomes",
-                      "escalations", "latency_ms", "volume", "minutes", "tokens"}
+                      "escalations", "latency_ms", "volume", "minutes", "tokens", "test_calls"}
     assert (s["calls"], s["ended"], s["active"]) == (6, 5, 1)
+    assert s["test_calls"] == 0
     # Escalated to a human: CA-transfer (transfer) and CA-frustrated (handoff to human); CA-crashed
     # never ended (abnormal) and was not contained either.
     assert s["failed"] == 1
@@ -122,6 +123,24 @@ def test_summary(calls):
                            {"t": int(T0 + 2 * HOUR), "calls": 2}]
     assert s["minutes"] == pytest.approx((30 + 90 + 120 + 45 + 15) / 60)
     assert s["tokens"] == {"slm": 9, "llm": 150}
+
+
+def test_browser_calls_are_listed_by_channel_and_left_out_of_the_lines_figures(calls):
+    calls.start_call("BR-try", flow="bank", flow_version="1", caller="browser", started_at=T0 + 30,
+                     meta={"channel": "browser", "operator": "session ab12"})
+    calls.add_event("BR-try", "transfer", {"target": "+15550100", "reason": "caller asked for a person"}, ts=T0 + 31)
+    calls.add_event("BR-try", "turn_end", {"turn": 1, "voice_to_voice_ms": 5000.0}, ts=T0 + 32)
+    calls.end_call("BR-try", "transferred", ended_at=T0 + 40)
+    calls.start_call("CA-new", flow="bank", flow_version="1", started_at=T0 + 50, meta={"channel": "phone"})
+    assert calls.flush()
+    s = calls.summary()
+    assert (s["calls"], s["ended"], s["test_calls"]) == (7, 5, 1)  # CA-new is a phone call, in progress
+    assert s["contained"] == 2 and s["outcomes"]["transferred"] == 1
+    assert s["latency_ms"]["voice_to_voice"]["n"] == 1  # the test call's 5 s turn is not the line's
+    assert calls.summary(channel="browser")["calls"] == 1
+    assert calls.summary(channel=None)["calls"] == 8
+    assert [c["call_id"] for c in calls.list_calls(channel="browser")] == ["BR-try"]
+    assert calls.count_calls(channel="phone") == 7 and calls.count_calls() == 8
 
 
 def test_a_call_that_broke_is_failed_not_contained_nor_escalated(store):
@@ -147,7 +166,7 @@ def test_summary_filters_and_buckets(calls):
     empty = calls.summary(since=T0 + 10 * HOUR)
     assert empty == {"calls": 0, "ended": 0, "active": 0, "contained": 0, "failed": 0, "containment_rate": None,
                      "outcomes": {}, "escalations": {}, "latency_ms": {}, "volume": [], "minutes": 0.0,
-                     "tokens": {"slm": 0, "llm": 0}}
+                     "tokens": {"slm": 0, "llm": 0}, "test_calls": 0}
     with pytest.raises(ValueError, match="bucket_s"):
         calls.summary(bucket_s=0)
     with pytest.raises(ValueError, match="larger bucket_s"):

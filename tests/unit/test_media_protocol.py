@@ -33,7 +33,8 @@ def store(tmp_path):
 
 
 def make_client(store, **overrides):
-    settings = Settings(twilio_auth_token=TOKEN, flows_dir=REPO / "flows", public_url="https://bot.example.com", **overrides)
+    settings = Settings(**{"twilio_auth_token": TOKEN, "flows_dir": REPO / "flows", "public_url": "https://bot.example.com",
+                           **overrides})
     flows = FlowRepository(settings.flows_dir)
     flows.reload()
     runtime = Runtime(
