@@ -18,11 +18,15 @@
 7. Escalation signals (ivr.bench.signals): upset customers (airline tweets, VADER's rated
    sentences), several requests joined from Banking77, Banking77 disputes, against ordinary
    requests (Banking77, SGD); recall, false alarms, calibration, the step's time.
-Takes ~70 minutes on 2 cores; each runs alone as `ivr bench calls|stt|nlu|slots|sgd|digits|signals`.
+8. Browser calls (ivr.bench.browser): the dashboard's Try a call page in Chromium with a fake
+   microphone against the phone simulator on the same server: voice to voice, answer, underruns,
+   one at a time and four at once.
+Takes ~75 minutes on 2 cores; each runs alone as `ivr bench calls|stt|nlu|slots|sgd|digits|signals|browser`.
 """
 
 import sys
 
+from .browser import main as browser_main
 from .calls import main as calls_main
 from .digits import main as digits_main
 from .nlu import main as nlu_main
@@ -41,6 +45,7 @@ def main() -> int:
     status |= signals_main([])
     status |= digits_main(["--control", "--live", "--levers", "no_hold"])
     status |= digits_main(["--length", "16", "--cases", "30", "--levers", "no_hold"])
+    status |= browser_main([])
     return status
 
 

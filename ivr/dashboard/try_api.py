@@ -46,7 +46,7 @@ def build_try_router(dash: "Dashboard", store) -> APIRouter:
         try:
             body = await request.json()
         except ValueError:
-            raise HTTPException(400, "the body must be JSON: {\"turn\": N, \"name\": \"...\"}")
+            raise HTTPException(400, "the body must be JSON: {\"turn\": N, \"name\": \"...\"}") from None
         turn = body.get("turn") if isinstance(body, dict) else None
         if not isinstance(turn, int) or isinstance(turn, bool):
             raise HTTPException(400, "turn: the turn's number, as the call page shows it")
@@ -63,7 +63,7 @@ def build_try_router(dash: "Dashboard", store) -> APIRouter:
         try:
             case = case_from_turns(turns, turn, name or f"call {call_id[:12]}, turn {turn}")
         except TestCaseError as exc:
-            raise HTTPException(422, str(exc))
+            raise HTTPException(422, str(exc)) from None
         return await asyncio.to_thread(_write, flow_path, rt.settings.flows_dir, case, call_id, turn)
 
     return router

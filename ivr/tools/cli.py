@@ -492,9 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--search", help="text the caller said, or part of a call id")
     calls.set_defaults(func=cmd_calls)
 
-    bench = sub.add_parser("bench", help="benchmarks: calls | nlu | slots | sgd | digits | signals | stt (each prints a table)",
+    bench = sub.add_parser("bench", help="benchmarks: calls | browser | nlu | slots | sgd | digits | signals | stt (each prints a table)",
                            add_help=False)
-    bench.add_argument("which", choices=["calls", "nlu", "slots", "sgd", "digits", "signals", "stt"])
+    bench.add_argument("which", choices=["calls", "browser", "nlu", "slots", "sgd", "digits", "signals", "stt"])
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
 

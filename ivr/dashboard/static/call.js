@@ -10,7 +10,9 @@ let liveStarted = false;
 
 function facts(call) {
   const pairs = [
-    ["Flow", `${call.flow} (v${(call.flow_version || "").slice(0, 8)})`], ["Caller", `${call.caller || "unknown"} → ${call.called || "–"}`],
+    ["Flow", `${call.flow} (v${(call.flow_version || "").slice(0, 8)})`], call.meta?.channel === "browser"
+      ? ["Caller", `browser test call by ${call.meta.operator || "an operator"}${call.meta.wideband ? " (wideband)" : ""}${call.meta.flow_file ? `, draft ${call.meta.flow_file}` : ""}`]
+      : ["Caller", `${call.caller || "unknown"} → ${call.called || "–"}`],
     ["Started", fmtTime(call.started_at)], ["Duration", call.ended_at ? fmtDuration(call.duration) : "in progress"],
     ["Outcome", outcomePill(call.outcome)], ["Reason", call.summary?.reason || "–"],
     ["Last node", call.last_node || "–"], ["Escalations", call.escalations.length ? call.escalations.map((e) => e.reason || e.trigger || e.target).join(", ") : "none"],

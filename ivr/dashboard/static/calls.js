@@ -72,7 +72,7 @@ async function load() {
       el("tbody", {}, page.calls.map((c) => el("tr", { "data-call": c.call_id },
         el("td", {}, fmtTime(c.started_at)),
         el("td", { class: "mono" }, callLink(c.call_id, c.call_id.slice(0, 16) + "…")),
-        el("td", {}, c.caller || "–"),
+        el("td", {}, c.channel === "browser" ? el("span", { class: "pill", title: "a test call from the dashboard" }, "browser") : (c.caller || "–")),
         el("td", {}, c.flow),
         el("td", { class: "num" }, c.ended_at ? fmtDuration(c.duration) : "live"),
         el("td", {}, outcomePill(c.outcome)),

@@ -10,8 +10,11 @@ const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"];
 const STREAM = "MZbrowser";
 
 // What the page knows of its call, for people and for the tests and benchmark that drive it.
+// Timings are taken as the phone simulator takes them (ivr/tools/simulate.py): from the last loud
+// frame sent to the first loud frame of the reply received, and from `start` to the greeting.
+const LOUD = 10 ** (-45 / 20); // -45 dBFS: speech, not line silence
 const state = window.ivrTry = {
-  callId: null, phase: "idle", stats: {}, greetedMs: null, ended: null,
+  callId: null, phase: "idle", stats: {}, greetedMs: null, ended: null, replies: [],
   bot: [], // the bot's audio as received (8 kHz mu-law chunks)
   botAudio() { // all of it, base64, for a test to transcribe
     let text = "";
@@ -68,6 +71,15 @@ const MU_TABLE = (() => { // G.711 mu-law byte -> float
   return t;
 })();
 
+function loud(frame, pcm16) { // mu-law bytes, or 16-bit samples
+  let sum = 0;
+  for (let i = 0; i < frame.length; i++) {
+    const v = pcm16 ? frame[i] / 32768 : MU_TABLE[frame[i]];
+    sum += v * v;
+  }
+  return frame.length > 0 && Math.sqrt(sum / frame.length) > LOUD;
+}
+
 function send(message) {
   if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
 }
@@ -79,6 +91,7 @@ async function placeCall(event) {
   const wideband = $("wideband").checked;
   setPhase("calling", "calling…");
   state.callId = null; state.bot = []; cards = new Map(); state.greetedMs = null; state.ended = null; state.stats = {};
+  state.replies = [];
   try {
     mic = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true } });
@@ -96,11 +109,13 @@ async function placeCall(event) {
   node.connect(context.destination);
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   socket = new WebSocket(`${scheme}://${location.host}/dashboard/api/try/media`);
-  let started = 0;
+  let started = 0, spokeAt = null, answered = null, botLoudAt = -1e9;
   node.port.onmessage = (e) => {
     if (e.data.type === "stats") state.stats = e.data.stats;
     else if (e.data.type === "frame" && state.callId) {
-      send({ event: "media", streamSid: STREAM, media: { track: "inbound", payload: b64(new Uint8Array(e.data.data)) } });
+      const bytes = new Uint8Array(e.data.data);
+      send({ event: "media", streamSid: STREAM, media: { track: "inbound", payload: b64(bytes) } });
+      if (loud(wideband ? new Int16Array(e.data.data) : bytes, wideband)) spokeAt = performance.now();
     }
   };
   socket.onopen = () => {
@@ -113,7 +128,13 @@ async function placeCall(event) {
     const m = JSON.parse(e.data);
     if (m.event === "media") {
       const bytes = Uint8Array.from(atob(m.media.payload), (c) => c.charCodeAt(0));
-      if (state.greetedMs === null) state.greetedMs = performance.now() - started;
+      if (loud(bytes, false)) {
+        const now = performance.now();
+        if (state.greetedMs === null) state.greetedMs = now - started;
+        const newUtterance = now - botLoudAt > 500;
+        if (newUtterance && spokeAt !== null && spokeAt !== answered) { answered = spokeAt; state.replies.push(now - spokeAt); }
+        botLoudAt = now;
+      }
       state.bot.push(bytes);
       const samples = new Float32Array(bytes.length);
       for (let i = 0; i < bytes.length; i++) samples[i] = MU_TABLE[bytes[i]];
