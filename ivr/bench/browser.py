@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 import tempfile
 import time
@@ -61,7 +62,8 @@ async def _phone_call(server: BenchServer, voice) -> dict:
         [Step("say", REQUEST)])
     turn = report.turns[0] if report.turns else None
     return {"call_id": report.call_sid, "v2v": turn.latency_ms if turn else None,
-            "answer": report.answer_to_first_audio_ms, "underruns": report.underruns, "underrun_ms": report.underrun_ms}
+            "answer": report.answer_to_first_audio_ms, "underruns": report.underruns, "underrun_ms": report.underrun_ms,
+            "late_pauses": report.late_pauses}
 
 
 class Browsers:
@@ -85,11 +87,14 @@ class Browsers:
         page.wait_for_selector(f"#flow option[value='flow:{FLOW}']", state="attached", timeout=20_000)
         return page
 
-    def calls(self, n: int) -> list[dict]:
+    def calls(self, n: int, rng: random.Random | None = None) -> list[dict]:
         """n calls at once: each says the request after the greeting and hangs up once the reply
-        has played."""
+        has played. They start up to 2 s apart, as `ivr bench calls` spreads its callers: a
+        real line's callers are not in lockstep."""
         pages = [self.page() for _ in range(n)]
-        for page in pages:
+        for k, page in enumerate(pages):
+            if k and rng is not None:
+                page.wait_for_timeout(rng.uniform(0, 2.0 / (n - 1)) * 1000)
             page.click("#call")
         out = []
         for page in pages:
@@ -98,7 +103,9 @@ class Browsers:
                 page.wait_for_timeout(4000)  # the reply plays out: its underruns count too
                 out.append(page.evaluate("({call_id: window.ivrTry.callId, v2v: window.ivrTry.replies[0],"
                                          " answer: window.ivrTry.greetedMs, underruns: window.ivrTry.stats.underruns,"
-                                         " underrun_ms: 1000 * window.ivrTry.stats.starvedS})"))
+                                         " underrun_ms: 1000 * window.ivrTry.stats.starvedS,"
+                                         " late_pauses: window.ivrTry.stats.latePauses,"
+                                         " late_arrivals: window.ivrTry.lateArrivals})"))
             except Exception as exc:  # a call that fails is a result, not the end of the benchmark
                 out.append({"call_id": page.evaluate("window.ivrTry.callId"), "error": str(exc).splitlines()[0]})
         for page in pages:
@@ -129,13 +136,15 @@ def summarise(label: str, calls: list[dict], server: BenchServer, at_once: int) 
         "answer_p50": p([c["answer"] for c in ok], 50), "answer_p95": p([c["answer"] for c in ok], 95),
         "underruns": sum(int(c.get("underruns") or 0) for c in ok),
         "underrun_ms": round(sum(float(c.get("underrun_ms") or 0) for c in ok)),
+        "late_pauses": sum(int(c.get("late_pauses") or 0) for c in ok),
+        "late_arrivals": sum(int(c.get("late_arrivals") or 0) for c in ok) if label == "browser" else None,
         "failures": [c["error"] for c in calls if "error" in c],
     }
 
 
 def print_table(rows: list[dict], out=sys.stdout) -> None:
     cols = ["line", "at_once", "calls", "ok", "v2v_p50", "v2v_p95", "server_v2v_p50", "answer_p50", "answer_p95",
-            "underruns", "underrun_ms"]
+            "underruns", "underrun_ms", "late_pauses", "late_arrivals"]
     out.write("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
     for r in rows:
         out.write("| " + " | ".join("–" if r.get(c) is None else str(r.get(c)) for c in cols) + " |\n")
@@ -154,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=6, help="phone and browser calls, one at a time (default 6 each)")
     ap.add_argument("--at-once", default="4", help="browser calls at once, comma-separated levels (default 4)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of each at-once level (default 2)")
+    ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
     if not Path(CHROMIUM).exists():
@@ -182,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += [summarise("phone", phone, server, 1), summarise("browser", browser, server, 1)]
             for level in [int(x) for x in args.at_once.split(",") if x.strip()]:
                 together = []
-                for _ in range(args.rounds):
+                for k in range(args.rounds):
                     started = time.time()
-                    together += browsers.calls(level)
+                    together += browsers.calls(level, random.Random(args.seed + k))
                     print(f"  {level} browser calls at once: {time.time() - started:.0f} s", flush=True)
                 rows.append(summarise("browser", together, server, level))
         finally:

@@ -127,6 +127,27 @@ def test_browser_calls_count_against_max_calls(client):
     runtime.active_calls.clear()
 
 
+def test_a_browser_stream_that_sends_garbage_goes_on_and_one_that_floods_is_closed(client):
+    c, runtime = client
+    logged_in(c, runtime)
+    with c.websocket_connect("/dashboard/api/try/media") as ws:
+        ws.send_text(browser_start(flow="customer_service"))
+        call_id = receive_until(ws, "call")["callSid"]
+        for junk in ["not json", "[]", json.dumps({"event": "media", "media": {"payload": "***"}}),
+                     json.dumps({"event": "dtmf", "dtmf": {"digit": "x"}})]:
+            ws.send_text(junk)
+        ws.send_text(json.dumps({"event": "media", "media": {"payload": base64.b64encode(b"\xff" * 160).decode()}}))
+        assert call_id in runtime.active_calls  # bad messages are dropped, the call goes on
+        for _ in range(800):  # far past 150 a second, burst 500
+            ws.send_text(json.dumps({"event": "media", "media": {"payload": base64.b64encode(b"\xff" * 160).decode()}}))
+        code, _ = closed_with(ws)
+    assert code == 1008
+    assert wait_for(lambda: not runtime.active_calls)
+    runtime.store.flush()
+    call = runtime.store.get_call(call_id)
+    assert any(e["type"] == "error" and "flooding" in e["data"]["error"] for e in call["events"])
+
+
 def test_a_draft_is_callable_from_the_browser_but_never_answers_the_phone(tmp_path, store):  # noqa: F811
     flows = tmp_path / "flows"
     shutil.copytree(REPO / "flows", flows)

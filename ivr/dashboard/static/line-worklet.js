@@ -5,13 +5,21 @@
 // under the line's Nyquist) and resampled to the line's rate: 8 kHz mu-law, as a phone sends it,
 // or 16 kHz 16-bit PCM when the designer asks for wideband. 20 ms frames go to the page, which
 // sends them to the server as Twilio `media` messages.
-// Out: the server's 8 kHz audio (decoded by the page) is queued and played at the context's rate;
-// `clear` (barge-in) drops the queue. The queue running dry in the middle of the bot's speech is
-// an underrun: counted, with the silence it caused, for the page and the benchmark.
+// Out: the server's 8 kHz audio (decoded by the page) is queued and played at the context's rate,
+// behind a jitter buffer as a phone network plays it: 60 ms to begin with, as the phone
+// simulator's (ivr/tools/simulate.py), growing by 40 ms after each underrun up to 200 ms, as
+// WebRTC's adapts, since a browser's audio goes through a busier machine than a phone's. After
+// the queue has run dry, playing starts again once that much is queued or the audio has waited
+// that long (the end of a prompt). `clear` (barge-in) drops the queue. The
+// queue running dry in the middle of the bot's speech is an underrun: counted, with the silence it
+// caused, for the page and the benchmark; running dry in the voice's own pause (between sentences)
+// only makes that pause longer and is counted apart, as a late pause, as the simulator does.
 
 const FRAME_S = 0.02;
 const TAPS = 63;
 const UNDERRUN_GAP_S = 0.5; // audio again within this after running dry: the bot was mid-speech
+const JITTER_S = 0.06, JITTER_STEP_S = 0.04, JITTER_MAX_S = 0.2;
+const SPEECH_RMS = 10 ** (-45 / 20); // the last 20 ms played louder than this: the voice was speaking
 
 function lowPass(cutoff, taps) { // cutoff as a fraction of the input rate
   const h = new Float32Array(taps);
@@ -58,7 +66,12 @@ class LineProcessor extends AudioWorkletProcessor {
     this.queue = []; // Float32Arrays at playRate
     this.head = 0; // position (fractional) in queue[0]
     this.dryAt = null;
-    this.stats = { underruns: 0, starvedS: 0, playedS: 0, clears: 0 };
+    this.waitingSince = null; // buffering: when the first sample after a dry spell came
+    this.jitter = JITTER_S;
+    this.stats = { underruns: 0, starvedS: 0, latePauses: 0, playedS: 0, clears: 0, jitterMs: 1000 * JITTER_S };
+    this.recent = new Float32Array(Math.round(sampleRate * 0.02)); // the last 20 ms played
+    this.recentAt = 0;
+    this.dryLoud = false;
     this.lastReport = 0;
     this.port.onmessage = (e) => this.onMessage(e.data);
   }
@@ -66,15 +79,23 @@ class LineProcessor extends AudioWorkletProcessor {
   onMessage(msg) {
     if (msg.type === "play") {
       if (this.dryAt !== null && currentTime - this.dryAt < UNDERRUN_GAP_S) {
-        this.stats.underruns += 1;
-        this.stats.starvedS += currentTime - this.dryAt;
+        if (this.dryLoud) {
+          this.stats.underruns += 1;
+          this.stats.starvedS += currentTime - this.dryAt;
+          this.jitter = Math.min(JITTER_MAX_S, this.jitter + JITTER_STEP_S);
+          this.stats.jitterMs = Math.round(1000 * this.jitter);
+        } else {
+          this.stats.latePauses += 1;
+        }
       }
       this.dryAt = null;
+      if (!this.queue.length) this.waitingSince = currentTime;
       this.queue.push(msg.samples);
     } else if (msg.type === "clear") {
       this.queue = [];
       this.head = 0;
       this.dryAt = null;
+      this.waitingSince = null;
       this.stats.clears += 1;
     }
   }
@@ -109,9 +130,22 @@ class LineProcessor extends AudioWorkletProcessor {
     this.pos -= drop;
   }
 
+  queued() {
+    let n = -this.head;
+    for (const chunk of this.queue) n += chunk.length;
+    return n / this.playRate;
+  }
+
   play(out) {
     const ratio = this.playRate / sampleRate;
     let played = 0;
+    if (this.waitingSince !== null) {
+      if (this.queued() < this.jitter && currentTime - this.waitingSince < this.jitter) {
+        out.fill(0);
+        return;
+      }
+      this.waitingSince = null;
+    }
     for (let n = 0; n < out.length; n++) {
       if (!this.queue.length) {
         out[n] = 0;
@@ -121,6 +155,8 @@ class LineProcessor extends AudioWorkletProcessor {
       const i = Math.floor(this.head);
       const next = i + 1 < cur.length ? cur[i + 1] : (this.queue[1] ? this.queue[1][0] : cur[i]);
       out[n] = cur[i] + (next - cur[i]) * (this.head - i);
+      this.recent[this.recentAt] = out[n];
+      this.recentAt = (this.recentAt + 1) % this.recent.length;
       played += 1;
       this.head += ratio;
       while (this.queue.length && this.head >= this.queue[0].length) {
@@ -130,6 +166,11 @@ class LineProcessor extends AudioWorkletProcessor {
       if (!this.queue.length) {
         this.head = 0;
         this.dryAt = currentTime + n / sampleRate;
+        let sum = 0;
+        for (const v of this.recent) sum += v * v;
+        this.dryLoud = Math.sqrt(sum / this.recent.length) > SPEECH_RMS;
+        for (let m = n + 1; m < out.length; m++) out[m] = 0;
+        break;
       }
     }
     this.stats.playedS += played / sampleRate;

@@ -31,7 +31,7 @@ async function load() {
   }
   const rate = s.containment_rate === null ? "–" : `${Math.round(s.containment_rate * 100)}%`;
   document.getElementById("cards").replaceChildren(
-    card("Calls", s.calls, `${s.active} in progress`),
+    card("Calls", s.calls, `${s.active} in progress` + (s.test_calls ? ` · ${s.test_calls} browser test call${s.test_calls > 1 ? "s" : ""} not counted` : "")),
     card("Containment", rate, s.ended
       ? `${s.contained} of ${s.ended} ended calls stayed with the bot` + (s.failed ? ` · ${s.failed} broke (error, stalled, crash)` : "")
       : "no ended calls"),

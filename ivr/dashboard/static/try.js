@@ -10,11 +10,14 @@ const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"];
 const STREAM = "MZbrowser";
 
 // What the page knows of its call, for people and for the tests and benchmark that drive it.
-// Timings are taken as the phone simulator takes them (ivr/tools/simulate.py): from the last loud
-// frame sent to the first loud frame of the reply received, and from `start` to the greeting.
-const LOUD = 10 ** (-45 / 20); // -45 dBFS: speech, not line silence
+// Timings are taken as the phone simulator takes them (ivr/tools/simulate.py): from the caller's
+// last frame of words sent (louder than -50 dBFS, where the simulator trims its caller's words) to
+// the first frame of the reply received louder than -45 dBFS (its test for the bot's speech), and
+// from `start` to the greeting.
+const CALLER_LOUD = 10 ** (-50 / 20), BOT_LOUD = 10 ** (-45 / 20);
 const state = window.ivrTry = {
   callId: null, phase: "idle", stats: {}, greetedMs: null, ended: null, replies: [],
+  lateArrivals: 0, // the bot's audio came more than the server's lead late (its stalls, not the page's)
   bot: [], // the bot's audio as received (8 kHz mu-law chunks)
   botAudio() { // all of it, base64, for a test to transcribe
     let text = "";
@@ -71,13 +74,13 @@ const MU_TABLE = (() => { // G.711 mu-law byte -> float
   return t;
 })();
 
-function loud(frame, pcm16) { // mu-law bytes, or 16-bit samples
+function loud(frame, pcm16, threshold) { // mu-law bytes, or 16-bit samples
   let sum = 0;
   for (let i = 0; i < frame.length; i++) {
     const v = pcm16 ? frame[i] / 32768 : MU_TABLE[frame[i]];
     sum += v * v;
   }
-  return frame.length > 0 && Math.sqrt(sum / frame.length) > LOUD;
+  return frame.length > 0 && Math.sqrt(sum / frame.length) > threshold;
 }
 
 function send(message) {
@@ -91,7 +94,7 @@ async function placeCall(event) {
   const wideband = $("wideband").checked;
   setPhase("calling", "calling…");
   state.callId = null; state.bot = []; cards = new Map(); state.greetedMs = null; state.ended = null; state.stats = {};
-  state.replies = [];
+  state.replies = []; state.lateArrivals = 0;
   try {
     mic = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true } });
@@ -110,12 +113,13 @@ async function placeCall(event) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   socket = new WebSocket(`${scheme}://${location.host}/dashboard/api/try/media`);
   let started = 0, spokeAt = null, answered = null, botLoudAt = -1e9;
+  let aheadUntil = 0; // when the audio received so far would have played out, had it played at once
   node.port.onmessage = (e) => {
     if (e.data.type === "stats") state.stats = e.data.stats;
     else if (e.data.type === "frame" && state.callId) {
       const bytes = new Uint8Array(e.data.data);
       send({ event: "media", streamSid: STREAM, media: { track: "inbound", payload: b64(bytes) } });
-      if (loud(wideband ? new Int16Array(e.data.data) : bytes, wideband)) spokeAt = performance.now();
+      if (loud(wideband ? new Int16Array(e.data.data) : bytes, wideband, CALLER_LOUD)) spokeAt = performance.now();
     }
   };
   socket.onopen = () => {
@@ -128,7 +132,10 @@ async function placeCall(event) {
     const m = JSON.parse(e.data);
     if (m.event === "media") {
       const bytes = Uint8Array.from(atob(m.media.payload), (c) => c.charCodeAt(0));
-      if (loud(bytes, false)) {
+      const arrived = performance.now();
+      if (arrived > aheadUntil + 20 && arrived - aheadUntil < 500 && aheadUntil > 0) state.lateArrivals += 1;
+      aheadUntil = Math.max(aheadUntil, arrived) + bytes.length / 8;
+      if (loud(bytes, false, BOT_LOUD)) {
         const now = performance.now();
         if (state.greetedMs === null) state.greetedMs = now - started;
         const newUtterance = now - botLoudAt > 500;
