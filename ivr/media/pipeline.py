@@ -198,6 +198,11 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
         if problem:
             log.warning("call %s: media websocket closed by the server: %s", call_id, problem)
             runtime.store.add_event(call_id, "error", {"stage": "media", "error": problem})
+        if watch is not None and watch.flooded:  # say why, before pipecat closes it as a normal end
+            try:
+                await websocket.close(code=1008, reason="flooding")
+            except Exception:
+                pass
         await session.end("error" if problem else "caller_hangup", problem or "media websocket closed")
         await worker.cancel()
 
