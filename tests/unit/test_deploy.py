@@ -490,6 +490,10 @@ def test_nginx_forwards_what_the_app_needs(upstreams, nginx):
     assert isinstance(media, dict), f"media websocket refused: {media}"
     assert media["got"] == "start" and media["headers"]["x-forwarded-host"] == host
 
+    browser = _websocket(f"ws://{host}/dashboard/api/try/media", "start")
+    assert isinstance(browser, dict), f"browser-call websocket refused: {browser}"
+    assert browser["got"] == "start" and browser["headers"]["x-forwarded-host"] == host
+
     live = _websocket(f"ws://{host}/dashboard/api/live")
     assert isinstance(live, dict), f"live websocket refused: {live}"
     assert live["headers"]["x-forwarded-host"] == host  # the app compares it with Origin
