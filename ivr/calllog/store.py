@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import owner as owners
-from . import reads
+from . import reads, review_queue
 from .backend import Backend, Op
 from .encoding import dumps
 from .events import check_event_type
@@ -510,6 +510,12 @@ class CallStore:
         """Dashboard totals over calls started in [since, until), the phone line's only by default;
         see ``reads.summary``."""
         return reads.summary(self.backend, since=since, until=until, flow=flow, bucket_s=bucket_s, channel=channel)
+
+    def review_queue(self, *, since=None, until=None, flow: str | None = None, channel: str | None = "phone",
+                     limit: int = 10_000) -> list[dict]:
+        """The turns worth a human look, newest first; see ``review_queue.turns_to_review``."""
+        return review_queue.turns_to_review(self.backend, since=since, until=until, flow=flow, channel=channel,
+                                            limit=limit)
 
     def get_call(self, call_id: str) -> dict | None:
         """The call row plus ``events``: a list of ``{call_id, seq, ts, type, data}`` in order."""

@@ -492,6 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--search", help="text the caller said, or part of a call id")
     calls.set_defaults(func=cmd_calls)
 
+    from ivr.tools.review import add_parser as add_review
+
+    add_review(sub)
+
     bench = sub.add_parser("bench", help="benchmarks: calls | browser | nlu | slots | sgd | digits | signals | stt (each prints a table)",
                            add_help=False)
     bench.add_argument("which", choices=["calls", "browser", "nlu", "slots", "sgd", "digits", "signals", "stt"])

@@ -1,0 +1,87 @@
+"""The turns worth a human look (issue #23's review queue), read from the call log: what the
+caller said on a menu and what the line made of it, when the line did not understand, was
+unsure, had its two models disagree, or escalated. Every instance writes the same call log, so
+a second instance on the same PostgreSQL sees the same queue.
+
+A turn is judged from its `nlu` event alone (ivr/conversation/turn.py TurnStep.record), so the
+queue is one indexed read of one event type and a pass over its JSON: `why` is pure. Words
+that were redacted (a sensitive slot was being said) never enter the queue, and neither do the
+values the turn carried: only the words, the node, and what the line did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .reads import _call_filters, _where, loads
+
+#: An intent chosen below this calibrated confidence is worth a look: calibrated, it is wrong
+#: about one time in three or more (docs/nlu.md, calibration).
+LOW_CONFIDENCE = 0.7
+OUT_OF_SCOPE = "out_of_scope"
+REDACTED = "[redacted]"
+PAGE = 5000
+
+REASONS = {
+    "out_of_scope": "not understood: out of scope or no match",
+    "low_confidence": f"an intent chosen with confidence under {LOW_CONFIDENCE:g}",
+    "disagreed": "the small model overruled the example router",
+    "escalated": "the turn left the script (to the LLM or a person)",
+}
+
+
+def why(nlu: Mapping) -> list[str]:
+    """The reasons a turn's `nlu` event puts it in the queue (none: it is not worth a look)."""
+    intent, confidence = nlu.get("intent"), nlu.get("confidence")
+    reasons = []
+    if intent in (None, "", OUT_OF_SCOPE):
+        reasons.append("out_of_scope")
+    elif isinstance(confidence, (int, float)) and confidence < LOW_CONFIDENCE:
+        reasons.append("low_confidence")
+    ranked = nlu.get("ranked") or []
+    top = ranked[0][0] if ranked and isinstance(ranked[0], (list, tuple)) and ranked[0] else None
+    if nlu.get("source") == "slm" and top is not None and top != intent:
+        reasons.append("disagreed")
+    decision = nlu.get("decision")
+    if isinstance(decision, Mapping) and decision.get("escalate"):
+        reasons.append("escalated")
+    return reasons
+
+
+def turns_to_review(b, *, since=None, until=None, flow=None, channel: str | None = "phone",
+                    limit: int = 10_000) -> list[dict]:
+    """The queue, newest first: one dict per turn with its call, flow version, node, words, what
+    the line did (intent, confidence, source, runners-up, escalation trigger) and `reasons`."""
+    where, params = _call_filters(b, flow=flow, since=since, until=until, channel=channel)
+    sql = ("SELECT e.call_id, e.seq, e.ts, e.data, calls.flow, calls.flow_version FROM events e"
+           " JOIN calls ON calls.call_id = e.call_id" + _where(where + ["e.type = 'nlu'"])
+           + " ORDER BY e.ts DESC, e.id DESC LIMIT ? OFFSET ?")
+    out: list[dict] = []
+    offset = 0
+    with b.reader() as conn:
+        while len(out) < limit:  # most turns are fine: read pages until the queue is full
+            rows = conn.execute(b.sql(sql), params + [PAGE, offset]).fetchall()
+            offset += len(rows)
+            for call_id, seq, ts, raw, flow_name, version in rows:
+                turn = _queued(loads(raw))
+                if turn is not None:
+                    out.append({"call_id": call_id, "seq": seq, "ts": ts, "flow": flow_name, "flow_version": version,
+                                **turn})
+            if len(rows) < PAGE:
+                break
+    return out[:limit]
+
+
+def _queued(data) -> dict | None:
+    if not isinstance(data, Mapping):
+        return None
+    text = str(data.get("text") or "").strip()
+    if not text or REDACTED in text:
+        return None
+    reasons = why(data)
+    if not reasons:
+        return None
+    decision = data.get("decision") if isinstance(data.get("decision"), Mapping) else {}
+    return {"node": data.get("node"), "text": text, "intent": data.get("intent"), "confidence": data.get("confidence"),
+            "source": data.get("source"), "ranked": data.get("ranked") or [], "trigger": decision.get("trigger"),
+            "reasons": reasons}

@@ -1,0 +1,103 @@
+"""`ivr review`: the turns worth a human look, from the call log of every instance, with similar
+turns grouped and the biggest groups first (issue #23).
+
+Each group shows how many turns it holds, why they are in the queue, what the line did with
+them (the intent it chose, or out of scope), the node and flow version they were said at, and
+a few of the turns with their call ids (`ivr calls show ID` for the whole call). Grouping is
+ivr/nlu/grouping.py on the embedder the router uses; the queue is
+ivr/calllog/review_queue.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from ivr.calllog.review_queue import REASONS
+from ivr.nlu.grouping import THRESHOLD, group_similar
+
+
+def review_groups(turns: Sequence[dict], encode, threshold: float = THRESHOLD) -> list[dict]:
+    """The queue's turns as groups, biggest first. `encode(texts)` gives unit vectors."""
+    if not turns:
+        return []
+    texts = [t["text"] for t in turns]
+    vectors = np.asarray(encode(texts), dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = vectors / np.where(norms == 0, 1, norms)
+    groups = []
+    for members in group_similar(texts, vectors, threshold):
+        rows = [turns[i] for i in members]
+        groups.append({
+            "size": len(rows),
+            "text": rows[0]["text"],  # the group's leader: what it is about
+            "reasons": Counter(r for row in rows for r in row["reasons"]).most_common(),
+            "did": Counter(row["intent"] or "no match" for row in rows).most_common(),
+            "nodes": Counter(f"{row['flow']}:{row['node']}" for row in rows).most_common(),
+            "versions": sorted({row["flow_version"] for row in rows if row["flow_version"]}),
+            "turns": rows,
+        })
+    return groups
+
+
+def _since(value: str | None) -> float | None:
+    """`7d`, `12h`, `30m`, or epoch seconds."""
+    if not value:
+        return None
+    units = {"d": 86400, "h": 3600, "m": 60}
+    if value[-1:] in units:
+        return time.time() - float(value[:-1]) * units[value[-1]]
+    return float(value)
+
+
+def format_groups(groups: list[dict], *, total: int, shown: int, examples: int = 4) -> list[str]:
+    lines = [f"{total} turns to review in {len(groups)} groups" + (f" (the {shown} biggest below)" if shown < len(groups) else "")]
+    for n, g in enumerate(groups[:shown], 1):
+        reasons = ", ".join(f"{REASONS.get(r, r).split(':')[0]} {c}" for r, c in g["reasons"])
+        did = ", ".join(f"{i} {c}" for i, c in g["did"])
+        where = ", ".join(f"{node} {c}" for node, c in g["nodes"])
+        lines.append(f"\n{n}. {g['size']} turn{'s' if g['size'] > 1 else ''} like \"{g['text']}\"")
+        lines.append(f"   why: {reasons} · the line chose: {did} · at: {where}")
+        for row in g["turns"][:examples]:
+            conf = f"{row['confidence']:.2f}" if isinstance(row.get("confidence"), (int, float)) else "-"
+            lines.append(f"   - \"{row['text']}\" -> {row['intent'] or 'no match'} {conf}  (call {row['call_id']})")
+        if g["size"] > examples:
+            lines.append(f"   ... and {g['size'] - examples} more")
+    return lines
+
+
+def run(args) -> int:
+    from ivr.calllog.store import open_store
+    from ivr.nlu.embedder import load_embedder
+    from ivr.serving.config import load_settings
+
+    settings = load_settings(args.config)
+    store = open_store(args.db or settings.database, recover=False)
+    try:
+        turns = store.review_queue(since=_since(args.since), flow=args.flow, limit=args.limit)
+    finally:
+        store.close()
+    groups = review_groups(turns, load_embedder().encode, args.threshold) if turns else []
+    if args.json:
+        print(json.dumps({"total": len(turns), "groups": groups[:args.groups]}, default=str, indent=2))
+    else:
+        print("\n".join(format_groups(groups, total=len(turns), shown=args.groups)))
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("review", help="turns worth a human look, grouped: not understood, unsure, overruled, escalated")
+    p.add_argument("--flow", help="one flow only")
+    p.add_argument("--since", help="7d, 12h, 30m or epoch seconds (default: all)")
+    p.add_argument("--limit", type=int, default=10_000, help="turns at most, newest first (default 10000)")
+    p.add_argument("--groups", type=int, default=20, help="groups shown (default 20)")
+    p.add_argument("--threshold", type=float, default=THRESHOLD,
+                   help=f"how similar turns must be to share a group (cosine, default {THRESHOLD})")
+    p.add_argument("--db", help="call log (default: the server's, IVR_DATABASE_URL or the data directory)")
+    p.add_argument("--config", help="settings file (TOML)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)

@@ -1,0 +1,101 @@
+"""The review queue (#23): which turns are worth a human look, read from the call log on SQLite
+and PostgreSQL, and similar turns grouped so one action labels many."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from ivr.calllog.review_queue import why
+from ivr.calllog.store import open_store
+from ivr.nlu.grouping import group_similar
+from ivr.tools.review import format_groups, review_groups
+
+T0 = 1_700_000_000.0
+
+
+def nlu(text, intent, confidence, *, source="router", ranked=None, escalate=False, trigger=None, node="main_menu"):
+    return {"node": node, "text": text, "intent": intent, "confidence": confidence, "source": source,
+            "ranked": ranked if ranked is not None else ([[intent, confidence]] if intent else []),
+            "decision": {"escalate": escalate, "target": "human" if escalate else None, "trigger": trigger,
+                         "reason": None}}
+
+
+def test_why_a_turn_is_worth_a_look():
+    assert why(nlu("opening hours", "hours", 0.95)) == []
+    assert why(nlu("the thing with the stuff", "out_of_scope", 0.8)) == ["out_of_scope"]
+    assert why(nlu("mumble", None, 0.0)) == ["out_of_scope"]
+    assert why(nlu("is it open maybe", "hours", 0.55)) == ["low_confidence"]
+    # the small model said no to the router's best guess
+    assert why(nlu("my parcel", "out_of_scope", 0.6, source="slm", ranked=[["order", 0.5]])) == [
+        "out_of_scope", "disagreed"]
+    assert why(nlu("I am furious", "order", 0.9, escalate=True, trigger="frustration")) == ["escalated"]
+
+
+@pytest.fixture
+def store(store_url):
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+def _call(s, cid, events, *, flow="customer_service", at=0.0, meta=None):
+    s.start_call(cid, flow=flow, flow_version="v1", started_at=T0 + at, meta=meta)
+    for i, data in enumerate(events):
+        s.add_event(cid, "nlu", data, ts=T0 + at + 1 + i)
+    s.end_call(cid, "completed", ended_at=T0 + at + 30)
+
+
+def test_the_queue_holds_the_turns_worth_a_look_and_nothing_sensitive(store):
+    _call(store, "CA1", [nlu("opening hours", "hours", 0.97), nlu("where is my parcel", "out_of_scope", 0.7)])
+    _call(store, "CA2", [nlu("[redacted]", "out_of_scope", 0.2, node="ask_pin"),
+                         nlu("I want my money back", "order", 0.5)], at=10)
+    _call(store, "CA3", [nlu("bank stuff", "out_of_scope", 0.9)], flow="bank", at=20)
+    _call(store, "BR1", [nlu("testing testing", "out_of_scope", 0.9)], at=30, meta={"channel": "browser"})
+    assert store.flush()
+    queue = store.review_queue()
+    assert [(t["call_id"], t["text"]) for t in queue] == [
+        ("CA3", "bank stuff"), ("CA2", "I want my money back"), ("CA1", "where is my parcel")]
+    assert queue[1]["reasons"] == ["low_confidence"] and queue[1]["flow_version"] == "v1"
+    assert queue[1]["node"] == "main_menu" and queue[1]["intent"] == "order"
+    assert [t["call_id"] for t in store.review_queue(flow="customer_service")] == ["CA2", "CA1"]
+    assert [t["call_id"] for t in store.review_queue(limit=1)] == ["CA3"]
+    assert [t["call_id"] for t in store.review_queue(channel="browser")] == ["BR1"]
+    assert [t["call_id"] for t in store.review_queue(since=T0 + 15)] == ["CA3"]
+
+
+def _bag(texts):
+    """A stand-in embedder: hashed bag of words, so shared words mean similar vectors."""
+    out = np.zeros((len(texts), 64), dtype=np.float32)
+    for i, text in enumerate(texts):
+        for word in text.lower().split():
+            out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_similar_turns_are_grouped_biggest_group_first():
+    texts = ["where is my parcel", "Where is my parcel?", "where is my parcel now", "cancel my card",
+             "cancel my card please", "what"]
+    groups = group_similar(texts, _bag(texts), threshold=0.8)
+    assert groups == [[0, 1, 2], [3, 4], [5]]
+    assert group_similar([], np.zeros((0, 64))) == []
+
+
+def test_review_groups_say_why_what_the_line_did_and_where():
+    turns = [{"text": t, "intent": i, "confidence": c, "reasons": r, "flow": "cs", "node": "main_menu",
+              "flow_version": "v1", "call_id": f"CA{n}"}
+             for n, (t, i, c, r) in enumerate([
+                 ("where is my parcel", "out_of_scope", 0.8, ["out_of_scope"]),
+                 ("where is my parcel now", None, 0.0, ["out_of_scope"]),
+                 ("where is my parcel please", "order", 0.6, ["low_confidence"]),
+                 ("cancel my card", "out_of_scope", 0.9, ["out_of_scope"])])]
+    groups = review_groups(turns, _bag, threshold=0.7)
+    assert [g["size"] for g in groups] == [3, 1]
+    assert groups[0]["reasons"] == [("out_of_scope", 2), ("low_confidence", 1)]
+    assert groups[0]["did"] == [("out_of_scope", 1), ("no match", 1), ("order", 1)]
+    assert groups[0]["nodes"] == [("cs:main_menu", 3)]
+    text = "\n".join(format_groups(groups, total=4, shown=1, examples=2))
+    assert "4 turns to review in 2 groups (the 1 biggest below)" in text
+    assert '1. 3 turns like "where is my parcel"' in text and "... and 1 more" in text
