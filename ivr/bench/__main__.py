@@ -21,7 +21,10 @@
 8. Browser calls (ivr.bench.browser): the dashboard's Try a call page in Chromium with a fake
    microphone against the phone simulator on the same server: voice to voice, answer, underruns,
    one at a time and four at once.
-Takes ~75 minutes on 2 cores; each runs alone as `ivr bench calls|stt|nlu|slots|sgd|digits|signals|browser`.
+9. The review loop (ivr.bench.review): Banking77 batches routed, the review queue's biggest
+   groups labelled, the next batch routed by the improved line against the line as it started.
+Takes ~77 minutes on 2 cores; each runs alone as
+`ivr bench calls|stt|nlu|slots|sgd|digits|signals|browser|review`.
 """
 
 import sys
@@ -30,6 +33,7 @@ from .browser import main as browser_main
 from .calls import main as calls_main
 from .digits import main as digits_main
 from .nlu import main as nlu_main
+from .review import main as review_main
 from .sgd import main as sgd_main
 from .signals import main as signals_main
 from .slots import main as slots_main
@@ -46,6 +50,7 @@ def main() -> int:
     status |= digits_main(["--control", "--live", "--levers", "no_hold"])
     status |= digits_main(["--length", "16", "--cases", "30", "--levers", "no_hold"])
     status |= browser_main([])
+    status |= review_main([])
     return status
 
 

@@ -120,11 +120,15 @@ class IntentClassifier:
             prep = self._prepared.get(key)
             if prep is not None and prep.fingerprint == fp:
                 return prep
-            index = self.router.build(intents)
+            # Reviewed out-of-scope turns ride along as an intent named out_of_scope: examples
+            # of what this menu must not route, not a choice (ivr/nlu/router.py build).
+            menu = [i for i in intents if i.name != OUT_OF_SCOPE]
+            oos = [e for i in intents if i.name == OUT_OF_SCOPE for e in i.examples]
+            index = self.router.build(menu, out_of_scope=oos)
             slm_ready = False
             if self.slm is not None:
                 try:
-                    self.slm.prepare(key, intents, confusable=self._confusable(index),
+                    self.slm.prepare(key, menu, confusable=self._confusable(index),
                                      modes=(self.slm_mode,))
                     slm_ready = True
                 except Exception:  # the router still works without it

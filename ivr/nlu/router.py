@@ -96,6 +96,9 @@ class RouterIndex:
     spread: float  # scale of conf around tau (std of the leave-one-out conf)
     intent_tau: np.ndarray | None = None  # per-intent thresholds (tau shifted per intent)
     calibration: dict = field(default_factory=dict)
+    background: np.ndarray | None = None
+    """The built-in background set and this menu's own out-of-scope examples (what reviewers
+    marked as truly out of scope on it), unit rows, not centred."""
 
 
 class ExampleRouter:
@@ -146,7 +149,10 @@ class ExampleRouter:
             )
         return self._bg_raw
 
-    def build(self, intents) -> RouterIndex:
+    def build(self, intents, out_of_scope: Sequence[str] = ()) -> RouterIndex:
+        """`out_of_scope`: what callers said on this menu that it must not route (reviewed
+        turns): they join the background set for this menu, as neighbours that mean out of
+        scope and in the threshold's lower bound."""
         names = [i.name for i in intents]
         if not names:
             raise ValueError("a menu needs at least one intent")
@@ -160,12 +166,16 @@ class ExampleRouter:
             labels.extend([k] * len(exs))
         raw = _unit(np.asarray(self.embedder.encode(texts), dtype=np.float32))
         bg = self.background_vectors()
+        own = [t for t in out_of_scope if t and t.strip()]
+        if own:
+            mine = _unit(np.asarray(self.embedder.encode(own), dtype=np.float32))
+            bg = np.vstack([bg, mine]) if len(bg) else mine
         pool = np.vstack([raw, bg]) if len(bg) else raw
         mu = pool.mean(axis=0)
         lab = np.asarray(labels)
         ex = _unit(raw - mu)
         cents = _unit(np.stack([ex[lab == k].mean(axis=0) for k in range(len(names))]))
-        index = RouterIndex(names, ex, lab, raw, cents, mu, self.default_tau, 0.1)
+        index = RouterIndex(names, ex, lab, raw, cents, mu, self.default_tau, 0.1, background=bg)
         self._calibrate(index)
         return index
 
@@ -214,7 +224,7 @@ class ExampleRouter:
             loo_correct += int(s[0].argmax() == lab[i])
         loo_arr = np.asarray(loo, dtype=np.float64)
         loo_lab_arr = np.asarray(loo_lab)
-        bg = self.background_vectors()
+        bg = index.background if index.background is not None else self.background_vectors()
         bg_conf = np.zeros(0)
         if len(bg):
             s = self._scores(index, bg)
@@ -268,7 +278,7 @@ class ExampleRouter:
         margin = float(s[k] - s[order[1]]) if len(order) > 1 else float(s[k] + 1.0)
         raw_sims = raw_q @ index.raw_examples.T
         raw_best = float(raw_sims.max())
-        bg = self.background_vectors()
+        bg = index.background if index.background is not None else self.background_vectors()
         background = bool(len(bg) and float((raw_q @ bg.T).max()) > raw_best)
         ranked = [(index.names[j], float(s[j])) for j in order]
         tau = float(index.intent_tau[k]) if index.intent_tau is not None else index.tau

@@ -496,9 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_review(sub)
 
-    bench = sub.add_parser("bench", help="benchmarks: calls | browser | nlu | slots | sgd | digits | signals | stt (each prints a table)",
+    bench = sub.add_parser("bench", help="benchmarks: calls | browser | nlu | slots | sgd | digits | signals | stt | review (each prints a table)",
                            add_help=False)
-    bench.add_argument("which", choices=["calls", "browser", "nlu", "slots", "sgd", "digits", "signals", "stt"])
+    bench.add_argument("which", choices=["calls", "browser", "nlu", "slots", "sgd", "digits", "signals", "stt", "review"])
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
 

@@ -116,6 +116,18 @@ def test_out_of_scope(emb):
     assert 0.0 <= r.confidence <= 1.0
 
 
+def test_reviewed_out_of_scope_turns_teach_the_menu_what_not_to_route(emb):
+    clf = IntentClassifier(emb)
+    near_miss = "I want to pay my bill at the shop with my card"
+    before = clf.classify("menu", BANK, near_miss)
+    assert before.intent == "pay_bill"  # close to the bill examples: routed
+    taught = [*BANK, Intent(OUT_OF_SCOPE, ("pay my bill at the shop with my card", "pay at a shop with a card"))]
+    after = clf.classify("menu", taught, near_miss)
+    assert after.intent == OUT_OF_SCOPE  # nearer a reviewed out-of-scope turn than any example
+    assert clf.classify("menu", taught, "I need to pay my phone bill").intent == "pay_bill"
+    assert "out_of_scope" not in [name for name, _ in after.ranked]  # never offered as a choice
+
+
 def test_empty_text_and_no_intents(emb):
     clf = IntentClassifier(emb)
     assert clf.classify("menu", BANK, "   ").intent == OUT_OF_SCOPE
