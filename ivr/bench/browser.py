@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -109,7 +110,8 @@ class Browsers:
             except Exception as exc:  # a call that fails is a result, not the end of the benchmark
                 out.append({"call_id": page.evaluate("window.ivrTry.callId"), "error": str(exc).splitlines()[0]})
         for page in pages:
-            page.click("#hangup")
+            if page.is_enabled("#hangup"):  # a call that failed may be over already
+                page.click("#hangup")
         for page in pages:
             page.context.close()
         return out
@@ -201,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             browsers.close()
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
     print_table(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

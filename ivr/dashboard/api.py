@@ -14,13 +14,13 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse
 
 from .auth import COOKIE
 from .live import RESYNC
+from .origin import same_origin
 from .try_api import build_try_router
 from .turns import call_view
 
@@ -88,14 +88,6 @@ def list_row(call: dict) -> dict:
     row["channel"] = meta.get("channel") or "phone"
     row["transfer_target"] = summary.get("transfer_target")
     return row
-
-
-def same_origin(headers) -> bool:
-    """A websocket handshake from another site would carry our cookie if SameSite failed: refuse it."""
-    origin = headers.get("origin")
-    if not origin:
-        return True  # not a browser
-    return urlsplit(origin).netloc == (headers.get("x-forwarded-host") or headers.get("host"))
 
 
 def build_router(dash: "Dashboard") -> APIRouter:

@@ -34,6 +34,8 @@ def case_from_turns(turns: list[dict], index: int, name: str) -> dict:
         raise TestCaseError(f"turn {index} is not a turn the caller took (turn 0 is the greeting)")
     if chosen.get("withdrawn"):
         raise TestCaseError(f"turn {index} was withdrawn (the caller went on): add the turn after it")
+    if _step(chosen) is None:
+        raise TestCaseError(f"turn {index} is not one a test can replay (a {chosen['kind']} turn)")
     steps = []
     for turn in turns:
         if turn["index"] == 0 or turn.get("withdrawn"):
@@ -107,7 +109,12 @@ def find_tests_file(flow_path: Path, flows_dir: Path) -> Path:
             if (path.parent / spec["flow"]).resolve() == flow_path:
                 return path
     stem = flow_path.name.rsplit(".", 1)[0]  # "bank" of bank.yaml, "bank.draft" of bank.draft.yaml
-    return Path(flows_dir) / "tests" / f"{stem}.test.yaml"
+    claimed = set(candidates)  # a file of that name for another flow (a/bank.yaml, bank.yaml) is not ours
+    for n in range(1, 100):
+        path = Path(flows_dir) / "tests" / (f"{stem}.test.yaml" if n == 1 else f"{stem}-{n}.test.yaml")
+        if path not in claimed:
+            return path
+    raise TestCaseError(f"no free name for a tests file of {flow_path.name} in {flows_dir}/tests")
 
 
 def new_tests_file(flow_path: Path, tests_path: Path) -> str:
@@ -118,8 +125,12 @@ def new_tests_file(flow_path: Path, tests_path: Path) -> str:
 
 def unique_name(text: str, wanted: str) -> str:
     """`wanted`, or `wanted (2)`, ... if a case of that name is already in the file."""
-    spec = yaml.safe_load(text) or {}
-    taken = {c.get("name") for c in spec.get("cases") or [] if isinstance(c, dict)}
+    try:
+        spec = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise TestCaseError(f"the tests file is not valid YAML: {exc}") from None
+    cases = spec.get("cases") if isinstance(spec, dict) else None
+    taken = {c.get("name") for c in cases or [] if isinstance(c, dict)}
     name, n = wanted, 1
     while name in taken:
         n += 1
@@ -143,8 +154,12 @@ def append_case(text: str, case: dict) -> str:
     if spec.get("cases"):
         out += "\n"
     out += as_yaml(case)
-    after = yaml.safe_load(out)
-    if (after.get("cases") or [])[-1:] != [case] or len(after["cases"]) != len(spec.get("cases") or []) + 1:
+    try:
+        after = yaml.safe_load(out)
+    except yaml.YAMLError:
+        after = None
+    if not isinstance(after, dict) or (after.get("cases") or [])[-1:] != [case] \
+            or len(after["cases"]) != len(spec.get("cases") or []) + 1:
         raise TestCaseError("appending would not give the tests file one more case: add the case by hand")
     return out
 

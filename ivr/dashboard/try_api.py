@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from ivr.dialog.loader import FlowLoadError, load_flow
 
+from .origin import same_origin
 from .flow_test_cases import TestCaseError, append_case, as_yaml, case_from_turns, new_tests_file, find_tests_file, unique_name
 from .turns import group_turns
 
@@ -43,6 +44,12 @@ def build_try_router(dash: "Dashboard", store) -> APIRouter:
 
     @router.post("/calls/{call_id}/tests")
     async def add_test(call_id: str, request: Request):
+        # It writes a file: the dashboard's own page only (SameSite alone lets a sibling site's
+        # form through), and JSON only, which a plain cross-site form cannot send.
+        if not same_origin(request.headers):
+            raise HTTPException(403, "only the dashboard's own pages may add tests")
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise HTTPException(415, "the body must be application/json")
         try:
             body = await request.json()
         except ValueError:
@@ -101,17 +108,25 @@ def _flow_path(rt, call: dict) -> Path | None:
 
 
 def _write(flow_path: Path, flows_dir, case: dict, call_id: str, turn: int) -> dict:
-    tests = find_tests_file(flow_path, Path(flows_dir))
+    try:
+        tests = find_tests_file(flow_path, Path(flows_dir))
+    except TestCaseError as exc:
+        return {"added": False, "file": None, "case": as_yaml(case), "reason": str(exc)}
     with _WRITING:
         text = tests.read_text() if tests.exists() else new_tests_file(flow_path, tests)
-        case = {**case, "name": unique_name(text, case["name"])}
         try:
+            case = {**case, "name": unique_name(text, case["name"])}
             updated = append_case(text, case)
         except TestCaseError as exc:
             return {"added": False, "file": str(tests), "case": as_yaml(case), "reason": str(exc)}
-        tests.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tests.with_name(tests.name + ".tmp")
-        tmp.write_text(updated)
-        tmp.replace(tests)
+        try:
+            tests.parent.mkdir(parents=True, exist_ok=True)
+            tmp = tests.with_name(tests.name + ".tmp")
+            tmp.write_text(updated)
+            tmp.replace(tests)
+        except OSError as exc:  # e.g. the image's flows folder is read-only: the case is still given
+            log.warning("dashboard: cannot add a test to %s: %s", tests, exc)
+            return {"added": False, "file": str(tests), "case": as_yaml(case),
+                    "reason": f"the server cannot write {tests} ({exc.strerror or exc}): paste the case by hand"}
     log.info("dashboard: turn %d of call %s added to %s as case %r", turn, call_id, tests, case["name"])
     return {"added": True, "file": str(tests), "case": as_yaml(case), "name": case["name"]}

@@ -11,11 +11,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 from pipecat.frames.frames import AudioRawFrame, Frame, InputAudioRawFrame, InterruptionFrame
 
 from ivr.media.recording import CallRecording, recording_name
-from ivr.speech.audio import resample, ulaw_decode
+from ivr.speech.audio import ulaw_decode
 
 from .serializer import WIDEBAND_RATE, SafeTwilioSerializer
 
@@ -27,6 +28,8 @@ class RecordingSerializer(SafeTwilioSerializer):
                  wideband: bool = False):
         super().__init__(stream_sid, call_sid, call_id=call_id, wideband=wideband)
         self.recording = recording
+        # One resampler for the call: chunk by chunk, each 20 ms would start afresh and click.
+        self._to_line = soxr.ResampleStream(WIDEBAND_RATE, 8000, 1, dtype="int16") if wideband else None
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
         rejected = self.rejected
@@ -41,8 +44,8 @@ class RecordingSerializer(SafeTwilioSerializer):
         message = json.loads(data)
         if message.get("event") == "media":
             audio = base64.b64decode(message["media"]["payload"])
-            if self.wideband:  # the recording is the phone's 8 kHz, whatever the browser sent
-                self.recording.caller(resample(np.frombuffer(audio, dtype="<i2"), WIDEBAND_RATE, 8000))
+            if self._to_line is not None:  # the recording is the phone's 8 kHz, whatever the browser sent
+                self.recording.caller(self._to_line.resample_chunk(np.frombuffer(audio, dtype="<i2")))
             else:
                 self.recording.caller(ulaw_decode(audio))
 

@@ -23,7 +23,7 @@ from typing import Callable
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from ivr.dashboard.api import same_origin
+from ivr.dashboard.origin import same_origin
 from ivr.dashboard.auth import COOKIE, DashboardAuth
 from ivr.dialog.loader import FlowLoadError
 from ivr.serving.config import Settings
@@ -53,8 +53,12 @@ class BrowserCalls:
 
     async def media(self, websocket: WebSocket):
         cookie = websocket.cookies.get(COOKIE)
-        if not self.auth.valid_session(cookie) or not same_origin(websocket.headers):
+        if not same_origin(websocket.headers):  # another site's page: no answer at all
             await websocket.close(code=1008, reason="not logged in")
+            return
+        if not self.auth.valid_session(cookie):
+            await websocket.accept()  # so the page can say why
+            await _refuse(websocket, 1008, "Not logged in, or the session has expired: log in again.")
             return
         source = source_of(websocket)
         refusal = self.twilio.sockets.admit(source)
@@ -99,11 +103,6 @@ class BrowserCalls:
         from ivr.media.pipeline import StreamStart, run_call  # pipecat stays in the media layer
 
         custom = start.get("customParameters") or {}
-        if len(runtime.active_calls) >= self.settings.max_calls:
-            self.twilio.refused("browser", "max_calls")
-            await _refuse(websocket, 1013, f"The line is full: {len(runtime.active_calls)} calls in progress "
-                                           f"(IVR_MAX_CALLS is {self.settings.max_calls}).")
-            return
         draft = custom.get("draft") or None
         try:
             flow = (await asyncio.to_thread(runtime.flows.draft, draft) if draft
@@ -114,9 +113,19 @@ class BrowserCalls:
         except FlowLoadError as exc:
             await _refuse(websocket, 1008, f"The draft {draft} does not validate.", [str(e) for e in exc.errors])
             return
+        except Exception as exc:  # deleted while being read, or its preparation failed
+            log.exception("browser call: draft %s could not be loaded", draft)
+            await _refuse(websocket, 1011, f"The draft {draft} could not be loaded: {exc}")
+            return
         if flow is None:
             await _refuse(websocket, 1008, f"No flow {custom.get('flow')!r} is loaded (loaded: "
                                            f"{', '.join(runtime.flows.names) or 'none'}).")
+            return
+        # Checked last, right before the call is placed: a draft can take a moment to prepare.
+        if len(runtime.active_calls) >= self.settings.max_calls:
+            self.twilio.refused("browser", "max_calls")
+            await _refuse(websocket, 1013, f"The line is full: {len(runtime.active_calls)} calls in progress "
+                                           f"(IVR_MAX_CALLS is {self.settings.max_calls}).")
             return
         call_id = browser_call_id()
         info = StreamStart(
@@ -128,11 +137,12 @@ class BrowserCalls:
         log.info("call %s: browser call from %s on flow %s v%s%s%s", call_id, source, flow.name, flow.version,
                  f" (draft {draft})" if draft else "", " wideband" if info.wideband else "")
         try:
-            await websocket.send_json({"event": "call", "callSid": call_id, "flow": flow.name, "version": flow.version,
-                                       "draft": draft, "wideband": info.wideband})
+            try:
+                await websocket.send_json({"event": "call", "callSid": call_id, "flow": flow.name,
+                                           "version": flow.version, "draft": draft, "wideband": info.wideband})
+            except (WebSocketDisconnect, RuntimeError):
+                return  # the page went away before the call started: nothing to end
             await run_call(websocket, info, flow, runtime, watch=watch)
-        except (WebSocketDisconnect, RuntimeError):
-            pass  # the page went away before the call started: nothing to end
         finally:
             await close_socket(websocket, *ended(watch))
 

@@ -60,11 +60,11 @@ def client(store):  # noqa: F811
 
 
 def test_only_a_logged_in_operator_can_open_a_browser_call(client):
-    c, _ = client
-    with pytest.raises(WebSocketDisconnect) as refused:
-        with c.websocket_connect("/dashboard/api/try/media") as ws:
-            ws.receive_text()
-    assert refused.value.code == 1008
+    c, runtime = client
+    with c.websocket_connect("/dashboard/api/try/media") as ws:
+        code, sent = closed_with(ws)
+    assert code == 1008 and "Not logged in" in sent[-1]["message"]  # the page can say why
+    assert not runtime.active_calls
 
 
 def test_a_cross_site_page_cannot_use_the_operators_session(client):
@@ -103,6 +103,8 @@ def test_a_browser_call_runs_the_flow_and_is_logged_as_one(client):
     assert any("test call, so nobody is dialled" in s and "5 5 5 0 1 0 0" in s for s in said), call["events"]
     assert call["outcome"] == "transferred"
     assert runtime.store.summary()["test_calls"] == 1 and runtime.store.summary()["calls"] == 0
+    metrics = c.get("/metrics").text  # nor in the line's metrics
+    assert "ivr_calls_total{" not in metrics and "ivr_calls_active 0.0" in metrics
 
 
 def test_what_cannot_be_called_is_said_to_the_page(client):
@@ -282,3 +284,32 @@ def test_a_case_is_appended_without_touching_the_designers_comments(tmp_path):
     assert fresh == flows / "tests" / "bank.draft.test.yaml"
     created = append_case(new_tests_file(flows / "bank.draft.yaml", fresh), case)
     assert yaml.safe_load(created)["flow"] == "../bank.draft.yaml"
+
+
+def test_add_to_tests_is_for_the_dashboards_own_pages_and_never_loses_the_case(tmp_path, store):  # noqa: F811
+    flows = tmp_path / "flows"
+    shutil.copytree(REPO / "flows", flows)
+    c, runtime = make_client(store, dashboard_token="dash-token", flows_dir=flows)
+    with c:
+        logged_in(c, runtime)
+        runtime.store.start_call("CA9", flow="customer_service", flow_version="v", started_at=1.0)
+        runtime.store.add_event("CA9", "transcript", {"text": "what time do you close"}, ts=2.0)
+        runtime.store.add_event("CA9", "nlu", {"intent": "hours", "confidence": 0.95}, ts=2.1)
+        runtime.store.add_event("CA9", "node", {"node": "anything_else"}, ts=2.2)
+        runtime.store.end_call("CA9", "completed", ended_at=3.0)
+        runtime.store.flush()
+        body = json.dumps({"turn": 1})
+        json_type = {"content-type": "application/json"}
+        assert c.post("/dashboard/api/calls/CA9/tests", content=body,
+                      headers={**json_type, "origin": "https://evil.example"}).status_code == 403
+        assert c.post("/dashboard/api/calls/CA9/tests", content=body,
+                      headers={"content-type": "text/plain"}).status_code == 415
+        tests = flows / "tests" / "customer_service.test.yaml"
+        blocker = tests.with_name(tests.name + ".tmp")
+        blocker.mkdir()  # the write fails, as on a read-only flows folder (root ignores permissions)
+        out = c.post("/dashboard/api/calls/CA9/tests", content=body, headers=json_type).json()
+        assert not out["added"] and "paste the case by hand" in out["reason"]
+        assert "what time do you close" in out["case"]
+        blocker.rmdir()
+        out = c.post("/dashboard/api/calls/CA9/tests", content=body, headers=json_type).json()
+        assert out["added"] and yaml.safe_load(tests.read_text())["cases"][-1]["name"].startswith("call CA9, turn 1")

@@ -16,7 +16,7 @@
 // only makes that pause longer and is counted apart, as a late pause, as the simulator does.
 
 const FRAME_S = 0.02;
-const TAPS = 63;
+const TAPS = 255; // at 48 kHz a transition of about 1 kHz: the line keeps 300-3400 Hz and folds nothing back
 const UNDERRUN_GAP_S = 0.5; // audio again within this after running dry: the bot was mid-speech
 const JITTER_S = 0.06, JITTER_STEP_S = 0.04, JITTER_MAX_S = 0.2;
 const SPEECH_RMS = 10 ** (-45 / 20); // the last 20 ms played louder than this: the voice was speaking

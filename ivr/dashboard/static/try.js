@@ -104,31 +104,40 @@ async function placeCall(event) {
            "https:// pages and http://localhost.");
     return;
   }
-  context = new AudioContext({ latencyHint: "interactive" });
-  await context.audioWorklet.addModule("/dashboard/static/line-worklet.js");
-  node = new AudioWorkletNode(context, "ivr-line", {
-    numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1], processorOptions: { wideband, playRate: 8000 } });
-  context.createMediaStreamSource(mic).connect(node);
-  node.connect(context.destination);
+  try {
+    context = new AudioContext({ latencyHint: "interactive" });
+    await context.audioWorklet.addModule("/dashboard/static/line-worklet.js");
+    node = new AudioWorkletNode(context, "ivr-line", {
+      numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1], processorOptions: { wideband, playRate: 8000 } });
+    context.createMediaStreamSource(mic).connect(node);
+    node.connect(context.destination);
+    await context.resume();
+  } catch (err) {
+    banner(`This browser cannot play the call (${err.name || err}): ${err.message || ""}`);
+    finish("not on a call");
+    return;
+  }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/dashboard/api/try/media`);
+  const own = socket = new WebSocket(`${scheme}://${location.host}/dashboard/api/try/media`);
+  const mine = (message) => { if (own.readyState === WebSocket.OPEN) own.send(JSON.stringify(message)); };
   let started = 0, spokeAt = null, answered = null, botLoudAt = -1e9;
   let aheadUntil = 0; // when the audio received so far would have played out, had it played at once
   node.port.onmessage = (e) => {
     if (e.data.type === "stats") state.stats = e.data.stats;
     else if (e.data.type === "frame" && state.callId) {
       const bytes = new Uint8Array(e.data.data);
-      send({ event: "media", streamSid: STREAM, media: { track: "inbound", payload: b64(bytes) } });
+      mine({ event: "media", streamSid: STREAM, media: { track: "inbound", payload: b64(bytes) } });
       if (loud(wideband ? new Int16Array(e.data.data) : bytes, wideband, CALLER_LOUD)) spokeAt = performance.now();
     }
   };
-  socket.onopen = () => {
+  own.onopen = () => {
     started = performance.now();
     send({ event: "connected", protocol: "Call", version: "1.0.0" });
     send({ event: "start", streamSid: STREAM, start: { streamSid: STREAM, callSid: "browser", customParameters: {
       [kind === "draft" ? "draft" : "flow"]: name, wideband: wideband ? "1" : "0" } } });
   };
-  socket.onmessage = (e) => {
+  own.onmessage = (e) => {
+    if (socket !== own) return; // a call that has ended: its last words are not this call's
     const m = JSON.parse(e.data);
     if (m.event === "media") {
       const bytes = Uint8Array.from(atob(m.media.payload), (c) => c.charCodeAt(0));
@@ -162,20 +171,25 @@ async function placeCall(event) {
       banner([m.message, ...(m.errors || [])].join("\n"));
     }
   };
-  socket.onclose = (e) => {
+  own.onclose = (e) => {
+    if (socket !== own) return;
     state.ended = { code: e.code, reason: e.reason };
     finish(e.code === 1000 || e.code === 1005 ? "call ended" : `call ended (${e.reason || e.code})`);
   };
 }
 
 function finish(text) {
-  // Let the bot's last words play out before the sound goes.
-  const ctx = context, tracks = mic;
-  setTimeout(() => { if (ctx) ctx.close(); if (tracks) tracks.getTracks().forEach((t) => t.stop()); }, 1500);
-  context = null; mic = null; socket = null;
+  // The microphone stops now (its frames must not reach a next call); the bot's last words play
+  // out before the sound goes.
+  const ctx = context, tracks = mic, last = node;
+  if (last) last.port.onmessage = (e) => { if (e.data.type === "stats") state.stats = e.data.stats; };
+  if (tracks) tracks.getTracks().forEach((t) => t.stop());
+  setTimeout(() => { if (last) last.disconnect(); if (ctx) ctx.close(); }, 1500);
+  context = null; mic = null; socket = null; node = null;
   setPhase("ended", text);
   if (state.callId) loadTurns(state.callId);
-  setTimeout(() => { if (stopFeed) { stopFeed(); stopFeed = null; } }, 5000);
+  const feed = stopFeed; // this call's feed, not the next one's
+  setTimeout(() => { if (feed) feed(); if (stopFeed === feed) stopFeed = null; }, 5000);
 }
 
 function hangUp() {
