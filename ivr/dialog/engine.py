@@ -86,11 +86,18 @@ class Expectation:
     barge_in: bool
     hints: tuple[str, ...] = ()
     confirming: bool = False
+    out_of_scope: tuple[str, ...] = ()
+    """What reviewers marked out of scope at this node (ivr/dialog/reviewed.py)."""
 
     @property
     def candidates(self) -> Candidates:
-        """What the NLU is given of this node: its intents and slot, nothing of the engine."""
-        return Candidates(self.key, tuple(Intent(o.name, o.examples, o.description) for o in self.intents), self.slot)
+        """What the NLU is given of this node: its intents and slot, nothing of the engine. The
+        reviewed out-of-scope turns ride along as an intent named out_of_scope, which the NLU
+        takes as examples of what not to route, never as a choice (ivr/nlu/intents.py)."""
+        intents = tuple(Intent(o.name, o.examples, o.description) for o in self.intents)
+        if self.out_of_scope and intents:
+            intents += (Intent(OUT_OF_SCOPE, self.out_of_scope),)
+        return Candidates(self.key, intents, self.slot)
 
 
 @dataclass(frozen=True)
@@ -307,6 +314,7 @@ class FlowEngine:
             barge_in=node.barge_in,
             hints=tuple(node.hints),
             confirming=confirming,
+            out_of_scope=(*self.loaded.out_of_scope.get(None, ()), *self.loaded.out_of_scope.get(name, ())),
         )
 
     def fills_slot(self, text: str) -> bool:

@@ -43,8 +43,13 @@ class LoadedFlow:
     flow: Flow
     path: str
     version: str
-    """sha256 of the file's bytes (12 hex digits): what call logs record."""
+    """sha256 of the file's bytes, and of its reviewed examples' file when there is one (12 hex
+    digits): what call logs record."""
     positions: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    out_of_scope: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    """{node, or None for every node: turns reviewers marked out of scope there} (reviewed.py)."""
+    reviewed: int = 0
+    """How many reviewed examples were merged in."""
 
     @property
     def name(self) -> str:
@@ -105,7 +110,29 @@ def load_flow(path: str | Path) -> LoadedFlow:
         raw = path.read_bytes()
     except OSError as exc:
         raise FlowLoadError([FlowError(str(path), 1, 1, f"cannot read the file: {exc.strerror}")])
-    return load_flow_text(raw.decode("utf-8", errors="replace"), str(path), raw)
+    loaded = load_flow_text(raw.decode("utf-8", errors="replace"), str(path), raw)
+    return with_reviewed(loaded, raw)
+
+
+def with_reviewed(loaded: LoadedFlow, raw: bytes) -> LoadedFlow:
+    """The flow with the examples accepted from reviewed calls (its `NAME.reviewed.yaml`)."""
+    from .reviewed import ReviewedError, merge, parse_reviewed, reviewed_path
+
+    extra = reviewed_path(loaded.path)
+    try:
+        extra_raw = extra.read_bytes()
+    except FileNotFoundError:
+        return loaded
+    except OSError as exc:
+        raise FlowLoadError([FlowError(str(extra), 1, 1, f"cannot read the file: {exc.strerror}")]) from None
+    try:
+        examples = parse_reviewed(extra_raw.decode("utf-8", errors="replace"))
+        flow, out_of_scope = merge(loaded.flow, examples)
+    except ReviewedError as exc:
+        raise FlowLoadError([FlowError(str(extra), 1, 1, str(exc))]) from None
+    version = hashlib.sha256(raw + b"\0reviewed\0" + extra_raw).hexdigest()[:12]
+    return LoadedFlow(flow=flow, path=loaded.path, version=version, positions=loaded.positions,
+                      out_of_scope=out_of_scope, reviewed=len(examples))
 
 
 def load_flow_text(text: str, filename: str = "<flow>", raw: bytes | None = None) -> LoadedFlow:
@@ -371,6 +398,7 @@ def expand_flow_paths(paths: list[str | Path], *, drafts: bool = False) -> list[
                     f
                     for f in p.rglob("*")
                     if f.suffix in {".yaml", ".yml"} and not _is_test_file(f) and (drafts or not is_draft(f))
+                    and not f.name.endswith((".reviewed.yaml", ".reviewed.yml"))  # part of a flow (reviewed.py)
                 )
             )
         else:

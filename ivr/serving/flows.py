@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ivr.dialog.loader import FlowLoadError, LoadedFlow, expand_flow_paths, is_draft, load_flow
+from ivr.dialog.reviewed import reviewed_path
 
 log = logging.getLogger("ivr.serving.flows")
 
@@ -38,6 +39,15 @@ def static_prompts(loaded: LoadedFlow) -> list[str]:
     return list(dict.fromkeys(texts))
 
 
+def _stamp(path: Path) -> tuple[float, float | None]:
+    """When a flow last changed: its file, and the examples reviewers accepted for it."""
+    try:
+        extra = reviewed_path(path).stat().st_mtime
+    except OSError:
+        extra = None
+    return path.stat().st_mtime, extra
+
+
 class FlowRepository:
     def __init__(self, flows_dir: str | Path, *, prepare: Callable[[LoadedFlow], None] | None = None):
         self.flows_dir = Path(flows_dir)
@@ -59,7 +69,7 @@ class FlowRepository:
         changed: list[str] = []
         for path in expand_flow_paths([self.flows_dir]):
             try:
-                mtime = path.stat().st_mtime
+                mtime = _stamp(path)
             except OSError:
                 continue
             known = self._by_file.get(path)
@@ -101,7 +111,7 @@ class FlowRepository:
         path = next((p for p in self.draft_files() if p.relative_to(self.flows_dir).as_posix() == file), None)
         if path is None:
             raise LookupError(f"no draft {file!r} in {self.flows_dir} (drafts are named *.draft.yaml)")
-        mtime = path.stat().st_mtime
+        mtime = _stamp(path)
         known = self._drafts.get(path)
         if known is not None and known[0] == mtime:
             return known[1]
