@@ -64,7 +64,8 @@ def format_groups(groups: list[dict], *, total: int, shown: int, examples: int =
         lines.append(f"   why: {reasons} · the line chose: {did} · at: {where}")
         for row in g["turns"][:examples]:
             conf = f"{row['confidence']:.2f}" if isinstance(row.get("confidence"), (int, float)) else "-"
-            lines.append(f"   - \"{row['text']}\" -> {row['intent'] or 'no match'} {conf}  (call {row['call_id']})")
+            lines.append(f"   - \"{row['text']}\" -> {row['intent'] or 'no match'} {conf}  "
+                         f"(turn {row['call_id']}:{row['seq']})")
         if g["size"] > examples:
             lines.append(f"   ... and {g['size'] - examples} more")
     return lines

@@ -85,7 +85,7 @@ def test_similar_turns_are_grouped_biggest_group_first():
 
 def test_review_groups_say_why_what_the_line_did_and_where():
     turns = [{"text": t, "intent": i, "confidence": c, "reasons": r, "flow": "cs", "node": "main_menu",
-              "flow_version": "v1", "call_id": f"CA{n}"}
+              "flow_version": "v1", "call_id": f"CA{n}", "seq": 4}
              for n, (t, i, c, r) in enumerate([
                  ("where is my parcel", "out_of_scope", 0.8, ["out_of_scope"]),
                  ("where is my parcel now", None, 0.0, ["out_of_scope"]),
@@ -99,3 +99,4 @@ def test_review_groups_say_why_what_the_line_did_and_where():
     text = "\n".join(format_groups(groups, total=4, shown=1, examples=2))
     assert "4 turns to review in 2 groups (the 1 biggest below)" in text
     assert '1. 3 turns like "where is my parcel"' in text and "... and 1 more" in text
+    assert "(turn CA0:4)" in text  # call id and event number: where `ivr calls show` finds it
