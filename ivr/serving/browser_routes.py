@@ -29,7 +29,7 @@ from ivr.dialog.loader import FlowLoadError
 from ivr.serving.config import Settings
 from ivr.serving.runtime import Runtime
 from ivr.serving.twilio_routes import StreamProtocolError, TwilioRoutes, close_socket, ended, read_start, source_of
-from ivr.telephony.guard import SocketWatch, suffix
+from ivr.telephony.guard import SocketSlot, SocketWatch, suffix
 
 log = logging.getLogger("ivr.serving.app")
 
@@ -68,18 +68,11 @@ class BrowserCalls:
             self.twilio.refused("browser", kind)
             await _refuse(websocket, 1013, f"The server is busy: {why}.")
             return
-        waiting = True
-
-        def started() -> None:
-            nonlocal waiting
-            if waiting:
-                waiting = False
-                self.twilio.sockets.started(source)
-
+        slot = SocketSlot(self.twilio.sockets, source)
         try:
-            await self._call(websocket, source, started, operator=self.auth.session_id(cookie))
+            await self._call(websocket, source, slot.started, operator=self.auth.session_id(cookie))
         finally:
-            self.twilio.sockets.closed(source, waiting=waiting)
+            slot.release()
 
     async def _call(self, websocket: WebSocket, source: str, started: Callable[[], None], operator: str | None) -> None:
         runtime = self.runtime()

@@ -23,7 +23,7 @@ from ivr.serving.config import Settings
 from ivr.serving.runtime import Runtime
 from ivr.telephony import twiml
 from ivr.telephony.agent_whisper import check_whisper, public_http_base, say_to_agent
-from ivr.telephony.guard import LogThrottle, SeenStreams, SocketLimits, SocketWatch, SourceRate, suffix
+from ivr.telephony.guard import LogThrottle, SeenStreams, SocketLimits, SocketSlot, SocketWatch, SourceRate, suffix
 from ivr.telephony.security import check_stream_token, make_stream_token, valid_twilio_signature
 
 log = logging.getLogger("ivr.serving.app")
@@ -135,18 +135,11 @@ class TwilioRoutes:
                 log.warning("media websocket from %s refused (1013, try again later): %s%s", source, why, suffix(skipped))
             await close_socket(websocket, 1013, "try again later")
             return
-        waiting = True
-
-        def started() -> None:
-            nonlocal waiting
-            if waiting:
-                waiting = False
-                self.sockets.started(source)
-
+        slot = SocketSlot(self.sockets, source)
         try:
-            await self._media(websocket, source, started)
+            await self._media(websocket, source, slot.started)
         finally:
-            self.sockets.closed(source, waiting=waiting)
+            slot.release()
 
     async def _media(self, websocket: WebSocket, source: str, started: Callable[[], None]) -> None:
         runtime: Runtime | None = self.runtime()

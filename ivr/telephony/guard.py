@@ -120,6 +120,23 @@ class SocketLimits:
             del self._waiting[source]
 
 
+class SocketSlot:
+    """One admitted socket's place in `SocketLimits`: waiting until `started()`, given back by
+    `release()` (in a `finally`), whichever way the socket ends."""
+
+    def __init__(self, limits: SocketLimits, source: str):
+        self.limits, self.source = limits, source
+        self.waiting = True
+
+    def started(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.limits.started(self.source)
+
+    def release(self) -> None:
+        self.limits.closed(self.source, waiting=self.waiting)
+
+
 class SeenStreams:
     """Calls whose stream has started, remembered as long as their stream token is valid: a
     token replayed after its call ended must not start the call again."""
