@@ -116,7 +116,7 @@ def load_flow(path: str | Path) -> LoadedFlow:
 
 def with_reviewed(loaded: LoadedFlow, raw: bytes) -> LoadedFlow:
     """The flow with the examples accepted from reviewed calls (its `NAME.reviewed.yaml`)."""
-    from .reviewed import ReviewedError, merge, parse_reviewed, reviewed_path
+    from .reviewed import reviewed_path
 
     extra = reviewed_path(loaded.path)
     try:
@@ -125,6 +125,15 @@ def with_reviewed(loaded: LoadedFlow, raw: bytes) -> LoadedFlow:
         return loaded
     except OSError as exc:
         raise FlowLoadError([FlowError(str(extra), 1, 1, f"cannot read the file: {exc.strerror}")]) from None
+    return with_reviewed_text(loaded, raw, extra_raw)
+
+
+def with_reviewed_text(loaded: LoadedFlow, raw: bytes, extra_raw: bytes) -> LoadedFlow:
+    """The flow as it would load with this reviewed-examples file (`ivr review accept` proves a
+    change on it before writing it)."""
+    from .reviewed import ReviewedError, merge, parse_reviewed, reviewed_path
+
+    extra = reviewed_path(loaded.path)
     try:
         examples = parse_reviewed(extra_raw.decode("utf-8", errors="replace"))
         flow, out_of_scope = merge(loaded.flow, examples)

@@ -78,6 +78,11 @@ def run(args) -> int:
 
     settings = load_settings(args.config)
     store = open_store(args.db or settings.database, recover=False)
+    if args.action == "accept":
+        try:
+            return _accept(args, settings, store)
+        finally:
+            store.close()
     try:
         turns = store.review_queue(since=_since(args.since), flow=args.flow, limit=args.limit)
     finally:
@@ -90,8 +95,41 @@ def run(args) -> int:
     return 0
 
 
+def _accept(args, settings, store) -> int:
+    import getpass
+    import sys
+    from pathlib import Path
+
+    from ivr.nlu.intents import load_intent_classifier
+    from ivr.nlu.service import NLUService
+    from ivr.tools.review_accept import AcceptError, accept
+
+    if len(args.rest) < 2:
+        print("ivr review accept INTENT TURN [TURN ...]: an intent (or out_of_scope) and turns as `ivr review` "
+              "names them (CALL:SEQ)", file=sys.stderr)
+        return 2
+    intent, turn_ids = args.rest[0], args.rest[1:]
+    classifier = load_intent_classifier(use_slm=not args.no_slm)
+    try:
+        proof, lines = accept(store, Path(args.flows or settings.flows_dir), intent, turn_ids,
+                              by=args.by or getpass.getuser(), classifier=classifier,
+                              nlu=NLUService(classifier, timeout=None), dry_run=args.dry_run)
+    except AcceptError as exc:
+        print(f"ivr review accept: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 1 if proof.test_failures else 0
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("review", help="turns worth a human look, grouped: not understood, unsure, overruled, escalated")
+    p = sub.add_parser("review", help="turns worth a human look, grouped (list); accept INTENT TURN...: make them "
+                                      "examples, proven on the flow's tests first")
+    p.add_argument("action", nargs="?", choices=["list", "accept"], default="list")
+    p.add_argument("rest", nargs="*", help="accept: INTENT (or out_of_scope) then turns as CALL:SEQ")
+    p.add_argument("--by", help="accept: who accepts them (default: your user name)")
+    p.add_argument("--dry-run", action="store_true", help="accept: prove the change, write nothing")
+    p.add_argument("--no-slm", action="store_true", help="accept: route with the example router alone")
+    p.add_argument("--flows", help="accept: the flows folder (default: the server's)")
     p.add_argument("--flow", help="one flow only")
     p.add_argument("--since", help="7d, 12h, 30m or epoch seconds (default: all)")
     p.add_argument("--limit", type=int, default=10_000, help="turns at most, newest first (default 10000)")
