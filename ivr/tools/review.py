@@ -44,6 +44,27 @@ def review_groups(turns: Sequence[dict], encode, threshold: float = THRESHOLD) -
     return groups
 
 
+def accepted_turns(flows_dir) -> set[tuple[str, str]]:
+    """(call, words) of every turn already accepted into a flow's reviewed examples: reviewed,
+    so no longer worth a look."""
+    from pathlib import Path
+
+    from ivr.dialog.reviewed import ReviewedError, SUFFIXES, parse_reviewed
+
+    done: set[tuple[str, str]] = set()
+    for path in sorted(Path(flows_dir).rglob("*")):
+        if path.name.endswith(SUFFIXES):
+            try:
+                done |= {(ex.call or "", ex.text) for ex in parse_reviewed(path.read_text())}
+            except (OSError, ReviewedError):
+                continue  # the loader reports a broken file; the queue still shows its turns
+    return done
+
+
+def not_yet_reviewed(turns: Sequence[dict], done: set[tuple[str, str]]) -> list[dict]:
+    return [t for t in turns if (t["call_id"], t["text"]) not in done]
+
+
 def _since(value: str | None) -> float | None:
     """`7d`, `12h`, `30m`, or epoch seconds."""
     if not value:
@@ -87,6 +108,7 @@ def run(args) -> int:
         turns = store.review_queue(since=_since(args.since), flow=args.flow, limit=args.limit)
     finally:
         store.close()
+    turns = not_yet_reviewed(turns, accepted_turns(args.flows or settings.flows_dir))
     groups = review_groups(turns, load_embedder().encode, args.threshold) if turns else []
     if args.json:
         print(json.dumps({"total": len(turns), "groups": groups[:args.groups]}, default=str, indent=2))
@@ -129,7 +151,7 @@ def add_parser(sub) -> None:
     p.add_argument("--by", help="accept: who accepts them (default: your user name)")
     p.add_argument("--dry-run", action="store_true", help="accept: prove the change, write nothing")
     p.add_argument("--no-slm", action="store_true", help="accept: route with the example router alone")
-    p.add_argument("--flows", help="accept: the flows folder (default: the server's)")
+    p.add_argument("--flows", help="the flows folder, whose reviewed examples are left out of the queue and where accept writes (default: the server's)")
     p.add_argument("--flow", help="one flow only")
     p.add_argument("--since", help="7d, 12h, 30m or epoch seconds (default: all)")
     p.add_argument("--limit", type=int, default=10_000, help="turns at most, newest first (default 10000)")

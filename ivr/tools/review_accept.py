@@ -177,7 +177,7 @@ def accept(store, flows_dir: Path, intent: str, turn_ids: list[str], *, by: str,
     if intent != OUT_OF_SCOPE and not _has_intent(loaded, intent):
         raise AcceptError(f"flow {loaded.name} has no intent {intent!r} (a new intent is the designer's to add to the flow)")
     before, after, new_text = proposed(flow_path, turns, intent, by)
-    queued = store.review_queue(flow=loaded.name, limit=2000)
+    queued = store.review_queue(flow=loaded.name, limit=2000)  # accepted ones too: a change must not undo them
     tests = find_tests_file(flow_path, flows_dir)
     proof = prove(classifier, nlu, before, after, turns, intent, queued, tests if tests.exists() else None)
     target = reviewed_path(flow_path)

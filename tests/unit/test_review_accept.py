@@ -13,6 +13,7 @@ from ivr.calllog.store import open_store
 from ivr.dialog.loader import load_flow
 from ivr.nlu.intents import IntentClassifier
 from ivr.nlu.service import NLUService
+from ivr.tools.review import accepted_turns, not_yet_reviewed
 from ivr.tools.review_accept import AcceptError, accept
 from tests.unit.test_intents import FakeEmbedder
 
@@ -74,6 +75,11 @@ def test_accepted_turns_are_proven_then_written_with_who_when_and_which_call(set
     loaded = load_flow(flows / "shop.yaml")
     assert loaded.version != before and loaded.reviewed == 1
     assert "threshold at main" in "\n".join(lines)
+    # reviewed now: `ivr review` no longer shows it
+    queue = store.review_queue()
+    left = not_yet_reviewed(queue, accepted_turns(flows))
+    assert "what time do you shut the doors tonight" in [t["text"] for t in queue]
+    assert "what time do you shut the doors tonight" not in [t["text"] for t in left] and len(left) == len(queue) - 1
 
 
 def test_a_change_that_breaks_a_flow_test_is_refused_and_nothing_is_written(setup):
