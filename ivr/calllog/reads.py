@@ -62,19 +62,27 @@ def event_dict(row: Iterable) -> dict:
     return {"call_id": call_id, "seq": seq, "ts": ts, "type": type_, "data": loads(data)}
 
 
+#: A browser call's id starts with this (ivr/serving/browser_routes.py), a Twilio CallSid with
+#: `CA`: the id, the indexed key, says which calls are a designer's tests, not the line's.
+BROWSER_CALL_PREFIX = "BR"
+
+
+def is_browser_call(call_id: str) -> bool:
+    return str(call_id).startswith(BROWSER_CALL_PREFIX)
+
+
 def _call_filters(b, *, flow=None, outcome=None, since=None, until=None, caller=None,
                   handoff_reason=None, q=None, channel=None) -> tuple[list[str], list]:
     """SQL conditions on ``calls`` (and its events) for the dashboard's filters. ``channel``:
-    ``phone`` or ``browser`` (test calls from the dashboard). A browser call's id starts with
-    ``BR`` (ivr/serving/browser_routes.py), a Twilio CallSid with ``CA``: the id is the indexed
-    key, where ``meta.channel``, which says the same, is JSON to parse on every row."""
+    ``phone`` or ``browser`` (test calls from the dashboard), told by ``BROWSER_CALL_PREFIX``:
+    ``meta.channel`` says the same, but is JSON to parse on every row."""
     where: list[str] = []
     params: list = []
     if channel is not None:
         if channel not in ("phone", "browser"):
             raise ValueError(f"channel: phone or browser, got {channel!r}")
         where.append(f"calls.call_id {'' if channel == 'browser' else 'NOT '}LIKE ?")
-        params.append("BR%")
+        params.append(BROWSER_CALL_PREFIX + "%")
     if flow is not None:
         where.append("calls.flow = ?")
         params.append(str(flow))

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ivr.nlu.understanding import OUT_OF_SCOPE
+from ivr.privacy.redact import REDACTED
+
 from .reads import _call_filters, _where, loads
 
 #: An intent chosen below this calibrated confidence is worth a look: calibrated, it is wrong
 #: about one time in three or more (docs/nlu.md, calibration).
 LOW_CONFIDENCE = 0.7
-OUT_OF_SCOPE = "out_of_scope"
-REDACTED = "[redacted]"
 PAGE = 5000
 
 REASONS = {

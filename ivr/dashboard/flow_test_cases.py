@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-REDACTED = "[redacted]"
+from ivr.privacy.redact import REDACTED
+
 SAY_CHARS = 60  # the start of the reply: enough to tell prompts apart, short of filled-in values
 
 

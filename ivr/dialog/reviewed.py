@@ -28,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-OUT_OF_SCOPE = "out_of_scope"
+from ivr.nlu.understanding import OUT_OF_SCOPE
+
 SUFFIXES = (".reviewed.yaml", ".reviewed.yml")
 
 

@@ -12,7 +12,6 @@ pass, vectorised per item against the leaders so far: 1000 turns group in about 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,7 +46,3 @@ def group_similar(texts: Sequence[str], vectors: np.ndarray, threshold: float = 
         groups[best].extend(idx)
     return sorted(groups, key=lambda m: (-len(m), min(m)))
 
-
-def counts(values: Sequence[str | None]) -> list[tuple[str | None, int]]:
-    """What the line did across a group's turns, most common first."""
-    return Counter(values).most_common()

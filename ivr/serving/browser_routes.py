@@ -23,12 +23,13 @@ from typing import Callable
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from ivr.calllog.reads import BROWSER_CALL_PREFIX
 from ivr.dashboard.origin import same_origin
 from ivr.dashboard.auth import COOKIE, DashboardAuth
 from ivr.dialog.loader import FlowLoadError
 from ivr.serving.config import Settings
 from ivr.serving.runtime import Runtime
-from ivr.serving.twilio_routes import StreamProtocolError, TwilioRoutes, close_socket, ended, read_start, source_of
+from ivr.serving.twilio_routes import StreamProtocolError, TwilioRoutes, close_socket, read_start, source_of
 from ivr.telephony.guard import SocketSlot, SocketWatch, suffix
 
 log = logging.getLogger("ivr.serving.app")
@@ -38,7 +39,7 @@ CHANNEL = "browser"
 
 def browser_call_id() -> str:
     """Shaped like a Twilio CallSid (34 characters), marked as a browser call by its prefix."""
-    return "BR" + secrets.token_hex(16)
+    return BROWSER_CALL_PREFIX + secrets.token_hex(16)
 
 
 class BrowserCalls:
@@ -137,7 +138,7 @@ class BrowserCalls:
                 return  # the page went away before the call started: nothing to end
             await run_call(websocket, info, flow, runtime, watch=watch)
         finally:
-            await close_socket(websocket, *ended(watch))
+            await close_socket(websocket, 1000, "call ended")  # a flood: run_call closed it 1008 already
 
 
 async def _refuse(websocket: WebSocket, code: int, message: str, errors: list[str] | None = None) -> None:

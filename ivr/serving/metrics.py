@@ -11,7 +11,7 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
-from ivr.calllog.reads import event_latencies
+from ivr.calllog.reads import event_latencies, is_browser_call
 
 log = logging.getLogger("ivr.serving.metrics")
 
@@ -89,17 +89,15 @@ class ObservedStore:
     def __init__(self, store, metrics: Metrics):
         self._store = store
         self.metrics = metrics
-        self._tests: set[str] = set()  # browser calls in progress: a designer's, not the line's
 
+    # Browser calls are a designer's tests, not the line's: they stay out of its metrics.
     def start_call(self, call_id, **kwargs):
-        if (kwargs.get("meta") or {}).get("channel") == "browser":
-            self._tests.add(call_id)
-        else:
+        if not is_browser_call(call_id):
             self.metrics.calls_active.inc()
         return self._store.start_call(call_id, **kwargs)
 
     def add_event(self, call_id, type, data=None, ts=None):
-        if call_id not in self._tests:
+        if not is_browser_call(call_id):
             try:
                 self.metrics.observe(type, data or {})
             except Exception:  # a metrics bug must not lose the event from the call log
@@ -107,12 +105,10 @@ class ObservedStore:
         return self._store.add_event(call_id, type, data, ts)
 
     def end_call(self, call_id, outcome, **kwargs):
-        if call_id in self._tests:
-            self._tests.discard(call_id)
-            kwargs.pop("flow", None)
-        else:
+        flow = kwargs.pop("flow", None)
+        if not is_browser_call(call_id):
             self.metrics.calls_active.dec()
-            self.metrics.calls_total.labels(kwargs.pop("flow", None) or "unknown", outcome).inc()
+            self.metrics.calls_total.labels(flow or "unknown", outcome).inc()
         return self._store.end_call(call_id, outcome, **kwargs)
 
     def __getattr__(self, name):

@@ -213,7 +213,7 @@ class TwilioRoutes:
         try:
             await run_call(websocket, info, flow, runtime, watch=watch)
         finally:
-            await close_socket(websocket, *ended(watch))
+            await close_socket(websocket, 1000, "call ended")
 
 
 class StreamProtocolError(Exception):
@@ -248,11 +248,6 @@ async def read_start(websocket: WebSocket) -> dict:
         if event != "connected":
             log.warning("media websocket: %r event before `start`, ignored", event)
     raise StreamProtocolError(f"no `start` in the first {MAX_PRELUDE_MESSAGES} messages")
-
-
-def ended(watch: SocketWatch) -> tuple[int, str]:
-    """How to close a media socket whose call is over: 1008 when the other side broke the rules."""
-    return (1008, "flooding") if watch.flooded else (1000, "call ended")
 
 
 async def close_socket(websocket: WebSocket, code: int, reason: str) -> None:

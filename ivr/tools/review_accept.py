@@ -23,6 +23,7 @@ from ivr.dashboard.flow_test_cases import find_tests_file
 from ivr.dialog.engine import FlowEngine
 from ivr.dialog.loader import FlowLoadError, LoadedFlow, load_flow_text, with_reviewed_text
 from ivr.dialog.reviewed import OUT_OF_SCOPE, reviewed_path
+from ivr.privacy.redact import REDACTED
 from ivr.tools.flowtest import FlowTestError, load_test_file, run_case
 
 HEADER = ("# Examples accepted from reviewed calls (`ivr review accept`): the loader adds them to the\n"
@@ -54,7 +55,7 @@ def turns_from_log(store, turn_ids: list[str]) -> list[dict]:
         if event is None:
             raise AcceptError(f"{turn_id}: no such turn in the call log (turns are named CALL:SEQ by `ivr review`)")
         text = str(event["data"].get("text") or "").strip()
-        if not text or "[redacted]" in text:
+        if not text or REDACTED in text:
             raise AcceptError(f"{turn_id}: its words were redacted or empty: it cannot become an example")
         out.append({"id": turn_id, "text": text, "node": event["data"].get("node"), "flow": call["flow"],
                     "call": call_id})
@@ -87,26 +88,36 @@ def proposed(flow_path: Path, turns: list[dict], intent: str, by: str) -> tuple[
     return before, after, new
 
 
-def _route(classifier, loaded: LoadedFlow, node: str | None, text: str) -> tuple[str, float | None]:
+def _menu(classifier, loaded: LoadedFlow, node: str | None):
+    """The node's candidates as a call there sees them, prepared (None: it routes no intents)."""
     engine = FlowEngine(loaded)
     if node in loaded.flow.nodes:
         engine.state.node = node
     cands = engine.expectation().candidates
     if not cands.intents:
-        return "-", None
+        return None
     classifier.prepare(cands.key, list(cands.intents))
-    return classifier.classify(cands.key, list(cands.intents), text).intent, classifier.calibration(cands.key).get("tau")
+    return cands
+
+
+def _route(classifier, loaded: LoadedFlow, node: str | None, text: str) -> str:
+    cands = _menu(classifier, loaded, node)
+    return "-" if cands is None else classifier.classify(cands.key, list(cands.intents), text).intent
+
+
+def _tau(classifier, loaded: LoadedFlow, node: str | None) -> float | None:
+    cands = _menu(classifier, loaded, node)
+    return None if cands is None else classifier.calibration(cands.key).get("tau")
 
 
 def prove(classifier, nlu, before: LoadedFlow, after: LoadedFlow, accepted: list[dict], intent: str,
           queued: list[dict], tests_file: Path | None) -> Proof:
     proof = Proof()
     for turn in accepted:
-        got, _ = _route(classifier, after, turn["node"], turn["text"])
+        got = _route(classifier, after, turn["node"], turn["text"])
         (proof.fixed if got == intent else proof.still).append(f"{turn['text']!r} -> {got}")
     for node in {t["node"] for t in accepted}:
-        _, tau0 = _route(classifier, before, node, "hello")
-        _, tau1 = _route(classifier, after, node, "hello")
+        tau0, tau1 = _tau(classifier, before, node), _tau(classifier, after, node)
         if tau0 is not None and tau1 is not None:
             proof.tau[str(node)] = (tau0, tau1)
     seen = {t["text"] for t in accepted}
@@ -114,8 +125,8 @@ def prove(classifier, nlu, before: LoadedFlow, after: LoadedFlow, accepted: list
         if turn["text"] in seen:
             continue
         seen.add(turn["text"])
-        was, _ = _route(classifier, before, turn["node"], turn["text"])
-        now, _ = _route(classifier, after, turn["node"], turn["text"])
+        was = _route(classifier, before, turn["node"], turn["text"])
+        now = _route(classifier, after, turn["node"], turn["text"])
         if was != now:
             proof.changed.append((turn["text"], was, now))
     if tests_file is not None and tests_file.exists():
