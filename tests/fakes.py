@@ -67,21 +67,24 @@ EventList = RecordedEvents
 
 
 class ToneSynthesizer:
-    """Stands in for piper: a 440 Hz tone, 60 ms per character, at 8 kHz."""
+    """Stands in for piper: a 440 Hz tone, 60 ms per character, at 8 kHz (or the rate asked)."""
 
     out_rate = 8000
 
     def __init__(self):
         self.spoken: list[str] = []
+        self.rates: list[int] = []
 
-    def synthesize_sync(self, text: str) -> bytes:
-        n = int(self.out_rate * 0.06 * max(1, len(text)))
-        t = np.arange(n) / self.out_rate
+    def synthesize_sync(self, text: str, rate: int | None = None) -> bytes:
+        rate = rate or self.out_rate
+        n = int(rate * 0.06 * max(1, len(text)))
+        t = np.arange(n) / rate
         return (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).tobytes()
 
-    async def synthesize(self, text: str) -> bytes:
+    async def synthesize(self, text: str, rate: int | None = None) -> bytes:
         self.spoken.append(text)
-        return self.synthesize_sync(text)
+        self.rates.append(rate or self.out_rate)
+        return self.synthesize_sync(text, rate)
 
     def warm(self, texts) -> int:
         return 0

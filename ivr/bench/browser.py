@@ -5,9 +5,10 @@ One `ivr serve` on 127.0.0.1 with the embedded models. Phone calls are the Twili
 (ivr.tools.simulate); browser calls are Debian's Chromium (Playwright, headless) on the
 dashboard's Try a call page with a fake microphone playing a WAV: a pause for the greeting,
 the request, silence. Both say the same request in the same voice to the same flow, one call at
-a time, alternating phone and browser so both see the same server; then several browser calls
-at once. Both are timed the same way (ivr/tools/simulate.py, ivr/dashboard/static/try.js):
-voice to voice from the last loud frame sent to the first loud frame of the reply received,
+a time, alternating phone, browser and wideband browser (16 kHz both ways) so all see the same
+server; then several browser calls at once. All are timed the same way (ivr/tools/simulate.py,
+ivr/dashboard/static/try.js): voice to voice from the last loud frame sent to the first loud
+frame of the reply received,
 answer from `start` sent to the greeting's first loud frame; the server's own voice to voice
 (its call log) is reported beside. Underruns are the page's audio thread running dry within
 0.5 s of more audio (line-worklet.js), the simulator's its own. Chromium runs on the same two
@@ -88,12 +89,14 @@ class Browsers:
         page.wait_for_selector(f"#flow option[value='flow:{FLOW}']", state="attached", timeout=20_000)
         return page
 
-    def calls(self, n: int, rng: random.Random | None = None) -> list[dict]:
+    def calls(self, n: int, rng: random.Random | None = None, wideband: bool = False) -> list[dict]:
         """n calls at once: each says the request after the greeting and hangs up once the reply
         has played. They start up to 2 s apart, as `ivr bench calls` spreads its callers: a
         real line's callers are not in lockstep."""
         pages = [self.page() for _ in range(n)]
         for k, page in enumerate(pages):
+            if wideband:
+                page.check("#wideband")
             if k and rng is not None:
                 page.wait_for_timeout(rng.uniform(0, 2.0 / (n - 1)) * 1000)
             page.click("#call")
@@ -139,7 +142,7 @@ def summarise(label: str, calls: list[dict], server: BenchServer, at_once: int) 
         "underruns": sum(int(c.get("underruns") or 0) for c in ok),
         "underrun_ms": round(sum(float(c.get("underrun_ms") or 0) for c in ok)),
         "late_pauses": sum(int(c.get("late_pauses") or 0) for c in ok),
-        "late_arrivals": sum(int(c.get("late_arrivals") or 0) for c in ok) if label == "browser" else None,
+        "late_arrivals": sum(int(c.get("late_arrivals") or 0) for c in ok) if label.startswith("browser") else None,
         "failures": [c["error"] for c in calls if "error" in c],
     }
 
@@ -165,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=6, help="phone and browser calls, one at a time (default 6 each)")
     ap.add_argument("--at-once", default="4", help="browser calls at once, comma-separated levels (default 4)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of each at-once level (default 2)")
+    ap.add_argument("--no-wideband", dest="wideband", action="store_false",
+                    help="leave out the wideband browser calls (16 kHz both ways) timed beside the others")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
@@ -185,13 +190,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             phone_call(server, voice)  # not measured: a fresh process's first call
             browsers.calls(1)
-            phone, browser = [], []
+            phone, browser, wide = [], [], []
             for i in range(args.calls):
                 phone.append(phone_call(server, voice))
                 browser += browsers.calls(1)
+                if args.wideband:
+                    wide += browsers.calls(1, wideband=True)
                 print(f"  {i + 1}/{args.calls}: phone {phone[-1].get('v2v') or 0:.0f} ms, browser "
-                      f"{browser[-1].get('v2v') or 0:.0f} ms", flush=True)
+                      f"{browser[-1].get('v2v') or 0:.0f} ms"
+                      + (f", wideband {wide[-1].get('v2v') or 0:.0f} ms" if wide else ""), flush=True)
             rows += [summarise("phone", phone, server, 1), summarise("browser", browser, server, 1)]
+            if wide:
+                rows.append(summarise("browser wideband", wide, server, 1))
             for level in [int(x) for x in args.at_once.split(",") if x.strip()]:
                 together = []
                 for k in range(args.rounds):

@@ -35,7 +35,7 @@ from ivr.telephony.agent_whisper import public_http_base
 from .session_bridge import SessionBridge
 from .pacing import LeadPacedTransport
 from .recording_tap import RecordingSerializer, collecting_sensitive, open_recording
-from .serializer import SafeTwilioSerializer
+from .serializer import WIDEBAND_RATE, SafeTwilioSerializer
 from .speak import SharedPiperTTS
 from .transcribe import UtteranceTranscriber
 
@@ -175,11 +175,12 @@ async def run_call(websocket, start: StreamStart, flow: LoadedFlow, runtime, wat
         public_base = public_http_base(settings.public_url, str(websocket.url), websocket.headers)
         transfer = runtime.twilio.transfer_for(start.call_sid, secret=runtime.secret, public_base=public_base)
     bridge = SessionBridge(call_id=call_id, transfer=transfer, rehearsal=rehearsal)
-    tts = SharedPiperTTS(runtime.tts)
+    out_rate = WIDEBAND_RATE if start.wideband else runtime.tts.out_rate  # the bot's voice, as the line carries it
+    tts = SharedPiperTTS(runtime.tts, rate=out_rate)
     pipeline = Pipeline([transport.input(), VADProcessor(vad_analyzer=vad), transcriber, bridge, tts, transport.output()])
     worker = PipelineWorker(
         pipeline,
-        params=PipelineParams(audio_in_sample_rate=STT_RATE, audio_out_sample_rate=runtime.tts.out_rate),
+        params=PipelineParams(audio_in_sample_rate=STT_RATE, audio_out_sample_rate=out_rate),
         enable_rtvi=False,
         idle_timeout_secs=None,
     )

@@ -1,6 +1,7 @@
 """The call-recording tap, at the serializer: the one place that sees the caller's audio as
 Twilio delivered it and the bot's audio as it leaves for Twilio (after pacing and barge-in
-cuts), both as 8 kHz mu-law, so the recording holds what was on the line.
+cuts), both as 8 kHz mu-law, so the recording holds what was on the line. A wideband browser
+call's 16 kHz audio, both ways, is brought down to the phone's 8 kHz for it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class RecordingSerializer(SafeTwilioSerializer):
         self.recording = recording
         # One resampler for the call: chunk by chunk, each 20 ms would start afresh and click.
         self._to_line = soxr.ResampleStream(WIDEBAND_RATE, 8000, 1, dtype="int16") if wideband else None
+        self._bot_to_line = soxr.ResampleStream(WIDEBAND_RATE, 8000, 1, dtype="int16") if wideband else None
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
         rejected = self.rejected
@@ -54,8 +56,13 @@ class RecordingSerializer(SafeTwilioSerializer):
         if isinstance(frame, InterruptionFrame):
             self._tap(self.recording.cut_bot)
         elif isinstance(frame, AudioRawFrame) and out:
-            self._tap(lambda: self.recording.bot(ulaw_decode(base64.b64decode(json.loads(out)["media"]["payload"]))))
+            self._tap(lambda: self.recording.bot(self._bot(base64.b64decode(json.loads(out)["media"]["payload"]))))
         return out
+
+    def _bot(self, payload: bytes) -> np.ndarray:
+        if self._bot_to_line is not None:
+            return self._bot_to_line.resample_chunk(np.frombuffer(payload, dtype="<i2"))
+        return ulaw_decode(payload)
 
     def _tap(self, record) -> None:
         try:

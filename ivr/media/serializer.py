@@ -6,8 +6,8 @@ malformed message into one clear log line and carries on, and passes `mark`/`sto
 transport messages so the dialog layer can track playback and end the call cleanly.
 
 The dashboard's browser calls speak the same protocol (ivr/serving/browser_routes.py), so they
-enter the same pipeline; with `wideband` their `media` payloads are 16 kHz 16-bit PCM instead
-of 8 kHz mu-law (the bot's audio goes back as mu-law either way).
+enter the same pipeline; with `wideband` their `media` payloads, both ways, are 16 kHz 16-bit
+little-endian PCM instead of 8 kHz mu-law.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import binascii
 import json
 import logging
 
-from pipecat.frames.frames import Frame, InputAudioRawFrame, InputTransportMessageFrame
+import numpy as np
+from pipecat.frames.frames import AudioRawFrame, Frame, InputAudioRawFrame, InputTransportMessageFrame
 from pipecat.serializers.twilio import TwilioFrameSerializer
 
+from ivr.speech.audio import resample
 from ivr.telephony.guard import MAX_MESSAGE_BYTES  # uvicorn closes a socket over it (1009); this is for other servers
 
 log = logging.getLogger("ivr.media")
@@ -112,6 +114,20 @@ class SafeTwilioSerializer(TwilioFrameSerializer):
         if event == "start":
             self._reject("second `start` on a running stream", data)
         return None  # `connected`: nothing to do
+
+    async def serialize(self, frame: Frame) -> str | bytes | None:
+        if self.wideband and isinstance(frame, AudioRawFrame):
+            return self._wideband_out(frame)
+        return await super().serialize(frame)
+
+    def _wideband_out(self, frame: AudioRawFrame) -> str | None:
+        audio = frame.audio
+        if frame.sample_rate != WIDEBAND_RATE:  # the pipeline speaks at 16 kHz on a wideband call; anything else is converted
+            audio = resample(np.frombuffer(audio, dtype="<i2"), frame.sample_rate, WIDEBAND_RATE).astype("<i2").tobytes()
+        if not audio:
+            return None
+        return json.dumps({"event": "media", "streamSid": self._stream_sid,
+                           "media": {"payload": base64.b64encode(audio).decode("ascii")}})
 
     def _wideband(self, audio: bytes, data) -> Frame | None:
         if len(audio) % 2:

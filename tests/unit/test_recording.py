@@ -169,6 +169,36 @@ async def test_serializer_taps_both_legs_and_clear(tmp_path, writer):
     assert len(audio) == pytest.approx(0.5 * RATE, abs=FRAME)  # cut by the clear
 
 
+async def test_a_wideband_call_is_recorded_at_the_lines_8_khz_both_ways(tmp_path, writer):
+    from pipecat.frames.frames import OutputAudioRawFrame, StartFrame
+
+    from ivr.media.recording_tap import RecordingSerializer
+
+    clock = Clock()
+    rec = CallRecording(tmp_path / "w.wav", writer=writer, clock=clock)
+    ser = RecordingSerializer("MZ1", "BR1", recording=rec, wideband=True)
+    await ser.setup(StartFrame(audio_in_sample_rate=16000, audio_out_sample_rate=16000))
+    caller = (3000 * np.sin(2 * np.pi * 300 * np.arange(320 * 25) / 16000)).astype("<i2")  # 0.5 s, 300 Hz
+    for i in range(25):
+        message = json.dumps({"event": "media", "streamSid": "MZ1",
+                              "media": {"payload": base64.b64encode(caller[320 * i:320 * (i + 1)].tobytes()).decode()}})
+        assert (await ser.deserialize(message)).sample_rate == 16000
+    clock.now += 0.5
+    bot = (3000 * np.sin(2 * np.pi * 500 * np.arange(8000) / 16000)).astype("<i2")  # 0.5 s, 500 Hz
+    out = json.loads(await ser.serialize(OutputAudioRawFrame(audio=bot.tobytes(), sample_rate=16000, num_channels=1)))
+    assert base64.b64decode(out["media"]["payload"]) == bot.tobytes()  # the page gets 16 kHz
+    rec.finish()
+    writer.drain()
+    audio = read_stereo(tmp_path / "w.wav")  # 8 kHz stereo, as a phone call's
+
+    def pitch(channel: np.ndarray) -> float:  # the strongest frequency: the tone at its own pitch, not doubled or halved
+        spectrum = np.abs(np.fft.rfft(channel.astype(float)))
+        return float(np.fft.rfftfreq(len(channel), 1 / RATE)[np.argmax(spectrum)])
+
+    assert np.abs(audio[:, 0]).max() > 2000 and np.abs(audio[:, 1]).max() > 2000
+    assert pitch(audio[:, 0]) == pytest.approx(300, abs=5) and pitch(audio[:, 1]) == pytest.approx(500, abs=5)
+
+
 def test_a_whole_call_is_recorded_with_its_event(tmp_path):
     from tests.unit.test_media_protocol import hang_up, make_client, media, receive_until, start_msg
     from ivr.calllog.store import CallStore

@@ -204,6 +204,40 @@ class _Socket:
         return self.messages.pop()
 
 
+def test_a_wideband_call_hears_the_bot_at_16_khz(client):
+    """Both ways: the greeting comes back as 16 kHz 16-bit PCM, spoken at 16 kHz, not 8 kHz mu-law."""
+    c, runtime = client
+    logged_in(c, runtime)
+    runtime.tts.rates.clear()  # the start-up warm-up's call is a phone call
+    with c.websocket_connect("/dashboard/api/try/media") as ws:
+        ws.send_text(browser_start(flow="customer_service", wideband="1"))
+        assert receive_until(ws, "call")["wideband"] is True
+        greeting = base64.b64decode(receive_until(ws, "media")["media"]["payload"])
+        ws.send_text(json.dumps({"event": "stop", "streamSid": MZ}))
+    tone = np.frombuffer(greeting, dtype="<i2")
+    assert len(greeting) % 2 == 0 and np.abs(tone).max() > 4000  # PCM (mu-law bytes read as int16 would not be a tone)
+    crossings = np.count_nonzero(np.diff(np.signbit(tone.astype(float))))  # 440 Hz: 880 crossings a second
+    assert crossings / (len(tone) / 16000) == pytest.approx(880, rel=0.05)
+    assert set(runtime.tts.rates) == {16000}
+    assert wait_for(lambda: not runtime.active_calls)
+
+
+async def test_the_wideband_serializer_sends_16_khz_pcm_and_converts_other_rates():
+    from pipecat.frames.frames import OutputAudioRawFrame, StartFrame
+
+    serializer = SafeTwilioSerializer(MZ, "BR1", wideband=True)
+    await serializer.setup(StartFrame(audio_in_sample_rate=16000, audio_out_sample_rate=16000))
+    pcm = (np.sin(np.arange(640) / 5) * 8000).astype("<i2")
+    sent = json.loads(await serializer.serialize(OutputAudioRawFrame(audio=pcm.tobytes(), sample_rate=16000,
+                                                                    num_channels=1)))
+    assert sent["event"] == "media" and sent["streamSid"] == MZ
+    assert base64.b64decode(sent["media"]["payload"]) == pcm.tobytes()  # as it is: no mu-law, no resampling
+    at_8k = json.loads(await serializer.serialize(OutputAudioRawFrame(audio=pcm.tobytes(), sample_rate=8000,
+                                                                     num_channels=1)))
+    assert len(base64.b64decode(at_8k["media"]["payload"])) == 2 * len(pcm.tobytes())  # twice the samples
+    assert await serializer.serialize(OutputAudioRawFrame(audio=b"", sample_rate=16000, num_channels=1)) is None
+
+
 def test_a_stream_that_floods_reads_as_closed_1008():
     clock = [0.0]
     socket = _Socket(1000)

@@ -5,8 +5,8 @@
 // under the line's Nyquist) and resampled to the line's rate: 8 kHz mu-law, as a phone sends it,
 // or 16 kHz 16-bit PCM when the designer asks for wideband. 20 ms frames go to the page, which
 // sends them to the server as Twilio `media` messages.
-// Out: the server's 8 kHz audio (decoded by the page) is queued and played at the context's rate,
-// behind a jitter buffer as a phone network plays it: 60 ms to begin with, as the phone
+// Out: the server's 8 kHz audio (16 kHz when wideband; decoded by the page) is queued and played
+// at the context's rate, behind a jitter buffer as a phone network plays it: 60 ms to begin with, as the phone
 // simulator's (ivr/tools/simulate.py), growing by 40 ms after each underrun up to 200 ms, as
 // WebRTC's adapts, since a browser's audio goes through a busier machine than a phone's. After
 // the queue has run dry, playing starts again once that much is queued or the audio has waited

@@ -18,7 +18,8 @@ const CALLER_LOUD = 10 ** (-50 / 20), BOT_LOUD = 10 ** (-45 / 20);
 const state = window.ivrTry = {
   callId: null, phase: "idle", stats: {}, greetedMs: null, ended: null, replies: [],
   lateArrivals: 0, // the bot's audio came more than the server's lead late (its stalls, not the page's)
-  bot: [], // the bot's audio as received (8 kHz mu-law chunks)
+  bot: [], // the bot's audio as received: 8 kHz mu-law chunks, or 16 kHz 16-bit PCM when wideband
+  wideband: false,
   botAudio() { // all of it, base64, for a test to transcribe
     let text = "";
     for (const chunk of this.bot) text += String.fromCharCode(...chunk);
@@ -94,7 +95,7 @@ async function placeCall(event) {
   const wideband = $("wideband").checked;
   setPhase("calling", "calling…");
   state.callId = null; state.bot = []; cards = new Map(); state.greetedMs = null; state.ended = null; state.stats = {};
-  state.replies = []; state.lateArrivals = 0;
+  state.replies = []; state.lateArrivals = 0; state.wideband = wideband;
   try {
     mic = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true } });
@@ -108,7 +109,7 @@ async function placeCall(event) {
     context = new AudioContext({ latencyHint: "interactive" });
     await context.audioWorklet.addModule("/dashboard/static/line-worklet.js");
     node = new AudioWorkletNode(context, "ivr-line", {
-      numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1], processorOptions: { wideband, playRate: 8000 } });
+      numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1], processorOptions: { wideband, playRate: wideband ? 16000 : 8000 } });
     context.createMediaStreamSource(mic).connect(node);
     node.connect(context.destination);
     await context.resume();
@@ -141,10 +142,12 @@ async function placeCall(event) {
     const m = JSON.parse(e.data);
     if (m.event === "media") {
       const bytes = Uint8Array.from(atob(m.media.payload), (c) => c.charCodeAt(0));
+      // 8 kHz mu-law, one byte a sample; or, wideband, 16 kHz 16-bit little-endian PCM
+      const audio = wideband ? new Int16Array(bytes.buffer, 0, bytes.length >> 1) : bytes;
       const arrived = performance.now();
       if (arrived > aheadUntil + 20 && arrived - aheadUntil < 500 && aheadUntil > 0) state.lateArrivals += 1;
-      aheadUntil = Math.max(aheadUntil, arrived) + bytes.length / 8;
-      if (loud(bytes, false, BOT_LOUD)) {
+      aheadUntil = Math.max(aheadUntil, arrived) + audio.length / (wideband ? 16 : 8);
+      if (loud(audio, wideband, BOT_LOUD)) {
         const now = performance.now();
         if (state.greetedMs === null) state.greetedMs = now - started;
         const newUtterance = now - botLoudAt > 500;
@@ -152,8 +155,8 @@ async function placeCall(event) {
         botLoudAt = now;
       }
       state.bot.push(bytes);
-      const samples = new Float32Array(bytes.length);
-      for (let i = 0; i < bytes.length; i++) samples[i] = MU_TABLE[bytes[i]];
+      const samples = new Float32Array(audio.length);
+      for (let i = 0; i < audio.length; i++) samples[i] = wideband ? audio[i] / 32768 : MU_TABLE[audio[i]];
       node.port.postMessage({ type: "play", samples }, [samples.buffer]);
     } else if (m.event === "clear") {
       node.port.postMessage({ type: "clear" });
