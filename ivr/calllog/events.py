@@ -17,6 +17,8 @@ What the server writes in ``data`` (not enforced, except where noted; the writer
 * ``nlu``: ``{"node", "text", "intent", "confidence", "source", "ranked": [[intent, score], ...],
   "latency_ms": <the NLU's own time, a number>, "signals", "decision"}``; while an LLM holds the
   call, ``{"node", "text", "source": "llm_handoff", "signals", "decision"}``.
+  A turn worth a review (``ivr.calllog.review_queue.why``) also keeps ``"vec"`` (the words'
+  embedding, float16 base64) and ``"vec_by"`` (the model that made it).
 * ``slot``: ``{"name", "value"}`` (``[redacted]`` for a sensitive slot).
 * ``prompt``: ``{"text", "node", "kind"}`` (kind: prompt, no_match, no_input, repeat, confirm,
   wait, transfer, llm, ...); sensitive values are scrubbed from the text.
@@ -38,6 +40,10 @@ What the server writes in ``data`` (not enforced, except where noted; the writer
 * ``hangup``: ``{"outcome", "reason"}``; ``drain``: ``{"reason", "node", "outcome": "drained"}``:
   the server, shutting down (SIGTERM, ivr/serving/drain.py), ended the call politely.
 * ``recording``: ``{"file", "duration_s", "paused_s", "channels"}``.
+* ``review``: a reviewer's decision about one of the call's turns, written after the call, the
+  audit trail of the learning loop (``ivr.review.changes``): ``{"action": "accepted" |
+  "refused" | "undone" | "dismissed" | "proposed", "turn": <the turn's nlu event seq>, "text",
+  "node", "flow", "intent", "by", "change", "file", "reason"}``.
 * ``turn_end``: ``{"turn", "source": "speech"|"dtmf", "<stage>_ms": ...}`` with the stages of
   ``ivr.conversation.turn.Turn.stages`` (endpoint, to_transcript, stt, nlu, to_first_audio,
   voice_to_voice). Other writers may put stage latencies under ``data["latency_ms"]`` as a
@@ -71,6 +77,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "hangup",
     "drain",
     "recording",
+    "review",
     "call_end",
 )
 

@@ -7,11 +7,19 @@ A turn is judged from its `nlu` event alone (ivr/conversation/turn.py TurnStep.r
 queue is one indexed read of one event type and a pass over its JSON: `why` is pure. Words
 that were redacted (a sensitive slot was being said) never enter the queue, and neither do the
 values the turn carried: only the words, the node, and what the line did.
+
+A queued turn's event also keeps the words' embedding as the router saw them (`vec`, float16,
+base64: about 1 KB), so the queue is grouped without running the embedder over it again
+(embedding 10,000 turns takes about 35 s on two cores; reading them back, well under one).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
+
+import numpy as np
 
 from ivr.nlu.understanding import OUT_OF_SCOPE
 from ivr.privacy.redact import REDACTED
@@ -49,6 +57,29 @@ def why(nlu: Mapping) -> list[str]:
     return reasons
 
 
+def pack_vector(vector) -> str:
+    return base64.b64encode(np.asarray(vector, dtype="<f2").tobytes()).decode("ascii")
+
+
+def unpack_vector(packed) -> np.ndarray | None:
+    """A kept vector as float32, or None when there is none or it is not one."""
+    if not isinstance(packed, str) or not packed:
+        return None
+    try:
+        raw = base64.b64decode(packed, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return np.frombuffer(raw, dtype="<f2").astype(np.float32) if raw and len(raw) % 2 == 0 else None
+
+
+def with_vector(nlu: dict, vector, by: str | None) -> dict:
+    """The turn's `nlu` event, with its vector when the turn is worth a look (and may be shown)."""
+    text = str(nlu.get("text") or "")
+    if vector is None or not by or not text.strip() or REDACTED in text or not why(nlu):
+        return nlu
+    return {**nlu, "vec": pack_vector(vector), "vec_by": by}
+
+
 def turns_to_review(b, *, since=None, until=None, flow=None, channel: str | None = "phone",
                     limit: int = 10_000) -> list[dict]:
     """The queue, newest first: one dict per turn with its call, flow version, node, words, what
@@ -73,6 +104,39 @@ def turns_to_review(b, *, since=None, until=None, flow=None, channel: str | None
     return out[:limit]
 
 
+def review_actions(b, *, flow=None, limit: int = 10_000) -> list[dict]:
+    """The reviewers' decisions (`review` events: the audit trail), newest first."""
+    where = ["e.type = 'review'"]
+    params: list = []
+    if flow:
+        where.append("calls.flow = ?")
+        params.append(flow)
+    sql = ("SELECT e.call_id, e.seq, e.ts, e.data FROM events e JOIN calls ON calls.call_id = e.call_id"
+           + _where(where) + " ORDER BY e.ts DESC, e.id DESC LIMIT ?")
+    with b.reader() as conn:
+        rows = conn.execute(b.sql(sql), params + [limit]).fetchall()
+    out = []
+    for call_id, seq, ts, raw in rows:
+        data = loads(raw)
+        if isinstance(data, Mapping):
+            out.append({"call_id": call_id, "seq": seq, "ts": ts, **data})
+    return out
+
+
+#: Decisions that take a turn out of the queue without changing a flow (an accepted turn is
+#: left out through the flow's reviewed examples, so that deleting an entry brings it back).
+SETTLING = ("dismissed", "proposed")
+
+
+def settled_turns(actions: list[dict]) -> set[tuple[str, int]]:
+    """(call, turn seq) of the turns whose latest decision settles them (`actions` newest first)."""
+    latest: dict[tuple[str, int], str] = {}
+    for a in actions:
+        if isinstance(a.get("turn"), int):
+            latest.setdefault((a["call_id"], a["turn"]), a.get("action"))
+    return {key for key, action in latest.items() if action in SETTLING}
+
+
 def _queued(data) -> dict | None:
     if not isinstance(data, Mapping):
         return None
@@ -85,4 +149,4 @@ def _queued(data) -> dict | None:
     decision = data.get("decision") if isinstance(data.get("decision"), Mapping) else {}
     return {"node": data.get("node"), "text": text, "intent": data.get("intent"), "confidence": data.get("confidence"),
             "source": data.get("source"), "ranked": data.get("ranked") or [], "trigger": decision.get("trigger"),
-            "reasons": reasons}
+            "reasons": reasons, "vec": data.get("vec"), "vec_by": data.get("vec_by")}

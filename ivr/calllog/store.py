@@ -517,6 +517,10 @@ class CallStore:
         return review_queue.turns_to_review(self.backend, since=since, until=until, flow=flow, channel=channel,
                                             limit=limit)
 
+    def review_actions(self, *, flow: str | None = None, limit: int = 10_000) -> list[dict]:
+        """The reviewers' decisions, newest first; see ``review_queue.review_actions``."""
+        return review_queue.review_actions(self.backend, flow=flow, limit=limit)
+
     def get_call(self, call_id: str) -> dict | None:
         """The call row plus ``events``: a list of ``{call_id, seq, ts, type, data}`` in order."""
         return reads.get_call(self.backend, call_id)

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from ivr.calllog.review_queue import with_vector
 from ivr.dialog.engine import Expectation, FlowEngine
 from ivr.handoff.policy import Escalation, EscalationPolicy, TurnFacts, decide, is_person_intent, with_repetition
 from ivr.nlu.extract import claimed_spans, find_values
@@ -260,7 +261,7 @@ class TurnStep:
     def record(understood: Understood, decision: Escalation, *, text: str, sensitive: bool) -> dict:
         """The turn's `nlu` event for the call log (text: the caller's words, or [redacted])."""
         u, outcome = understood.understanding, understood.outcome
-        return {
+        record = {
             "node": understood.node,
             "text": text,
             "intent": u.intent,
@@ -275,6 +276,7 @@ class TurnStep:
             "signals": signals_for_log(understood.signals, sensitive),
             "decision": decision.as_dict(),
         }
+        return record if sensitive else with_vector(record, outcome.vector, outcome.vector_by)
 
 
 def signals_for_log(signals: Signals, sensitive: bool) -> dict:

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, HTTPException, Request
 
+from ivr.conversation.flow_test_cases import (TestCaseError, append_case, as_yaml, case_from_turns, find_tests_file,
+                                              new_tests_file, unique_name)
 from ivr.dialog.loader import FlowLoadError, load_flow
 
-from .origin import same_origin
-from .flow_test_cases import TestCaseError, append_case, as_yaml, case_from_turns, new_tests_file, find_tests_file, unique_name
+from .origin import json_from_own_page
 from .turns import group_turns
 
 if TYPE_CHECKING:
@@ -44,17 +45,8 @@ def build_try_router(dash: "Dashboard", store) -> APIRouter:
 
     @router.post("/calls/{call_id}/tests")
     async def add_test(call_id: str, request: Request):
-        # It writes a file: the dashboard's own page only (SameSite alone lets a sibling site's
-        # form through), and JSON only, which a plain cross-site form cannot send.
-        if not same_origin(request.headers):
-            raise HTTPException(403, "only the dashboard's own pages may add tests")
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            raise HTTPException(415, "the body must be application/json")
-        try:
-            body = await request.json()
-        except ValueError:
-            raise HTTPException(400, "the body must be JSON: {\"turn\": N, \"name\": \"...\"}") from None
-        turn = body.get("turn") if isinstance(body, dict) else None
+        body = await json_from_own_page(request, "tests")  # it writes a file
+        turn = body.get("turn")
         if not isinstance(turn, int) or isinstance(turn, bool):
             raise HTTPException(400, "turn: the turn's number, as the call page shows it")
         name = str(body.get("name") or "").strip()[:120] or None

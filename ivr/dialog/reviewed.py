@@ -10,6 +10,7 @@ examples:
     by: session 1f3a9c2e          # who accepted it, when, and from which call
     at: "2026-12-07T07:10:00Z"
     call: CA0123456789abcdef
+    change: r5c1e09aa             # the review action it came with (undone together)
 ```
 
 Why a file of its own rather than the flow itself: the flow is the designer's, with their
@@ -45,6 +46,7 @@ class ReviewedExample:
     by: str | None = None
     at: str | None = None
     call: str | None = None
+    change: str | None = None
 
 
 def is_reviewed_file(path: Path) -> bool:
@@ -63,7 +65,9 @@ def parse_reviewed(text: str) -> list[ReviewedExample]:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ReviewedError(f"not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("examples", []), list):
+    if isinstance(data, dict) and data.get("examples") is None:  # every entry undone
+        data = {**data, "examples": []}
+    if not isinstance(data, dict) or not isinstance(data["examples"], list):
         raise ReviewedError("expected a mapping with an `examples:` list")
     out = []
     for n, entry in enumerate(data.get("examples") or [], 1):
@@ -72,7 +76,7 @@ def parse_reviewed(text: str) -> list[ReviewedExample]:
             raise ReviewedError(f"example {n} needs `text` and `intent`")
         out.append(ReviewedExample(entry["text"].strip(), entry["intent"],
                                    *(str(entry[k]) if entry.get(k) is not None else None
-                                     for k in ("node", "by", "at", "call"))))
+                                     for k in ("node", "by", "at", "call", "change"))))
     return out
 
 

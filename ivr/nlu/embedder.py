@@ -66,6 +66,9 @@ class OnnxEmbedder:
             self.dim = int(self._run(["warm up"]).shape[1])
         else:
             self._run(["warm up"])
+        # Which vectors are comparable: a turn's vector kept in the call log (for grouping the
+        # review queue) is used again only by the same model.
+        self.id = f"{self.model_path.parent.name}/{self.model_path.name}:{self.dim}"
         self.load_seconds = time.perf_counter() - t0
 
     def _run(self, texts: Sequence[str]) -> np.ndarray:

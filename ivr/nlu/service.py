@@ -109,11 +109,22 @@ class NLUService:
         else:
             result = self.classifier.classify(candidates.key, intents, text)
         latency = (time.perf_counter() - started) * 1000
+        vector, by = self._vector(text)
         return NLUOutcome(
             Understanding(result.intent, float(result.confidence), result.source),
             list(result.ranked),
             latency,
+            vector=vector,
+            vector_by=by,
         )
+
+    def _vector(self, text: str):
+        """The words' embedding, from the embedder's cache (the router has just embedded them)."""
+        embedder = getattr(self.classifier, "embedder", None)
+        by = getattr(embedder, "id", None)
+        if by is None or not text.strip():
+            return None, None
+        return embedder.encode([text.strip()])[0], by
 
     async def understand(self, candidates: Candidates, text: str) -> NLUOutcome:
         return await self.worker.run(self.understand_sync, candidates, text)

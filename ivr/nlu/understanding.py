@@ -108,3 +108,8 @@ class NLUOutcome:
     latency_ms: float = 0.0
     signal_scores: dict[str, float] | None = None
     """The escalation signals' calibrated scores (ivr.nlu.signal_model); None: not scored."""
+    vector: Any = None
+    """The words' unit embedding as the router saw them (float32 array), and which model made
+    it (`vector_by`): kept with a turn worth reviewing, so the review queue groups it without
+    embedding it again. None without an embedder (the tool-call baseline)."""
+    vector_by: str | None = None

@@ -196,7 +196,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_test(args) -> int:
-    from ivr.tools.flowtest import expand_test_paths, report, run_files
+    from ivr.conversation.flow_tests import expand_test_paths, report, run_files
 
     _setup_logging("WARNING")
     paths = expand_test_paths(args.paths or ["flows"])

@@ -5,64 +5,18 @@ Each group shows how many turns it holds, why they are in the queue, what the li
 them (the intent it chose, or out of scope), the node and flow version they were said at, and
 a few of the turns with their call ids (`ivr calls show ID` for the whole call). Grouping is
 ivr/nlu/grouping.py on the embedder the router uses; the queue is
-ivr/calllog/review_queue.py.
+ivr/calllog/review_queue.py. The decisions (accept, undo, dismiss, propose, restore) are
+ivr/review/changes.py, shared with the dashboard's Review page.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections import Counter
-from collections.abc import Sequence
 
-import numpy as np
-
-from ivr.calllog.review_queue import REASONS
-from ivr.nlu.grouping import THRESHOLD, group_similar
-
-
-def review_groups(turns: Sequence[dict], encode, threshold: float = THRESHOLD) -> list[dict]:
-    """The queue's turns as groups, biggest first. `encode(texts)` gives unit vectors."""
-    if not turns:
-        return []
-    texts = [t["text"] for t in turns]
-    vectors = np.asarray(encode(texts), dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    vectors = vectors / np.where(norms == 0, 1, norms)
-    groups = []
-    for members in group_similar(texts, vectors, threshold):
-        rows = [turns[i] for i in members]
-        groups.append({
-            "size": len(rows),
-            "text": rows[0]["text"],  # the group's leader: what it is about
-            "reasons": Counter(r for row in rows for r in row["reasons"]).most_common(),
-            "did": Counter(row["intent"] or "no match" for row in rows).most_common(),
-            "nodes": Counter(f"{row['flow']}:{row['node']}" for row in rows).most_common(),
-            "versions": sorted({row["flow_version"] for row in rows if row["flow_version"]}),
-            "turns": rows,
-        })
-    return groups
-
-
-def accepted_turns(flows_dir) -> set[tuple[str, str]]:
-    """(call, words) of every turn already accepted into a flow's reviewed examples: reviewed,
-    so no longer worth a look."""
-    from pathlib import Path
-
-    from ivr.dialog.reviewed import ReviewedError, SUFFIXES, parse_reviewed
-
-    done: set[tuple[str, str]] = set()
-    for path in sorted(Path(flows_dir).rglob("*")):
-        if path.name.endswith(SUFFIXES):
-            try:
-                done |= {(ex.call or "", ex.text) for ex in parse_reviewed(path.read_text())}
-            except (OSError, ReviewedError):
-                continue  # the loader reports a broken file; the queue still shows its turns
-    return done
-
-
-def not_yet_reviewed(turns: Sequence[dict], done: set[tuple[str, str]]) -> list[dict]:
-    return [t for t in turns if (t["call_id"], t["text"]) not in done]
+from ivr.calllog.review_queue import REASONS, settled_turns
+from ivr.nlu.grouping import THRESHOLD
+from ivr.review.groups import accepted_turns, not_yet_reviewed, review_groups
 
 
 def _since(value: str | None) -> float | None:
@@ -94,22 +48,24 @@ def format_groups(groups: list[dict], *, total: int, shown: int, examples: int =
 
 def run(args) -> int:
     from ivr.calllog.store import open_store
-    from ivr.nlu.embedder import load_embedder
     from ivr.serving.config import load_settings
 
     settings = load_settings(args.config)
     store = open_store(args.db or settings.database, recover=False)
-    if args.action == "accept":
-        try:
-            return _accept(args, settings, store)
-        finally:
-            store.close()
     try:
+        if args.action != "list":
+            return _decide(args, settings, store)
         turns = store.review_queue(since=_since(args.since), flow=args.flow, limit=args.limit)
+        settled = settled_turns(store.review_actions(flow=args.flow))
     finally:
         store.close()
-    turns = not_yet_reviewed(turns, accepted_turns(args.flows or settings.flows_dir))
-    groups = review_groups(turns, load_embedder().encode, args.threshold) if turns else []
+    turns = not_yet_reviewed(turns, accepted_turns(args.flows or settings.flows_dir), settled)
+    groups = []
+    if turns:
+        from ivr.nlu.embedder import load_embedder
+
+        embedder = load_embedder()
+        groups = review_groups(turns, embedder.encode, args.threshold, model=getattr(embedder, "id", None))
     if args.json:
         print(json.dumps({"total": len(turns), "groups": groups[:args.groups]}, default=str, indent=2))
     else:
@@ -117,40 +73,78 @@ def run(args) -> int:
     return 0
 
 
-def _accept(args, settings, store) -> int:
+USAGE = {
+    "accept": "accept INTENT TURN [TURN ...]: an intent (or out_of_scope) and turns as `ivr review` names them (CALL:SEQ)",
+    "undo": "undo CHANGE: the id an accepted change was given (`ivr review history`)",
+    "dismiss": "dismiss TURN [TURN ...]: turns with nothing to learn from",
+    "propose": "propose NAME TURN [TURN ...]: a new intent for the designer to add to the flow",
+    "restore": "restore TURN [TURN ...]: dismissed or proposed turns back into the queue",
+}
+SETTLE = {"dismiss": "dismissed", "propose": "proposed", "restore": "restored"}
+
+
+def _decide(args, settings, store) -> int:
     import getpass
     import sys
     from pathlib import Path
 
-    from ivr.nlu.intents import load_intent_classifier
-    from ivr.nlu.service import NLUService
-    from ivr.tools.review_accept import AcceptError, accept
+    from ivr.review.changes import ChangeError, accept, applied_changes, settle, undo
 
-    if len(args.rest) < 2:
-        print("ivr review accept INTENT TURN [TURN ...]: an intent (or out_of_scope) and turns as `ivr review` "
-              "names them (CALL:SEQ)", file=sys.stderr)
+    by = args.by or getpass.getuser()
+    flows_dir = Path(args.flows or settings.flows_dir)
+    rest = args.rest
+    if args.action == "history":
+        for c in applied_changes(flows_dir):
+            print(f"{c['change'] or '(no id)'}  {c['at']}  {c['by']}  {c['file']}: {len(c['examples'])} example(s) of "
+                  f"{', '.join(c['intents'])}")
+        for a in store.review_actions(flow=args.flow, limit=args.limit):
+            print(f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(a['ts']))}  {a.get('action')}  {a.get('by')}  "
+                  f"{a['call_id']}:{a.get('turn')}  {a.get('intent') or ''}  {a.get('text')!r}")
+        return 0
+    need = {"accept": 2, "undo": 1, "dismiss": 1, "propose": 2, "restore": 1}[args.action]
+    if len(rest) < need or (args.action == "undo" and len(rest) != 1):
+        print(f"ivr review {USAGE[args.action]}", file=sys.stderr)
         return 2
-    intent, turn_ids = args.rest[0], args.rest[1:]
-    classifier = load_intent_classifier(use_slm=not args.no_slm)
     try:
-        proof, lines = accept(store, Path(args.flows or settings.flows_dir), intent, turn_ids,
-                              by=args.by or getpass.getuser(), classifier=classifier,
-                              nlu=NLUService(classifier, timeout=None), dry_run=args.dry_run)
-    except AcceptError as exc:
-        print(f"ivr review accept: {exc}", file=sys.stderr)
+        if args.action in SETTLE:
+            intent = rest[0] if args.action == "propose" else None
+            turns = settle(store, rest[1:] if intent else rest, SETTLE[args.action], by=by, intent=intent)
+            store.flush()
+            print(f"{len(turns)} turn(s) {SETTLE[args.action]}" + (f" as a new intent {intent}" if intent else ""))
+            return 0
+        from ivr.nlu.intents import load_intent_classifier
+        from ivr.nlu.service import NLUService
+
+        classifier = load_intent_classifier(use_slm=not args.no_slm)
+        nlu = NLUService(classifier, timeout=None)
+        if args.action == "undo":
+            outcome = undo(store, flows_dir, rest[0], by=by, classifier=classifier, nlu=nlu, dry_run=args.dry_run)
+        else:
+            from ivr.serving.flows import FlowRepository
+
+            repo = FlowRepository(flows_dir)
+            repo.reload()
+            outcome = accept(store, repo.get, flows_dir, rest[0], rest[1:], by=by, classifier=classifier, nlu=nlu,
+                             dry_run=args.dry_run)
+        store.flush()
+    except ChangeError as exc:
+        print(f"ivr review {args.action}: {exc}", file=sys.stderr)
         return 1
-    print("\n".join(lines))
-    return 1 if proof.test_failures else 0
+    print("\n".join(outcome.lines))
+    return 1 if outcome.action == "refused" else 0
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("review", help="turns worth a human look, grouped (list); accept INTENT TURN...: make them "
-                                      "examples, proven on the flow's tests first")
-    p.add_argument("action", nargs="?", choices=["list", "accept"], default="list")
-    p.add_argument("rest", nargs="*", help="accept: INTENT (or out_of_scope) then turns as CALL:SEQ")
-    p.add_argument("--by", help="accept: who accepts them (default: your user name)")
-    p.add_argument("--dry-run", action="store_true", help="accept: prove the change, write nothing")
-    p.add_argument("--no-slm", action="store_true", help="accept: route with the example router alone")
+                                      "examples, proven on the flow's tests first; undo CHANGE; dismiss, propose NAME, "
+                                      "restore TURN...; history")
+    p.add_argument("action", nargs="?", choices=["list", "accept", "undo", "dismiss", "propose", "restore", "history"],
+                   default="list")
+    p.add_argument("rest", nargs="*", help="accept: INTENT (or out_of_scope) then turns as CALL:SEQ; undo: CHANGE; "
+                                           "dismiss/restore: turns; propose: NAME then turns")
+    p.add_argument("--by", help="who decides (default: your user name)")
+    p.add_argument("--dry-run", action="store_true", help="accept/undo: prove the change, write nothing")
+    p.add_argument("--no-slm", action="store_true", help="accept/undo: route with the example router alone")
     p.add_argument("--flows", help="the flows folder, whose reviewed examples are left out of the queue and where accept writes (default: the server's)")
     p.add_argument("--flow", help="one flow only")
     p.add_argument("--since", help="7d, 12h, 30m or epoch seconds (default: all)")

@@ -11,7 +11,8 @@ import pytest
 from ivr.calllog.review_queue import why
 from ivr.calllog.store import open_store
 from ivr.nlu.grouping import group_similar
-from ivr.tools.review import format_groups, review_groups
+from ivr.review.groups import review_groups
+from ivr.tools.review import format_groups
 
 T0 = 1_700_000_000.0
 
@@ -100,3 +101,64 @@ def test_review_groups_say_why_what_the_line_did_and_where():
     assert "4 turns to review in 2 groups (the 1 biggest below)" in text
     assert '1. 3 turns like "where is my parcel"' in text and "... and 1 more" in text
     assert "(turn CA0:4)" in text  # call id and event number: where `ivr calls show` finds it
+
+
+def test_a_queued_turn_keeps_its_vector_and_is_grouped_without_the_embedder(store):
+    from ivr.calllog.review_queue import unpack_vector, with_vector
+
+    texts = ["where is my parcel", "where is my parcel now", "opening hours"]
+    vectors = _bag(texts)
+    records = [with_vector(nlu(texts[0], "out_of_scope", 0.8), vectors[0], "bag:64"),
+               with_vector(nlu(texts[1], "order", 0.5), vectors[1], "bag:64"),
+               with_vector(nlu(texts[2], "hours", 0.97), vectors[2], "bag:64"),  # understood: nothing kept
+               with_vector(nlu("[redacted]", "out_of_scope", 0.2), vectors[0], "bag:64")]
+    assert "vec" in records[0] and "vec" in records[1] and "vec" not in records[2] and "vec" not in records[3]
+    assert np.allclose(unpack_vector(records[0]["vec"]), vectors[0], atol=1e-3)  # float16 is plenty for grouping
+    assert len(records[0]["vec"]) < 400  # 64 dims here; 384 (the shipped embedder) is about 1 KB
+    _call(store, "CA1", records)
+    assert store.flush()
+    queue = store.review_queue()
+
+    def no_embedder(texts):
+        raise AssertionError(f"embedded again: {texts}")
+
+    groups = review_groups(queue, no_embedder, threshold=0.7, model="bag:64")
+    assert [g["size"] for g in groups] == [2] and "vec" not in groups[0]["turns"][0]
+    embedded = []
+    another = review_groups(queue, lambda t: embedded.extend(t) or _bag(t), threshold=0.7, model="other:64")
+    assert sorted(embedded) == sorted(texts[:2]) and [g["size"] for g in another] == [2]  # another model's: afresh
+    assert unpack_vector("not base64!") is None and unpack_vector(None) is None
+
+
+async def test_the_line_keeps_the_vector_of_a_turn_it_did_not_understand():
+    """A real session on the router: the turn that missed keeps its vector, the one it
+    understood keeps none (the call log grows only by the queue's turns)."""
+    from ivr.calllog.review_queue import unpack_vector
+    from ivr.conversation.session import CallSession
+    from ivr.dialog.loader import load_flow_text
+    from ivr.nlu.intents import IntentClassifier
+    from ivr.nlu.service import NLUService
+    from tests.fakes import EventList, RecordingOutput
+    from tests.unit.test_intents import FakeEmbedder
+
+    embedder = FakeEmbedder()
+    embedder.id = "fake:64"
+    flow = """flow: shop
+start: main
+nodes:
+  main:
+    say: Hours or an order?
+    intents:
+      hours: {examples: [what are your opening hours, when are you open, store hours], goto: main}
+      order: {examples: [where is my order, track my package, order status], goto: main}
+"""
+    events = EventList()
+    session = CallSession("CA1", load_flow_text(flow), RecordingOutput(), nlu=NLUService(IntentClassifier(embedder)),
+                          events=events)
+    await session.start()
+    await session.on_transcript("when are you open")
+    await session.on_transcript("my cat sings opera")
+    understood, missed = events.of("nlu")
+    assert understood["intent"] == "hours" and "vec" not in understood
+    assert missed["intent"] == "out_of_scope" and missed["vec_by"] == "fake:64"
+    assert np.allclose(unpack_vector(missed["vec"]), embedder.encode(["my cat sings opera"])[0], atol=1e-3)

@@ -17,7 +17,7 @@ import yaml
 from starlette.websockets import WebSocketDisconnect
 
 from ivr.dashboard.auth import COOKIE
-from ivr.dashboard.flow_test_cases import (TestCaseError, append_case, case_from_turns, new_tests_file, find_tests_file,
+from ivr.conversation.flow_test_cases import (TestCaseError, append_case, case_from_turns, new_tests_file, find_tests_file,
                                       unique_name)
 from ivr.dashboard.turns import group_turns
 from ivr.dialog.loader import FlowLoadError, expand_flow_paths

@@ -49,7 +49,7 @@ function signalsOf(nlu) {
 }
 
 // "Add to tests": keeps the call's turns up to this one as an `ivr test` case in the flow's tests
-// file (ivr/dashboard/flow_test_cases.py), and says where it went or why it could not.
+// file (ivr/conversation/flow_test_cases.py), and says where it went or why it could not.
 export function addToTests(callId) {
   return (turn) => {
     if (turn.index === 0 || turn.withdrawn || !["speech", "dtmf", "no_input"].includes(turn.kind)) return "";

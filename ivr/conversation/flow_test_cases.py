@@ -1,4 +1,4 @@
-"""A turn of a logged call, kept as an `ivr test` case (ivr/tools/flowtest.py) in the flow's tests
+"""A turn of a logged call, kept as an `ivr test` case (ivr/conversation/flow_tests.py) in the flow's tests
 file: the "Add to tests" button of the dashboard's call and "Try a call" pages.
 
 The case replays the call's turns up to the chosen one; the chosen turn expects what the line did
