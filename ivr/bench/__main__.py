@@ -23,8 +23,10 @@
    one at a time and four at once.
 9. The review loop (ivr.bench.review): Banking77 batches routed, the review queue's biggest
    groups labelled, the next batch routed by the improved line against the line as it started.
-Takes ~77 minutes on 2 cores; each runs alone as
-`ivr bench calls|stt|nlu|slots|sgd|digits|signals|browser|review`.
+10. The Review page (ivr.bench.review_page): 10,000 queued turns in a call log, loaded through
+   the page's API, with the vectors the line keeps and without.
+Takes ~80 minutes on 2 cores; each runs alone as
+`ivr bench calls|stt|nlu|slots|sgd|digits|signals|browser|review|review-page`.
 """
 
 import sys
@@ -34,6 +36,7 @@ from .calls import main as calls_main
 from .digits import main as digits_main
 from .nlu import main as nlu_main
 from .review import main as review_main
+from .review_page import main as review_page_main
 from .sgd import main as sgd_main
 from .signals import main as signals_main
 from .slots import main as slots_main
@@ -51,6 +54,7 @@ def main() -> int:
     status |= digits_main(["--length", "16", "--cases", "30", "--levers", "no_hold"])
     status |= browser_main([])
     status |= review_main([])
+    status |= review_page_main([])
     return status
 
 

@@ -29,7 +29,7 @@ from .reads import _call_filters, _where, loads
 #: An intent chosen below this calibrated confidence is worth a look: calibrated, it is wrong
 #: about one time in three or more (docs/nlu.md, calibration).
 LOW_CONFIDENCE = 0.7
-PAGE = 5000
+PAGE = 20_000  # nlu events read at a time, newest first, until the queue is full
 
 REASONS = {
     "out_of_scope": "not understood: out of scope or no match",
@@ -85,22 +85,25 @@ def turns_to_review(b, *, since=None, until=None, flow=None, channel: str | None
     """The queue, newest first: one dict per turn with its call, flow version, node, words, what
     the line did (intent, confidence, source, runners-up, escalation trigger) and `reasons`."""
     where, params = _call_filters(b, flow=flow, since=since, until=until, channel=channel)
-    sql = ("SELECT e.call_id, e.seq, e.ts, e.data, calls.flow, calls.flow_version FROM events e"
-           " JOIN calls ON calls.call_id = e.call_id" + _where(where + ["e.type = 'nlu'"])
-           + " ORDER BY e.ts DESC, e.id DESC LIMIT ? OFFSET ?")
+    select = ("SELECT e.id, e.call_id, e.seq, e.ts, e.data, calls.flow, calls.flow_version FROM events e"
+              " JOIN calls ON calls.call_id = e.call_id")
+    order = " ORDER BY e.ts DESC, e.id DESC LIMIT ?"
     out: list[dict] = []
-    offset = 0
+    after: tuple | None = None
     with b.reader() as conn:
         while len(out) < limit:  # most turns are fine: read pages until the queue is full
-            rows = conn.execute(b.sql(sql), params + [PAGE, offset]).fetchall()
-            offset += len(rows)
-            for call_id, seq, ts, raw, flow_name, version in rows:
+            # Each page starts where the last ended (not OFFSET, which sorts and skips again).
+            more = [] if after is None else ["(e.ts < ? OR (e.ts = ? AND e.id < ?))"]
+            rows = conn.execute(b.sql(select + _where(where + ["e.type = 'nlu'"] + more) + order),
+                                params + ([] if after is None else [after[0], after[0], after[1]]) + [PAGE]).fetchall()
+            for _id, call_id, seq, ts, raw, flow_name, version in rows:
                 turn = _queued(loads(raw))
                 if turn is not None:
                     out.append({"call_id": call_id, "seq": seq, "ts": ts, "flow": flow_name, "flow_version": version,
                                 **turn})
             if len(rows) < PAGE:
                 break
+            after = (rows[-1][3], rows[-1][0])
     return out[:limit]
 
 

@@ -65,6 +65,14 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "CREATE INDEX idx_events_type ON events (type)",
         ),
     ),
+    (
+        3,
+        (
+            # The review queue reads one type's events newest first (the rowid, its tie-break, is
+            # in every SQLite index): no sort of the whole table per page.
+            "CREATE INDEX idx_events_type_ts ON events (type, ts)",
+        ),
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +19,8 @@ from fastapi.responses import FileResponse
 from .auth import COOKIE
 from .live import RESYNC
 from .origin import same_origin
+from .params import parse_int, parse_time
+from .review_api import build_review_router
 from .try_api import build_try_router
 from .turns import call_view
 
@@ -34,38 +34,6 @@ KEEPALIVE_S = 20.0
 SEND_TIMEOUT_S = 10.0
 _LIST_FIELDS = ("call_id", "flow", "flow_version", "caller", "called", "started_at", "ended_at", "duration",
                 "outcome", "last_node")
-
-
-def parse_time(name: str, raw: str | None) -> float | None:
-    """Epoch seconds, or an ISO 8601 date/time (UTC when it names no zone)."""
-    if raw is None or raw.strip() == "":
-        return None
-    raw = raw.strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise HTTPException(400, f"{name}: expected epoch seconds or an ISO 8601 date/time, got {raw!r}")
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.timestamp()
-    if not math.isfinite(value) or value < 0:
-        raise HTTPException(400, f"{name}: expected epoch seconds, got {raw!r}")
-    return value
-
-
-def parse_int(name: str, raw: str | None, default: int, lo: int, hi: int) -> int:
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise HTTPException(400, f"{name}: expected a whole number, got {raw!r}")
-    if not lo <= value <= hi:
-        raise HTTPException(400, f"{name}: must be between {lo} and {hi}, got {value}")
-    return value
 
 
 def call_filters(params) -> dict:
@@ -168,6 +136,7 @@ def build_router(dash: "Dashboard") -> APIRouter:
             raise HTTPException(400, str(exc))
 
     router.include_router(build_try_router(dash, store))
+    router.include_router(build_review_router(dash, store))
 
     @ws_router.websocket("/live")
     async def live_socket(ws: WebSocket):

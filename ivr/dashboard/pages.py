@@ -50,6 +50,7 @@ def build_pages(dash: "Dashboard") -> APIRouter:
     router.add_api_route("/calls/{call_id}", page("call.html"), methods=["GET"], include_in_schema=False)
     router.add_api_route("/summary", page("summary.html"), methods=["GET"], include_in_schema=False)
     router.add_api_route("/try", page("try.html"), methods=["GET"], include_in_schema=False)
+    router.add_api_route("/review", page("review.html"), methods=["GET"], include_in_schema=False)
 
     @router.get("/login", include_in_schema=False)
     async def login_form(request: Request):

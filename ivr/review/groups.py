@@ -42,27 +42,34 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1, norms)
 
 
-def review_groups(turns: Sequence[dict], encode: Callable, threshold: float = THRESHOLD,
-                  model: str | None = None) -> list[dict]:
-    """The queue's turns as groups, biggest first. `encode(texts)` gives unit vectors for the
-    turns whose kept vector is not `model`'s."""
+def grouped(turns: Sequence[dict], encode: Callable, threshold: float = THRESHOLD,
+            model: str | None = None) -> list[list[int]]:
+    """The queue's turns as groups of indexes, biggest first (ivr/nlu/grouping.py)."""
     if not turns:
         return []
-    texts = [t["text"] for t in turns]
-    vectors = turn_vectors(turns, encode, model)
-    groups = []
-    for members in group_similar(texts, vectors, threshold):
-        rows = [{k: v for k, v in turns[i].items() if k not in ("vec", "vec_by")} for i in members]
-        groups.append({
-            "size": len(rows),
-            "text": rows[0]["text"],  # the group's leader: what it is about
-            "reasons": Counter(r for row in rows for r in row["reasons"]).most_common(),
-            "did": Counter(row["intent"] or "no match" for row in rows).most_common(),
-            "nodes": Counter(f"{row['flow']}:{row['node']}" for row in rows).most_common(),
-            "versions": sorted({row["flow_version"] for row in rows if row["flow_version"]}),
-            "turns": rows,
-        })
-    return groups
+    return group_similar([t["text"] for t in turns], turn_vectors(turns, encode, model), threshold)
+
+
+def describe(rows: Sequence[dict]) -> dict:
+    """A group as the page and the CLI show it: its size, its leader's words, why its turns are
+    queued, what the line did with them, where they were said."""
+    rows = [{k: v for k, v in row.items() if k not in ("vec", "vec_by")} for row in rows]
+    return {
+        "size": len(rows),
+        "text": rows[0]["text"],  # the group's leader: what it is about
+        "reasons": Counter(r for row in rows for r in row["reasons"]).most_common(),
+        "did": Counter(row["intent"] or "no match" for row in rows).most_common(),
+        "nodes": Counter(f"{row['flow']}:{row['node']}" for row in rows).most_common(),
+        "versions": sorted({row["flow_version"] for row in rows if row["flow_version"]}),
+        "turns": rows,
+    }
+
+
+def review_groups(turns: Sequence[dict], encode: Callable, threshold: float = THRESHOLD,
+                  model: str | None = None) -> list[dict]:
+    """The queue's turns as described groups, biggest first. `encode(texts)` gives unit vectors
+    for the turns whose kept vector is not `model`'s."""
+    return [describe([turns[i] for i in members]) for members in grouped(turns, encode, threshold, model)]
 
 
 def accepted_turns(flows_dir) -> set[tuple[str, str]]:

@@ -425,7 +425,7 @@ def cmd_bench(args) -> int:
     import importlib
 
     _setup_logging("WARNING")
-    return importlib.import_module(f"ivr.bench.{args.which}").main(args.rest)
+    return importlib.import_module(f"ivr.bench.{args.which.replace('-', '_')}").main(args.rest)
 
 
 # ---------------------------------------------------------------- main
@@ -496,9 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_review(sub)
 
-    bench = sub.add_parser("bench", help="benchmarks: calls | browser | nlu | slots | sgd | digits | signals | stt | review (each prints a table)",
+    bench = sub.add_parser("bench", help="benchmarks: calls | browser | nlu | slots | sgd | digits | signals | stt | review | review-page (each prints a table)",
                            add_help=False)
-    bench.add_argument("which", choices=["calls", "browser", "nlu", "slots", "sgd", "digits", "signals", "stt", "review"])
+    bench.add_argument("which", choices=["calls", "browser", "nlu", "slots", "sgd", "digits", "signals", "stt", "review", "review-page"])
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
 

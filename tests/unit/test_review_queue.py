@@ -162,3 +162,18 @@ nodes:
     assert understood["intent"] == "hours" and "vec" not in understood
     assert missed["intent"] == "out_of_scope" and missed["vec_by"] == "fake:64"
     assert np.allclose(unpack_vector(missed["vec"]), embedder.encode(["my cat sings opera"])[0], atol=1e-3)
+
+
+def test_the_queue_reads_page_after_page_without_losing_turns_of_the_same_moment(store, monkeypatch):
+    import ivr.calllog.review_queue as rq
+
+    monkeypatch.setattr(rq, "PAGE", 3)  # pages end in the middle of turns said at the same instant
+    events = [nlu(f"turn {i}", "out_of_scope" if i % 2 else "hours", 0.9) for i in range(10)]
+    store.start_call("CA1", flow="customer_service", flow_version="v1", started_at=T0)
+    for i, data in enumerate(events):
+        store.add_event("CA1", "nlu", data, ts=T0 + 1 + i // 4)  # four events share each timestamp
+    store.end_call("CA1", "completed", ended_at=T0 + 30)
+    assert store.flush()
+    queue = store.review_queue()
+    assert [t["text"] for t in queue] == [f"turn {i}" for i in (9, 7, 5, 3, 1)]
+    assert [t["text"] for t in store.review_queue(limit=2)] == ["turn 9", "turn 7"]

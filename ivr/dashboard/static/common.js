@@ -86,7 +86,7 @@ export function callLink(callId, text) {
 
 export function topBar(here) {
   const links = [["live", "/dashboard/", "Live"], ["calls", "/dashboard/calls", "Calls"], ["summary", "/dashboard/summary", "Summary"],
-    ["try", "/dashboard/try", "Try a call"]];
+    ["review", "/dashboard/review", "Review"], ["try", "/dashboard/try", "Try a call"]];
   const header = el("header", { class: "top" },
     el("span", { class: "brand" }, "ivr"),
     el("nav", {}, links.map(([key, href, label]) => el("a", { href, class: key === here ? "here" : null }, label))),

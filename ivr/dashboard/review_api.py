@@ -1,0 +1,174 @@
+"""The JSON API behind the Review page (under /dashboard/api/review): the queue grouped, and the
+reviewer's decisions (ivr/review/changes.py: accept, undo, dismiss, propose, restore), which
+are the same code as `ivr review`'s, so the page and the terminal prove, write and audit alike.
+
+Reads run in a thread; a decision that changes a flow runs the proof (routing and the flow's
+tests, on the server's own models) in a thread too, one at a time per process, so two reviewers
+never write the same reviewed file at once. Decisions come only from the dashboard's own pages,
+as JSON (ivr/dashboard/origin.py), and name the logged-in session as who made them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, HTTPException, Request
+
+from ivr.calllog.review_queue import REASONS, settled_turns
+from ivr.review.changes import ChangeError, accept, applied_changes, flow_intents, settle, undo
+from ivr.review.groups import accepted_turns, describe, grouped, not_yet_reviewed
+
+from .auth import COOKIE
+from .origin import json_from_own_page
+from .params import parse_int, parse_time
+
+if TYPE_CHECKING:
+    from . import Dashboard
+
+log = logging.getLogger("ivr.dashboard")
+
+MAX_TURNS = 10_000
+SHOWN_TURNS = 25  # per group on the page; the group's every turn id still comes with it
+_DECIDING = threading.Lock()
+
+
+def _text(body: dict, key: str, limit: int = 120) -> str | None:
+    value = body.get(key)
+    return str(value).strip()[:limit] or None if value is not None else None
+
+
+def _turn_ids(body: dict) -> list[str]:
+    turns = body.get("turns")
+    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and ":" in t for t in turns):
+        raise HTTPException(400, "turns: a list of turns as CALL:SEQ")
+    if len(turns) > MAX_TURNS:
+        raise HTTPException(400, f"turns: at most {MAX_TURNS} at once")
+    return turns
+
+
+def build_review_router(dash: "Dashboard", store) -> APIRouter:
+    router = APIRouter()
+
+    def runtime():
+        rt = dash.runtime()
+        if rt is None:
+            raise HTTPException(503, "the server is still loading")
+        return rt
+
+    def who(request: Request, body: dict) -> str:
+        session = dash.auth.session_id(request.cookies.get(COOKIE)) or "operator token"
+        name = _text(body, "by", 60)
+        return f"{name} ({session})" if name else session
+
+    @router.get("/review")
+    async def queue(request: Request):
+        params = request.query_params
+        flow = (params.get("flow") or "").strip() or None
+        since = parse_time("since", params.get("since"))
+        limit = parse_int("limit", params.get("limit"), MAX_TURNS, 1, MAX_TURNS)
+        shown = parse_int("groups", params.get("groups"), 50, 1, 1000)
+        rt = runtime()
+        return await asyncio.to_thread(_queue, rt, store(), flow, since, limit, shown)
+
+    @router.get("/review/history")
+    async def history(request: Request):
+        flow = (request.query_params.get("flow") or "").strip() or None
+        rt = runtime()
+
+        def read():
+            return {"changes": applied_changes(Path(rt.settings.flows_dir)),
+                    "actions": store().review_actions(flow=flow, limit=200)}
+        return await asyncio.to_thread(read)
+
+    @router.post("/review/accept")
+    async def accept_turns(request: Request):
+        body = await json_from_own_page(request, "review decisions")
+        intent = _text(body, "intent")
+        if not intent:
+            raise HTTPException(400, "intent: the intent the turns mean (or out_of_scope)")
+        turns, by, rt = _turn_ids(body), who(request, body), runtime()
+        return await _decide(lambda: accept(
+            store(), rt.flows.get, Path(rt.settings.flows_dir), intent, turns, by=by,
+            classifier=rt.nlu.classifier, nlu=rt.nlu, dry_run=bool(body.get("dry_run"))).as_dict())
+
+    @router.post("/review/undo")
+    async def undo_change(request: Request):
+        body = await json_from_own_page(request, "review decisions")
+        change = _text(body, "change", 40)
+        if not change:
+            raise HTTPException(400, "change: the id of the change to undo")
+        by, rt = who(request, body), runtime()
+        return await _decide(lambda: undo(
+            store(), Path(rt.settings.flows_dir), change, by=by, classifier=rt.nlu.classifier, nlu=rt.nlu,
+            dry_run=bool(body.get("dry_run"))).as_dict())
+
+    @router.post("/review/settle")
+    async def settle_turns(request: Request):
+        body = await json_from_own_page(request, "review decisions")
+        action = {"dismiss": "dismissed", "propose": "proposed", "restore": "restored"}.get(str(body.get("action")))
+        if action is None:
+            raise HTTPException(400, "action: dismiss, propose or restore")
+        turns, by = _turn_ids(body), who(request, body)
+
+        def run():
+            done = settle(store(), turns, action, by=by, intent=_text(body, "intent"), reason=_text(body, "reason", 300))
+            return {"action": action, "turns": len(done)}
+        return await _decide(run)
+
+    return router
+
+
+async def _decide(run):
+    def locked():
+        with _DECIDING:
+            return run()
+    try:
+        return await asyncio.to_thread(locked)
+    except ChangeError as exc:
+        raise HTTPException(409, str(exc)) from None
+    except OSError as exc:  # the flows folder is read-only here (the container image)
+        raise HTTPException(409, f"the flows folder cannot be written here ({exc.strerror}): "
+                                 "run `ivr review accept` where the flows live") from None
+
+
+def _queue(rt, store, flow: str | None, since: float | None, limit: int, shown: int) -> dict:
+    started = time.perf_counter()
+    turns = store.review_queue(flow=flow, since=since, limit=limit)
+    actions = store.review_actions(flow=flow)
+    read = time.perf_counter()
+    turns = not_yet_reviewed(turns, accepted_turns(rt.settings.flows_dir), settled_turns(actions))
+    embedder = getattr(rt.nlu.classifier, "embedder", None)
+    groups = grouped(turns, embedder.encode, model=getattr(embedder, "id", None)) if turns and embedder else []
+    out_groups = []
+    for members in groups[:shown]:  # only the groups the page shows are described
+        g = describe([turns[i] for i in members])
+        out_groups.append({**g, "ids": [f"{t['call_id']}:{t['seq']}" for t in g["turns"]],
+                           "turns": g["turns"][:SHOWN_TURNS]})
+    flows = {}
+    for name in sorted(rt.flows.names):
+        loaded = rt.flows.get(name)
+        if loaded is not None:
+            flows[name] = flow_intents(loaded)
+    return {"total": len(turns), "group_count": len(groups), "groups": out_groups, "flows": flows,
+            "reasons": REASONS, "proposals": _proposals(actions),
+            "took_ms": {"read": round((read - started) * 1000), "total": round((time.perf_counter() - started) * 1000)}}
+
+
+def _proposals(actions: list[dict]) -> list[dict]:
+    """New intents proposed for turns still standing as proposed, by name, with their turns."""
+    latest: dict[tuple[str, int], dict] = {}
+    for a in actions:  # newest first
+        if isinstance(a.get("turn"), int):
+            latest.setdefault((a["call_id"], a["turn"]), a)
+    named: dict[tuple[str, str], dict] = {}
+    for (call_id, seq), a in latest.items():
+        if a.get("action") == "proposed" and a.get("intent"):
+            entry = named.setdefault((str(a.get("flow")), a["intent"]), {"flow": a.get("flow"), "intent": a["intent"],
+                                                                         "turns": []})
+            entry["turns"].append({"id": f"{call_id}:{seq}", "text": a.get("text"), "by": a.get("by")})
+    return sorted(named.values(), key=lambda p: -len(p["turns"]))
