@@ -18,7 +18,8 @@ What the server writes in ``data`` (not enforced, except where noted; the writer
   "latency_ms": <the NLU's own time, a number>, "signals", "decision"}``; while an LLM holds the
   call, ``{"node", "text", "source": "llm_handoff", "signals", "decision"}``.
   A turn worth a review (``ivr.calllog.review_queue.why``) also keeps ``"vec"`` (the words'
-  embedding, float16 base64) and ``"vec_by"`` (the model that made it).
+  embedding, float16 base64) and ``"vec_by"`` (the model that made it); a spoken turn keeps
+  ``"speech": [start, end]`` (epoch seconds, from the VAD) to find its words in the recording.
 * ``slot``: ``{"name", "value"}`` (``[redacted]`` for a sensitive slot).
 * ``prompt``: ``{"text", "node", "kind"}`` (kind: prompt, no_match, no_input, repeat, confirm,
   wait, transfer, llm, ...); sensitive values are scrubbed from the text.
@@ -39,7 +40,8 @@ What the server writes in ``data`` (not enforced, except where noted; the writer
 * ``error``: ``{"stage", "error"}``.
 * ``hangup``: ``{"outcome", "reason"}``; ``drain``: ``{"reason", "node", "outcome": "drained"}``:
   the server, shutting down (SIGTERM, ivr/serving/drain.py), ended the call politely.
-* ``recording``: ``{"file", "duration_s", "paused_s", "channels"}``.
+* ``recording``: ``{"file", "duration_s", "paused_s", "channels", "started_at"}`` (epoch seconds
+  of the file's first sample).
 * ``review``: a reviewer's decision about one of the call's turns, written after the call, the
   audit trail of the learning loop (``ivr.review.changes``): ``{"action": "accepted" |
   "refused" | "undone" | "dismissed" | "proposed", "turn": <the turn's nlu event seq>, "text",

@@ -152,4 +152,4 @@ def _queued(data) -> dict | None:
     decision = data.get("decision") if isinstance(data.get("decision"), Mapping) else {}
     return {"node": data.get("node"), "text": text, "intent": data.get("intent"), "confidence": data.get("confidence"),
             "source": data.get("source"), "ranked": data.get("ranked") or [], "trigger": decision.get("trigger"),
-            "reasons": reasons, "vec": data.get("vec"), "vec_by": data.get("vec_by")}
+            "reasons": reasons, "speech": data.get("speech"), "vec": data.get("vec"), "vec_by": data.get("vec_by")}

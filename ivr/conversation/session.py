@@ -298,7 +298,7 @@ class CallSession:
     async def on_transcript(self, text: str, *, speech_end: float | None = None, stt_ms: float | None = None,
                             decided_at: float | None = None, discarded: int = 0, unsure: bool = False,
                             early: bool = False, settles_at: float | None = None, joined: bool = False,
-                            silence_ends_at: float | None = None) -> None:
+                            silence_ends_at: float | None = None, audio_seconds: float | None = None) -> None:
         """`unsure`: the recogniser was unsure of its words (a number it gives is read back).
         `settles_at`: until then the caller may go on with this turn (`on_caller_resumed`);
         `early`: it ended before the node's full silence (`silence_ends_at`); `joined`: it goes on
@@ -307,7 +307,8 @@ class CallSession:
         if self.ended or self._closing:
             return
         turn = Turn(len(self.turns) + 1, "speech", speech_end=speech_end, decided_at=decided_at,
-                    transcript_at=time.time(), stt_ms=stt_ms, text=text)
+                    transcript_at=time.time(), stt_ms=stt_ms, text=text,
+                    speech_start=speech_end - audio_seconds if speech_end and audio_seconds else None)
         open_turn = OpenTurn(turn, settles_at, early, quiet_at=silence_ends_at) if settles_at and text else None
         self._open_turn = open_turn
         sensitive = self.answering_sensitive()
@@ -352,7 +353,10 @@ class CallSession:
         turn.nlu_done_at = time.time()
         turn.nlu_ms = understood.waited_ms  # what the caller waited for: less when understood early
         decision = self.step.decide(understood.facts, self._available_targets())
-        self.log_event("nlu", self.step.record(understood, decision, text=logged_text, sensitive=sensitive))
+        record = self.step.record(understood, decision, text=logged_text, sensitive=sensitive)
+        if turn.speech_start and turn.speech_end:  # where the words are in the recording, if any
+            record["speech"] = [round(turn.speech_start, 3), round(turn.speech_end, 3)]
+        self.log_event("nlu", record)
         leaves_script = decision.escalate or decision.unreachable
         effects = None if leaves_script else self.engine.on_text(text, understood.understanding, asr_unsure=unsure)
         if open_turn is not None and undo is not None:

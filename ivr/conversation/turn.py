@@ -40,6 +40,7 @@ class Turn:
     index: int
     source: str  # "speech" or "dtmf"
     speech_end: float | None = None
+    speech_start: float | None = None  # where the words are in the call's recording
     decided_at: float | None = None  # the end-of-turn silence had passed
     transcript_at: float | None = None
     nlu_done_at: float | None = None

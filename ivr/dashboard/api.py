@@ -8,13 +8,16 @@ wrong, never a 500 or a silently ignored filter.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
+import wave
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from .auth import COOKIE
 from .live import RESYNC
@@ -110,7 +113,11 @@ def build_router(dash: "Dashboard") -> APIRouter:
         return view
 
     @router.get("/calls/{call_id}/recording")
-    async def recording(call_id: str):
+    async def recording(call_id: str, request: Request):
+        """The call's recording; with `turn=N` (an `nlu` event's number), only the caller's words
+        of that turn, as the review page plays them."""
+        turn = request.query_params.get("turn")
+        seq = parse_int("turn", turn, 0, 1, 10**6) if turn is not None else None
         call = await asyncio.to_thread(store().get_call, call_id)
         if call is None:
             raise HTTPException(404, f"no call {call_id!r} in the call log")
@@ -120,7 +127,14 @@ def build_router(dash: "Dashboard") -> APIRouter:
         path = dash.recording_path(info.get("file"))
         if path is None:
             raise HTTPException(404, "the recording file is gone (deleted by retention, or still being written)")
-        return FileResponse(path, media_type="audio/wav", filename=path.name)
+        if seq is None:
+            return FileResponse(path, media_type="audio/wav", filename=path.name)
+        event = next((e for e in call["events"] if e["seq"] == seq and e["type"] == "nlu"), None)
+        span = (event or {}).get("data", {}).get("speech")
+        if not (isinstance(span, list) and len(span) == 2 and info.get("started_at")):
+            raise HTTPException(404, f"turn {seq} of this call has no words placed in its recording")
+        audio = await asyncio.to_thread(caller_words, path, span[0] - info["started_at"], span[1] - info["started_at"])
+        return Response(audio, media_type="audio/wav", headers={"Cache-Control": "private, max-age=3600"})
 
     @router.get("/summary")
     async def summary(request: Request):
@@ -187,6 +201,24 @@ async def stream_live(dash: "Dashboard", ws: WebSocket) -> None:
 
 async def _send(ws: WebSocket, message: dict) -> None:
     await asyncio.wait_for(ws.send_text(json.dumps(message, default=str)), SEND_TIMEOUT_S)
+
+
+def caller_words(path: Path, start_s: float, end_s: float, pad_s: float = 0.3) -> bytes:
+    """The caller's channel of a recording (left), from `start_s` to `end_s` with a little either
+    side, as a mono WAV."""
+    with wave.open(str(path)) as w:
+        rate, channels = w.getframerate(), w.getnchannels()
+        first = max(0, int((start_s - pad_s) * rate))
+        last = min(w.getnframes(), int((end_s + pad_s) * rate))
+        w.setpos(min(first, w.getnframes()))
+        frames = np.frombuffer(w.readframes(max(0, last - first)), dtype="<i2").reshape(-1, channels)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.ascontiguousarray(frames[:, 0]).tobytes())
+    return out.getvalue()
 
 
 def safe_recording_path(directory: Path, name: str | None) -> Path | None:

@@ -155,7 +155,7 @@ def _queue(rt, store, flow: str | None, since: float | None, limit: int, shown: 
         if loaded is not None:
             flows[name] = flow_intents(loaded)
     return {"total": len(turns), "group_count": len(groups), "groups": out_groups, "flows": flows,
-            "reasons": REASONS, "proposals": _proposals(actions),
+            "reasons": REASONS, "proposals": _proposals(actions), "recording": bool(rt.settings.recording),
             "took_ms": {"read": round((read - started) * 1000), "total": round((time.perf_counter() - started) * 1000)}}
 
 

@@ -260,7 +260,7 @@ async def _close_call(runtime, session: CallSession, flow: LoadedFlow, recording
     if recording is not None:
         info = recording.finish()
         runtime.store.add_event(call_id, "recording", {
-            "file": info.file, "duration_s": info.duration_s, "paused_s": info.paused_s,
+            "file": info.file, "duration_s": info.duration_s, "paused_s": info.paused_s, "started_at": info.started_at,
             "channels": "left caller, right bot",
         })
     runtime.store.end_call(

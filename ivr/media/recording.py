@@ -173,6 +173,9 @@ class RecordingInfo:
     file: str
     duration_s: float
     paused_s: float
+    started_at: float = 0.0
+    """Epoch seconds at the file's first sample: where a turn's words are in it (the review
+    page's snippets)."""
 
 
 class CallRecording:
@@ -186,6 +189,7 @@ class CallRecording:
         self._clock = clock
         self._paused = paused
         self.t0 = clock()
+        self.started_at = time.time()
         self._legs = (_Leg(), _Leg())
         self._cursor = [0, 0]
         self._written = 0
@@ -241,7 +245,7 @@ class CallRecording:
         if self._finished is None:
             self._flush(max(self._cursor[CALLER], self._cursor[BOT], self._written))
             self._finished = RecordingInfo(self.path.name, round(self._written / RATE, 2),
-                                           round(self._paused_samples / RATE, 2))
+                                           round(self._paused_samples / RATE, 2), round(self.started_at, 3))
             self._writer.close(self.path, done)
         return self._finished
 

@@ -34,7 +34,7 @@ def server(tmp_path):
     store = CallStore(tmp_path / "calls.sqlite3")
     embedder = FakeEmbedder()
     embedder.id = "fake:64"
-    settings = Settings(flows_dir=flows, dashboard_token=DASH)
+    settings = Settings(flows_dir=flows, dashboard_token=DASH, recording=True, recording_dir=tmp_path / "rec")
     repo = FlowRepository(flows)
     repo.reload()
     runtime = Runtime(settings=settings, stt=ScriptedTranscriber(), tts=ToneSynthesizer(),
@@ -129,3 +129,48 @@ def test_dismissed_and_proposed_turns_leave_the_queue_and_proposals_are_listed(s
                        headers=OWN).status_code == 409  # a proposal needs a name
     assert client.post("/dashboard/api/review/settle", json={"action": "delete", "turns": [opera]},
                        headers=OWN).status_code == 400
+
+
+def test_a_queued_turn_plays_the_callers_words_from_the_recording(server, tmp_path):
+    import io
+    import wave
+
+    import numpy as np
+
+    from ivr.media.recording import CallRecording, RecordingWriter
+
+    client, runtime, _ = server
+    clock = [1000.0]
+    writer = RecordingWriter()
+    rec = CallRecording(tmp_path / "rec" / "CA9.wav", writer=writer, clock=lambda: clock[0])
+    (tmp_path / "rec").mkdir(exist_ok=True)
+    t = np.arange(8000 * 4) / 8000  # 4 s: quiet, then the caller's 1 s of 300 Hz from 2.0 s, quiet again
+    caller = np.where((t >= 2.0) & (t < 3.0), 6000 * np.sin(2 * np.pi * 300 * t), 0).astype(np.int16)
+    for i in range(0, len(caller), 160):
+        rec.caller(caller[i:i + 160], at=1000.0 + i / 8000)
+        clock[0] = 1000.0 + (i + 160) / 8000
+    info = rec.finish()
+    writer.drain()
+    store = runtime.store
+    store.start_call("CA9", flow="shop", flow_version="v", started_at=time.time() - 60)
+    store.add_event("CA9", "nlu", {"node": "main", "text": "my cat sings opera", "intent": "out_of_scope",
+                                   "confidence": 0.4, "source": "router", "ranked": [], "decision": {"escalate": False},
+                                   "speech": [rec.started_at + 2.0, rec.started_at + 3.0]})
+    store.add_event("CA9", "recording", {"file": info.file, "duration_s": info.duration_s, "paused_s": 0,
+                                         "started_at": info.started_at})
+    store.end_call("CA9", "completed")
+    store.flush()
+    turn = next(e["seq"] for e in store.get_call("CA9")["events"] if e["type"] == "nlu")
+    queue = client.get("/dashboard/api/review").json()
+    assert queue["recording"] is True
+    assert any(t["speech"] for g in queue["groups"] for t in g["turns"] if t["call_id"] == "CA9")
+    r = client.get(f"/dashboard/api/calls/CA9/recording?turn={turn}")
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(r.content)) as w:
+        assert (w.getnchannels(), w.getframerate()) == (1, 8000)
+        words = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert len(words) == pytest.approx(8000 * 1.6, abs=2)  # the second of words and 0.3 s either side
+    assert np.abs(words[2400:-2400]).max() > 5000 and np.abs(words[:2000]).max() == 0
+    assert client.get(f"/dashboard/api/calls/CA9/recording?turn={turn + 1}").status_code == 404  # not a turn
+    assert client.get("/dashboard/api/calls/CA9/recording?turn=x").status_code == 400
+    assert client.get("/dashboard/api/calls/CA9/recording").content[:4] == b"RIFF"  # the whole call as before

@@ -157,10 +157,11 @@ nodes:
                           events=events)
     await session.start()
     await session.on_transcript("when are you open")
-    await session.on_transcript("my cat sings opera")
+    await session.on_transcript("my cat sings opera", speech_end=1000.0, audio_seconds=1.4)
     understood, missed = events.of("nlu")
     assert understood["intent"] == "hours" and "vec" not in understood
     assert missed["intent"] == "out_of_scope" and missed["vec_by"] == "fake:64"
+    assert missed["speech"] == [998.6, 1000.0] and "speech" not in understood  # where its words are recorded
     assert np.allclose(unpack_vector(missed["vec"]), embedder.encode(["my cat sings opera"])[0], atol=1e-3)
 
 

@@ -7,6 +7,7 @@ topBar("review");
 const $ = (id) => document.getElementById(id);
 const form = $("filters");
 let flows = {}; // flow -> {node or "*": [intents]}
+let recording = false; // calls are recorded: each spoken turn has its words to play
 
 $("by").value = localStorage.getItem("ivr.review.by") || "";
 $("by").addEventListener("change", () => localStorage.setItem("ivr.review.by", $("by").value.trim()));
@@ -41,7 +42,9 @@ function groupCard(group, index) {
     checks.set(id, box);
     return el("tr", {},
       el("td", {}, box),
-      el("td", {}, `“${t.text}”`),
+      el("td", {}, `“${t.text}”`, recording && t.speech ? el("audio", { class: "snippet", controls: true, preload: "none",
+        src: `/dashboard/api/calls/${encodeURIComponent(t.call_id)}/recording?turn=${t.seq}`,
+        title: "what the caller said (the recording may have been deleted since)" }) : null),
       el("td", { class: "small" }, t.intent || "no match", confidenceBar(t.confidence)),
       el("td", { class: "small muted" }, t.node || "–"),
       el("td", { class: "small" }, callLink(t.call_id, `${t.call_id.slice(0, 10)}…:${t.seq}`)));
@@ -152,6 +155,7 @@ async function load() {
   try {
     const [queue, history] = await Promise.all([api(`/review${qs({ ...f, groups: 50 })}`), api(`/review/history${qs({ flow: f.flow })}`)]);
     flows = queue.flows;
+    recording = queue.recording;
     const select = form.elements.flow;
     if (select.options.length === 1) for (const name of Object.keys(flows)) select.append(el("option", { value: name }, name));
     const shown = queue.groups.length;
