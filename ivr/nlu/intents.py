@@ -98,6 +98,7 @@ class IntentClassifier:
         self.calibrator = calibrator if calibrator is not None else Calibrator.load()
         self.router = ExampleRouter(embedder, **tuning)
         self._prepared: dict[str, _Prepared] = {}
+        self._used: dict[str, float] = {}  # key -> when a turn (or a preparation) last needed it
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
 
@@ -110,6 +111,7 @@ class IntentClassifier:
         self._get(key, intents)
 
     def _get(self, key: str, intents: Sequence[Intent]) -> _Prepared:
+        self._used[key] = time.monotonic()
         fp = _fingerprint(intents)
         prep = self._prepared.get(key)
         if prep is not None and prep.fingerprint == fp:
@@ -136,6 +138,33 @@ class IntentClassifier:
             prep = _Prepared(fp, index, slm_ready)
             self._prepared[key] = prep
             return prep
+
+    def idle_versions(self, idle_s: float) -> set[str]:
+        """Flow versions (a key's part before the first `:`) none of whose menus was used for
+        `idle_s` seconds."""
+        now, last = time.monotonic(), {}
+        for key, used in list(self._used.items()):
+            version = key.split(":", 1)[0]
+            last[version] = max(last.get(version, 0.0), used)
+        return {v for v, used in last.items() if now - used > idle_s}
+
+    def forget_versions(self, versions: set[str]) -> int:
+        """Drop what was prepared for these flow versions (router indexes, small-model prompts
+        and their KV state). A turn that needs one again prepares it afresh. Returns the menus
+        dropped."""
+        def of(key: str) -> bool:
+            return key.split(":", 1)[0] in versions
+
+        with self._lock:
+            gone = [k for k in self._prepared if of(k)]
+            for key in gone:
+                del self._prepared[key]
+                self._key_locks.pop(key, None)
+            for key in [k for k in self._used if of(k)]:
+                del self._used[key]
+        if self.slm is not None and hasattr(self.slm, "forget"):
+            self.slm.forget(of)
+        return len(gone)
 
     @staticmethod
     def _confusable(index: RouterIndex) -> dict[str, list[str]]:

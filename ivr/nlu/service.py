@@ -46,6 +46,21 @@ class NLUService:
                 n += self.prepare(item)
         return n
 
+    def sweep(self, keep: set[str], idle_s: float) -> set[str]:
+        """Forget what was prepared for flow versions not in `keep` (the versions the line answers
+        with) and unused for `idle_s`: replaced versions, drafts, the versions a review proved.
+        Each holds a router index and, with the small model, a few MB of KV state per menu.
+        Returns the versions forgotten."""
+        idle = getattr(self.classifier, "idle_versions", None)
+        if idle is None:
+            return set()
+        gone = idle(idle_s) - set(keep)
+        if gone:
+            menus = self.classifier.forget_versions(gone)
+            log.info("NLU: forgot %d menu(s) of %d flow version(s) no call has used for %.0f s", menus, len(gone),
+                     idle_s)
+        return gone
+
     @property
     def extractor(self):
         """The small model's slot filler (ivr.nlu.slm_extract), where the SLM runs in process."""

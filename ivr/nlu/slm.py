@@ -339,6 +339,22 @@ class SlmScorer:
             log.warning("could not keep the SLM prompt state in %s", path.parent, exc_info=True)
 
     # -- public -----------------------------------------------------------------------------
+    def forget(self, version_of_key) -> int:
+        """Drop the prompts (and their KV state) of the keys `version_of_key(key)` is true for:
+        a flow version nothing uses any more. Their states on disk stay (bounded there)."""
+        def named(pkey):
+            return pkey[1].split("|", 1)[0] if pkey[0] == "extract" else pkey[0]
+
+        with self._lock:
+            gone = [p for p in self._prompts if version_of_key(named(p))]
+            for pkey in gone:
+                del self._prompts[pkey]
+                if self._loaded == pkey:
+                    self._loaded = None
+            for key in [k for k in self._intents if version_of_key(k)]:
+                del self._intents[key]
+        return len(gone)
+
     def prepare(self, key: str, intents: Sequence, confusable: dict | None = None,
                 modes: Sequence[str] = ("verify",)) -> None:
         """Build and evaluate the prompt(s) for a menu, keeping their KV state (seconds, once)."""

@@ -57,6 +57,7 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
         state["runtime"] = runtime
         watcher = asyncio.create_task(runtime.flows.watch())
         retention = asyncio.create_task(retention_loop(settings.recordings_path, settings.recording_retention_days))
+        forgetting = asyncio.create_task(runtime.forget_unused())
         warmers = []
         if runtime.llm is not None:
             # The LLM server reads each flow's fixed prompt once, in the background, so the
@@ -67,6 +68,7 @@ def create_app(settings: Settings, runtime_factory: Callable[[], Runtime] | None
         finally:
             watcher.cancel()
             retention.cancel()
+            forgetting.cancel()
             for task in warmers:
                 task.cancel()
             runtime.draining = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -15,6 +16,10 @@ from ivr.serving.flows import FlowRepository, static_prompts
 from ivr.registry import model_registry, voice_registry
 
 log = logging.getLogger("ivr.serving.runtime")
+
+#: What the NLU prepared for a flow version nothing has used for this long is forgotten, unless the
+#: line answers with it: a replaced version once its calls have ended, a draft, a review's proof.
+PREPARED_IDLE_S = 600.0
 
 
 @dataclass
@@ -32,6 +37,25 @@ class Runtime:
     load_seconds: dict = field(default_factory=dict)
     active_calls: dict = field(default_factory=dict)
     draining: bool = False
+
+    def versions_in_use(self) -> set[str]:
+        """The flow versions the line answers with, and those calls in progress still hold."""
+        live = {self.flows.get(n).version for n in self.flows.names if self.flows.get(n) is not None}
+        held = {getattr(getattr(c.get("session"), "flow", None), "version", None) for c in list(self.active_calls.values())}
+        return live | {v for v in held if v}
+
+    async def forget_unused(self, idle_s: float = PREPARED_IDLE_S, every_s: float = 60.0) -> None:
+        """Runs with the server: memory stays bounded however often flows are edited, drafts
+        called or reviews proven (each prepared version holds a few MB per menu)."""
+        sweep = getattr(self.nlu, "sweep", None)
+        if sweep is None:
+            return
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await asyncio.to_thread(sweep, self.versions_in_use(), idle_s)
+            except Exception:
+                log.exception("NLU: forgetting unused flow versions failed; will try again")
 
     @classmethod
     def load(cls, settings: Settings, progress: Callable[[str], None] = print, *, store=None) -> "Runtime":
