@@ -288,6 +288,15 @@ def _tests_file(flow_path: Path, flows_dir: Path) -> Path | None:
     return tests if tests.exists() else None
 
 
+def _writable(target: Path) -> None:
+    """Before the proof (tens of seconds): a change that could not be written is said at once."""
+    import os
+
+    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise ChangeError(f"{target.parent} cannot be written here (a container image or a mounted ConfigMap): "
+                          "review where the flows live, `ivr review accept|undo --flows DIR --db URL`, then deploy")
+
+
 def _write(target: Path, text: str) -> None:
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(text)
@@ -306,6 +315,8 @@ def accept(store, find_flow: Callable[[str], LoadedFlow | None], flows_dir: Path
         raise ChangeError(f"flow {loaded.name} has no intent {intent!r}: propose it as a new intent instead "
                           "(a new intent is the designer's to add to the flow)")
     flow_path = Path(loaded.path)
+    if not dry_run:
+        _writable(reviewed_path(flow_path))
     change = new_change_id()
     before, after, new_text = proposed(flow_path, turns, intent, by, change)
     queued = store.review_queue(flow=loaded.name, limit=2000)  # accepted ones too: a change must not undo them
@@ -346,6 +357,8 @@ def undo(store, flows_dir: Path, change: str, *, by: str, classifier, nlu, dry_r
     """Take a change's examples out again, proven like any change: refused if a flow test that
     passes with them fails without them."""
     flow_path, target = find_change(flows_dir, change)
+    if not dry_run:
+        _writable(target)
     old = target.read_text()
     new, removed = without_change(old, change)
     before, after = _loaded_pair(flow_path, old, new)

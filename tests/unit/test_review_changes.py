@@ -187,3 +187,17 @@ def test_what_cannot_become_an_example_is_refused_with_the_reason(setup):
             accept(store, find(flows), flows, intent, [turn], by="dana", classifier=classifier, nlu=nlu)
     assert not (flows / "shop.reviewed.yaml").exists()
     assert Path(flows / "tests" / "shop.test.yaml").read_text().startswith("# the designer's tests")
+
+
+def test_a_change_that_could_not_be_written_is_refused_before_the_proof(setup, monkeypatch):
+    import os
+
+    flows, store, classifier, nlu = setup
+    turn = f"CA1:{seq_of(store, 'what time do you shut the doors tonight')}"
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == flows else real(path, mode))
+    proved = []
+    monkeypatch.setattr("ivr.review.changes.prove", lambda *a, **k: proved.append(1))
+    with pytest.raises(ChangeError, match="cannot be written here"):  # a read-only flows folder (the image)
+        accept(store, find(flows), flows, "hours", [turn], by="dana", classifier=classifier, nlu=nlu)
+    assert proved == [] and audit(store) == []
