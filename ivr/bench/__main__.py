@@ -25,7 +25,7 @@
    groups labelled, the next batch routed by the improved line against the line as it started.
 10. The Review page (ivr.bench.review_page): 10,000 queued turns in a call log, loaded through
    the page's API, with the vectors the line keeps and without.
-Takes ~80 minutes on 2 cores; each runs alone as
+Takes ~85 minutes on 2 cores; each runs alone as
 `ivr bench calls|stt|nlu|slots|sgd|digits|signals|browser|review|review-page`.
 """
 
