@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from .api import build_router, safe_recording_path
 from .auth import DashboardAuth
@@ -38,6 +38,13 @@ class Dashboard:
         self.router.include_router(api, prefix="/api")
         self.router.include_router(live_ws, prefix="/api")
         self.router.include_router(build_pages(self))
+
+    def loaded_runtime(self):
+        """The server's runtime, for a request that needs it: a 503 while the models load."""
+        rt = self.runtime()
+        if rt is None:
+            raise HTTPException(503, "the server is still loading")
+        return rt
 
     def observe(self, store) -> PublishingStore:
         """Wrap the call store so every call change reaches the live feed; on PostgreSQL, the

@@ -66,10 +66,7 @@ def build_router(dash: "Dashboard") -> APIRouter:
     ws_router = APIRouter()
 
     def store():
-        runtime = dash.runtime()
-        if runtime is None:
-            raise HTTPException(503, "the server is still loading")
-        return runtime.store
+        return dash.loaded_runtime().store
 
     @router.get("/session")
     async def session():

@@ -54,11 +54,7 @@ def _turn_ids(body: dict) -> list[str]:
 def build_review_router(dash: "Dashboard", store) -> APIRouter:
     router = APIRouter()
 
-    def runtime():
-        rt = dash.runtime()
-        if rt is None:
-            raise HTTPException(503, "the server is still loading")
-        return rt
+    runtime = dash.loaded_runtime
 
     def who(request: Request, body: dict) -> str:
         session = dash.auth.session_id(request.cookies.get(COOKIE)) or "operator token"

@@ -30,11 +30,7 @@ _WRITING = threading.Lock()  # one read-modify-write of a tests file at a time
 def build_try_router(dash: "Dashboard", store) -> APIRouter:
     router = APIRouter()
 
-    def runtime():
-        rt = dash.runtime()
-        if rt is None:
-            raise HTTPException(503, "the server is still loading")
-        return rt
+    runtime = dash.loaded_runtime
 
     @router.get("/try/flows")
     async def callable_flows():

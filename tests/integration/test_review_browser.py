@@ -12,7 +12,6 @@ import asyncio
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,7 +21,7 @@ from ivr.calllog.store import CallStore
 from ivr.tools.simulate import CallerSimulator, Step
 
 from .conftest import AUTH_TOKEN, DASHBOARD_TOKEN, REPO, Server
-from .test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, shoot
+from .test_dashboard_browser import browser, shoot  # noqa: F401 (browser: the fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -58,18 +57,6 @@ def review_server(tmp_path_factory):
         srv.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 def api(server, path: str):
     response = httpx.get(server.url + "/dashboard/api" + path, headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}"})
     response.raise_for_status()
@@ -93,7 +80,7 @@ def routed_at_main_menu(server, voice, words: str) -> tuple[str, str] | None:
         time.sleep(0.3)
 
 
-def test_an_operator_teaches_the_line_from_the_review_page(review_server, browser, caller_voice):
+def test_an_operator_teaches_the_line_from_the_review_page(review_server, browser, caller_voice):  # noqa: F811
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
