@@ -79,7 +79,8 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
         2,
         (
             # The review queue reads one type's events newest first: no sort of the whole table per page.
-            "CREATE INDEX idx_events_type_ts ON events (type, ts, id)",
+            # IF NOT EXISTS: on a big call log, build it first without blocking writes (deploy/README.md).
+            "CREATE INDEX IF NOT EXISTS idx_events_type_ts ON events (type, ts, id)",
         ),
     ),
 ]

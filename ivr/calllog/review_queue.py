@@ -81,9 +81,10 @@ def with_vector(nlu: dict, vector, by: str | None) -> dict:
 
 
 def turns_to_review(b, *, since=None, until=None, flow=None, channel: str | None = "phone",
-                    limit: int = 10_000) -> list[dict]:
+                    limit: int = 10_000, skip=None) -> list[dict]:
     """The queue, newest first: one dict per turn with its call, flow version, node, words, what
-    the line did (intent, confidence, source, runners-up, escalation trigger) and `reasons`."""
+    the line did (intent, confidence, source, runners-up, escalation trigger) and `reasons`.
+    `skip(turn)`: turns to leave out (reviewed already), before `limit` is counted."""
     where, params = _call_filters(b, flow=flow, since=since, until=until, channel=channel)
     select = ("SELECT e.id, e.call_id, e.seq, e.ts, e.data, calls.flow, calls.flow_version FROM events e"
               " JOIN calls ON calls.call_id = e.call_id")
@@ -93,31 +94,33 @@ def turns_to_review(b, *, since=None, until=None, flow=None, channel: str | None
     with b.reader() as conn:
         while len(out) < limit:  # most turns are fine: read pages until the queue is full
             # Each page starts where the last ended (not OFFSET, which sorts and skips again).
-            more = [] if after is None else ["(e.ts < ? OR (e.ts = ? AND e.id < ?))"]
+            more = [] if after is None else ["(e.ts, e.id) < (?, ?)"]
             rows = conn.execute(b.sql(select + _where(where + ["e.type = 'nlu'"] + more) + order),
-                                params + ([] if after is None else [after[0], after[0], after[1]]) + [PAGE]).fetchall()
+                                params + ([] if after is None else [after[0], after[1]]) + [PAGE]).fetchall()
             for _id, call_id, seq, ts, raw, flow_name, version in rows:
                 turn = _queued(loads(raw))
                 if turn is not None:
-                    out.append({"call_id": call_id, "seq": seq, "ts": ts, "flow": flow_name, "flow_version": version,
-                                **turn})
+                    turn = {"call_id": call_id, "seq": seq, "ts": ts, "flow": flow_name, "flow_version": version, **turn}
+                    if skip is None or not skip(turn):
+                        out.append(turn)
             if len(rows) < PAGE:
                 break
             after = (rows[-1][3], rows[-1][0])
     return out[:limit]
 
 
-def review_actions(b, *, flow=None, limit: int = 10_000) -> list[dict]:
-    """The reviewers' decisions (`review` events: the audit trail), newest first."""
+def review_actions(b, *, flow=None, limit: int | None = 10_000) -> list[dict]:
+    """The reviewers' decisions (`review` events: the audit trail), newest first (all of them
+    with `limit=None`: what settles a turn may be years old)."""
     where = ["e.type = 'review'"]
     params: list = []
     if flow:
         where.append("calls.flow = ?")
         params.append(flow)
     sql = ("SELECT e.call_id, e.seq, e.ts, e.data FROM events e JOIN calls ON calls.call_id = e.call_id"
-           + _where(where) + " ORDER BY e.ts DESC, e.id DESC LIMIT ?")
+           + _where(where) + " ORDER BY e.ts DESC, e.id DESC" + (" LIMIT ?" if limit is not None else ""))
     with b.reader() as conn:
-        rows = conn.execute(b.sql(sql), params + [limit]).fetchall()
+        rows = conn.execute(b.sql(sql), params + ([limit] if limit is not None else [])).fetchall()
     out = []
     for call_id, seq, ts, raw in rows:
         data = loads(raw)

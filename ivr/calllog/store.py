@@ -512,12 +512,12 @@ class CallStore:
         return reads.summary(self.backend, since=since, until=until, flow=flow, bucket_s=bucket_s, channel=channel)
 
     def review_queue(self, *, since=None, until=None, flow: str | None = None, channel: str | None = "phone",
-                     limit: int = 10_000) -> list[dict]:
+                     limit: int = 10_000, skip=None) -> list[dict]:
         """The turns worth a human look, newest first; see ``review_queue.turns_to_review``."""
         return review_queue.turns_to_review(self.backend, since=since, until=until, flow=flow, channel=channel,
-                                            limit=limit)
+                                            limit=limit, skip=skip)
 
-    def review_actions(self, *, flow: str | None = None, limit: int = 10_000) -> list[dict]:
+    def review_actions(self, *, flow: str | None = None, limit: int | None = 10_000) -> list[dict]:
         """The reviewers' decisions, newest first; see ``review_queue.review_actions``."""
         return review_queue.review_actions(self.backend, flow=flow, limit=limit)
 

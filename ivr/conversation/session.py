@@ -298,7 +298,7 @@ class CallSession:
     async def on_transcript(self, text: str, *, speech_end: float | None = None, stt_ms: float | None = None,
                             decided_at: float | None = None, discarded: int = 0, unsure: bool = False,
                             early: bool = False, settles_at: float | None = None, joined: bool = False,
-                            silence_ends_at: float | None = None, audio_seconds: float | None = None) -> None:
+                            silence_ends_at: float | None = None, speech_start: float | None = None) -> None:
         """`unsure`: the recogniser was unsure of its words (a number it gives is read back).
         `settles_at`: until then the caller may go on with this turn (`on_caller_resumed`);
         `early`: it ended before the node's full silence (`silence_ends_at`); `joined`: it goes on
@@ -308,7 +308,7 @@ class CallSession:
             return
         turn = Turn(len(self.turns) + 1, "speech", speech_end=speech_end, decided_at=decided_at,
                     transcript_at=time.time(), stt_ms=stt_ms, text=text,
-                    speech_start=speech_end - audio_seconds if speech_end and audio_seconds else None)
+                    speech_start=speech_start)
         open_turn = OpenTurn(turn, settles_at, early, quiet_at=silence_ends_at) if settles_at and text else None
         self._open_turn = open_turn
         sensitive = self.answering_sensitive()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from ivr.calllog.review_queue import REASONS, settled_turns
 from ivr.review.changes import ChangeError, accept, applied_changes, flow_intents, settle, undo
-from ivr.review.groups import accepted_turns, describe, grouped, not_yet_reviewed
+from ivr.review.groups import RememberingEncoder, accepted_turns, describe, grouped, reviewed
 
 from .auth import COOKIE
 from .origin import json_from_own_page
@@ -34,7 +33,6 @@ log = logging.getLogger("ivr.dashboard")
 
 MAX_TURNS = 10_000
 SHOWN_TURNS = 25  # per group on the page; the group's every turn id still comes with it
-_DECIDING = threading.Lock()
 
 
 def _text(body: dict, key: str, limit: int = 120) -> str | None:
@@ -53,6 +51,18 @@ def _turn_ids(body: dict) -> list[str]:
 
 def build_review_router(dash: "Dashboard", store) -> APIRouter:
     router = APIRouter()
+    # One decision at a time per process, queued here rather than in a worker thread, so waiting
+    # reviewers hold no thread of the pool the server's other blocking work shares; other
+    # processes sharing the flows folder are kept out by the reviewed file's lock (_write).
+    deciding = asyncio.Lock()
+    encoders: dict = {}  # per embedder: the vectors of turns the call log kept none for
+
+    async def _decide(run):
+        async with deciding:
+            try:
+                return await asyncio.to_thread(run)
+            except ChangeError as exc:
+                raise HTTPException(409, str(exc)) from None
 
     runtime = dash.loaded_runtime
 
@@ -69,7 +79,11 @@ def build_review_router(dash: "Dashboard", store) -> APIRouter:
         limit = parse_int("limit", params.get("limit"), MAX_TURNS, 1, MAX_TURNS)
         shown = parse_int("groups", params.get("groups"), 50, 1, 1000)
         rt = runtime()
-        return await asyncio.to_thread(_queue, rt, store(), flow, since, limit, shown)
+        embedder = getattr(rt.nlu.classifier, "embedder", None)
+        model = getattr(embedder, "id", None)
+        if embedder is not None and model not in encoders:
+            encoders[model] = RememberingEncoder(embedder.encode)
+        return await asyncio.to_thread(_queue, rt, store(), flow, since, limit, shown, encoders.get(model), model)
 
     @router.get("/review/history")
     async def history(request: Request):
@@ -119,27 +133,13 @@ def build_review_router(dash: "Dashboard", store) -> APIRouter:
     return router
 
 
-async def _decide(run):
-    def locked():
-        with _DECIDING:
-            return run()
-    try:
-        return await asyncio.to_thread(locked)
-    except ChangeError as exc:
-        raise HTTPException(409, str(exc)) from None
-    except OSError as exc:  # the flows folder is read-only here (the container image)
-        raise HTTPException(409, f"the flows folder cannot be written here ({exc.strerror}): "
-                                 "run `ivr review accept` where the flows live") from None
-
-
-def _queue(rt, store, flow: str | None, since: float | None, limit: int, shown: int) -> dict:
+def _queue(rt, store, flow: str | None, since: float | None, limit: int, shown: int, encode, model) -> dict:
     started = time.perf_counter()
-    turns = store.review_queue(flow=flow, since=since, limit=limit)
-    actions = store.review_actions(flow=flow)
+    actions = store.review_actions(flow=flow, limit=None)
+    seen = reviewed(accepted_turns(rt.settings.flows_dir), settled_turns(actions))
+    turns = store.review_queue(flow=flow, since=since, limit=limit, skip=seen)  # reviewed ones take no room
     read = time.perf_counter()
-    turns = not_yet_reviewed(turns, accepted_turns(rt.settings.flows_dir), settled_turns(actions))
-    embedder = getattr(rt.nlu.classifier, "embedder", None)
-    groups = grouped(turns, embedder.encode, model=getattr(embedder, "id", None)) if turns and embedder else []
+    groups = grouped(turns, encode, model=model) if turns and encode is not None else []
     out_groups = []
     for members in groups[:shown]:  # only the groups the page shows are described
         g = describe([turns[i] for i in members])

@@ -19,6 +19,9 @@ class CallerTranscriptFrame(SystemFrame):
     """Epoch seconds when the caller stopped speaking (VAD stop time minus its stop window)."""
     stt_ms: float = 0.0
     audio_seconds: float = 0.0
+    speech_start: float = 0.0
+    """Epoch seconds when the VAD said the caller had begun this utterance (its words are in the
+    call's recording from a little before this to `speech_end`)."""
     decided_at: float = 0.0
     """Epoch seconds when the turn was judged over (the node's end-of-turn silence had passed)."""
     discarded: int = 0

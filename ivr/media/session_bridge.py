@@ -119,7 +119,7 @@ class SessionBridge(FrameProcessor):
             if session is not None:
                 self.create_task(
                     self._guard(session.on_transcript(frame.text, speech_end=frame.speech_end, stt_ms=frame.stt_ms,
-                                                      audio_seconds=frame.audio_seconds or None,
+                                                      speech_start=frame.speech_start or None,
                                                       decided_at=frame.decided_at or None,
                                                       discarded=frame.discarded, unsure=frame.unsure,
                                                       early=frame.early, settles_at=frame.settles_at or None,

@@ -105,6 +105,7 @@ class UtteranceTranscriber(FrameProcessor):
         self._discarded = 0
         self._committed: _Committed | None = None
         self._joined = ""  # the withdrawn turn's words, while the utterance that goes on from it is heard
+        self._utterance_started = 0.0
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
@@ -187,6 +188,7 @@ class UtteranceTranscriber(FrameProcessor):
         else:
             keep = LONG_PREROLL_SECONDS if self._long_preroll_for and self._long_preroll_for() else PREROLL_SECONDS
             self._segment = bytearray(b"".join(self._preroll)[-int(keep * STT_RATE) * 2:])
+            self._utterance_started = time.time()  # a new utterance (one that goes on keeps its start)
             self._speech_bytes = 0
             self._signalled = False
             self._discarded = 0
@@ -298,6 +300,7 @@ class UtteranceTranscriber(FrameProcessor):
                 speech_end=speech_end,
                 stt_ms=result.latency_ms,
                 audio_seconds=result.audio_seconds,
+                speech_start=self._utterance_started,
                 decided_at=decided_at,
                 discarded=discarded,
                 unsure=result.unsure,

@@ -137,6 +137,7 @@ class IntentClassifier:
                     log.exception("SLM prompt for %r failed; router only", key)
             prep = _Prepared(fp, index, slm_ready)
             self._prepared[key] = prep
+            self._used[key] = time.monotonic()  # a sweep during the build may have dropped it
             return prep
 
     def idle_versions(self, idle_s: float) -> set[str]:

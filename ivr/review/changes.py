@@ -52,6 +52,7 @@ class Proof:
     still: list[str] = field(default_factory=list)  # accepted turns still routed otherwise
     changed: list[tuple[str, str, str]] = field(default_factory=list)  # other turns: (text, before, after)
     tau: dict[str, tuple[float, float]] = field(default_factory=dict)  # node -> threshold before, after
+    checked: int = 0  # other queued turns routed with and without the change
     tests_passed: int = 0
     test_failures: list[str] = field(default_factory=list)  # cases the change breaks
     failing_before: list[str] = field(default_factory=list)  # cases that failed without it too
@@ -135,25 +136,35 @@ def entries_text(turns: list[dict], intent: str, by: str, change: str, at: str |
 
 def without_change(text: str, change: str) -> tuple[str, list[dict]]:
     """The reviewed file's text with the entries of `change` taken out, every other line (the
-    designer's comments included) as it was; and the entries taken out."""
+    designer's comments included) as it was; and the entries taken out. Comment and blank lines
+    go with the entry after them (a note is written above what it is about); those after the last
+    entry stay."""
     lines = text.splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if line.rstrip() == "examples:"), None)
     if start is None:
         raise ChangeError("the reviewed file has no top-level `examples:` list")
-    chunks: list[list[str]] = [lines[:start + 1]]
+    head, chunks, loose = lines[:start + 1], [], []  # loose: comments waiting for their entry
     entry_indent = None
     for line in lines[start + 1:]:
         stripped = line.lstrip(" ")
         indent = len(line) - len(stripped)
         if stripped.startswith("- ") and (entry_indent is None or indent == entry_indent):
             entry_indent = indent
-            chunks.append([line])
+            chunks.append(loose + [line])
+            loose = []
+        elif not stripped.strip() or stripped.startswith("#"):
+            loose.append(line)
+        elif chunks:
+            chunks[-1] += loose + [line]
+            loose = []
         else:
-            chunks[-1].append(line)
-    kept, removed = [chunks[0]], []
-    for chunk in chunks[1:]:
+            head += loose + [line]
+            loose = []
+    kept, removed = [head], []
+    for chunk in chunks:
+        body = [line[entry_indent:] for line in chunk if line.strip() and not line.lstrip(" ").startswith("#")]
         try:
-            entry = yaml.safe_load("".join(line[entry_indent:] if line.strip() else line for line in chunk))
+            entry = yaml.safe_load("".join(body))
         except yaml.YAMLError:
             entry = None
         entry = entry[0] if isinstance(entry, list) and entry and isinstance(entry[0], dict) else {}
@@ -161,10 +172,13 @@ def without_change(text: str, change: str) -> tuple[str, list[dict]]:
             removed.append(entry)
         else:
             kept.append(chunk)
+    kept.append(loose)
     new = "".join(line for chunk in kept for line in chunk)
     try:
-        if len(parse_reviewed(new)) != len(parse_reviewed(text)) - len(removed):
-            raise ChangeError("the reviewed file is not laid out one entry per `- ` item: edit it by hand")
+        expected = sum(1 for ex in parse_reviewed(text) if ex.change == change)
+        if len(removed) != expected or len(parse_reviewed(new)) != len(parse_reviewed(text)) - expected:
+            raise ChangeError("the reviewed file is not laid out one entry per `- ` item as written here: "
+                              f"take change {change}'s entries out by hand")
     except ReviewedError as exc:
         raise ChangeError(f"the reviewed file does not parse: {exc}") from None
     return new, removed
@@ -186,13 +200,14 @@ def _loaded_pair(flow_path: Path, old: str, new: str) -> tuple[LoadedFlow, Loade
 
 
 def proposed(flow_path: Path, turns: list[dict], intent: str, by: str,
-             change: str = "") -> tuple[LoadedFlow, LoadedFlow, str]:
-    """(the flow as it loads now, as it would with the new entries, the reviewed file's new text)."""
+             change: str = "") -> tuple[LoadedFlow, LoadedFlow, str, str]:
+    """(the flow as it loads now, as it would with the new entries, the reviewed file's text now
+    and with them)."""
     extra = reviewed_path(flow_path)
     old = extra.read_text() if extra.exists() else ""
     new = (old.rstrip("\n") + "\n" if old else HEADER) + entries_text(turns, intent, by, change or new_change_id())
     before, after = _loaded_pair(flow_path, old, new)
-    return before, after, new
+    return before, after, old, new
 
 
 # ------------------------------------------------------------------ the proof
@@ -235,6 +250,7 @@ def prove(classifier, nlu, before: LoadedFlow, after: LoadedFlow, accepted: list
         if turn["text"] in seen:
             continue
         seen.add(turn["text"])
+        proof.checked += 1
         was = _route(classifier, before, turn["node"], turn["text"])
         now = _route(classifier, after, turn["node"], turn["text"])
         if was != now:
@@ -267,7 +283,7 @@ def report(proof: Proof, what: str, file: Path, action: str) -> list[str]:
     lines = [what]
     for node, (t0, t1) in sorted(proof.tau.items()):
         lines.append(f"  threshold at {node}: {t0:.3f} -> {t1:.3f}")
-    lines.append(f"  other queued turns that change: {len(proof.changed)}")
+    lines.append(f"  other queued turns that change: {len(proof.changed)} of {proof.checked} at the menus it touches")
     lines += [f"    {text!r}: {was} -> {now}" for text, was, now in proof.changed[:10]]
     lines.append(f"  flow tests: {proof.tests_passed} passed, {len(proof.test_failures)} broken by this change"
                  + (f", failing before it too: {', '.join(proof.failing_before)}" if proof.failing_before else ""))
@@ -297,10 +313,31 @@ def _writable(target: Path) -> None:
                           "review where the flows live, `ivr review accept|undo --flows DIR --db URL`, then deploy")
 
 
-def _write(target: Path, text: str) -> None:
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(target)
+def _write(target: Path, old: str, new: str) -> None:
+    """Write `new` over `old`, unless the file changed while the change was proven (another
+    reviewer, on this server, another one sharing the folder, or `ivr review` in a terminal):
+    then nothing is written, and the reviewer is asked to try again on the file as it is."""
+    import fcntl
+    import os
+    import tempfile
+
+    try:
+        with open(target.with_name(f".{target.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the compare and the write, one reviewer at a time
+            now = target.read_text() if target.exists() else ""
+            if now != old:
+                raise ChangeError(f"{target.name} changed while this change was being proven (another review): "
+                                  "nothing was written; try it again")
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as out:
+                    out.write(new)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+    except OSError as exc:
+        raise ChangeError(f"{target} could not be written ({exc.strerror or exc})") from None
 
 
 def accept(store, find_flow: Callable[[str], LoadedFlow | None], flows_dir: Path, intent: str, turn_ids: list[str],
@@ -318,13 +355,15 @@ def accept(store, find_flow: Callable[[str], LoadedFlow | None], flows_dir: Path
     if not dry_run:
         _writable(reviewed_path(flow_path))
     change = new_change_id()
-    before, after, new_text = proposed(flow_path, turns, intent, by, change)
-    queued = store.review_queue(flow=loaded.name, limit=2000)  # accepted ones too: a change must not undo them
+    before, after, old_text, new_text = proposed(flow_path, turns, intent, by, change)
+    # accepted ones too: a change must not undo them
+    queued = _touched(store.review_queue(flow=loaded.name, limit=5000), {t["node"] for t in turns},
+                      intent in loaded.flow.global_intents)
     proof = prove(classifier, nlu, before, after, turns, intent, queued, _tests_file(flow_path, flows_dir))
     target = reviewed_path(flow_path)
     action = "refused" if proof.test_failures else "dry_run" if dry_run else "accepted"
     if action == "accepted":
-        _write(target, new_text)
+        _write(target, old_text, new_text)
     if action != "dry_run":
         _audit(store, turns, action, by=by, change=change, intent=intent, file=target.name,
                reason="; ".join(proof.test_failures[:3]) or None)
@@ -362,12 +401,13 @@ def undo(store, flows_dir: Path, change: str, *, by: str, classifier, nlu, dry_r
     old = target.read_text()
     new, removed = without_change(old, change)
     before, after = _loaded_pair(flow_path, old, new)
-    queued = store.review_queue(flow=after.name, limit=2000)
     nodes = {e.get("node") for e in removed}
+    queued = _touched(store.review_queue(flow=after.name, limit=5000), nodes,
+                      None in nodes or any(str(e.get("intent")) in after.flow.global_intents for e in removed))
     proof = prove(classifier, nlu, before, after, [], None, queued, _tests_file(flow_path, flows_dir), nodes=nodes)
     action = "refused" if proof.test_failures else "dry_run" if dry_run else "undone"
     if action == "undone":
-        _write(target, new)
+        _write(target, old, new)
     intents = sorted({str(e.get("intent")) for e in removed})
     if action != "dry_run":
         turns = [{"call": e["call"], "text": e.get("text"), "node": e.get("node"), "flow": after.name}
@@ -411,6 +451,17 @@ def applied_changes(flows_dir: Path) -> list[dict]:
                 entry["intents"].append(ex.intent)
             entry["examples"].append(ex.text)
     return sorted(out.values(), key=lambda c: c["at"] or "", reverse=True)
+
+
+PROVEN_TURNS = 300
+"""Queued turns a proof routes with and without the change, newest first: each may be a small
+model turn, on the server's own model, beside its calls (300 take about a minute at worst)."""
+
+
+def _touched(queued: list[dict], nodes: set, everywhere: bool) -> list[dict]:
+    """The queued turns a change can move: those at the menus it touches (all, for a global
+    intent or entries without a node), the newest PROVEN_TURNS."""
+    return [t for t in queued if everywhere or t.get("node") in nodes][:PROVEN_TURNS]
 
 
 def has_intent(loaded: LoadedFlow, intent: str) -> bool:

@@ -37,6 +37,33 @@ def turn_vectors(turns: Sequence[dict], encode: Callable, model: str | None) -> 
     return _unit(vectors)
 
 
+class RememberingEncoder:
+    """`encode` for the turns the call log kept no vector for (said before vectors were kept, or
+    under another embedder), remembering what it made (float16, `size` texts at most), so each
+    load of the review page does not embed them all again."""
+
+    def __init__(self, encode: Callable, size: int = 20_000):
+        from collections import OrderedDict
+
+        self._encode, self._size = encode, size
+        self._known: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._known))
+        if missing:
+            for text, v in zip(missing, np.asarray(self._encode(missing), dtype=np.float32), strict=True):
+                self._known[text] = v.astype(np.float16)
+            while len(self._known) > self._size:
+                self._known.popitem(last=False)
+        out = []
+        for t in texts:
+            v = self._known.get(t)
+            if v is None:  # pushed out by this very call (more new texts than `size`)
+                v = np.asarray(self._encode([t]), dtype=np.float32)[0]
+            out.append(np.asarray(v, dtype=np.float32))
+        return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
 def _unit(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1, norms)
@@ -44,10 +71,19 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 def grouped(turns: Sequence[dict], encode: Callable, threshold: float = THRESHOLD,
             model: str | None = None) -> list[list[int]]:
-    """The queue's turns as groups of indexes, biggest first (ivr/nlu/grouping.py)."""
+    """The queue's turns as groups of indexes, biggest first (ivr/nlu/grouping.py), each of one
+    flow: a decision gives its turns an intent of that flow."""
     if not turns:
         return []
-    return group_similar([t["text"] for t in turns], turn_vectors(turns, encode, model), threshold)
+    vectors = turn_vectors(turns, encode, model)
+    by_flow: dict = {}
+    for i, t in enumerate(turns):
+        by_flow.setdefault(t.get("flow"), []).append(i)
+    out = []
+    for idx in by_flow.values():
+        out += [[idx[j] for j in members]
+                for members in group_similar([turns[i]["text"] for i in idx], vectors[idx], threshold)]
+    return sorted(out, key=lambda m: (-len(m), min(m)))
 
 
 def describe(rows: Sequence[dict]) -> dict:
@@ -85,8 +121,14 @@ def accepted_turns(flows_dir) -> set[tuple[str, str]]:
     return done
 
 
+def reviewed(done: set[tuple[str, str]], settled: set[tuple[str, int]] = frozenset()):
+    """`turn -> bool`: accepted into a flow (`done`, by call and words), or dismissed or proposed
+    as a new intent (`settled`, by call and event number)."""
+    return lambda t: (t["call_id"], t["text"]) in done or (t["call_id"], t["seq"]) in settled
+
+
 def not_yet_reviewed(turns: Sequence[dict], done: set[tuple[str, str]],
                      settled: set[tuple[str, int]] = frozenset()) -> list[dict]:
-    """The turns still to review: not accepted into a flow (`done`, by call and words) nor
-    dismissed or proposed as a new intent (`settled`, by call and event number)."""
-    return [t for t in turns if (t["call_id"], t["text"]) not in done and (t["call_id"], t["seq"]) not in settled]
+    """The turns still to review (see `reviewed`)."""
+    seen = reviewed(done, settled)
+    return [t for t in turns if not seen(t)]

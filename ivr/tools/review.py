@@ -16,7 +16,7 @@ import time
 
 from ivr.calllog.review_queue import REASONS, settled_turns
 from ivr.nlu.grouping import THRESHOLD
-from ivr.review.groups import accepted_turns, not_yet_reviewed, review_groups
+from ivr.review.groups import accepted_turns, review_groups, reviewed
 
 
 def _since(value: str | None) -> float | None:
@@ -55,11 +55,11 @@ def run(args) -> int:
     try:
         if args.action != "list":
             return _decide(args, settings, store)
-        turns = store.review_queue(since=_since(args.since), flow=args.flow, limit=args.limit)
-        settled = settled_turns(store.review_actions(flow=args.flow))
+        seen = reviewed(accepted_turns(args.flows or settings.flows_dir),
+                        settled_turns(store.review_actions(flow=args.flow, limit=None)))
+        turns = store.review_queue(since=_since(args.since), flow=args.flow, limit=args.limit, skip=seen)
     finally:
         store.close()
-    turns = not_yet_reviewed(turns, accepted_turns(args.flows or settings.flows_dir), settled)
     groups = []
     if turns:
         from ivr.nlu.embedder import load_embedder

@@ -16,7 +16,7 @@ from ivr.dialog.loader import load_flow
 from ivr.nlu.intents import IntentClassifier
 from ivr.nlu.service import NLUService
 from ivr.calllog.review_queue import settled_turns
-from ivr.review.changes import ChangeError, accept, applied_changes, settle, undo, without_change
+from ivr.review.changes import ChangeError, accept, applied_changes, prove, settle, undo, without_change
 from ivr.review.groups import accepted_turns, not_yet_reviewed
 from tests.unit.test_intents import FakeEmbedder
 
@@ -175,7 +175,20 @@ examples:
 """
     new, removed = without_change(text, "r1")
     assert [e["text"] for e in removed] == ["a", "c"]
-    assert new == "# header\nexamples:\n  # my own note about the first one\n  - {text: b, intent: order, change: r2}\n"
+    assert new == "# header\nexamples:\n  - {text: b, intent: order, change: r2}\n"  # a's note went with it
+    notes = """examples:
+  - {text: a, intent: hours, change: r1}
+# about b, at the margin
+  # and indented
+  - {text: b, intent: order, change: r2}
+  - {text: c, intent: hours, change: r1}
+# the end
+"""
+    new, removed = without_change(notes, "r1")
+    assert [e["text"] for e in removed] == ["a", "c"]
+    assert new == "examples:\n# about b, at the margin\n  # and indented\n  - {text: b, intent: order, change: r2}\n# the end\n"
+    with pytest.raises(ChangeError, match="by hand"):  # an entry it cannot read as one item is not silently kept
+        without_change("examples:\n  - {text: a, intent: hours,\n change: r1}\n", "r1")
 
 
 def test_what_cannot_become_an_example_is_refused_with_the_reason(setup):
@@ -201,3 +214,20 @@ def test_a_change_that_could_not_be_written_is_refused_before_the_proof(setup, m
     with pytest.raises(ChangeError, match="cannot be written here"):  # a read-only flows folder (the image)
         accept(store, find(flows), flows, "hours", [turn], by="dana", classifier=classifier, nlu=nlu)
     assert proved == [] and audit(store) == []
+
+
+def test_a_change_proven_while_another_landed_is_not_written_over_it(setup, monkeypatch):
+    flows, store, classifier, nlu = setup
+    turn = f"CA1:{seq_of(store, 'what time do you shut the doors tonight')}"
+    path = flows / "shop.reviewed.yaml"
+    real = prove
+
+    def slow_proof(*args, **kwargs):  # another reviewer's change lands while this one is proven
+        path.write_text("examples:\n  - {text: store hours please, intent: hours, by: lee, change: rOTHER}\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("ivr.review.changes.prove", slow_proof)
+    with pytest.raises(ChangeError, match="changed while"):
+        accept(store, find(flows), flows, "hours", [turn], by="dana", classifier=classifier, nlu=nlu)
+    assert "rOTHER" in path.read_text() and "shut the doors" not in path.read_text()
+    assert audit(store) == [] and not list(flows.glob("*.tmp"))

@@ -157,7 +157,7 @@ nodes:
                           events=events)
     await session.start()
     await session.on_transcript("when are you open")
-    await session.on_transcript("my cat sings opera", speech_end=1000.0, audio_seconds=1.4)
+    await session.on_transcript("my cat sings opera", speech_end=1000.0, speech_start=998.6)
     understood, missed = events.of("nlu")
     assert understood["intent"] == "hours" and "vec" not in understood
     assert missed["intent"] == "out_of_scope" and missed["vec_by"] == "fake:64"
@@ -178,3 +178,14 @@ def test_the_queue_reads_page_after_page_without_losing_turns_of_the_same_moment
     queue = store.review_queue()
     assert [t["text"] for t in queue] == [f"turn {i}" for i in (9, 7, 5, 3, 1)]
     assert [t["text"] for t in store.review_queue(limit=2)] == ["turn 9", "turn 7"]
+    # turns reviewed already take no room: the limit counts the turns still to review
+    assert [t["text"] for t in store.review_queue(limit=2, skip=lambda t: t["text"] in ("turn 9", "turn 5"))] == [
+        "turn 7", "turn 3"]
+
+
+def test_a_group_holds_one_flows_turns():
+    turns = [{"text": "where is my parcel", "intent": None, "confidence": 0.0, "reasons": ["out_of_scope"],
+              "flow": flow, "node": "main", "flow_version": "v", "call_id": f"CA{n}", "seq": 2}
+             for n, flow in enumerate(["shop", "shop", "bank"])]
+    groups = review_groups(turns, _bag)
+    assert [(g["size"], g["nodes"]) for g in groups] == [(2, [("shop:main", 2)]), (1, [("bank:main", 1)])]

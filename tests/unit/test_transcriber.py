@@ -84,6 +84,7 @@ async def test_whisper_runs_during_the_end_of_turn_silence_and_its_result_is_the
     # and whisper, started at the pause, took 0.25 s of that time: so no extra wait.
     assert t.decided_at - t.speech_end == pytest.approx(0.4, abs=0.08)
     assert t.decided_at > before
+    assert before <= t.speech_start <= t.decided_at  # where the words are in the call's recording (from the VAD's start)
 
 
 @pytest.mark.asyncio
