@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from ivr.calllog.review_queue import with_vector
-from ivr.dialog.engine import Expectation, FlowEngine
+from ivr.dialog.engine import Expectation, FlowEngine, signal_examples
 from ivr.handoff.policy import Escalation, EscalationPolicy, TurnFacts, decide, is_person_intent, with_repetition
 from ivr.nlu.extract import claimed_spans, find_values
 from ivr.nlu.signals import Signals, detect
@@ -193,8 +193,9 @@ class TurnStep:
         score = getattr(self.nlu, "signals", None)
         if score is None:
             return None
+        examples = signal_examples(self.engine.loaded)  # the flow's own sentences decide near-paraphrases
         try:
-            return await score(text)
+            return await (score(text, examples) if examples else score(text))
         except Exception as exc:  # the words still give the policy something to go on
             self._on_error(node, f"signals: {exc}")
             return None

@@ -20,6 +20,7 @@ from ivr.nlu.understanding import (
     Candidates,
     ExtractionPlan,
     Intent,
+    SignalExamples,
     SlotSpec,
     SlotValue,
     Understanding,
@@ -916,7 +917,16 @@ def listening_candidates(loaded: LoadedFlow) -> list[Candidates]:
     return nodes
 
 
-def nlu_preparation(loaded: LoadedFlow) -> list[Candidates | ExtractionPlan]:
-    """What the NLU caches when a flow is loaded: every listening node's candidates and every
-    small-model extraction prompt, so the first caller pays for neither."""
-    return [*listening_candidates(loaded), *extraction_plans(loaded)]
+def signal_examples(loaded: LoadedFlow) -> SignalExamples:
+    """The flow's own sentences for the escalation signals (`escalation.signal_examples`)."""
+    defs = loaded.flow.escalation.signal_examples
+    if defs is None:
+        return SignalExamples()
+    return SignalExamples(tuple(defs.upset), tuple(defs.complaint), tuple(defs.policy_question), tuple(defs.calm))
+
+
+def nlu_preparation(loaded: LoadedFlow) -> list[Candidates | ExtractionPlan | SignalExamples]:
+    """What the NLU caches when a flow is loaded: every listening node's candidates, every
+    small-model extraction prompt and the flow's signal sentences, so the first caller pays for
+    none of them."""
+    return [*listening_candidates(loaded), *extraction_plans(loaded), signal_examples(loaded)]

@@ -276,6 +276,29 @@ class Trigger(_Strict):
     list in order of preference (`[llm, human]`: the model where one is configured, else a person)."""
 
 
+class SignalExampleDefs(_Strict):
+    """Sentences of this line's callers for the escalation signals (docs/flows.md 10a): a turn
+    that says nearly the same (cosine 0.8 or more in the router's embedding) is scored as the
+    designer says, at once and without refitting anything."""
+
+    upset: list[str] = Field(default_factory=list)
+    """Upset, angry, fed-up or distressed callers, in this line's words."""
+    complaint: list[str] = Field(default_factory=list)
+    """Complaints and disputes about what the company did."""
+    policy_question: list[str] = Field(default_factory=list)
+    """Questions about rules, terms, what is allowed."""
+    calm: list[str] = Field(default_factory=list)
+    """Ordinary turns of this line the signals must not fire on ("my card was declined" at a
+    bank's card desk)."""
+
+    @model_validator(mode="after")
+    def _sentences(self):
+        for name in ("upset", "complaint", "policy_question", "calm"):
+            if any(not str(s).strip() for s in getattr(self, name)):
+                raise ValueError(f"signal_examples.{name}: an empty sentence")
+        return self
+
+
 class Escalation(_Strict):
     """When a call leaves the script, and for whom (docs/flows.md section 10a).
 
@@ -313,6 +336,8 @@ class Escalation(_Strict):
     (`retry`), or to a person (`human`)."""
     whisper: bool | None = None
     """Say a summary (intent, details, reason) to the agent before the call is connected."""
+    signal_examples: SignalExampleDefs | None = None
+    """This line's own sentences for the upset, complaint and policy signals, and calm ones."""
 
     @model_validator(mode="after")
     def _scores_are_fractions(self):

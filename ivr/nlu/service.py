@@ -11,7 +11,8 @@ import logging
 import time
 from typing import Iterable
 
-from ivr.nlu.understanding import Candidates, ExtractionPlan, NLUOutcome, SlotSpec, SlotValue, Understanding
+from ivr.nlu.understanding import (Candidates, ExtractionPlan, NLUOutcome, SignalExamples, SlotSpec, SlotValue,
+                                   Understanding)
 from ivr.speech.workers import ModelWorker
 
 log = logging.getLogger("ivr.nlu")
@@ -33,13 +34,16 @@ class NLUService:
         self.classifier.prepare(candidates.key, list(candidates.intents))
         return True
 
-    def prepare_all(self, items: Iterable[Candidates | ExtractionPlan]) -> int:
+    def prepare_all(self, items: Iterable[Candidates | ExtractionPlan | SignalExamples]) -> int:
         """Cache every listening node of a flow and its extraction prompts (blocking; call at
         load, with `ivr.dialog.engine.nlu_preparation(flow)`). Returns the nodes prepared."""
         _ = self.signal_scorer  # its exemplars are embedded once, before the first caller
         n = 0
         for item in items:
-            if isinstance(item, ExtractionPlan):
+            if isinstance(item, SignalExamples):
+                if item and self.signal_scorer is not None:
+                    self._flow_signals(item)
+            elif isinstance(item, ExtractionPlan):
                 if self.extractor is not None:
                     self.extractor.prepare(item.key, item.specs, item.shots)
             else:
@@ -101,13 +105,28 @@ class NLUService:
                     log.exception("escalation signals: the model is off, words only")
         return self._signal_scorer
 
-    def signals_sync(self, text: str) -> dict[str, float] | None:
+    def signals_sync(self, text: str, examples: SignalExamples | None = None) -> dict[str, float] | None:
         scorer = self.signal_scorer
-        return scorer.score(text) if scorer is not None and text.strip() else None
+        if scorer is None or not text.strip():
+            return None
+        return scorer.score(text, self._flow_signals(examples) if examples else None)
 
-    async def signals(self, text: str) -> dict[str, float] | None:
-        """The turn's escalation signal scores (~1-5 ms: the turn's vector is usually cached)."""
-        return await self.worker.run(self.signals_sync, text)
+    async def signals(self, text: str, examples: SignalExamples | None = None) -> dict[str, float] | None:
+        """The turn's escalation signal scores (~1-5 ms: the turn's vector is usually cached);
+        `examples`: the flow's own signal sentences."""
+        return await self.worker.run(self.signals_sync, text, examples)
+
+    def _flow_signals(self, examples: SignalExamples) -> dict:
+        """A flow's signal sentences, embedded once (at load, by `prepare_all`) and kept while
+        any flow version uses them (a few dozen sentences each)."""
+        cache = self.__dict__.setdefault("_flow_signal_cache", {})
+        vectors = cache.get(examples)
+        if vectors is None:
+            vectors = self.signal_scorer.embed_examples(examples)
+            if len(cache) >= 64:  # flows edited all day: the oldest go
+                cache.pop(next(iter(cache)))
+            cache[examples] = vectors
+        return vectors
 
     @property
     def routes_every_turn(self) -> bool:

@@ -67,6 +67,9 @@ _JOINS = re.compile(
 )
 _STRONG_JOINS = re.compile(r"\b(also|another thing|one more thing|while i'?m at it|on top of that|besides that|as well as)\b", re.I)
 MIN_SIDE_WORDS = 3
+NEAR = 0.8
+"""How alike a turn and one of a flow's own signal sentences must be (cosine of the router's
+sentence vectors) for the flow's word to decide: near-paraphrases, not the same topic."""
 ANNOUNCED = 0.7
 """The several-requests score of a turn that says so ("I've got two questions", "and another
 thing") whatever its splits look like."""
@@ -228,10 +231,38 @@ class SignalScorer:
         best = max((head(f, pair) for f, pair in self.several_features(text)), default=0.0)
         return max(best, ANNOUNCED if announces_several(text) else 0.0)
 
-    def score(self, text: str) -> dict[str, float]:
+    def embed_examples(self, examples) -> dict[str, np.ndarray]:
+        """A flow's own sentences (ivr.nlu.understanding.SignalExamples) as unit vectors, by kind."""
+        out = {}
+        for kind in (*MEANING, "calm"):
+            texts = list(getattr(examples, kind, ()) or ())
+            if texts:
+                out[kind] = _unit(np.asarray(self.embedder.encode(texts), dtype=np.float32))
+        return out
+
+    def score(self, text: str, flow: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
+        """`flow`: the flow's own sentences (`embed_examples`), which decide for a turn that says
+        nearly the same (`nearest_override`)."""
         if not text.strip():
             return {name: 0.0 for name in SIGNALS}
         features, vec = self.features(text)
         scores = {name: self.heads[name](f, vec) for name, f in features.items()}
         scores["multiple_requests"] = self.several(text)
-        return scores
+        return nearest_override(scores, vec, flow) if flow else scores
+
+
+def nearest_override(scores: Mapping[str, float], vec: np.ndarray, flow: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The designer's word for a turn nearly the same as one of their sentences: near a flow's
+    upset (complaint, policy) sentence, that signal scores at least the likeness (0.8 and up);
+    near one of its calm sentences (and nearer than to any signal sentence), the meaning signals
+    score at most 1 - the likeness (0.2 and down). Not calibrated: the designer decides."""
+    near = {kind: float((v @ vec).max()) for kind, v in flow.items() if len(v)}
+    calm = near.get("calm", -1.0)
+    out = dict(scores)
+    for name in MEANING:
+        own = near.get(name, -1.0)
+        if own >= NEAR and own >= calm:
+            out[name] = max(out[name], own)
+        elif calm >= NEAR and calm > own:
+            out[name] = min(out[name], 1.0 - calm)
+    return out

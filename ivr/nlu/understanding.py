@@ -38,6 +38,21 @@ class Candidates:
 
 
 @dataclass(frozen=True)
+class SignalExamples:
+    """A flow's own sentences for the escalation signals (its `escalation.signal_examples`): what
+    its callers say when a signal should fire, and `calm`, what it must not fire on. A turn that
+    says nearly the same is scored by them (ivr.nlu.signal_model `nearest_override`)."""
+
+    upset: tuple[str, ...] = ()
+    complaint: tuple[str, ...] = ()
+    policy_question: tuple[str, ...] = ()
+    calm: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.upset or self.complaint or self.policy_question or self.calm)
+
+
+@dataclass(frozen=True)
 class SlotSpec:
     """What the NLU knows of a slot it may fill: its name, type and the designer's words for it.
     The flow's `SlotDef` is the source; the NLU never sees the flow."""
