@@ -151,16 +151,29 @@ def _queue(rt, store, flow: str | None, since: float | None, limit: int, shown: 
         if loaded is not None:
             flows[name] = flow_intents(loaded)
     return {"total": len(turns), "group_count": len(groups), "groups": out_groups, "flows": flows,
-            "reasons": REASONS, "proposals": _proposals(actions), "recording": bool(rt.settings.recording),
+            "reasons": REASONS, "proposals": _proposals(actions), "dismissed": _dismissed(actions),
+            "recording": bool(rt.settings.recording),
             "took_ms": {"read": round((read - started) * 1000), "total": round((time.perf_counter() - started) * 1000)}}
+
+
+def _latest(actions: list[dict]) -> dict[tuple[str, int], dict]:
+    """Each turn's latest decision (`actions` newest first)."""
+    latest: dict[tuple[str, int], dict] = {}
+    for a in actions:
+        if isinstance(a.get("turn"), int):
+            latest.setdefault((a["call_id"], a["turn"]), a)
+    return latest
+
+
+def _dismissed(actions: list[dict], shown: int = 50) -> list[dict]:
+    """The newest turns standing as dismissed, to bring back if that was a mistake."""
+    return [{"id": f"{call_id}:{seq}", "text": a.get("text"), "by": a.get("by"), "ts": a.get("ts"), "flow": a.get("flow")}
+            for (call_id, seq), a in _latest(actions).items() if a.get("action") == "dismissed"][:shown]
 
 
 def _proposals(actions: list[dict]) -> list[dict]:
     """New intents proposed for turns still standing as proposed, by name, with their turns."""
-    latest: dict[tuple[str, int], dict] = {}
-    for a in actions:  # newest first
-        if isinstance(a.get("turn"), int):
-            latest.setdefault((a["call_id"], a["turn"]), a)
+    latest = _latest(actions)
     named: dict[tuple[str, str], dict] = {}
     for (call_id, seq), a in latest.items():
         if a.get("action") == "proposed" and a.get("intent"):

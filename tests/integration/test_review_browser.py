@@ -120,6 +120,9 @@ def test_an_operator_teaches_the_line_from_the_review_page(review_server, browse
     weather = page.locator("section.group", has_text="weather")
     weather.locator("button.dismiss").click()
     expect(page.locator("#groups")).not_to_contain_text("weather", timeout=20_000)
+    expect(page.locator("#dismissed")).to_contain_text("what's the weather like today")
+    page.locator("#dismissed .decide", has_text="what's the weather like today").locator("button.restore").click()
+    expect(page.locator("#groups")).to_contain_text("what's the weather like today", timeout=20_000)  # back, alone
 
     page.locator("#changes button.undo").click()
     expect(page.locator("#changes .proof")).to_contain_text("taken out", timeout=120_000)
@@ -127,6 +130,6 @@ def test_an_operator_teaches_the_line_from_the_review_page(review_server, browse
     assert not yaml.safe_load((review_server.flows / "customer_service.reviewed.yaml").read_text())["examples"]
 
     actions = api(review_server, "/review/history")["actions"]
-    assert sorted(a["action"] for a in actions) == ["accepted"] * 3 + ["dismissed"] * 2 + ["undone"] * 3
+    assert sorted(a["action"] for a in actions) == ["accepted"] * 3 + ["dismissed"] * 2 + ["restored"] + ["undone"] * 3
     assert all(a["by"].startswith("Dana (session ") for a in actions)
     assert not errors, errors

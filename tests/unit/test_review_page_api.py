@@ -123,6 +123,7 @@ def test_dismissed_and_proposed_turns_leave_the_queue_and_proposals_are_listed(s
                 headers=OWN)
     queue = client.get("/dashboard/api/review").json()
     assert queue["total"] == 2
+    assert [d["text"] for d in queue["dismissed"]] == ["when are you open in the morning"]
     assert queue["proposals"] == [{"flow": "shop", "intent": "singing", "turns": [
         {"id": opera, "text": "my cat sings opera", "by": queue["proposals"][0]["turns"][0]["by"]}]}]
     assert client.post("/dashboard/api/review/settle", json={"action": "propose", "turns": [opera]},

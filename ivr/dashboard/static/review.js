@@ -131,6 +131,16 @@ function proposalCard(p) {
     el("div", { class: "decide" }, acceptInto, restore), out);
 }
 
+function dismissedRow(d) {
+  const back = el("button", { type: "button", class: "restore", onclick: async () => {
+    back.disabled = true;
+    try { await post("/review/settle", { action: "restore", turns: [d.id] }); load(); }
+    catch (err) { back.disabled = false; banner(err.message); }
+  } }, "Back to the queue");
+  return el("div", { class: "decide dismissed" }, el("span", {}, `“${d.text}” `,
+    el("span", { class: "small muted" }, `${d.flow} · dismissed by ${d.by || "?"}`)), back);
+}
+
 function changeRow(c) {
   const out = el("pre", { class: "proof", hidden: true });
   const undo = c.change ? el("button", { type: "button", class: "undo", onclick: async () => {
@@ -166,6 +176,8 @@ async function load() {
     $("groups").replaceChildren(...(shown ? queue.groups.map(groupCard)
       : [el("div", { class: "panel empty" }, "Nothing to review: every turn was understood, or has been reviewed.")]));
     $("proposals").replaceChildren(...(queue.proposals.length ? queue.proposals.map(proposalCard)
+      : [el("div", { class: "panel empty small" }, "None.")]));
+    $("dismissed").replaceChildren(...(queue.dismissed.length ? [el("section", { class: "group" }, queue.dismissed.map(dismissedRow))]
       : [el("div", { class: "panel empty small" }, "None.")]));
     $("changes").replaceChildren(...(history.changes.length ? history.changes.map(changeRow)
       : [el("div", { class: "panel empty small" }, "None yet.")]));
