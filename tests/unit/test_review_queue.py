@@ -189,3 +189,25 @@ def test_a_group_holds_one_flows_turns():
              for n, flow in enumerate(["shop", "shop", "bank"])]
     groups = review_groups(turns, _bag)
     assert [(g["size"], g["nodes"]) for g in groups] == [(2, [("shop:main", 2)]), (1, [("bank:main", 1)])]
+
+
+def test_a_second_instance_sees_the_same_queue_and_decisions(store_url):
+    """Two servers on one call log (PostgreSQL in production): what one's reviewer decides, the
+    other's queue leaves out."""
+    from ivr.calllog.review_queue import settled_turns
+    from ivr.review.changes import settle
+    from ivr.review.groups import reviewed
+
+    one, two = open_store(store_url), open_store(store_url)
+    try:
+        _call(one, "CA1", [nlu("where is my parcel", "out_of_scope", 0.8), nlu("what's the weather", "out_of_scope", 0.9)])
+        assert one.flush()
+        assert [t["text"] for t in two.review_queue()] == ["what's the weather", "where is my parcel"]
+        weather = next(t for t in two.review_queue() if t["text"] == "what's the weather")
+        settle(one, [f"CA1:{weather['seq']}"], "dismissed", by="dana")
+        seen = reviewed(set(), settled_turns(two.review_actions(limit=None)))
+        assert [t["text"] for t in two.review_queue(skip=seen)] == ["where is my parcel"]
+        assert [a["action"] for a in two.review_actions()] == ["dismissed"]
+    finally:
+        one.close()
+        two.close()
