@@ -42,8 +42,15 @@ REASONS = {
 def why(nlu: Mapping) -> list[str]:
     """The reasons a turn's `nlu` event puts it in the queue (none: it is not worth a look)."""
     intent, confidence = nlu.get("intent"), nlu.get("confidence")
+    if nlu.get("source") == "llm_handoff":  # the language model's conversation, not the script's
+        return []
     reasons = []
-    if intent in (None, "", OUT_OF_SCOPE):
+    # a collect node's answer its slot parser took: no intent was asked for (a menu turn that
+    # carried values in passing has its intent, and is judged by it)
+    answered = intent in (None, "") and (nlu.get("source") == "slot" or bool(nlu.get("slots")))
+    if answered:
+        pass
+    elif intent in (None, "", OUT_OF_SCOPE):
         reasons.append("out_of_scope")
     elif isinstance(confidence, (int, float)) and confidence < LOW_CONFIDENCE:
         reasons.append("low_confidence")

@@ -33,6 +33,14 @@ def test_why_a_turn_is_worth_a_look():
     assert why(nlu("my parcel", "out_of_scope", 0.6, source="slm", ranked=[["order", 0.5]])) == [
         "out_of_scope", "disagreed"]
     assert why(nlu("I am furious", "order", 0.9, escalate=True, trigger="frustration")) == ["escalated"]
+    # a collect node's answer that its slot parser took is understood, whatever the intent says
+    assert why({**nlu("1 2 3 4 5 6", None, 1.0, node="ask_order"), "source": "slot"}) == []
+    assert why({**nlu("yes", None, 0.0, node="confirm"), "slots": [{"slot": "ok", "value": True}]}) == []
+    assert why({**nlu("blue", None, 0.0, node="ask_order"), "source": "none"}) == ["out_of_scope"]  # a no-match
+    assert why({**nlu("order 123456 maybe", "order", 0.6), "slots": [{"slot": "n", "value": "123456"}]}) == [
+        "low_confidence"]  # a menu turn with a value in passing is judged by its intent
+    # while the language model holds the call, its turns are not the script's to review
+    assert why({**nlu("and what about Tuesday", None, 0.0), "source": "llm_handoff"}) == []
 
 
 @pytest.fixture
