@@ -8,6 +8,7 @@ loaded, so the first caller does not pay for it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Iterable
 
@@ -26,6 +27,8 @@ class NLUService:
         router-only turn waited 2 s for the single worker)."""
         self.classifier = classifier
         self.worker = ModelWorker("nlu", concurrency, timeout)
+        self._flow_signal_cache: dict[SignalExamples, dict] = {}
+        self._flow_signal_lock = threading.Lock()  # the worker's two threads share the cache
 
     def prepare(self, candidates: Candidates) -> bool:
         """Cache one node's examples and prompt prefix (blocking)."""
@@ -119,13 +122,14 @@ class NLUService:
     def _flow_signals(self, examples: SignalExamples) -> dict:
         """A flow's signal sentences, embedded once (at load, by `prepare_all`) and kept while
         any flow version uses them (a few dozen sentences each)."""
-        cache = self.__dict__.setdefault("_flow_signal_cache", {})
+        cache = self._flow_signal_cache
         vectors = cache.get(examples)
         if vectors is None:
             vectors = self.signal_scorer.embed_examples(examples)
-            if len(cache) >= 64:  # flows edited all day: the oldest go
-                cache.pop(next(iter(cache)))
-            cache[examples] = vectors
+            with self._flow_signal_lock:
+                if len(cache) >= 64:  # flows edited all day: the oldest go
+                    cache.pop(next(iter(cache)))
+                cache[examples] = vectors
         return vectors
 
     @property
