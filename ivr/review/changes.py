@@ -412,7 +412,7 @@ def undo(store, flows_dir: Path, change: str, *, by: str, classifier, nlu, dry_r
     if action != "dry_run":
         turns = [{"call": e["call"], "text": e.get("text"), "node": e.get("node"), "flow": after.name}
                  for e in removed if e.get("call")]
-        _audit(store, turns, action if action == "refused" else "undone", by=by, change=change,
+        _audit(store, turns, action, by=by, change=change,
                intent=", ".join(intents), file=target.name, reason="; ".join(proof.test_failures[:3]) or None)
     what = f"change {change}: {len(removed)} example(s) of {', '.join(intents)} taken out"
     return Outcome(action, change, after.name, ", ".join(intents), str(target), len(removed), proof,
