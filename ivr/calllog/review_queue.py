@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ivr.nlu.signals import REPEATED
 from ivr.nlu.understanding import OUT_OF_SCOPE
 from ivr.privacy.redact import REDACTED
 
@@ -36,6 +37,7 @@ REASONS = {
     "low_confidence": f"an intent chosen with confidence under {LOW_CONFIDENCE:g}",
     "disagreed": "the small model overruled the example router",
     "escalated": "the turn left the script (to the LLM or a person)",
+    "repeated": "the caller said their last turn again (it was not answered as they meant)",
 }
 
 
@@ -61,6 +63,9 @@ def why(nlu: Mapping) -> list[str]:
     decision = nlu.get("decision")
     if isinstance(decision, Mapping) and decision.get("escalate"):
         reasons.append("escalated")
+    signals = nlu.get("signals")
+    if isinstance(signals, Mapping) and REPEATED in (signals.get("cues") or ()):
+        reasons.append("repeated")
     return reasons
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
 from typing import Iterable, Mapping
 
-from ivr.nlu.signals import Signals, detect
+from ivr.nlu.signals import REPEATED, Signals, detect
 from ivr.nlu.understanding import OUT_OF_SCOPE
 
 LLM, HUMAN, OFF = "llm", "human", "off"
@@ -240,7 +240,7 @@ def with_repetition(signals: Signals, previous: str | None, text: str) -> Signal
         return signals
     raised = 1.0 - (1.0 - signals.frustration) * (1.0 - REPEAT_WEIGHT)
     return replace(signals, frustration=raised,
-                   cues=signals.cues + ("said the same thing again",))
+                   cues=signals.cues + (REPEATED,))
 
 
 def _words(text: str) -> list[str]:

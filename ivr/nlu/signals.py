@@ -67,6 +67,10 @@ def announces_several(text: str) -> bool:
     return bool(_ANNOUNCED.search(_normal(text)))
 
 
+REPEATED = "said the same thing again"
+"""The cue a turn carries when the caller said the previous turn again (ivr.handoff.policy)."""
+
+
 @dataclass(frozen=True)
 class Signals:
     frustration: float = 0.0

@@ -39,6 +39,9 @@ def test_why_a_turn_is_worth_a_look():
     assert why({**nlu("blue", None, 0.0, node="ask_order"), "source": "none"}) == ["out_of_scope"]  # a no-match
     assert why({**nlu("order 123456 maybe", "order", 0.6), "slots": [{"slot": "n", "value": "123456"}]}) == [
         "low_confidence"]  # a menu turn with a value in passing is judged by its intent
+    # the caller said it again: the line did not answer it as they meant, however sure it was
+    assert why({**nlu("where is my order", "hours", 0.95), "signals": {"cues": ["said the same thing again"]}}) == [
+        "repeated"]
     # while the language model holds the call, its turns are not the script's to review
     assert why({**nlu("and what about Tuesday", None, 0.0), "source": "llm_handoff"}) == []
 
