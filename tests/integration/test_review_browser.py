@@ -98,6 +98,7 @@ def test_an_operator_teaches_the_line_from_the_review_page(review_server, browse
 
     parcel = page.locator("section.group", has_text="3 turns like")
     expect(parcel).to_contain_text("hasn't turned up")
+    expect(parcel).to_contain_text("flow version v0")  # the version that answered them
     parcel.locator("select.intent").select_option("order")
     parcel.locator("button.preview").click()
     expect(parcel.locator(".proof")).to_contain_text("3 now routed there", timeout=120_000)
