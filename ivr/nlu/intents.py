@@ -147,6 +147,10 @@ class IntentClassifier:
         for key, used in list(self._used.items()):
             version = key.split(":", 1)[0]
             last[version] = max(last.get(version, 0.0), used)
+        if self.slm is not None and hasattr(self.slm, "last_used"):
+            # the small model's own prompts: slot extraction's too, which no menu lists
+            for version, used in self.slm.last_used().items():
+                last[version] = max(last.get(version, 0.0), used)
         return {v for v, used in last.items() if now - used > idle_s}
 
     def forget_versions(self, versions: set[str]) -> int:

@@ -122,6 +122,7 @@ class SlmScorer:
         self.none_bias = none_bias
         self._lock = threading.RLock()
         self._prompts: dict[tuple[str, str], _Prompt] = {}
+        self._used: dict[tuple[str, str], float] = {}  # prompt -> when a turn (or its install) last needed it
         self._intents: dict[str, tuple] = {}
         self._loaded: tuple[str, str] | None = None  # whose prefix is in the KV cache now
         self.n_ctx = n_ctx
@@ -266,6 +267,7 @@ class SlmScorer:
         prompt = self._prompts.get(pkey)
         if prompt is None:
             raise KeyError(f"SLM prompt {pkey!r} not prepared")
+        self._used[pkey] = time.monotonic()
         if len(prompt.prefix) + len(suffix) >= self.n_ctx:
             suffix = suffix[: self.n_ctx - len(prompt.prefix) - 1]
         with self._lock:
@@ -311,6 +313,7 @@ class SlmScorer:
             if path is not None and prompt.state is not None and not prompt.from_disk:
                 self._save_state(path, prompt.state)
             self._prompts[pkey] = prompt
+            self._used[pkey] = time.monotonic()
             self._loaded = pkey
         log.info("SLM prompt %r: %d tokens, %.2f s%s", pkey, len(prompt.prefix), prompt.prefix_seconds,
                  " (from disk)" if prompt.from_disk else "")
@@ -339,16 +342,28 @@ class SlmScorer:
             log.warning("could not keep the SLM prompt state in %s", path.parent, exc_info=True)
 
     # -- public -----------------------------------------------------------------------------
+    @staticmethod
+    def _named(pkey: tuple[str, str]) -> str:
+        """The key a prompt was prepared under ("VERSION:node..."), whatever its kind."""
+        return pkey[1].split("|", 1)[0] if pkey[0] == "extract" else pkey[0]
+
+    def last_used(self) -> dict[str, float]:
+        """Per flow version, when a turn last needed one of its prompts (menus' and slot
+        extraction's: a flow that only collects values has no menu to say so)."""
+        last: dict[str, float] = {}
+        for pkey in list(self._prompts):
+            version = self._named(pkey).split(":", 1)[0]
+            last[version] = max(last.get(version, 0.0), self._used.get(pkey, 0.0))
+        return last
+
     def forget(self, version_of_key) -> int:
         """Drop the prompts (and their KV state) of the keys `version_of_key(key)` is true for:
         a flow version nothing uses any more. Their states on disk stay (bounded there)."""
-        def named(pkey):
-            return pkey[1].split("|", 1)[0] if pkey[0] == "extract" else pkey[0]
-
         with self._lock:
-            gone = [p for p in self._prompts if version_of_key(named(p))]
+            gone = [p for p in self._prompts if version_of_key(self._named(p))]
             for pkey in gone:
                 del self._prompts[pkey]
+                self._used.pop(pkey, None)
                 if self._loaded == pkey:
                     self._loaded = None
             for key in [k for k in self._intents if version_of_key(k)]:

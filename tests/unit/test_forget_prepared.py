@@ -36,6 +36,7 @@ def test_the_small_models_prompts_of_a_forgotten_version_go_with_it():
                     ("extract", "v2:ask:order|n"): 4}
     slm._intents = {"v1:main": (), "v2:main": ()}
     slm._loaded = ("v1:main", "verify")
+    slm._used = {}
     assert slm.forget(lambda key: key.split(":", 1)[0] == "v1") == 2
     assert set(slm._prompts) == {("v2:main", "verify"), ("extract", "v2:ask:order|n")}
     assert set(slm._intents) == {"v2:main"} and slm._loaded is None
@@ -54,3 +55,15 @@ def test_the_server_keeps_the_versions_it_answers_with_and_those_calls_hold(tmp_
     runtime = Runtime(settings=None, stt=None, tts=None, nlu=None, store=None, flows=flows, models={}, secret="x")
     runtime.active_calls["CA1"] = {"session": SimpleNamespace(flow=SimpleNamespace(version="old1"))}
     assert runtime.versions_in_use() == {flows.get("shop").version, "old1"}
+
+
+def test_a_version_known_only_by_its_slot_extraction_prompts_is_forgotten_too():
+    slm = SlmScorer.__new__(SlmScorer)
+    slm._lock = threading.Lock()
+    slm._prompts = {("extract", "collectonly:ask:|name"): 1, ("extract", "live:ask:|name"): 2}
+    slm._intents, slm._loaded = {}, None
+    slm._used = {("extract", "collectonly:ask:|name"): time.monotonic() - 100, ("extract", "live:ask:|name"): time.monotonic()}
+    clf = IntentClassifier(FakeEmbedder(), slm)
+    assert clf.idle_versions(50) == {"collectonly"}  # no menu; its extraction prompt unused for 100 s
+    NLUService(clf, timeout=None).sweep(set(), idle_s=50)
+    assert set(slm._prompts) == {("extract", "live:ask:|name")}
