@@ -146,13 +146,18 @@ def review_actions(b, *, flow=None, limit: int | None = 10_000) -> list[dict]:
 SETTLING = ("dismissed", "proposed")
 
 
-def settled_turns(actions: list[dict]) -> set[tuple[str, int]]:
-    """(call, turn seq) of the turns whose latest decision settles them (`actions` newest first)."""
-    latest: dict[tuple[str, int], str] = {}
+def latest_decisions(actions: list[dict]) -> dict[tuple[str, int], dict]:
+    """Each turn's latest decision, by (call, turn seq) (`actions` newest first)."""
+    latest: dict[tuple[str, int], dict] = {}
     for a in actions:
         if isinstance(a.get("turn"), int):
-            latest.setdefault((a["call_id"], a["turn"]), a.get("action"))
-    return {key for key, action in latest.items() if action in SETTLING}
+            latest.setdefault((a["call_id"], a["turn"]), a)
+    return latest
+
+
+def settled_turns(actions: list[dict]) -> set[tuple[str, int]]:
+    """(call, turn seq) of the turns whose latest decision settles them (`actions` newest first)."""
+    return {key for key, a in latest_decisions(actions).items() if a.get("action") in SETTLING}
 
 
 def _queued(data) -> dict | None:

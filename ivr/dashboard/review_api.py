@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, HTTPException, Request
 
-from ivr.calllog.review_queue import REASONS, settled_turns
+from ivr.calllog.review_queue import REASONS, latest_decisions, settled_turns
 from ivr.review.changes import ChangeError, accept, applied_changes, flow_intents, settle, undo
 from ivr.review.groups import RememberingEncoder, accepted_turns, describe, grouped, reviewed
 
@@ -156,24 +156,15 @@ def _queue(rt, store, flow: str | None, since: float | None, limit: int, shown: 
             "took_ms": {"read": round((read - started) * 1000), "total": round((time.perf_counter() - started) * 1000)}}
 
 
-def _latest(actions: list[dict]) -> dict[tuple[str, int], dict]:
-    """Each turn's latest decision (`actions` newest first)."""
-    latest: dict[tuple[str, int], dict] = {}
-    for a in actions:
-        if isinstance(a.get("turn"), int):
-            latest.setdefault((a["call_id"], a["turn"]), a)
-    return latest
-
-
 def _dismissed(actions: list[dict], shown: int = 50) -> list[dict]:
     """The newest turns standing as dismissed, to bring back if that was a mistake."""
     return [{"id": f"{call_id}:{seq}", "text": a.get("text"), "by": a.get("by"), "ts": a.get("ts"), "flow": a.get("flow")}
-            for (call_id, seq), a in _latest(actions).items() if a.get("action") == "dismissed"][:shown]
+            for (call_id, seq), a in latest_decisions(actions).items() if a.get("action") == "dismissed"][:shown]
 
 
 def _proposals(actions: list[dict]) -> list[dict]:
     """New intents proposed for turns still standing as proposed, by name, with their turns."""
-    latest = _latest(actions)
+    latest = latest_decisions(actions)
     named: dict[tuple[str, str], dict] = {}
     for (call_id, seq), a in latest.items():
         if a.get("action") == "proposed" and a.get("intent"):

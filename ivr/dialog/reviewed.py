@@ -24,6 +24,7 @@ answered a call. Pure apart from reading the file.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,27 @@ def reviewed_path(flow_path: str | Path) -> Path:
     path = Path(flow_path)
     stem = path.name.rsplit(".", 1)[0]
     return path.with_name(f"{stem}.reviewed.yaml")
+
+
+def flow_path_of(path: str | Path) -> Path | None:
+    """`bank.reviewed.yaml` -> `bank.yaml` (or `bank.yml`) beside it, if there is one."""
+    path = Path(path)
+    suffix = next((s for s in SUFFIXES if path.name.endswith(s)), None)
+    if suffix is None:
+        return None
+    stem = path.name[:-len(suffix)]
+    return next((p for p in (path.with_name(stem + ".yaml"), path.with_name(stem + ".yml")) if p.exists()), None)
+
+
+def reviewed_files(folder: str | Path) -> Iterator[tuple[Path, list[ReviewedExample]]]:
+    """Every reviewed-examples file under `folder`, parsed, in name order; one that cannot be read
+    or parsed is passed over (the loader reports it where the flow loads)."""
+    for path in sorted(Path(folder).rglob("*")):
+        if is_reviewed_file(path):
+            try:
+                yield path, parse_reviewed(path.read_text())
+            except (OSError, ReviewedError):
+                continue
 
 
 def parse_reviewed(text: str) -> list[ReviewedExample]:

@@ -35,7 +35,8 @@ from ivr.conversation.flow_test_cases import find_tests_file
 from ivr.conversation.flow_tests import FlowTestError, load_test_file, run_case
 from ivr.dialog.engine import FlowEngine, nlu_preparation
 from ivr.dialog.loader import FlowLoadError, LoadedFlow, load_flow_text, with_reviewed_text
-from ivr.dialog.reviewed import OUT_OF_SCOPE, SUFFIXES, ReviewedError, parse_reviewed, reviewed_path
+from ivr.dialog.reviewed import (OUT_OF_SCOPE, ReviewedError, flow_path_of, parse_reviewed, reviewed_files,
+                                 reviewed_path)
 
 HEADER = ("# Examples accepted from reviewed calls (`ivr review accept`, the dashboard's Review page): the\n"
           "# loader adds them to the flow's intents. `ivr review undo CHANGE` (or deleting entries) undoes them.\n"
@@ -376,19 +377,12 @@ def accept(store, find_flow: Callable[[str], LoadedFlow | None], flows_dir: Path
 
 def find_change(flows_dir: Path, change: str) -> tuple[Path, Path]:
     """(the flow file, its reviewed file) holding the entries of `change`."""
-    for path in sorted(Path(flows_dir).rglob("*")):
-        if not path.name.endswith(SUFFIXES):
-            continue
-        try:
-            if any(ex.change == change for ex in parse_reviewed(path.read_text())):
-                stem = path.name[:-len(next(s for s in SUFFIXES if path.name.endswith(s)))]
-                flow = next((p for p in (path.with_name(stem + ".yaml"), path.with_name(stem + ".yml")) if p.exists()),
-                            None)
-                if flow is None:
-                    raise ChangeError(f"{path.name} has no flow file beside it")
-                return flow, path
-        except (OSError, ReviewedError):
-            continue
+    for path, examples in reviewed_files(flows_dir):
+        if any(ex.change == change for ex in examples):
+            flow = flow_path_of(path)
+            if flow is None:
+                raise ChangeError(f"{path.name} has no flow file beside it")
+            return flow, path
     raise ChangeError(f"no change {change!r} in the reviewed examples under {flows_dir}")
 
 
@@ -436,13 +430,7 @@ def applied_changes(flows_dir: Path) -> list[dict]:
     """The changes in effect, newest first: per change, its flow file, intent(s), who, when and
     how many examples (entries written before changes had ids are grouped by who and when)."""
     out: dict[tuple[str, str], dict] = {}
-    for path in sorted(Path(flows_dir).rglob("*")):
-        if not path.name.endswith(SUFFIXES):
-            continue
-        try:
-            examples = parse_reviewed(path.read_text())
-        except (OSError, ReviewedError):
-            continue
+    for path, examples in reviewed_files(flows_dir):
         for ex in examples:
             key = (path.name, ex.change or f"{ex.by}@{ex.at}")
             entry = out.setdefault(key, {"change": ex.change, "file": path.name, "by": ex.by, "at": ex.at,

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
-
 import numpy as np
 
 from ivr.calllog.review_queue import unpack_vector
-from ivr.dialog.reviewed import SUFFIXES, ReviewedError, parse_reviewed
+from ivr.dialog.reviewed import reviewed_files
 from ivr.nlu.grouping import THRESHOLD, group_similar
 
 
@@ -111,14 +109,7 @@ def review_groups(turns: Sequence[dict], encode: Callable, threshold: float = TH
 def accepted_turns(flows_dir) -> set[tuple[str, str]]:
     """(call, words) of every turn already accepted into a flow's reviewed examples: reviewed,
     so no longer worth a look."""
-    done: set[tuple[str, str]] = set()
-    for path in sorted(Path(flows_dir).rglob("*")):
-        if path.name.endswith(SUFFIXES):
-            try:
-                done |= {(ex.call or "", ex.text) for ex in parse_reviewed(path.read_text())}
-            except (OSError, ReviewedError):
-                continue  # the loader reports a broken file; the queue still shows its turns
-    return done
+    return {(ex.call or "", ex.text) for _, examples in reviewed_files(flows_dir) for ex in examples}
 
 
 def reviewed(done: set[tuple[str, str]], settled: set[tuple[str, int]] = frozenset()):
@@ -127,8 +118,4 @@ def reviewed(done: set[tuple[str, str]], settled: set[tuple[str, int]] = frozens
     return lambda t: (t["call_id"], t["text"]) in done or (t["call_id"], t["seq"]) in settled
 
 
-def not_yet_reviewed(turns: Sequence[dict], done: set[tuple[str, str]],
-                     settled: set[tuple[str, int]] = frozenset()) -> list[dict]:
-    """The turns still to review (see `reviewed`)."""
-    seen = reviewed(done, settled)
-    return [t for t in turns if not seen(t)]
+

@@ -17,7 +17,7 @@ from ivr.nlu.intents import IntentClassifier
 from ivr.nlu.service import NLUService
 from ivr.calllog.review_queue import settled_turns
 from ivr.review.changes import ChangeError, accept, applied_changes, prove, settle, undo, without_change
-from ivr.review.groups import accepted_turns, not_yet_reviewed
+from ivr.review.groups import accepted_turns, reviewed
 from tests.unit.test_intents import FakeEmbedder
 
 FLOW = """flow: shop
@@ -98,7 +98,7 @@ def test_accepted_turns_are_proven_then_written_with_who_when_and_which_call(set
     assert event["turn"] == int(turn.split(":")[1]) and event["change"] == out.change
     # reviewed now: `ivr review` no longer shows it
     queue = store.review_queue()
-    left = not_yet_reviewed(queue, accepted_turns(flows))
+    left = store.review_queue(skip=reviewed(accepted_turns(flows)))
     assert "what time do you shut the doors tonight" in [t["text"] for t in queue]
     assert "what time do you shut the doors tonight" not in [t["text"] for t in left] and len(left) == len(queue) - 1
     assert [c["change"] for c in applied_changes(flows)] == [out.change]
@@ -110,7 +110,7 @@ def test_accepted_turns_are_proven_then_written_with_who_when_and_which_call(set
     assert back.action == "undone" and back.turns == 1
     assert path.read_text().startswith("# a designer's note\n") and "shut the doors" not in path.read_text()
     assert load_flow(flows / "shop.yaml").reviewed == 0
-    assert len(not_yet_reviewed(store.review_queue(), accepted_turns(flows))) == len(queue)
+    assert len(store.review_queue(skip=reviewed(accepted_turns(flows)))) == len(queue)
     assert [e["action"] for e in audit(store)] == ["accepted", "undone"] and audit(store)[-1]["by"] == "lee"
     with pytest.raises(ChangeError, match="no change"):
         undo(store, flows, out.change, by="lee", classifier=classifier, nlu=nlu)
@@ -149,10 +149,10 @@ def test_dismissed_and_proposed_turns_leave_the_queue_until_restored(setup):
     settle(store, [morning], "dismissed", by="dana")
     store.flush()
     settled = settled_turns(store.review_actions())
-    assert not_yet_reviewed(store.review_queue(), set(), settled) == []
+    assert store.review_queue(skip=reviewed(set(), settled)) == []
     settle(store, [shut], "restored", by="lee")
     store.flush()
-    left = not_yet_reviewed(store.review_queue(), set(), settled_turns(store.review_actions()))
+    left = store.review_queue(skip=reviewed(set(), settled_turns(store.review_actions())))
     assert [t["text"] for t in left] == ["what time do you shut the doors tonight"]
     assert [e["action"] for e in audit(store)] == ["proposed", "dismissed", "restored"]
     assert audit(store)[0]["intent"] == "closing_time"

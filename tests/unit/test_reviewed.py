@@ -89,3 +89,16 @@ def test_the_server_reloads_a_flow_when_its_reviewed_examples_change(flows):
     os.utime(path, (later + 5, later + 5))
     assert repo.reload() == [] and repo.get("customer_service").version == after.version
     assert repo.errors
+
+
+def test_every_reviewed_file_is_read_once_broken_ones_passed_over(tmp_path):
+    from ivr.dialog.reviewed import flow_path_of, reviewed_files
+
+    (tmp_path / "shop.yaml").write_text("flow: shop\n")
+    (tmp_path / "shop.reviewed.yaml").write_text("examples:\n  - {text: hi there, intent: hours}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "bank.reviewed.yml").write_text("examples: [not, a, mapping")
+    found = list(reviewed_files(tmp_path))
+    assert [(p.name, [e.text for e in ex]) for p, ex in found] == [("shop.reviewed.yaml", ["hi there"])]
+    assert flow_path_of(found[0][0]) == tmp_path / "shop.yaml"
+    assert flow_path_of(tmp_path / "sub" / "bank.reviewed.yml") is None  # no flow beside it
