@@ -16,6 +16,13 @@ Public labelled data, none of it used to write the exemplars (ivr/nlu/signal_exa
   upset callers      customers' tweets to airlines labelled negative by the crowd (`airline_turns`),
                      and VADER's sentences rated clearly negative (`vader_turns`, report only):
                      no public corpus of upset phone callers exists, so these stand in for them
+  spoken upset       turns written the way callers speak (distress said quietly, sarcasm, anger,
+                     and ordinary and polite ones), by a writer blind to the model; report only
+                     (`spoken_turns`)
+  stories            long turns from the airline tweets, Banking77 and SGD, each labelled by
+                     hand "a story with a question in it" or not (`story_turns`,
+                     ivr/bench/labels/story_question.jsonl: ids and labels, the texts stay in
+                     their corpora)
 
 Every set has a fit part and a report part: Banking77's train and test splits, SGD's services
 alternately, the upset corpus's own splits. `--fit` fits each signal's head on the fit parts
@@ -44,6 +51,7 @@ from ivr.bench.public_data import DataUnavailable, read_airline_tweets, read_vad
 from ivr.bench.scoring import expected_calibration_error, percentile, wilson_interval
 from ivr.bench.sgd import data_dir as sgd_dir
 from ivr.nlu.signal_model import HEADS_FILE, SIGNALS, SignalScorer, splits
+from ivr.nlu.story import story_features
 
 COMPLAINT_INTENTS = (
     "transaction_charged_twice", "request_refund", "card_payment_wrong_exchange_rate", "extra_charge_on_statement",
@@ -150,8 +158,61 @@ def vader_turns() -> list[Turn]:
     return turns
 
 
+def spoken_turns() -> list[Turn]:
+    """Turns written the way callers speak, by a writer who had seen neither the exemplars nor
+    the heads (ivr/bench/labels/README.md): distress said quietly, sarcasm, plain anger, and the
+    ordinary and polite turns that share their words. Report only: never fitted on."""
+    rows = [json.loads(line) for line in SPOKEN_TURNS.read_text().splitlines() if line.strip()]
+    upset = {"distress", "sarcasm", "angry"}
+    return [Turn(r["text"], f"upset:written {r['kind']}", frozenset({"upset"} if r["kind"] in upset else ()))
+            for r in rows]
+
+
 def upset_turns(part: str) -> list[Turn]:
-    return airline_turns(part) + (vader_turns() if part == "report" else [])
+    return airline_turns(part) + (vader_turns() + spoken_turns() if part == "report" else [])
+
+
+STORY_LABELS = Path(__file__).with_name("labels") / "story_question.jsonl"
+SPOKEN_TURNS = STORY_LABELS.with_name("spoken_turns.jsonl")
+
+
+def label_id(text: str) -> str:
+    """How a labels file names a turn: the start of its text's sha1 (the text itself stays in
+    its corpus)."""
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+UPSET_KINDS = ("distress", "sarcasm")
+"""Hand-labelled kinds of upset turn (ivr/bench/labels/): the report gives the upset signal's
+recall on each, since the corpora's upset turns are mostly plain anger."""
+
+
+def labelled(name: str) -> set[str]:
+    """The ids a labels file marks 1."""
+    path = STORY_LABELS.with_name(f"{name}.jsonl")
+    return {row["id"] for row in map(json.loads, path.read_text().splitlines()) if row.get("label") == 1}
+
+
+def story_turns(part: str) -> list[Turn]:
+    """The hand-labelled turns for a story with a question (ivr/bench/labels/README.md): long
+    airline tweets (as spoken), Banking77 requests and SGD first turns, halves by a hash of the
+    text. A turn whose label is null (the reader could not decide) is left out."""
+    labels = {}
+    for line in STORY_LABELS.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("label") is not None:
+            labels[row["id"]] = (row["source"], bool(row["label"]))
+    texts = {"airline": [_as_spoken(t) for _, _, t in read_airline_tweets()],
+             "banking77": [t for f in ("train.csv", "test.csv") for t, _ in read_banking77(banking77_dir() / f)],
+             "sgd": _sgd("fit") + _sgd("report")}
+    turns, seen = [], set()
+    for source, pool in texts.items():
+        for text in pool:
+            key = label_id(text)
+            if key in labels and key not in seen and labels[key][0] == source and _part_of(text) == part:
+                seen.add(key)
+                turns.append(Turn(text, f"story:{source}", frozenset({"story_question"} if labels[key][1] else ())))
+    return turns
 
 
 # -- scoring -------------------------------------------------------------------------------------
@@ -162,7 +223,12 @@ CALM_WEIGHT = 30.0
 to a bank, tweets): without the spoken side of a call ("sorry, say that again", "go back to the
 menu", "I can't make Monday, cancel it") as negatives, a probe learns that anything unlike a
 written request is upset."""
-PROBES = ("upset", "complaint")
+UPSET_WEIGHT = 10.0
+"""The same for each upset exemplar, as a positive of the upset probe: the corpora's upset turns
+are angry tweets, so without them a probe never learns the caller who is quietly in distress
+("my mother passed away last week and I have to sort out her accounts") or mock-thanks the
+line."""
+PROBES = ("upset", "complaint", "story_question")
 """Heads fitted as a linear probe on the turn's sentence vector as well as the features (the
 several-requests head is always one, on its splits' pair vectors)."""
 
@@ -174,7 +240,11 @@ def featurize(scorer: SignalScorer, turns: list[Turn]) -> list[tuple[dict, objec
     texts = [t.text for t in turns]
     sides = [side for text in texts for left, right, _ in splits(text) for side in (left, right)]
     scorer.embedder.encode(texts + sides, batch_size=64)
-    return [(*scorer.features(text), scorer.several_features(text)) for text in texts]
+    out = []
+    for text in texts:
+        meaning, vec = scorer.features(text)
+        out.append(({**meaning, "story_question": story_features(text)}, vec, scorer.several_features(text)))
+    return out
 
 
 def fit_heads(turns: list[Turn], feats: list[tuple[dict, object, list]]) -> dict:
@@ -199,7 +269,7 @@ def fit_heads(turns: list[Turn], feats: list[tuple[dict, object, list]]) -> dict
         if not any(y):
             continue  # no labelled turns for it (policy_question): its default head stays
         if name in PROBES:
-            counts = [CALM_WEIGHT if t.source == "exemplar:calm" else 1.0
+            counts = [CALM_WEIGHT if t.source == "exemplar:calm" else UPSET_WEIGHT if t.source == "exemplar:upset" else 1.0
                       for t in turns if _counts_for(name, t)]
         else:
             counts = None
@@ -214,8 +284,16 @@ def fit_heads(turns: list[Turn], feats: list[tuple[dict, object, list]]) -> dict
 
 def _counts_for(name: str, turn: Turn) -> bool:
     """Which turns a signal is fitted and measured on: ordinary requests and its own turns; the
-    emotion corpora only for the signals they label (upset; the airline complaints too)."""
-    if turn.source.startswith("upset:vader"):
+    emotion corpora only for the signals they label (upset; the airline complaints too). A story
+    is measured on the hand-labelled turns and SGD's requests (none of which told one when read):
+    Banking77's requests and the joined ones often do, unlabelled."""
+    if name == "story_question":
+        return turn.source.startswith("story:") or turn.source in ("sgd", "exemplar:calm")
+    if turn.source.startswith("story:"):
+        return False
+    if turn.source == "exemplar:upset":
+        return name == "upset"
+    if turn.source.startswith(("upset:vader", "upset:written")):
         return name == "upset"
     if turn.source.startswith("upset:airline"):
         return name in ("upset", "complaint")
@@ -253,6 +331,15 @@ def report(scorer: SignalScorer, turns: list[Turn], feats: list) -> list[dict]:
                "requests_false_alarms": sum(p >= thr for p in requests) / max(1, len(requests)),
                "recall_at_5pct": sum(p >= at5 for p, _, _ in pos) / len(pos),
                "by_source": {}}
+        if name == "upset":
+            texts = [t.text for t in turns if _counts_for(name, t)]
+            for kind in UPSET_KINDS:
+                ids = labelled(kind)
+                these = [p for (p, y, _), text in zip(scored, texts, strict=True) if y and label_id(text) in ids]
+                if these:
+                    k = sum(p >= thr for p in these)
+                    row["by_source"][f"{kind} (hand-labelled) recall"] = (k / len(these), len(these),
+                                                                          wilson_interval(k, len(these)))
         for source in sorted({s for _, _, s in scored}):
             for label in (True, False):
                 these = [p for p, y, s in scored if s == source and y == label]
@@ -317,8 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     embedder = load_embedder()
     scorer = SignalScorer(embedder)
     if args.fit:
-        fit = ordinary_and_labelled("fit") + upset_turns("fit")
+        fit = ordinary_and_labelled("fit") + upset_turns("fit") + story_turns("fit")
         fit += [Turn(text, "exemplar:calm", frozenset()) for text in scorer.examples["calm"]]
+        fit += [Turn(text, "exemplar:upset", frozenset({"upset"})) for text in scorer.examples["upset"]]
         heads = fit_heads(fit, featurize(scorer, fit))
         sources = sorted({t.source for t in fit})
         Path(args.out).write_text(json.dumps({"heads": heads, "provenance": {
@@ -335,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataUnavailable as exc:  # offline: the signals that Banking77 and SGD measure still are
         print(f"ivr bench signals: no upset corpus ({exc}); upset is not measured", file=sys.stderr)
         upset = []
-    turns = ordinary_and_labelled("report", seed=1) + upset
+    turns = ordinary_and_labelled("report", seed=1) + upset + story_turns("report")
     feats = featurize(scorer, turns)
     rows = report(scorer, turns, feats)
     times = timing(scorer, [t.text for t in turns if t.source == "banking77"])

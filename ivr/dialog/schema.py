@@ -270,7 +270,7 @@ class Trigger(_Strict):
     threshold: float | None = Field(default=None, ge=0)
     """What "fires" means depends on the trigger: a confidence below it (low_confidence), a
     signal's score at or above it, 0..1 (frustration, multiple_requests, complaint,
-    policy_question), or a count of such turns in the call (person, no_match, out_of_scope)."""
+    story_question, policy_question), or a count of such turns in the call (person, no_match, out_of_scope)."""
     target: Literal[TARGETS] | list[Literal[TARGETS]] | None = None  # type: ignore[valid-type]
     """`llm` (hand the conversation to the language model), `human` (transfer) or `off`; or a
     list in order of preference (`[llm, human]`: the model where one is configured, else a person)."""
@@ -323,9 +323,12 @@ class Escalation(_Strict):
     complaint: Trigger | None = None
     """A complaint or dispute that none of the node's intents took ("you charged me twice"): a
     calibrated score, 0..1."""
+    story_question: Trigger | None = None
+    """A story with a question in it ("I ordered it, it came broken, I sent it back and now
+    there's a new charge, can you reverse it?") that none of the node's intents took: a
+    calibrated score, 0..1."""
     policy_question: Trigger | None = None
-    """A question about rules or terms that none of the node's intents took: a calibrated
-    score, 0..1."""
+    """A question about rules or terms that none of the node's intents took: a score, 0..1."""
     human: str | None = None
     """Where `human` goes: a node (usually one with `transfer`), a phone number or a SIP
     address. Default: the flow's first `transfer` node, else the server's transfer_target."""
@@ -343,7 +346,7 @@ class Escalation(_Strict):
     def _scores_are_fractions(self):
         # These were counts of turns (multiple_requests) or a word score before the signals had
         # a model: an old `threshold: 2` would now silently never fire, so it is refused.
-        for name in ("frustration", "multiple_requests", "complaint", "policy_question"):
+        for name in ("frustration", "multiple_requests", "complaint", "story_question", "policy_question"):
             trigger = getattr(self, name)
             if trigger is not None and trigger.threshold is not None and trigger.threshold > 1:
                 raise ValueError(f"{name}.threshold is a score from 0 to 1 (the signal's calibrated probability), "

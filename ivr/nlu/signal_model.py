@@ -8,15 +8,22 @@ calibrated head per signal.
     policy_question   a question about rules, terms or what is allowed
     multiple_requests two requests in one breath ("check my order and also change my address"):
                       the turn split at a joining word, each side a request of its own
+    story_question    a story with a question in it ("I ordered it two weeks ago, it came
+                      broken, I sent it back and now there's a new charge, can you reverse it?"):
+                      the turn's clauses, how many tell what happened beside one that asks
+                      (`ivr.nlu.story`)
 
 For the first three, a turn's features are its similarity to the signal's exemplars and to the
 calm ones (`ivr/nlu/signal_examples.yaml`, mean of the nearest three, in the embedding space
 centred on the exemplars), the word cues of `ivr.nlu.signals`, and, for heads fitted as a
-linear probe (upset, complaint), the sentence vector itself: the exemplars let a designer move
+linear probe (upset, complaint, and story_question below), the sentence vector itself: the exemplars let a designer move
 a score without refitting, the probe carries what thousands of labelled turns taught. For several requests the
 turn is split at each joining word ("and also", "plus", ". Oh and", ...) and each split is
 scored from its two sides' sentence vectors (a probe on a*b, |a-b|, a+b) and the join; the
-turn's score is its likeliest split's. A logistic head maps features to a probability, fitted by
+turn's score is its likeliest split's. For a story with a question the features are the
+turn's own structure (`ivr.nlu.story.story_features`) and, as a probe, its sentence vector. A
+logistic head maps features to a
+probability, fitted by
 `python -m ivr.bench.signals --fit` on public labelled data (never on the benchmark's test
 split) and shipped in signal_heads.json: a score of 0.8 means about 8 in 10 such turns were
 that signal in the data it was fitted on.
@@ -38,13 +45,14 @@ import yaml
 
 from ivr.nlu.calibration import sigmoid
 from ivr.nlu.signals import announces_several, cue_counts
+from ivr.nlu.story import story_features
 
 EXAMPLES_FILE = Path(__file__).with_name("signal_examples.yaml")
 HEADS_FILE = Path(__file__).with_name("signal_heads.json")
 
 MEANING = ("upset", "complaint", "policy_question")
 """Signals scored by similarity to their exemplars."""
-SIGNALS = MEANING + ("multiple_requests",)
+SIGNALS = MEANING + ("multiple_requests", "story_question")
 # Each meaning signal's negatives: calm requests, and the other kinds that are not it (a calm
 # dispute is not an upset caller; an upset one is still a complaint, so upset is not a negative
 # of complaint).
@@ -98,6 +106,8 @@ _DEFAULT_HEADS = {
     "policy_question": Head((12.0, -12.0, 0.0), -0.5),
     # per split: (strong join, similarity of the sides, words on the shorter side / 10)
     "multiple_requests": Head((3.0, -2.0, 1.0), -2.5),
+    # (statements beside an ask, those that tell what happened, the turn asks)
+    "story_question": Head((0.6, 1.5, -1.5), -3.0),
 }
 
 
@@ -248,6 +258,7 @@ class SignalScorer:
         features, vec = self.features(text)
         scores = {name: self.heads[name](f, vec) for name, f in features.items()}
         scores["multiple_requests"] = self.several(text)
+        scores["story_question"] = self.heads["story_question"](story_features(text), vec)
         return nearest_override(scores, vec, flow) if flow else scores
 
 

