@@ -161,8 +161,8 @@ def conditions(turn: TurnFacts, policy: EscalationPolicy) -> dict[str, str]:
             continue  # the flow's own intent for it wins (a "charged twice" menu option)
         if trigger == "frustration" and turn.person_intent and turn.understood:
             continue  # the flow is taking them to its own person already
-        quoted = trigger == "frustration" and s.cues and not turn.sensitive
-        cues = f"{', '.join(s.cues[:3])}; " if quoted else ""
+        quoted = trigger == "frustration" and s.upset_cues and not turn.sensitive
+        cues = f"{', '.join(s.upset_cues[:3])}; " if quoted else ""
         held[trigger] = f"{_SIGNAL_WORDS[trigger]} ({cues}score {score:.2f})"
     if s.wants_person and not turn.person_intent:
         held["person"] = "caller asked for a person"
@@ -244,7 +244,7 @@ def with_repetition(signals: Signals, previous: str | None, text: str) -> Signal
         return signals
     raised = 1.0 - (1.0 - signals.frustration) * (1.0 - REPEAT_WEIGHT)
     return replace(signals, frustration=raised,
-                   cues=signals.cues + (REPEATED,))
+                   cues=signals.cues + (REPEATED,), upset_cues=signals.upset_cues + (REPEATED,))
 
 
 def _words(text: str) -> list[str]:

@@ -86,6 +86,9 @@ class Signals:
     """0..1: a story with a question in it (the `story_question` signal)."""
     cues: tuple[str, ...] = field(default_factory=tuple)
     """The words that raised a signal, and "said the same thing again"."""
+    upset_cues: tuple[str, ...] = field(default_factory=tuple)
+    """Of `cues`, those that speak of an upset caller: what a frustration reason quotes (not
+    "and I need to", a cue of several requests)."""
     source: str = "words"
     """"model" when the scores are the calibrated heads', "words" when only the patterns ran."""
 
@@ -114,11 +117,13 @@ def detect(text: str, scores: Mapping[str, float] | None = None) -> Signals:
     person = _found(_PERSON, lowered)
     multi = _found(_MULTI, lowered)
     repeats = _REPEATS.search(lowered)
+    upset_cues = tuple(frustrated + ([repeats.group(0)] if repeats else []))
     cues = tuple(frustrated + person + multi + ([repeats.group(0)] if repeats else []))
     if scores:
         return Signals(frustration=scores.get("upset", 0.0), wants_person=bool(person),
                        several=scores.get("multiple_requests", 0.0), complaint=scores.get("complaint", 0.0),
                        policy_question=scores.get("policy_question", 0.0), story=scores.get("story_question", 0.0),
-                       cues=cues, source="model")
+                       cues=cues, upset_cues=upset_cues, source="model")
     upset = min(1.0, CUE_WEIGHT * len(frustrated) + (REPEATS_WEIGHT if repeats else 0.0))
-    return Signals(frustration=upset, wants_person=bool(person), several=1.0 if multi else 0.0, cues=cues)
+    return Signals(frustration=upset, wants_person=bool(person), several=1.0 if multi else 0.0, cues=cues,
+                   upset_cues=upset_cues)

@@ -217,3 +217,14 @@ def test_server_defaults_from_ivr_toml(tmp_path):
     toml.write_text('[escalation]\nout_of_scope = {threshold = -1}\n')
     with pytest.raises(ValueError, match=r"\[escalation\].*out_of_scope.threshold"):
         load_settings(toml, env={})
+
+
+def test_a_frustration_reason_quotes_only_the_upset_words():
+    from ivr.nlu.signals import detect
+
+    s = detect("this is ridiculous and I need to pay my bill", {"upset": 0.9})
+    assert "and i need to" in s.cues  # a cue of several requests
+    e = decide(TurnFacts("out_of_scope", 0.8, s, understood=False))
+    assert e.trigger == "frustration" and "ridiculous" in e.reason and "need to" not in e.reason
+    quiet = detect("my husband passed away and I need to stop his orders", {"upset": 0.9})
+    assert decide(TurnFacts("out_of_scope", 0.8, quiet)).reason == "caller sounds upset (score 0.90)"
