@@ -16,8 +16,10 @@
    offline and over the Twilio protocol into a real `ivr serve`, against the end-of-turn rule
    before the hold (`no_hold`), with the piper voice as a control; and 16-digit card numbers.
 7. Escalation signals (ivr.bench.signals): upset customers (airline tweets, VADER's rated
-   sentences), several requests joined from Banking77, Banking77 disputes, against ordinary
-   requests (Banking77, SGD); recall, false alarms, calibration, the step's time.
+   sentences, with hand-labelled distress and sarcasm, and turns written as callers speak),
+   several requests joined from Banking77, Banking77 disputes, hand-labelled stories with a
+   question, against ordinary requests (Banking77, SGD); recall, false alarms, calibration,
+   the step's time.
 8. Browser calls (ivr.bench.browser): the dashboard's Try a call page in Chromium with a fake
    microphone against the phone simulator on the same server: voice to voice, answer, underruns,
    one at a time and four at once.
