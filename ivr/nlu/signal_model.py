@@ -164,6 +164,10 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
 
 
+def _without_self(sims: np.ndarray, leave_out: bool) -> np.ndarray:
+    return sims[sims < 0.9999] if leave_out else sims
+
+
 def _top_mean(sims: np.ndarray, k: int = TOP_K) -> float:
     k = min(k, sims.shape[-1])
     return float(np.sort(sims)[-k:].mean()) if k else 0.0
@@ -204,12 +208,14 @@ class SignalScorer:
         self._by_kind = {k: vecs[labels == i] for i, k in enumerate(kinds)}
         self._negatives = {name: np.vstack([self._by_kind[k] for k in _NEGATIVES[name]]) for name in MEANING}
 
-    def meaning_features(self, q: np.ndarray, text: str) -> dict[str, tuple[float, ...]]:
+    def meaning_features(self, q: np.ndarray, text: str, leave_out: bool = False) -> dict[str, tuple[float, ...]]:
+        """`leave_out`: the turn is one of the exemplars (a head's fit counts them): its own
+        likeness (1.0) is left out, as no turn at run time is its own neighbour."""
         cues = cue_counts(text)
         out = {}
         for name in MEANING:
-            pos = _top_mean(self._by_kind[name] @ q)
-            neg = _top_mean(self._negatives[name] @ q)
+            pos = _top_mean(_without_self(self._by_kind[name] @ q, leave_out))
+            neg = _top_mean(_without_self(self._negatives[name] @ q, leave_out))
             out[name] = (pos, neg, float(min(cues.get(name, 0), 2)))
         return out
 
@@ -229,10 +235,10 @@ class SignalScorer:
             out.append(((float(strong), float(a @ b), shorter), np.concatenate([a * b, np.abs(a - b), a + b])))
         return out
 
-    def features(self, text: str) -> tuple[dict[str, tuple[float, ...]], np.ndarray]:
+    def features(self, text: str, leave_out: bool = False) -> tuple[dict[str, tuple[float, ...]], np.ndarray]:
         """The meaning signals' features, and the turn's sentence vector (for the probe heads)."""
         raw = _unit(np.asarray(self.embedder.encode([text]), dtype=np.float32))[0]
-        return self.meaning_features(_unit(raw - self._mu), text), raw
+        return self.meaning_features(_unit(raw - self._mu), text, leave_out), raw
 
     def several(self, text: str) -> float:
         """How likely the turn holds two requests: its likeliest split, or an announcement

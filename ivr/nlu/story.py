@@ -14,25 +14,33 @@ from __future__ import annotations
 
 import re
 
-# Clause boundaries: punctuation, and the words that join one event to the next.
+# Clause boundaries: punctuation (kept, so a clause knows it ended in "?"), and the words
+# that join one event to the next. Whitespace is collapsed first: on long runs of it these
+# patterns would backtrack quadratically.
 _CLAUSE = re.compile(
-    r"\s*[,;:.!?]+\s*|\s+(?=(?:and|but|so|then|because|since|when|after|although|though|until|which|"
+    r"([,;:.!?]+)|\s(?=(?:and|but|so|then|because|since|when|after|although|though|until|which|"
     r"now|however|yet|while|whereas|before)\b)", re.I)
 
-_WH = r"(?:what|why|how|when|where|which|who|whom|whose|is there|are there)"
+_LEAD = r"^(?:(?:please|ok|okay|well|now|so|and|but|then)\s+)*"
+_WH = r"(?:what|why|how)"
+_WH_RELATIVE = r"(?:when|where|which|who|whose)"
 _AUX = (r"(?:can|could|would|will|won't|should|shall|may|might|is|are|was|were|do|does|did|don't|"
         r"doesn't|didn't|isn't|aren't|have|has|haven't|hasn't|am)")
-_ASKS = [
-    re.compile(rf"^(?:(?:and|but|so|then|now|please|ok|okay|well)\s+)*{_WH}\b", re.I),
-    re.compile(rf"^(?:(?:and|but|so|then|now|please|ok|okay|well)\s+)*{_AUX}\s+"
-               r"(?:you|i|it|we|they|he|she|my|your|the|this|that|there|someone|anyone|somebody)\b", re.I),
-    re.compile(r"\b(?:can|could|would|will) you\b|\bplease\b|\bhelp me\b|\btell me\b|\blet me know\b|"
-               r"\b(?:i|we) (?:want|need|would like|wanna|have) to (?:know|find out|ask|check|understand)\b|"
-               r"\b(?:i|we) (?:want|need|would like|'m asking for|am asking for|expect)\b|\b(?:i|we)'d like\b|"
-               r"\b(?:don't|do not) know what to do\b|"
-               r"\bwhat (?:do|can|should) i do\b|\bany (?:idea|help|update)\b|\bi wonder\b|\bi was wondering\b|"
-               r"\bhow come\b|\bis it possible\b|\bam i able\b|\bcan i\b", re.I),
-]
+_SUBJECT = r"(?:you|i|it|we|they|he|she|my|your|the|this|that|there|someone|anyone|somebody)"
+# What, why and how open questions ("what happened to my money", "how long does it take");
+# when, where, which and who ask only with a verb and its subject after them ("when will it
+# come", "where's my card"), otherwise they open a clause of the story ("when I called they
+# said", "..., which was a lie").
+_WH_ASKS = re.compile(rf"{_LEAD}(?:{_WH}\b|{_WH_RELATIVE}(?:'s|'re|\s+{_AUX}\s+{_SUBJECT}\b))", re.I)
+# A verb first asks when no joining word stands before it: "but was the wrong size" tells.
+_AUX_ASKS = re.compile(rf"^(?:(?:please|ok|okay|well|now|so)\s+)*{_AUX}\s+{_SUBJECT}\b", re.I)
+_REQUESTS = re.compile(
+    r"\b(?:can|could|would|will) you\b|\bplease\b|\bhelp me\b|\btell me\b|\blet me know\b|"
+    r"\b(?:i|we) (?:want|need|would like|wanna|have) to (?:know|find out|ask|check|understand)\b|"
+    r"\b(?:i|we) (?:want|need|would like|expect)\b|\b(?:i|we)'d like\b|\b(?:i'm|i am|we're|we are) asking for\b|"
+    r"\b(?:don't|do not) know what to do\b|\bis there\b|\bare there\b|"
+    r"\bwhat (?:do|can|should) i do\b|\bany (?:idea|help|update)\b|\bi wonder\b|\bi was wondering\b|"
+    r"\bhow come\b|\bis it possible\b|\bam i able\b|\bcan i\b", re.I)
 _IRREGULAR_PAST = (
     "was were had did went got came said told paid bought sent made took gave saw left lost found "
     "began brought caught chose drove ate fell felt flew forgot froze gotten gone hung kept knew "
@@ -50,24 +58,52 @@ _PAST_WORDS = re.compile(
 _WORD = re.compile(r"[a-z']+")
 
 
+def _normal(text: str) -> str:
+    return " ".join(text.replace("\u2019", "'").split())
+
+
+def _marked(text: str) -> list[tuple[str, bool]]:
+    """The clauses, each with whether it ended in a question mark."""
+    out: list[tuple[str, bool]] = []
+    pieces = _CLAUSE.split(_normal(text))
+    # split() alternates text and the captured punctuation (None at a joining word)
+    for i in range(0, len(pieces), 2):
+        clause = pieces[i].strip()
+        mark = pieces[i + 1] if i + 1 < len(pieces) else None
+        if clause and len(clause.split()) >= 2:
+            out.append((clause, bool(mark and "?" in mark)))
+    return out
+
+
 def clauses(text: str) -> list[str]:
-    return [c.strip() for c in _CLAUSE.split(text) if c and len(c.split()) >= 2]
+    return [c for c, _ in _marked(text)]
 
 
-def asks(clause: str) -> bool:
-    """The clause asks: a question or a request."""
-    return any(p.search(clause) for p in _ASKS)
+def asks(clause: str, question_mark: bool = False) -> bool:
+    """The clause asks: a question or a request (`question_mark`: it ended in "?")."""
+    clause = _normal(clause)
+    return question_mark or bool(_WH_ASKS.search(clause) or _AUX_ASKS.search(clause) or _REQUESTS.search(clause))
+
+
+_HAVE = {"have", "has", "'ve", "i've", "we've", "you've", "they've", "hasn't", "haven't"}
+_BETWEEN = {"not", "never", "already", "just", "still", "now", "only", "also", "recently", "since"}
+
+
+def _past(word: str) -> bool:
+    return word in _IRREGULAR_PAST or (word.endswith("ed") and len(word) > 4 and word not in _NOT_PAST)
 
 
 def tells(clause: str) -> bool:
-    """The clause tells a piece of the story: a verb in the past (or a perfect), or a time that
-    has passed ("two weeks ago", "still", "already")."""
-    words = _WORD.findall(clause.lower())
+    """The clause tells a piece of the story: a verb in the past (or a perfect: "have sent",
+    "hasn't arrived"), or a time that has passed ("two weeks ago", "still", "already")."""
+    words = _WORD.findall(_normal(clause).lower())
     for i, w in enumerate(words):
-        if w in _IRREGULAR_PAST or (w.endswith("ed") and len(w) > 4 and w not in _NOT_PAST):
+        if _past(w):
             return True
-        if w in ("have", "has", "'ve", "i've", "we've", "hasn't", "haven't") and i + 1 < len(words):
-            return True
+        if w in _HAVE:
+            rest = [x for x in words[i + 1:i + 4] if x not in _BETWEEN]
+            if rest and (_past(rest[0]) or rest[0].endswith("en")):
+                return True
     return bool(_PAST_WORDS.search(clause))
 
 
@@ -77,10 +113,10 @@ def story_features(text: str) -> tuple[float, float, float]:
     more that does not ask ("it still isn't there" is one, a state the story reached). A turn
     without an ask scores (0, 0, 0): a story alone is a complaint or a remark, other signals'
     business."""
-    parts = clauses(text)
-    asking = [asks(c) for c in parts]
+    parts = _marked(text)
+    asking = [asks(c, q) for c, q in parts]
     if not any(asking) and not text.rstrip().endswith("?"):
         return (0.0, 0.0, 0.0)
-    statements = [c for c, a in zip(parts, asking, strict=True) if not a and len(c.split()) >= 3]
+    statements = [c for (c, _), a in zip(parts, asking, strict=True) if not a and len(c.split()) >= 3]
     told = [c for c in statements if tells(c)]
     return (float(min(len(statements), 4)), float(min(len(told), 4)), 1.0)

@@ -40,7 +40,7 @@ def test_a_plain_request_has_an_ask_and_no_story():
     assert story_features("I want a table for four at seven, somewhere quiet, with a view of the river")[1] == 0.0
 
 
-def test_the_shipped_head_scores_a_long_story_above_a_plain_request():
+def test_the_head_before_a_fit_scores_a_long_story_above_a_plain_request():
     from ivr.nlu.signal_model import _DEFAULT_HEADS
 
     head = _DEFAULT_HEADS["story_question"]
@@ -59,3 +59,27 @@ def test_a_story_the_flow_did_not_take_goes_to_the_language_model():
     # below the threshold it is an ordinary out-of-scope turn
     assert decide(TurnFacts("out_of_scope", 0.6, Signals(story=0.3), understood=False)).trigger == "out_of_scope"
     assert Signals(story=0.8).as_dict()["story_question"] == 0.8
+
+
+def test_what_only_looks_like_a_question_is_told():
+    assert asks("I'm asking for a refund") and asks("I\u2019d like a refund")
+    # question words that open a clause of the story
+    assert story_features("when I called yesterday they told me it was sent, which was a lie") == (0.0, 0.0, 0.0)
+    # a verb first after a joining word has only dropped its subject
+    assert not asks("but was the wrong size")
+    assert asks("was the payment made") and asks("the payment", question_mark=True)
+    # having things is not a perfect
+    assert story_features("I have two accounts and I have a joint card, can you check my balance") == (2.0, 0.0, 1.0)
+    assert tells("I have already sent it") and tells("it hasn't arrived") and tells("we've been waiting")
+
+
+
+def test_the_shipped_heads_carry_a_story_probe_for_the_shipped_embedder():
+    import json
+
+    from ivr.nlu.signal_model import HEADS_FILE, load_heads
+
+    fitted_with = json.loads(HEADS_FILE.read_text())["provenance"]["embedder"]
+    heads, provenance = load_heads(HEADS_FILE, fitted_with, 384)
+    assert "defaults_for" not in provenance
+    assert len(heads["story_question"].vector) == 384 and len(heads["upset"].vector) == 384
