@@ -16,14 +16,13 @@ calibrated head per signal.
 For the first three, a turn's features are its similarity to the signal's exemplars and to the
 calm ones (`ivr/nlu/signal_examples.yaml`, mean of the nearest three, in the embedding space
 centred on the exemplars), the word cues of `ivr.nlu.signals`, and, for heads fitted as a
-linear probe (upset, complaint, and story_question below), the sentence vector itself: the exemplars let a designer move
-a score without refitting, the probe carries what thousands of labelled turns taught. For several requests the
-turn is split at each joining word ("and also", "plus", ". Oh and", ...) and each split is
-scored from its two sides' sentence vectors (a probe on a*b, |a-b|, a+b) and the join; the
-turn's score is its likeliest split's. For a story with a question the features are the
-turn's own structure (`ivr.nlu.story.story_features`) and, as a probe, its sentence vector. A
-logistic head maps features to a
-probability, fitted by
+linear probe (upset, complaint), the sentence vector itself: the exemplars let a designer move
+a score without refitting, the probe carries what thousands of labelled turns taught. For
+several requests the turn is split at each joining word ("and also", "plus", ". Oh and", ...)
+and each split is scored from its two sides' sentence vectors (a probe on a*b, |a-b|, a+b) and
+the join; the turn's score is its likeliest split's. For a story with a question the features
+are the turn's own structure (`ivr.nlu.story.story_features`) and, as a probe, its sentence
+vector. A logistic head maps features to a probability, fitted by
 `python -m ivr.bench.signals --fit` on public labelled data (never on the benchmark's test
 split) and shipped in signal_heads.json: a score of 0.8 means about 8 in 10 such turns were
 that signal in the data it was fitted on.
