@@ -187,21 +187,24 @@ UPSET_KINDS = ("distress", "sarcasm")
 recall on each, since the corpora's upset turns are mostly plain anger."""
 
 
+def labels(name: str) -> dict[str, tuple[str, bool]]:
+    """A labels file (ivr/bench/labels/NAME.jsonl): id -> (source corpus, label), the turns the
+    reader could not decide (null) left out."""
+    path = STORY_LABELS.with_name(f"{name}.jsonl")
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return {row["id"]: (row["source"], bool(row["label"])) for row in rows if row.get("label") is not None}
+
+
 def labelled(name: str) -> set[str]:
     """The ids a labels file marks 1."""
-    path = STORY_LABELS.with_name(f"{name}.jsonl")
-    return {row["id"] for row in map(json.loads, path.read_text().splitlines()) if row.get("label") == 1}
+    return {key for key, (_, label) in labels(name).items() if label}
 
 
 def story_turns(part: str) -> list[Turn]:
     """The hand-labelled turns for a story with a question (ivr/bench/labels/README.md): long
     airline tweets (as spoken), Banking77 requests and SGD first turns, halves by a hash of the
     text. A turn whose label is null (the reader could not decide) is left out."""
-    labels = {}
-    for line in STORY_LABELS.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("label") is not None:
-            labels[row["id"]] = (row["source"], bool(row["label"]))
+    known = labels(STORY_LABELS.stem)
     texts = {"airline": [_as_spoken(t) for _, _, t in read_airline_tweets()],
              "banking77": [t for f in ("train.csv", "test.csv") for t, _ in read_banking77(banking77_dir() / f)],
              "sgd": _sgd("fit") + _sgd("report")}
@@ -211,9 +214,9 @@ def story_turns(part: str) -> list[Turn]:
         for text in pool:
             key = label_id(text)
             mine = text in sgd_part if source == "sgd" else _part_of(text) == part
-            if key in labels and key not in seen and labels[key][0] == source and mine:
+            if key in known and key not in seen and known[key][0] == source and mine:
                 seen.add(key)
-                turns.append(Turn(text, f"story:{source}", frozenset({"story_question"} if labels[key][1] else ())))
+                turns.append(Turn(text, f"story:{source}", frozenset({"story_question"} if known[key][1] else ())))
     return turns
 
 

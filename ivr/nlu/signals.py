@@ -117,8 +117,9 @@ def detect(text: str, scores: Mapping[str, float] | None = None) -> Signals:
     person = _found(_PERSON, lowered)
     multi = _found(_MULTI, lowered)
     repeats = _REPEATS.search(lowered)
-    upset_cues = tuple(frustrated + ([repeats.group(0)] if repeats else []))
-    cues = tuple(frustrated + person + multi + ([repeats.group(0)] if repeats else []))
+    said_again = [repeats.group(0)] if repeats else []
+    upset_cues = tuple(frustrated + said_again)
+    cues = tuple(frustrated + person + multi + said_again)
     if scores:
         return Signals(frustration=scores.get("upset", 0.0), wants_person=bool(person),
                        several=scores.get("multiple_requests", 0.0), complaint=scores.get("complaint", 0.0),

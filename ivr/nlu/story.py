@@ -41,15 +41,15 @@ _REQUESTS = re.compile(
     r"\b(?:don't|do not) know what to do\b|\bis there\b|\bare there\b|"
     r"\bwhat (?:do|can|should) i do\b|\bany (?:idea|help|update)\b|\bi wonder\b|\bi was wondering\b|"
     r"\bhow come\b|\bis it possible\b|\bam i able\b|\bcan i\b", re.I)
-_IRREGULAR_PAST = (
+_IRREGULAR_PAST = frozenset((
     "was were had did went got came said told paid bought sent made took gave saw left lost found "
     "began brought caught chose drove ate fell felt flew forgot froze gotten gone hung kept knew "
     "laid led lent let met put quit ran rang rode rose sold sat set shook shot shut slept spent "
     "spoke stole stood stuck struck swore swam taught tore thought threw understood woke wore won "
     "wrote broke become became been done seen taken given written spoken stolen broken driven "
-    "eaten fallen forgotten frozen hidden known ridden risen shaken stolen sworn torn thrown worn "
+    "eaten fallen forgotten frozen hidden known ridden risen shaken sworn torn thrown worn "
     "withdrew withdrawn overdrew"
-).split()
+).split())
 _NOT_PAST = {"need", "speed", "seed", "feed", "bed", "red", "shed", "indeed", "hundred", "exceed",
              "proceed", "succeed", "bleed", "breed", "greed", "weed", "reed", "embed", "wed", "fed"}
 _PAST_WORDS = re.compile(
