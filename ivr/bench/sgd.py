@@ -253,7 +253,7 @@ def load(data: Path):
     return schema, turns
 
 
-def split_service(service: dict, turns: list[dict], n_examples: int, per_service: int):
+def split_service(service: dict, turns: list[dict], n_examples: int, per_service: int, offset: int = 0):
     """Designer examples (marked) from the first turns of each intent, test turns from the rest."""
     by_intent: dict[str, list[dict]] = {}
     for t in turns:
@@ -270,7 +270,7 @@ def split_service(service: dict, turns: list[dict], n_examples: int, per_service
         test.append([(r, intent["name"]) for r in rows if id(r) not in chosen])
     # round-robin over the intents, so a small --per-service still sees all of them
     mixed = [t for round_ in zip_longest(*test) for t in round_ if t is not None]
-    return examples, mixed[:per_service]
+    return examples, mixed[offset:offset + per_service]
 
 
 class _Counting:
@@ -290,7 +290,8 @@ async def run_service(name, service, turns, nlu, args, baseline=None):
     from ivr.dialog.loader import load_flow_text
     from ivr.handoff.policy import EscalationPolicy
 
-    examples, test = split_service(service, [t for t in turns if t["service"] == name], args.examples, args.per_service)
+    examples, test = split_service(service, [t for t in turns if t["service"] == name], args.examples, args.per_service,
+                                   args.offset)
     loaded = load_flow_text(flow_yaml(service, examples), f"<{name}>")
     t0 = time.perf_counter()
     nlu.prepare_all(nlu_preparation(loaded))
@@ -423,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ivr bench sgd", description=__doc__.split("\n\n")[0])
     ap.add_argument("--per-service", type=int, default=25)
     ap.add_argument("--examples", type=int, default=6)
+    ap.add_argument("--offset", type=int, default=0, help="skip this many test turns of each service: another "
+                    "sample of turns, for a check on wordings the work was not looked at on (0)")
     ap.add_argument("--baseline-per-service", type=int, default=4, help="0: no baseline")
     ap.add_argument("--services", default="all", help="held-out, dev, all, or names")
     ap.add_argument("--errors", action="store_true", help="print the turns it got wrong")
