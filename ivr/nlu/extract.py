@@ -295,25 +295,94 @@ def cue_words(spec: SlotSpec) -> frozenset[str]:
     return frozenset(_SAME.get(w, w) for w in words if w not in _STOP and len(w) > 2)
 
 
-#: Words that stand for each other next to a count ("one person" for "number of people").
-_SAME = {"person": "people", "persons": "people", "guest": "guests", "child": "children", "kid": "kids",
-         "adult": "adults", "ticket": "tickets", "night": "nights", "room": "rooms", "seat": "seats"}
+#: Words that stand for each other next to a count ("one person" for "number of people"): the
+#: ways of saying how many people, whatever the flow calls them (guests, passengers, riders).
+_PEOPLE = frozenset("""person persons people guest guests passenger passengers traveler travelers traveller
+travellers rider riders adult adults attendee attendees participant participants individual individuals
+pax party""".split())
+_SAME = {**{w: "people" for w in _PEOPLE}, "child": "children", "kid": "kids", "ticket": "tickets",
+         "night": "nights", "room": "rooms", "seat": "seats"}
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def _is_cue(word: str, cues: frozenset[str]) -> str | None:
+    """The cue `word` stands for, if any: itself, its singular, the start of a longer cue
+    ("travel" for "travelers"), or a compound that begins with one ("bedrooms" for "beds",
+    "bathroom" for "baths")."""
+    w = _SAME.get(word, word)
+    if w in cues:
+        return w
+    for cue in cues:
+        stem = _stem(cue)
+        if _stem(w) == stem or (len(w) > 4 and len(cue) > 4 and cue.startswith(w[:5])):
+            return cue
+        if len(stem) >= 3 and w.startswith(stem) and len(w) - len(stem) >= 3:
+            return cue
+    return None
 
 
 def _cue_bonus(toks: list[_Token], c: Candidate, spec: SlotSpec, before: int = 4, after: int = 3) -> float:
     """How strongly the slot's own words stand next to the value: right beside it ("2 *rooms*",
-    "*party of* four") counts most, a word of the slot's name more than one of its description."""
+    "*party of* four") counts most, and a word of the slot's name more than one of its
+    description, wherever it stands ("one hotel *room*" is a number of rooms, not a star rating).
+    A count is named by the noun after it or by the slot's name ("party of four"): before a
+    count the description's words do not count, as its verbs ("riders to *call* a taxi for")
+    stand before numbers that count nothing ("can you call one for me")."""
     cues, named = cue_words(spec), name_words(spec)
+    before_cues = named if c.kind == "number" else cues
     best = 0.0
     for k in range(max(0, c.first - before), min(len(toks), c.last + 1 + after)):
         if c.first <= k <= c.last:
             continue
-        w = _SAME.get(toks[k].text, toks[k].text)
-        hit = w in cues or (len(w) > 4 and any(cue.startswith(w[:5]) for cue in cues if len(cue) > 4))
-        if hit:
+        cue = _is_cue(toks[k].text, cues if k > c.last else before_cues)
+        if cue:
             distance = c.first - k if k < c.first else k - c.last
-            best = max(best, (1.5 if distance == 1 else 1.0) + (0.5 if w in named else 0.0))
+            best = max(best, (1.5 if distance == 1 else 1.0) + (1.0 if cue in named else 0.0))
     return best
+
+
+#: Words after a number that it does not count ("four *please*", "two *of* us", "five *tomorrow*").
+_NOT_COUNTED = frozenset("""please thanks thank and or but so then too also only each total altogether
+exactly just yes no okay ok right now under over into onto near during since through across behind
+beside between among without within per via if when while because than was were will would can could
+should shall may might must do does did has have had am not our my your me us them him her there here""".split()) | _STOP | _GLUE | _VALUE
+
+
+def _counted_nouns(text: str, toks: list[_Token], c: Candidate) -> list[str]:
+    """The words a bare number counts, when a noun follows it in the same phrase ("3
+    *bedrooms*", "15 *minutes*", "one *hotel room*", "379 *Gellert Boulevard*"): at most two,
+    since a compound's head may be either ("a 2 *bedroom* apartment")."""
+    out: list[str] = []
+    k = c.last + 1
+    while k < len(toks) and len(out) < 2:
+        between = text[toks[k - 1].end:toks[k].start]
+        word = toks[k].text
+        if any(ch in between for ch in ".,;:!?") or not word.isalpha() or word in _NOT_COUNTED or len(word) < 3:
+            break
+        out.append(word)
+        k += 1
+    return out
+
+
+#: Street words: a number before a name that ends in one is a house number ("379 Gellert Boulevard").
+_STREET = frozenset("""street st avenue ave boulevard blvd road rd drive dr lane ln way court ct place pl
+parkway pkwy highway hwy terrace circle square plaza alley crescent close""".split())
+
+
+def _in_address(toks: list[_Token], c: Candidate) -> bool:
+    """Whether the value's words begin a street address: a numeral, at most three more words
+    (names or an ordinal, "54 37th Avenue"), then a street word."""
+    if not _numeral(toks[c.first].text):
+        return False
+    for k in range(c.first + 1, min(len(toks), c.first + 5)):
+        if toks[k].text in _STREET:
+            return k > c.first + 1 or c.last == c.first
+        if not (toks[k].text.isalpha() or toks[k].text[-2:] in ("st", "nd", "rd", "th")):
+            return False
+    return False
 
 
 #: Words before a value that make it the end of a range ("until the 10th", "back on Sunday").
@@ -321,15 +390,39 @@ _END_WORDS = frozenset("until till til through thru to ending end return returni
 
 
 def _range_bonus(toks: list[_Token], c: Candidate, spec: SlotSpec, specs: Sequence[SlotSpec]) -> float:
-    """With two slots of one type ahead (pick-up and drop-off dates), a value said after "until"
-    is the second one's, whatever the order it comes in."""
+    """With two slots of one type ahead (pick-up and drop-off dates, the caller's account and
+    the recipient's), a value said after "until" or "to" is the far end's: the slot named or
+    described as where things end (`trip_end`), else the second one, whatever the order it
+    comes in; after "from", the near end's. Not for counts: "want *to* find a 2 bedroom" is
+    no range."""
     same = [x.name for x in specs if x.type == spec.type]
-    if len(same) < 2:
+    if len(same) < 2 or spec.type == "number":
         return 0.0
-    ends = any(t.text in _END_WORDS for t in toks[max(0, c.first - 3):c.first])
-    if not ends:
+    cue = next((t.text for t in reversed(toks[max(0, c.first - 3):c.first]) if t.text in _END_WORDS or t.text == "from"), None)
+    if cue is None:
         return 0.0
-    return 1.0 if spec.name != same[0] else -1.0
+    sign = -1.0 if cue == "from" else 1.0  # "from savings": the near end's, whatever else is said
+    far = [x.name for x in specs if x.type == spec.type and trip_end(x) == "end"]
+    if far:
+        return sign if spec.name in far else -sign
+    return sign if spec.name != same[0] else -sign
+
+
+#: Words that say which end of a trip (or a transfer) a slot or a place is: where it starts, or
+#: where it goes.
+_STARTS = frozenset("from origin starting start departure departing depart leaving leave pickup pick source".split())
+_ENDS = frozenset("to destination ending end arrival arriving arrive going dropoff drop towards recipient".split())
+
+
+def trip_end(spec: SlotSpec) -> str | None:
+    """"start" or "end" for a slot named or described as one end of a trip (`origin_city`,
+    "City where bus is going to"), else None."""
+    words = re.findall(r"[a-z]+", f"{spec.name.replace('_', ' ')} {spec.description}".lower())
+    starts, ends = sum(w in _STARTS for w in words), sum(w in _ENDS for w in words if w != "to")
+    ends += bool(words) and words[-1] == "to"  # "going to", not "riders to call a taxi for"
+    if starts == ends:
+        return None
+    return "start" if starts > ends else "end"
 
 
 def _kind_fits(c: Candidate, spec: SlotSpec) -> bool:
@@ -338,12 +431,23 @@ def _kind_fits(c: Candidate, spec: SlotSpec) -> bool:
     return c.kind == spec.type
 
 
-def place(toks: list[_Token], cands: Sequence[Candidate], specs: Sequence[SlotSpec]) -> list[SlotValue]:
+def _counts_other(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec) -> bool:
+    """A count of something this slot does not count: "3 *bedrooms*" for baths, "in 15
+    *minutes*" for riders, a house number for anything."""
+    if c.kind in _NUMERIC and _in_address(toks, c):
+        return True
+    if c.kind != "number":
+        return False
+    nouns = _counted_nouns(text, toks, c)
+    return bool(nouns) and not any(_is_cue(w, cue_words(spec)) for w in nouns)
+
+
+def place(text: str, toks: list[_Token], cands: Sequence[Candidate], specs: Sequence[SlotSpec]) -> list[SlotValue]:
     """Each slot its best candidate; no two slots share words (see the module doc, 3)."""
     pairs = []
     for order, spec in enumerate(specs):
         for c in cands:
-            if _kind_fits(c, spec):
+            if _kind_fits(c, spec) and not _counts_other(text, toks, c, spec):
                 score = c.strength + _cue_bonus(toks, c, spec) + _range_bonus(toks, c, spec, specs)
                 if score >= WEAK:
                     pairs.append((-score, c.first, order, spec, c))
@@ -364,7 +468,7 @@ def find_values(text: str, specs: Sequence[SlotSpec], *, today: date | None = No
     if not specs or not text.strip():
         return []
     toks, cands = candidates(text, specs, today=today)
-    return place(toks, cands, specs)
+    return place(text, toks, cands, specs)
 
 
 def claimed_spans(values: Sequence[SlotValue]) -> list[tuple[int, int]]:

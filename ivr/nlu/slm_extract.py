@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ivr.nlu.extract import trip_end
 from ivr.nlu.slm_prompts import clean_text
 from ivr.nlu.slots import parse_slot
 from ivr.nlu.understanding import Shot, SlotSpec, SlotValue
@@ -118,19 +119,45 @@ def _spans(text: str, *, names_only: bool = False) -> list[_Span]:
     ("Taste of Burma", "San Jose"), as whisper writes names."""
     words = [(m.group(0).rstrip(".,"), m.start()) for m in _WORD.finditer(text)]
 
-    def name_like(w: str) -> bool:
-        return w[:1].isupper() and w.lower().strip("'") not in COMMON
+    def name_like(k: int) -> bool:
+        """Capitalised and not a common word; or a common word capitalised where a sentence does
+        not begin, which is how names that hold one are written ("New York", "The Palms")."""
+        w, at = words[k]
+        if not w[:1].isupper():
+            return False
+        if w.lower().strip("'") not in COMMON:
+            return True
+        opens = not text[:at].strip() or text[:at].rstrip()[-1] in ".!?\"'"
+        return not opens and not re.fullmatch(r"I(?:'[a-z]+)?", w)
 
     out = []
     for i in range(len(words)):
-        if names_only and not name_like(words[i][0]):
+        if names_only and not name_like(i):
             continue
         for j in range(i, min(len(words), i + MAX_SPAN_WORDS)):
-            if names_only and not name_like(words[j][0]):
+            if j > i and re.search(r"[.!?]\s", text[words[j - 1][1]:words[j][1]]):
+                break  # a value does not run on into the next sentence
+            if names_only and not name_like(j):
                 continue
             said = " ".join(w for w, _ in words[i:j + 1])
             out.append(_Span(said, words[i][1], words[j][1] + len(words[j][0]), i, j))
     return out
+
+
+def other_end(spec: SlotSpec, left: Sequence[SlotSpec], text: str, at: int) -> SlotSpec | None:
+    """The slot for the trip's other end, when the caller's preposition before the value says
+    the model chose the wrong one ("from Vancouver" put in the destination): the unfilled slot
+    of the same type for that end, the one whose name differs least."""
+    mine = trip_end(spec)
+    before = re.findall(r"[a-z]+", text[:at].lower())[-2:]
+    said = "start" if "from" in before else "end" if before and before[-1] in ("to", "towards", "into") else None
+    if mine is None or said is None or said == mine:
+        return None
+    twins = [x for x in left if x.type == spec.type and trip_end(x) == said]
+    if not twins:
+        return None
+    mine_words = set(spec.name.split("_"))
+    return max(twins, key=lambda x: len(mine_words & set(x.name.split("_"))))
 
 
 class SlotExtractor:
@@ -249,6 +276,12 @@ class SlotExtractor:
                 value = self._validated(spec, said)
                 if said and not likely_carries_values(said, request_words, []):
                     value = None  # "a restaurant", "my next trip": the request's own words, not a value
+                twin = other_end(spec, by_name.values(), words, spans[said].start) if value is not None else None
+                if twin is not None:  # "from SFO" given as where the trip goes: the other end's, and
+                    by_name.pop(twin.name)  # the slot the model named stays open
+                    heads.pop(twin.name, None)
+                    by_name[spec.name], heads[spec.name] = spec, s._tok(f"{spec.name}:", False)
+                    spec = twin
                 if value is not None:
                     taken.append(spans[said])
                     out.append(SlotValue(spec.name, value, said, "model", text.find(said)))

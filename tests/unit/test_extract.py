@@ -97,3 +97,51 @@ def test_a_numeral_glued_to_letters_is_a_name_not_a_count():
     specs = [SlotSpec("number_of_tickets", "number", "Number of tickets")]
     assert found("two tickets for the 3d showing", specs) == {"number_of_tickets": 2}
     assert found("a 4k tv", specs) == {}
+
+
+FLAT = [SlotSpec("baths", "number", "Number of bathrooms in the flat"), SlotSpec("beds", "number", "Number of bedrooms")]
+STAY = [SlotSpec("nights", "number", "How many nights the stay lasts"), SlotSpec("guests", "number", "Number of guests staying")]
+TAXI = [SlotSpec("riders", "number", "Number of riders to call a taxi for"), SlotSpec("pickup", "time", "When to pick them up")]
+
+
+@pytest.mark.parametrize("specs, text, expected", [
+    # a count is of the noun after it, compounds and plurals included
+    (FLAT, "a 3 bedroom flat with 2 bathrooms", {"beds": 3, "baths": 2}),
+    (FLAT, "something with one bath and four bed rooms", {"baths": 1, "beds": 4}),
+    (FLAT, "I want three bedrooms", {"beds": 3}),
+    # however the flow names its people, "people", "adults" and "travellers" count them
+    (STAY, "two nights for three adults", {"nights": 2, "guests": 3}),
+    (STAY, "it's 4 people, 3 nights", {"guests": 4, "nights": 3}),
+    # numbers that count nothing the slots count stay out of them
+    (TAXI, "pick me up in 20 minutes please", {}),
+    (TAXI, "I'm at 221 Baker Street, there are two of us", {"riders": 2}),
+    (TAXI, "take me to 54 37th Avenue", {}),
+    (TAXI, "can you call one for me at 5 pm", {"pickup": "17:00"}),  # "one" is a taxi, not a rider
+    (TAXI, "a cab for one person at 5 pm", {"riders": 1, "pickup": "17:00"}),
+])
+def test_a_number_fills_the_slot_that_counts_what_it_counts(specs, text, expected):
+    assert found(text, specs) == expected
+
+
+def test_a_compound_is_placed_by_the_slot_name_it_holds():
+    hotel = [SlotSpec("star_rating", "number", "Star rating of the hotel"), SlotSpec("rooms", "number", "Rooms to book")]
+    assert found("just one hotel room please", hotel) == {"rooms": 1}
+    assert found("a 4 star hotel, 2 rooms", hotel) == {"star_rating": 4, "rooms": 2}
+
+
+def test_to_and_from_say_which_of_two_choices_of_one_kind():
+    accounts = (("checking", ()), ("savings", ()))
+    specs = [SlotSpec("account", "enum", "The caller's account", accounts),
+             SlotSpec("recipient_account", "enum", "The account the money goes to", accounts)]
+    assert found("move money from savings to my checking", specs) == {"account": "savings", "recipient_account": "checking"}
+    assert found("send it to their savings account", specs) == {"recipient_account": "savings"}
+
+
+def test_which_end_of_a_trip_a_slot_is():
+    from ivr.nlu.extract import trip_end
+
+    assert trip_end(SlotSpec("origin_city", "text", "Starting city for the trip")) == "start"
+    assert trip_end(SlotSpec("to_location", "text", "City where the bus is going to")) == "end"
+    assert trip_end(SlotSpec("from_station", "text", "Station the bus leaves from")) == "start"
+    assert trip_end(SlotSpec("riders", "number", "Number of riders to call a taxi for")) is None
+    assert trip_end(SlotSpec("cuisine", "text", "Kind of food")) is None
