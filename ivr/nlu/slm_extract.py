@@ -116,7 +116,7 @@ class _Span:
 def _spans(text: str, *, names_only: bool = False) -> list[_Span]:
     """Every run of up to MAX_SPAN_WORDS of the caller's words, as said (case kept). With
     `names_only`, runs that begin and end with a capitalised word that is not a common one
-    ("Taste of Burma", "San Jose"), as whisper writes names."""
+    ("Taste of Burma", "San Jose"), as whisper writes names, or begin with a house number."""
     words = [(m.group(0).rstrip(".,"), m.start()) for m in _WORD.finditer(text)]
 
     def name_like(k: int) -> bool:
@@ -132,7 +132,8 @@ def _spans(text: str, *, names_only: bool = False) -> list[_Span]:
 
     out = []
     for i in range(len(words)):
-        if names_only and not name_like(i):
+        # a name may begin with a number: the house number of an address ("379 Gellert Boulevard")
+        if names_only and not (name_like(i) or (words[i][0][:1].isdigit() and i + 1 < len(words) and name_like(i + 1))):
             continue
         for j in range(i, min(len(words), i + MAX_SPAN_WORDS)):
             if j > i and re.search(r"[.!?]\s", text[words[j - 1][1]:words[j][1]]):
@@ -144,16 +145,38 @@ def _spans(text: str, *, names_only: bool = False) -> list[_Span]:
     return out
 
 
-def other_end(spec: SlotSpec, left: Sequence[SlotSpec], text: str, at: int) -> SlotSpec | None:
-    """The slot for the trip's other end, when the caller's preposition before the value says
-    the model chose the wrong one ("from Vancouver" put in the destination): the unfilled slot
-    of the same type for that end, the one whose name differs least."""
-    mine = trip_end(spec)
+#: Words of a slot that make it a place's whereabouts (a city, an area) rather than its name.
+_WHERE = frozenset("city town area location neighborhood neighbourhood region country state suburb district".split())
+#: The word before a place, and the kind of slot it says the place is for. Over the 2,800 first
+#: turns of Schema-Guided Dialogue, a value after "in" is a city or area 228 times in 232, and
+#: after "at" a name (a theatre, a salon) 53 times in 57 that are either.
+_CUED = {"in": "where", "near": "where", "around": "where", "at": "name", "called": "name", "named": "name"}
+
+
+def place_kind(spec: SlotSpec) -> str | None:
+    """"name" for a slot that holds a place's name (`theater_name`, "Name of the salon"),
+    "where" for its city or area, else None."""
+    words = re.findall(r"[a-z]+", f"{spec.name.replace('_', ' ')} {spec.description}".lower())
+    if "name" in spec.name.split("_") or "name" in words[:2]:
+        return "name"
+    return "where" if any(w in _WHERE for w in words) else None
+
+
+def cued_slot(spec: SlotSpec, left: Sequence[SlotSpec], text: str, at: int) -> SlotSpec | None:
+    """The slot the caller's preposition before a value says it belongs to, when the model put
+    it in another: "from Vancouver" is where the trip starts, not where it ends; "in Concord"
+    is the city, not the restaurant's name. The unfilled slot of the same type that the cue
+    points to (the one whose name differs least), or None to keep the model's choice."""
     before = re.findall(r"[a-z]+", text[:at].lower())[-2:]
-    said = "start" if "from" in before else "end" if before and before[-1] in ("to", "towards", "into") else None
+    last = before[-1] if before else ""
+    mine, said, kind = trip_end(spec), None, trip_end
+    if mine is not None:
+        said = "start" if "from" in before else "end" if last in ("to", "towards", "into") else None
+    else:
+        mine, said, kind = place_kind(spec), _CUED.get(last), place_kind
     if mine is None or said is None or said == mine:
         return None
-    twins = [x for x in left if x.type == spec.type and trip_end(x) == said]
+    twins = [x for x in left if x.type == spec.type and kind(x) == said]
     if not twins:
         return None
     mine_words = set(spec.name.split("_"))
@@ -197,7 +220,7 @@ class SlotExtractor:
             for slot, said in shot.values:
                 marked.setdefault(slot, []).append(said)
         # The designer's examples say what a value looks like: all capitalised means names.
-        self._names[pkey] = {slot: all(v[:1].isupper() for v in vs) for slot, vs in marked.items()}
+        self._names[pkey] = {slot: all(v[:1].isupper() or v[:1].isdigit() for v in vs) for slot, vs in marked.items()}
         self.scorer._install(pkey, _Prompt([x.name for x in specs], self._prompt_tokens(specs, shots), []))
 
     def _trie(self, candidates: dict[str, list[int]]) -> _Trie:
@@ -276,8 +299,8 @@ class SlotExtractor:
                 value = self._validated(spec, said)
                 if said and not likely_carries_values(said, request_words, []):
                     value = None  # "a restaurant", "my next trip": the request's own words, not a value
-                twin = other_end(spec, by_name.values(), words, spans[said].start) if value is not None else None
-                if twin is not None:  # "from SFO" given as where the trip goes: the other end's, and
+                twin = cued_slot(spec, by_name.values(), words, spans[said].start) if value is not None else None
+                if twin is not None:  # "from SFO" given as where the trip goes: the slot cued, and
                     by_name.pop(twin.name)  # the slot the model named stays open
                     heads.pop(twin.name, None)
                     by_name[spec.name], heads[spec.name] = spec, s._tok(f"{spec.name}:", False)

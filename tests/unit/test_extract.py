@@ -145,3 +145,28 @@ def test_which_end_of_a_trip_a_slot_is():
     assert trip_end(SlotSpec("from_station", "text", "Station the bus leaves from")) == "start"
     assert trip_end(SlotSpec("riders", "number", "Number of riders to call a taxi for")) is None
     assert trip_end(SlotSpec("cuisine", "text", "Kind of food")) is None
+
+
+def test_the_word_before_a_place_says_which_slot_it_fills():
+    from ivr.nlu.slm_extract import cued_slot, place_kind
+
+    city = SlotSpec("city", "text", "City where the cinema is")
+    name = SlotSpec("cinema_name", "text", "Name of the cinema")
+    origin = SlotSpec("origin", "text", "City the trip starts from")
+    dest = SlotSpec("destination", "text", "City the trip goes to")
+    assert (place_kind(city), place_kind(name), place_kind(SlotSpec("genre", "text", "Kind of film"))) == ("where", "name", None)
+    text = "a film in Petaluma at the Roxy Cinema, leaving from Oakland"
+    assert cued_slot(name, [city], text, text.index("Petaluma")) == city
+    assert cued_slot(city, [name], text, text.index("Roxy")) is None  # "the" is no cue
+    assert cued_slot(city, [name], "a film at Roxy Cinema", len("a film at ")) == name
+    assert cued_slot(dest, [origin], text, text.index("Oakland")) == origin
+    assert cued_slot(origin, [dest], text, text.index("Oakland")) is None  # the model was right
+    assert cued_slot(name, [], text, text.index("Petaluma")) is None  # nowhere else to put it
+
+
+def test_a_name_may_start_with_a_house_number_and_hold_a_capitalised_common_word():
+    from ivr.nlu.slm_extract import _spans
+
+    names = {s.said for s in _spans("take me to 379 Gellert Boulevard in New York. Thanks", names_only=True)}
+    assert {"379 Gellert Boulevard", "New York", "Gellert Boulevard"} <= names
+    assert "York Thanks" not in names  # a name does not run on into the next sentence
