@@ -30,7 +30,7 @@ from ivr.dialog.engine import Expectation, FlowEngine, signal_examples
 from ivr.handoff.policy import Escalation, EscalationPolicy, TurnFacts, decide, is_person_intent, with_repetition
 from ivr.nlu.extract import claimed_spans, find_values
 from ivr.nlu.signals import Signals, detect
-from ivr.nlu.slm_extract import likely_carries_values
+from ivr.nlu.slm_extract import likely_carries_values, places_said
 from ivr.nlu.understanding import OUT_OF_SCOPE, NLUOutcome, SlotValue, Understanding
 
 @dataclass
@@ -232,11 +232,13 @@ class TurnStep:
         claimed = tuple(claimed_spans(found))
         if not ask or not likely_carries_values(text, plan.request_words, claimed):
             return tuple(found)
+        by_model: list[SlotValue] = []
         try:
-            found += await extract(plan, ask, text, claimed)
+            by_model = await extract(plan, ask, text, claimed)
         except Exception as exc:  # the parsers' values stand; the turn goes on
             self._on_error(expectation.node, f"slot extraction: {exc}")
-        return tuple(found)
+        # a city named after "in" that the model left, and the region said after a place
+        return tuple(found) + tuple(places_said(text, ask, by_model, claimed))
 
     def signals(self, text: str, scores: dict[str, float] | None = None) -> Signals:
         """The turn's escalation signals (the model's `scores` where it ran), repetition of the

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Sequence
 
+from ivr.nlu.places import trip_end
 from ivr.nlu.slots import (
     FILLERS,
     MONTHS,
@@ -143,7 +144,8 @@ def _minimal(found: dict[tuple[int, int], object]) -> list[tuple[int, int]]:
     return [w for w in keep if not any(o != w and o[0] <= w[0] and w[1] <= o[1] for o in keep)]
 
 
-def _strength(kind: str, toks: list[_Token], i: int, j: int, said: str) -> float:
+def _strength(kind: str, toks: list[_Token], i: int, j: int, said: str, counted: bool = False) -> float:
+    """How sure the words are of the type; `counted`: a noun follows that the number counts."""
     words = {t.text for t in toks[i:j + 1]}
     before = toks[i - 1].text if i > 0 else ""
     after = toks[j + 1].text if j + 1 < len(toks) else ""
@@ -156,7 +158,9 @@ def _strength(kind: str, toks: list[_Token], i: int, j: int, said: str) -> float
     if kind == "time":
         numbers = sum(1 for t in toks[i:j + 1] if _numeral(t.text) or t.text in NUMBER_WORDS)
         hour_minutes = numbers >= 2 and not (_numeral(before) or before in NUMBER_WORDS)  # not "eighty [two fifty]"
-        if ":" in said or words & _TIME_CUES or before in _TIME_BEFORE or after in _TIME_CUES or hour_minutes:
+        if ":" in said or words & _TIME_CUES or after in _TIME_CUES or hour_minutes:
+            return STRONG
+        if before in _TIME_BEFORE and not counted:  # "at seven", not "looking at two star hotels"
             return STRONG
         return WEAK * 0.75  # a bare "2" is a count before it is a time: only next to the slot's words
     if kind == "money":
@@ -213,7 +217,9 @@ def candidates(text: str, specs: Sequence[SlotSpec], *, today: date | None = Non
                 found[(i, j)], previous = _after(found[(i, j)], previous, said, today)
             if spec is not None and sum(ch.isdigit() for ch in str(found[(i, j)])) < min(3, spec.length or 3):
                 continue  # "two" is not an account number said in passing
-            out.append(Candidate(kind, i, j, found[(i, j)], _strength(kind.split(":")[0], toks, i, j, said), said, toks[i].start))
+            counted = bool(_nouns_after(text, toks, j))
+            out.append(Candidate(kind, i, j, found[(i, j)], _strength(kind.split(":")[0], toks, i, j, said, counted),
+                                 said, toks[i].start))
     for spec in specs:
         if spec.type == "enum" and spec.choices:
             out += _enum_candidates(text, toks, spec)
@@ -234,19 +240,39 @@ def _feature_candidates(text: str, toks: list[_Token], spec: SlotSpec) -> list[C
     if not feature:
         return []
     words = [t.text for t in toks]
-    n = len(feature)
     out = []
-    for i in range(len(words) - n + 1):
-        if all(_stem_match(words[i + k], feature[k]) for k in range(n)):
+    for i in range(len(words)):
+        j = _feature_at(words, i, feature)
+        if j is not None:
             negated = any(w in _NEGATIONS for w in words[max(0, i - 3):i])
-            out.append(Candidate(f"flag:{spec.name}", i, i + n - 1, not negated, STRONG,
-                                 text[toks[i].start:toks[i + n - 1].end], toks[i].start))
+            out.append(Candidate(f"flag:{spec.name}", i, j, not negated, STRONG,
+                                 text[toks[i].start:toks[j].end], toks[i].start))
     return out[:1]
+
+
+def _feature_at(words: list[str], i: int, feature: list[str]) -> int | None:
+    """The last word of the feature named from word `i` ("shared ride", "sharing a ride"), or None."""
+    j = i
+    for k, part in enumerate(feature):
+        while k and j < len(words) and words[j] in ("a", "an", "the", "my", "our"):
+            j += 1
+        if j >= len(words) or not _stem_match(words[j], part):
+            return None
+        j += 1
+    return j - 1
 
 
 def _stem_match(word: str, feature: str) -> bool:
     word = word.replace("-", "")
-    return word == feature or (len(feature) > 3 and word.startswith(feature[:-1]) and len(word) <= len(feature) + 2)
+    return (word == feature or (len(feature) > 3 and word.startswith(feature[:-1]) and len(word) <= len(feature) + 2)
+            or (len(feature) > 4 and _root(word) == _root(feature)))  # "sharing" for `shared`
+
+
+def _root(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "e", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[:-len(suffix)]
+    return word
 
 
 def _enum_candidates(text: str, toks: list[_Token], spec: SlotSpec) -> list[Candidate]:
@@ -324,7 +350,7 @@ def _is_cue(word: str, cues: frozenset[str]) -> str | None:
     return None
 
 
-def _cue_bonus(toks: list[_Token], c: Candidate, spec: SlotSpec, before: int = 4, after: int = 3) -> float:
+def _cue_bonus(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec, before: int = 4, after: int = 3) -> float:
     """How strongly the slot's own words stand next to the value: right beside it ("2 *rooms*",
     "*party of* four") counts most, and a word of the slot's name more than one of its
     description, wherever it stands ("one hotel *room*" is a number of rooms, not a star rating).
@@ -337,6 +363,9 @@ def _cue_bonus(toks: list[_Token], c: Candidate, spec: SlotSpec, before: int = 4
     for k in range(max(0, c.first - before), min(len(toks), c.last + 1 + after)):
         if c.first <= k <= c.last:
             continue
+        gap = text[toks[k].end:toks[c.first].start] if k < c.first else text[toks[c.last].end:toks[k].start]
+        if re.search(r"[.!?]", gap):
+            continue  # another sentence's words say nothing of this value
         cue = _is_cue(toks[k].text, cues if k > c.last else before_cues)
         if cue:
             distance = c.first - k if k < c.first else k - c.last
@@ -351,12 +380,12 @@ beside between among without within per via if when while because than was were 
 should shall may might must do does did has have had am not our my your me us them him her there here""".split()) | _STOP | _GLUE | _VALUE
 
 
-def _counted_nouns(text: str, toks: list[_Token], c: Candidate) -> list[str]:
-    """The words a bare number counts, when a noun follows it in the same phrase ("3
-    *bedrooms*", "15 *minutes*", "one *hotel room*", "379 *Gellert Boulevard*"): at most two,
-    since a compound's head may be either ("a 2 *bedroom* apartment")."""
+def _nouns_after(text: str, toks: list[_Token], last: int) -> list[str]:
+    """The words a number ending at token `last` counts, when a noun follows it in the same
+    phrase ("3 *bedrooms*", "15 *minutes*", "one *hotel room*", "379 *Gellert Boulevard*"): at
+    most two, since a compound's head may be either ("a 2 *bedroom* apartment")."""
     out: list[str] = []
-    k = c.last + 1
+    k = last + 1
     while k < len(toks) and len(out) < 2:
         between = text[toks[k - 1].end:toks[k].start]
         word = toks[k].text
@@ -372,6 +401,15 @@ _STREET = frozenset("""street st avenue ave boulevard blvd road rd drive dr lane
 parkway pkwy highway hwy terrace circle square plaza alley crescent close""".split())
 
 
+#: Words before a number that make it a name, not a quantity ("suite 109", "flight 22").
+_LABELS = frozenset("suite apt apartment unit floor room gate terminal platform flight route highway exit".split())
+
+
+def _identifier(text: str, toks: list[_Token], c: Candidate) -> bool:
+    """A number that labels a thing: after "#" or a word like "suite" or "gate"."""
+    return text[:toks[c.first].start].rstrip().endswith("#") or (c.first > 0 and toks[c.first - 1].text in _LABELS)
+
+
 def _in_address(toks: list[_Token], c: Candidate) -> bool:
     """Whether the value's words begin a street address: a numeral, at most three more words
     (names or an ordinal, "54 37th Avenue"), then a street word."""
@@ -385,44 +423,64 @@ def _in_address(toks: list[_Token], c: Candidate) -> bool:
     return False
 
 
-#: Words before a value that make it the end of a range ("until the 10th", "back on Sunday").
-_END_WORDS = frozenset("until till til through thru to ending end return returning back drop dropoff off checkout".split())
+#: Words before a value that make it the far end of a range ("until the 10th", "arriving at 5")
+#: or the near end ("from the 3rd", "leaving at 9"); "to" only right before it ("to the 7th",
+#: not "want to leave at 9").
+_END_WORDS = frozenset("until till til through thru ending end drop dropoff off checkout arrive arrives arriving land lands landing".split())
+_START_WORDS = frozenset("from leave leaves leaving depart departs departing pick pickup".split())
+_DETERMINERS = frozenset("the my our their his her your".split())
 
 
-def _range_bonus(toks: list[_Token], c: Candidate, spec: SlotSpec, specs: Sequence[SlotSpec]) -> float:
+def _return_leg(spec: SlotSpec) -> bool:
+    """A slot for the way back (`return_date`, "Departure time for the return leg flight")."""
+    words = re.findall(r"[a-z]+", f"{spec.name.replace('_', ' ')} {spec.description}".lower())
+    return any(w.startswith("return") or w == "inbound" for w in words)
+
+
+def _clause_before(text: str, toks: list[_Token], first: int, most: int) -> list[_Token]:
+    """Up to `most` tokens before token `first`, back to the start of its sentence."""
+    out: list[_Token] = []
+    for k in range(first - 1, max(-1, first - 1 - most), -1):
+        if re.search(r"[.!?]", text[toks[k].end:toks[k + 1].start]):
+            break
+        out.insert(0, toks[k])
+    return out
+
+
+def _range_bonus(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec, specs: Sequence[SlotSpec]) -> float:
     """With two slots of one type ahead (pick-up and drop-off dates, the caller's account and
-    the recipient's), a value said after "until" or "to" is the far end's: the slot named or
-    described as where things end (`trip_end`), else the second one, whatever the order it
-    comes in; after "from", the near end's. Not for counts: "want *to* find a 2 bedroom" is
-    no range."""
-    same = [x.name for x in specs if x.type == spec.type]
+    the recipient's, the flight out and the flight back), the words before a value say which:
+    after "return" or "back", the way back's; else not the way back's, and after "until" or
+    "to", the far end's: the slot named or described as where things end (`trip_end`), else the
+    second one, whatever the order it comes in; after "from" or "leaving", the near end's. Not for counts:
+    "want *to* find a 2 bedroom" is no range."""
+    same = [x for x in specs if x.type == spec.type]
     if len(same) < 2 or spec.type == "number":
         return 0.0
-    cue = next((t.text for t in reversed(toks[max(0, c.first - 3):c.first]) if t.text in _END_WORDS or t.text == "from"), None)
+    window = toks[max(0, c.first - 3):c.first]
+    lean = 0.0
+    legs = [x.name for x in same if _return_leg(x)]
+    if legs and len(legs) < len(same):
+        back = any(t.text in _RETURN_WORDS for t in _clause_before(text, toks, c.first, 8))
+        if back:  # "the return flight needs to leave at 3:15": the way back's, and which of its ends
+            lean = 1.0 if spec.name in legs else -1.0
+        else:  # a time said plainly is for the way out
+            lean = -0.5 if spec.name in legs else 0.0
+    cue = next((t.text for t in reversed(window) if t.text in _END_WORDS or t.text in _START_WORDS), None)
+    near = [t.text for t in window if t.text not in _DETERMINERS and not t.text.endswith("'s")][-1:]
+    if near == ["to"] and c.first > 0:
+        cue = "to"
     if cue is None:
-        return 0.0
-    sign = -1.0 if cue == "from" else 1.0  # "from savings": the near end's, whatever else is said
-    far = [x.name for x in specs if x.type == spec.type and trip_end(x) == "end"]
+        return lean
+    sign = -1.0 if cue in _START_WORDS else 1.0  # "from savings": the near end's, whatever else is said
+    far = [x.name for x in same if trip_end(x) == "end"]
     if far:
-        return sign if spec.name in far else -sign
-    return sign if spec.name != same[0] else -sign
+        return lean + (sign if spec.name in far else -sign)
+    return lean + (sign if spec.name != same[0].name else -sign)
 
 
-#: Words that say which end of a trip (or a transfer) a slot or a place is: where it starts, or
-#: where it goes.
-_STARTS = frozenset("from origin starting start departure departing depart leaving leave pickup pick source".split())
-_ENDS = frozenset("to destination ending end arrival arriving arrive going dropoff drop towards recipient".split())
-
-
-def trip_end(spec: SlotSpec) -> str | None:
-    """"start" or "end" for a slot named or described as one end of a trip (`origin_city`,
-    "City where bus is going to"), else None."""
-    words = re.findall(r"[a-z]+", f"{spec.name.replace('_', ' ')} {spec.description}".lower())
-    starts, ends = sum(w in _STARTS for w in words), sum(w in _ENDS for w in words if w != "to")
-    ends += bool(words) and words[-1] == "to"  # "going to", not "riders to call a taxi for"
-    if starts == ends:
-        return None
-    return "start" if starts > ends else "end"
+#: Words before a value that make it the way back's ("*back* on Sunday", "*returning* at 5").
+_RETURN_WORDS = frozenset("return returning returned back inbound".split())
 
 
 def _kind_fits(c: Candidate, spec: SlotSpec) -> bool:
@@ -434,11 +492,11 @@ def _kind_fits(c: Candidate, spec: SlotSpec) -> bool:
 def _counts_other(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec) -> bool:
     """A count of something this slot does not count: "3 *bedrooms*" for baths, "in 15
     *minutes*" for riders, a house number for anything."""
-    if c.kind in _NUMERIC and _in_address(toks, c):
+    if c.kind in _NUMERIC and (_in_address(toks, c) or _identifier(text, toks, c)):
         return True
     if c.kind != "number":
         return False
-    nouns = _counted_nouns(text, toks, c)
+    nouns = _nouns_after(text, toks, c.last)
     return bool(nouns) and not any(_is_cue(w, cue_words(spec)) for w in nouns)
 
 
@@ -448,7 +506,7 @@ def place(text: str, toks: list[_Token], cands: Sequence[Candidate], specs: Sequ
     for order, spec in enumerate(specs):
         for c in cands:
             if _kind_fits(c, spec) and not _counts_other(text, toks, c, spec):
-                score = c.strength + _cue_bonus(toks, c, spec) + _range_bonus(toks, c, spec, specs)
+                score = c.strength + _cue_bonus(text, toks, c, spec) + _range_bonus(text, toks, c, spec, specs)
                 if score >= WEAK:
                     pairs.append((-score, c.first, order, spec, c))
     pairs.sort(key=lambda p: p[:3])

@@ -137,36 +137,45 @@ def test_to_and_from_say_which_of_two_choices_of_one_kind():
     assert found("send it to their savings account", specs) == {"recipient_account": "savings"}
 
 
-def test_which_end_of_a_trip_a_slot_is():
-    from ivr.nlu.extract import trip_end
-
-    assert trip_end(SlotSpec("origin_city", "text", "Starting city for the trip")) == "start"
-    assert trip_end(SlotSpec("to_location", "text", "City where the bus is going to")) == "end"
-    assert trip_end(SlotSpec("from_station", "text", "Station the bus leaves from")) == "start"
-    assert trip_end(SlotSpec("riders", "number", "Number of riders to call a taxi for")) is None
-    assert trip_end(SlotSpec("cuisine", "text", "Kind of food")) is None
-
-
-def test_the_word_before_a_place_says_which_slot_it_fills():
-    from ivr.nlu.slm_extract import cued_slot, place_kind
-
-    city = SlotSpec("city", "text", "City where the cinema is")
-    name = SlotSpec("cinema_name", "text", "Name of the cinema")
-    origin = SlotSpec("origin", "text", "City the trip starts from")
-    dest = SlotSpec("destination", "text", "City the trip goes to")
-    assert (place_kind(city), place_kind(name), place_kind(SlotSpec("genre", "text", "Kind of film"))) == ("where", "name", None)
-    text = "a film in Petaluma at the Roxy Cinema, leaving from Oakland"
-    assert cued_slot(name, [city], text, text.index("Petaluma")) == city
-    assert cued_slot(city, [name], text, text.index("Roxy")) is None  # "the" is no cue
-    assert cued_slot(city, [name], "a film at Roxy Cinema", len("a film at ")) == name
-    assert cued_slot(dest, [origin], text, text.index("Oakland")) == origin
-    assert cued_slot(origin, [dest], text, text.index("Oakland")) is None  # the model was right
-    assert cued_slot(name, [], text, text.index("Petaluma")) is None  # nowhere else to put it
-
-
 def test_a_name_may_start_with_a_house_number_and_hold_a_capitalised_common_word():
     from ivr.nlu.slm_extract import _spans
 
     names = {s.said for s in _spans("take me to 379 Gellert Boulevard in New York. Thanks", names_only=True)}
     assert {"379 Gellert Boulevard", "New York", "Gellert Boulevard"} <= names
     assert "York Thanks" not in names  # a name does not run on into the next sentence
+
+
+def test_a_number_that_labels_something_counts_nothing():
+    assert found("take us to 555 Knowles Drive Suite 109, three of us", TAXI) == {"riders": 3}
+    assert found("I'm at gate 12 with 2 people", TAXI) == {"riders": 2}
+    assert found("go to apartment #107", TAXI) == {}
+
+
+def test_at_before_a_number_that_counts_a_noun_is_no_time():
+    hotel = [SlotSpec("star_rating", "number", "Star rating of the hotel"), SlotSpec("check_in", "time", "Check-in time")]
+    assert found("I'm looking at three star hotels", hotel) == {"star_rating": 3}
+    assert found("check in at three please", hotel) == {"check_in": "15:00"}
+
+
+FLIGHT = [SlotSpec("outbound_departure_time", "time", "Departure time for the outbound leg flight"),
+          SlotSpec("outbound_arrival_time", "time", "Arrival time for the outbound leg flight"),
+          SlotSpec("inbound_arrival_time", "time", "Arrival time for the return leg flight"),
+          SlotSpec("inbound_departure_time", "time", "Departure time for the return leg flight")]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("I'd like to leave at 12:45", {"outbound_departure_time": "12:45"}),  # "to" of "like to" is no range
+    ("arriving at 5 pm at the latest", {"outbound_arrival_time": "17:00"}),
+    ("the flight back should leave at 3:15 in the afternoon", {"inbound_departure_time": "15:15"}),
+    ("out at 9 am. The return flight can leave at 6 pm", {"outbound_departure_time": "09:00", "inbound_departure_time": "18:00"}),
+])
+def test_the_way_out_the_way_back_and_which_end(text, expected):
+    assert found(text, FLIGHT) == expected
+
+
+def test_a_feature_is_named_with_an_article_between_or_another_ending():
+    ride = [SlotSpec("shared_ride", "yes_no", "Whether the ride is shared")]
+    assert found("I'm happy sharing a ride", ride) == {"shared_ride": True}
+    assert found("share the ride please", ride) == {"shared_ride": True}
+    assert found("no shared ride", ride) == {"shared_ride": False}
+    assert found("I'll ride alone", ride) == {}

@@ -1,0 +1,63 @@
+"""Which slot a place belongs to, by the slot's words and the caller's word before it."""
+
+from ivr.nlu.places import cued_slot, place_kind, trip_end
+from ivr.nlu.understanding import SlotSpec
+
+
+def test_which_end_of_a_trip_a_slot_is():
+    assert trip_end(SlotSpec("origin_city", "text", "Starting city for the trip")) == "start"
+    assert trip_end(SlotSpec("to_location", "text", "City where the bus is going to")) == "end"
+    assert trip_end(SlotSpec("from_station", "text", "Station the bus leaves from")) == "start"
+    assert trip_end(SlotSpec("riders", "number", "Number of riders to call a taxi for")) is None
+    assert trip_end(SlotSpec("cuisine", "text", "Kind of food")) is None
+
+
+def test_the_word_before_a_place_says_which_slot_it_fills():
+    city = SlotSpec("city", "text", "City where the cinema is")
+    name = SlotSpec("cinema_name", "text", "Name of the cinema")
+    origin = SlotSpec("origin", "text", "City the trip starts from")
+    dest = SlotSpec("destination", "text", "City the trip goes to")
+    assert (place_kind(city), place_kind(name), place_kind(SlotSpec("genre", "text", "Kind of film"))) == ("where", "name", None)
+    text = "a film in Petaluma at the Roxy Cinema, leaving from Oakland"
+    assert cued_slot(name, [city], text, text.index("Petaluma")) == city
+    assert cued_slot(city, [name], text, text.index("Roxy")) is None  # "the" is no cue
+    assert cued_slot(city, [name], "a film at Roxy Cinema", len("a film at ")) == name
+    assert cued_slot(dest, [origin], text, text.index("Oakland")) == origin
+    assert cued_slot(origin, [dest], text, text.index("Oakland")) is None  # the model was right
+    assert cued_slot(name, [], text, text.index("Petaluma")) is None  # nowhere else to put it
+
+
+def test_a_city_after_in_fills_the_slot_for_where_things_are():
+    from ivr.nlu.slm_extract import places_said
+    from ivr.nlu.understanding import SlotValue
+
+    hotel = [SlotSpec("destination", "text", "Location of the hotel"), SlotSpec("hotel_name", "text", "Name of the hotel")]
+    text = "can you find me a room in Kuala Lumpur, Malaysia for tonight"
+    (v,) = places_said(text, hotel, [])
+    assert (v.slot, v.value, v.source, text[v.start:v.start + len(v.said)]) == (
+        "destination", "Kuala Lumpur, Malaysia", "parser", "Kuala Lumpur, Malaysia")
+    assert places_said("a room at the Hilton", hotel, []) == []  # a name, not where
+    assert places_said("a room in town", hotel, []) == []  # no name said
+    said = SlotValue("destination", "Oslo", "Oslo", "model", 11)
+    assert places_said("a hotel in Oslo, Norway. Thanks", hotel, [said])[0].value == "Oslo, Norway"
+    # the model's place stays; nothing said after "in" is added to a filled slot
+    assert places_said("a hotel in Oslo", hotel, [SlotValue("destination", "Oslo", "Oslo", "model", 11)]) == [
+        SlotValue("destination", "Oslo", "Oslo", "model", 11)]
+    # a month the date parser took is not a city
+    assert places_said("a hotel in March", hotel, [], claimed=[(11, 16)]) == []
+    # where a trip starts is not said with "in"
+    bus = [SlotSpec("from_city", "text", "City the bus leaves from")]
+    assert places_said("a bus in Denver", bus, []) == []
+
+
+def test_a_region_after_a_place_is_part_of_it():
+    from ivr.nlu.slm_extract import with_region
+    from ivr.nlu.understanding import SlotValue
+
+    def region(text, place):
+        return with_region(text, SlotValue("city", place, place, "model", text.index(place))).value
+
+    assert region("a bus from Fresno, CA - can you help?", "Fresno") == "Fresno, CA"
+    assert region("to Sydney, Australia.", "Sydney") == "Sydney, Australia"
+    assert region("to Paris, and then home", "Paris") == "Paris"
+    assert region("to Paris, Can you help", "Paris") == "Paris"  # a common word is no region
