@@ -276,7 +276,7 @@ def _root(word: str) -> str:
 
 
 def _enum_candidates(text: str, toks: list[_Token], spec: SlotSpec) -> list[Candidate]:
-    words = [t.text for t in toks]
+    words = [t.text.lstrip("#") for t in toks]  # a choice may be a numeral glued to letters ("3d")
     out = []
     for key, synonyms in spec.choices:
         for phrase in (key, *synonyms):
@@ -406,8 +406,17 @@ _LABELS = frozenset("suite apt apartment unit floor room gate terminal platform 
 
 
 def _identifier(text: str, toks: list[_Token], c: Candidate) -> bool:
-    """A number that labels a thing: after "#" or a word like "suite" or "gate"."""
-    return text[:toks[c.first].start].rstrip().endswith("#") or (c.first > 0 and toks[c.first - 1].text in _LABELS)
+    """A number that labels a thing: after "#" or a word like "suite" or "gate", or a numeral
+    that ends a name ("Hisui 2", "Studio 54": right after a capitalised word that does not
+    open a sentence)."""
+    if text[:toks[c.first].start].rstrip().endswith("#") or (c.first > 0 and toks[c.first - 1].text in _LABELS):
+        return True
+    if c.kind != "number" or c.first == 0 or not _numeral(toks[c.first].text):
+        return False
+    prev = toks[c.first - 1]
+    said = text[prev.start:prev.end]
+    opens = not text[:prev.start].strip() or text[:prev.start].rstrip()[-1] in ".!?"
+    return said[:1].isupper() and said not in ("I", "I'm") and not opens and prev.text not in _VALUE
 
 
 def _in_address(toks: list[_Token], c: Candidate) -> bool:

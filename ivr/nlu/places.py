@@ -29,6 +29,9 @@ def trip_end(spec: SlotSpec) -> str | None:
     return "start" if starts > ends else "end"
 
 
+#: Words before a place that make it where a trip starts ("from LA", "leaving Fresno").
+_STARTS_A_TRIP = frozenset("from leaving departing leave depart".split())
+
 #: Words of a slot that make it a place's whereabouts (a city, an area) rather than its name.
 _WHERE = frozenset("city town area location neighborhood neighbourhood region country state suburb district".split())
 #: The word before a place, and the kind of slot it says the place is for. Over the 2,800 first
@@ -55,7 +58,7 @@ def cued_slot(spec: SlotSpec, left: Sequence[SlotSpec], text: str, at: int) -> S
     last = before[-1] if before else ""
     mine, said, kind = trip_end(spec), None, trip_end
     if mine is not None:
-        said = "start" if "from" in before else "end" if last in ("to", "towards", "into") else None
+        said = "start" if _STARTS_A_TRIP & set(before) else "end" if last in ("to", "towards", "into") else None
     else:
         mine, said, kind = place_kind(spec), _CUED.get(last), place_kind
     if mine is None or said is None or said == mine:

@@ -179,3 +179,14 @@ def test_a_feature_is_named_with_an_article_between_or_another_ending():
     assert found("share the ride please", ride) == {"shared_ride": True}
     assert found("no shared ride", ride) == {"shared_ride": False}
     assert found("I'll ride alone", ride) == {}
+
+
+def test_a_numeral_after_a_name_is_part_of_it():
+    assert found("a table at Hisui 2 for four", TABLE) == {"party_size": 4}
+    assert found("Studio 54 please, 3 people", TABLE) == {"party_size": 3}
+    assert found("on December 9 for 2", TABLE) == {"day": "2026-12-09", "party_size": 2}  # a month is no name
+
+
+def test_a_choice_glued_to_a_numeral():
+    show = [SlotSpec("show_type", "enum", choices=(("3d", ()), ("imax", ()), ("regular", ())))]
+    assert found("a 3d movie please", show) == {"show_type": "3d"}

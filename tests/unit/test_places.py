@@ -36,7 +36,8 @@ def test_a_city_after_in_fills_the_slot_for_where_things_are():
     (v,) = places_said(text, hotel, [])
     assert (v.slot, v.value, v.source, text[v.start:v.start + len(v.said)]) == (
         "destination", "Kuala Lumpur, Malaysia", "parser", "Kuala Lumpur, Malaysia")
-    assert places_said("a room at the Hilton", hotel, []) == []  # a name, not where
+    (v,) = places_said("a room at the Hilton Garden Inn, please", hotel, [])  # a name, not where
+    assert (v.slot, v.value) == ("hotel_name", "Hilton Garden Inn")
     assert places_said("a room in town", hotel, []) == []  # no name said
     said = SlotValue("destination", "Oslo", "Oslo", "model", 11)
     assert places_said("a hotel in Oslo, Norway. Thanks", hotel, [said])[0].value == "Oslo, Norway"
@@ -61,3 +62,16 @@ def test_a_region_after_a_place_is_part_of_it():
     assert region("to Sydney, Australia.", "Sydney") == "Sydney, Australia"
     assert region("to Paris, and then home", "Paris") == "Paris"
     assert region("to Paris, Can you help", "Paris") == "Paris"  # a common word is no region
+
+
+def test_from_and_to_fill_the_ends_of_a_trip_the_model_left():
+    from ivr.nlu.slm_extract import places_said
+    from ivr.nlu.understanding import SlotValue
+
+    bus = [SlotSpec("origin", "text", "City the bus leaves from"), SlotSpec("destination", "text", "City the bus goes to")]
+    values = places_said("a bus from SF to Sacramento, CA tomorrow", bus, [SlotValue("origin", "SF", "SF", "model", 11)])
+    assert [(v.slot, v.value) for v in values] == [("origin", "SF"), ("destination", "Sacramento, CA")]
+    assert [(v.slot, v.value) for v in places_said("I'm leaving Fresno today", bus, [])] == [("origin", "Fresno")]
+    # two name slots: "at" does not say which
+    films = [SlotSpec("movie_name", "text", "Name of the film"), SlotSpec("theater_name", "text", "Name of the cinema")]
+    assert places_said("something at the Roxy", films, []) == []
