@@ -29,8 +29,9 @@ from ivr.calllog.review_queue import with_vector
 from ivr.dialog.engine import Expectation, FlowEngine, signal_examples
 from ivr.handoff.policy import Escalation, EscalationPolicy, TurnFacts, decide, is_person_intent, with_repetition
 from ivr.nlu.extract import claimed_spans, find_values
+from ivr.nlu.places import places_said
 from ivr.nlu.signals import Signals, detect
-from ivr.nlu.slm_extract import likely_carries_values, places_said
+from ivr.nlu.slm_extract import likely_carries_values
 from ivr.nlu.understanding import OUT_OF_SCOPE, NLUOutcome, SlotValue, Understanding
 
 @dataclass

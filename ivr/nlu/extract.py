@@ -10,15 +10,22 @@ short window of the words around value-like tokens (numbers, months, weekdays, "
                 gives what "3rd" gives, so it is not a value of its own; "seven thirty" is not
                 "seven"). A window inside a longer one of the same type is dropped.
 2. strength     how sure the words are about the type: "tomorrow", "March 3rd" and "at seven"
-                (the word before counts) are strong; a bare "four" could be a count, an amount
-                or a time, and is weak for all three. A candidate weaker than another type's on
-                the same words is dropped, so "at seven" never fills a party size.
+                (the word before counts, unless a word a count slot counts follows: "at two
+                *star* hotels") are strong; a bare "four" could be a count, an amount or a
+                time, and is weak for all three. A candidate weaker than another type's on the
+                same words is dropped, so "at seven" never fills a party size.
 3. placement    each candidate is scored for each slot of its type, with a bonus when words of
-                the slot's name or description stand next to it ("four *people*", "2 *rooms*":
-                right beside it counts most), and, with two slots of one type ahead, for the
-                second when the value follows "until" or "back"; the best pairs win, one value
-                per slot and per span. Equal scores go in order: the first value said to the
-                first slot the flow asks ("from the 3rd to the 7th").
+                the slot's name or description stand next to it ("four *people*", "2 *rooms*",
+                plurals and compounds too: "3 *bedrooms*" for `number_of_beds`; right beside it
+                counts most, the slot's name more than its description). Some values a slot
+                must not take: a house number or a label ("379 Gellert Boulevard", "suite
+                109", "Hisui 2"), and, for a count, one of something else said ("in 15
+                *minutes*", "3 *bedrooms*" when a beds slot is ahead of the baths). With two
+                slots of one type ahead, the words before a value say which (`_range_bonus`:
+                the way back after "return", the far end after "until" or "to", the near end
+                after "from"). The best pairs win, one value per slot and per span. Equal
+                scores go in order: the first value said to the first slot the flow asks
+                ("from the 3rd to the 7th").
 
 A yes/no slot named for a feature (`has_wifi`, `live_music`) is true when the caller names the
 feature, false after "no" or "without". Text slots are for the small model
@@ -32,7 +39,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Sequence
 
-from ivr.nlu.places import trip_end
+from ivr.nlu.places import return_leg, trip_end
 from ivr.nlu.slots import (
     FILLERS,
     MONTHS,
@@ -45,6 +52,7 @@ from ivr.nlu.slots import (
     phrase_key,
 )
 from ivr.nlu.understanding import SlotSpec, SlotValue
+from ivr.nlu.vocabulary import END_CUES, LABELS, RETURN_CUES, SAME, START_CUES, STREET, TRIP_CUES, UNITS, WORD
 
 #: Types whose values the parsers find anywhere in a sentence.
 PARSED_TYPES = ("number", "money", "date", "time", "digits", "phone", "enum", "yes_no")
@@ -145,7 +153,8 @@ def _minimal(found: dict[tuple[int, int], object]) -> list[tuple[int, int]]:
 
 
 def _strength(kind: str, toks: list[_Token], i: int, j: int, said: str, counted: bool = False) -> float:
-    """How sure the words are of the type; `counted`: a noun follows that the number counts."""
+    """How sure the words are of the type; `counted`: a word follows that a count slot ahead
+    counts, or a unit ("two *star* hotels", "in 15 *minutes*")."""
     words = {t.text for t in toks[i:j + 1]}
     before = toks[i - 1].text if i > 0 else ""
     after = toks[j + 1].text if j + 1 < len(toks) else ""
@@ -160,7 +169,7 @@ def _strength(kind: str, toks: list[_Token], i: int, j: int, said: str, counted:
         hour_minutes = numbers >= 2 and not (_numeral(before) or before in NUMBER_WORDS)  # not "eighty [two fifty]"
         if ":" in said or words & _TIME_CUES or after in _TIME_CUES or hour_minutes:
             return STRONG
-        if before in _TIME_BEFORE and not counted:  # "at seven", not "looking at two star hotels"
+        if before in _TIME_BEFORE and not counted:  # "at seven", not "looking at two *star* hotels"
             return STRONG
         return WEAK * 0.75  # a bare "2" is a count before it is a time: only next to the slot's words
     if kind == "money":
@@ -203,6 +212,7 @@ def candidates(text: str, specs: Sequence[SlotSpec], *, today: date | None = Non
             kinds[f"{spec.type}:{spec.name}"] = spec
     out: list[Candidate] = []
     windows = _windows(toks) if kinds else []
+    count_cues = frozenset(w for spec in specs if spec.type == "number" for w in cue_words(spec))
     for kind, spec in kinds.items():
         found: dict[tuple[int, int], object] = {}
         for i, j in windows:
@@ -217,7 +227,7 @@ def candidates(text: str, specs: Sequence[SlotSpec], *, today: date | None = Non
                 found[(i, j)], previous = _after(found[(i, j)], previous, said, today)
             if spec is not None and sum(ch.isdigit() for ch in str(found[(i, j)])) < min(3, spec.length or 3):
                 continue  # "two" is not an account number said in passing
-            counted = bool(_nouns_after(text, toks, j))
+            counted = any(_is_cue(w, count_cues) or w in UNITS for w in _nouns_after(text, toks, j))
             out.append(Candidate(kind, i, j, found[(i, j)], _strength(kind.split(":")[0], toks, i, j, said, counted),
                                  said, toks[i].start))
     for spec in specs:
@@ -244,28 +254,32 @@ def _feature_candidates(text: str, toks: list[_Token], spec: SlotSpec) -> list[C
     for i in range(len(words)):
         j = _feature_at(words, i, feature)
         if j is not None:
-            negated = any(w in _NEGATIONS for w in words[max(0, i - 3):i])
+            before = words[max(0, i - 3):i]
+            # "no pets", "not smoking"; but "I don't *mind* sharing" says yes
+            negated = any(w in _NEGATIONS for w in before) and "mind" not in before
             out.append(Candidate(f"flag:{spec.name}", i, j, not negated, STRONG,
                                  text[toks[i].start:toks[j].end], toks[i].start))
     return out[:1]
 
 
 def _feature_at(words: list[str], i: int, feature: list[str]) -> int | None:
-    """The last word of the feature named from word `i` ("shared ride", "sharing a ride"), or None."""
+    """The last word of the feature named from word `i` ("shared ride", "sharing a ride"), or
+    None. A feature of two words may be said in another form of its verb ("sharing" for
+    `shared_ride`); one of one word may not ("smoked salmon" says nothing of `smoking`)."""
     j = i
     for k, part in enumerate(feature):
         while k and j < len(words) and words[j] in ("a", "an", "the", "my", "our"):
             j += 1
-        if j >= len(words) or not _stem_match(words[j], part):
+        if j >= len(words) or not _stem_match(words[j], part, len(feature) > 1):
             return None
         j += 1
     return j - 1
 
 
-def _stem_match(word: str, feature: str) -> bool:
+def _stem_match(word: str, feature: str, forms: bool = False) -> bool:
     word = word.replace("-", "")
     return (word == feature or (len(feature) > 3 and word.startswith(feature[:-1]) and len(word) <= len(feature) + 2)
-            or (len(feature) > 4 and _root(word) == _root(feature)))  # "sharing" for `shared`
+            or (forms and len(feature) > 4 and _root(word) == _root(feature)))  # "sharing" for `shared`
 
 
 def _root(word: str) -> str:
@@ -312,40 +326,36 @@ def _drop_outranked(cands: list[Candidate]) -> list[Candidate]:
 
 def name_words(spec: SlotSpec) -> frozenset[str]:
     words = spec.name.lower().split("_")
-    return frozenset(_SAME.get(w, w) for w in words if w not in _STOP and len(w) > 2)
+    return frozenset(SAME.get(w, w) for w in words if w not in _STOP and len(w) > 2)
 
 
 def cue_words(spec: SlotSpec) -> frozenset[str]:
     """The slot's own words: its name's parts and its description's content words."""
     words = re.findall(r"[a-z]+", (spec.name.replace("_", " ") + " " + spec.description).lower())
-    return frozenset(_SAME.get(w, w) for w in words if w not in _STOP and len(w) > 2)
-
-
-#: Words that stand for each other next to a count ("one person" for "number of people"): the
-#: ways of saying how many people, whatever the flow calls them (guests, passengers, riders).
-_PEOPLE = frozenset("""person persons people guest guests passenger passengers traveler travelers traveller
-travellers rider riders adult adults attendee attendees participant participants individual individuals
-pax party""".split())
-_SAME = {**{w: "people" for w in _PEOPLE}, "child": "children", "kid": "kids", "ticket": "tickets",
-         "night": "nights", "room": "rooms", "seat": "seats"}
+    return frozenset(SAME.get(w, w) for w in words if w not in _STOP and len(w) > 2)
 
 
 def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
+#: Endings that make another form of a word, not a compound ("staying" is no "stay" + word).
+_SUFFIXES = frozenset("ing ings ed er ers est ies es ly".split())
+
+
 def _is_cue(word: str, cues: frozenset[str]) -> str | None:
     """The cue `word` stands for, if any: itself, its singular, the start of a longer cue
     ("travel" for "travelers"), or a compound that begins with one ("bedrooms" for "beds",
     "bathroom" for "baths")."""
-    w = _SAME.get(word, word)
+    w = SAME.get(word, word)
     if w in cues:
         return w
     for cue in cues:
         stem = _stem(cue)
         if _stem(w) == stem or (len(w) > 4 and len(cue) > 4 and cue.startswith(w[:5])):
             return cue
-        if len(stem) >= 3 and w.startswith(stem) and len(w) - len(stem) >= 3:
+        rest = w[len(stem):]
+        if len(stem) >= 3 and w.startswith(stem) and len(rest) >= 3 and rest not in _SUFFIXES:
             return cue
     return None
 
@@ -377,13 +387,14 @@ def _cue_bonus(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec, befo
 _NOT_COUNTED = frozenset("""please thanks thank and or but so then too also only each total altogether
 exactly just yes no okay ok right now under over into onto near during since through across behind
 beside between among without within per via if when while because than was were will would can could
-should shall may might must do does did has have had am not our my your me us them him her there here""".split()) | _STOP | _GLUE | _VALUE
+should shall may might must do does did has have had am not our my your me us them him her there
+here""".split()) | _STOP | _GLUE | _VALUE
 
 
 def _nouns_after(text: str, toks: list[_Token], last: int) -> list[str]:
-    """The words a number ending at token `last` counts, when a noun follows it in the same
-    phrase ("3 *bedrooms*", "15 *minutes*", "one *hotel room*", "379 *Gellert Boulevard*"): at
-    most two, since a compound's head may be either ("a 2 *bedroom* apartment")."""
+    """The words right after a number ending at token `last` that it may count, in the same
+    phrase ("3 *bedrooms*", "15 *minutes*", "one *hotel room*"): at most two, since a
+    compound's head may be either ("a 2 *bedroom* apartment")."""
     out: list[str] = []
     k = last + 1
     while k < len(toks) and len(out) < 2:
@@ -396,54 +407,64 @@ def _nouns_after(text: str, toks: list[_Token], last: int) -> list[str]:
     return out
 
 
-#: Street words: a number before a name that ends in one is a house number ("379 Gellert Boulevard").
-_STREET = frozenset("""street st avenue ave boulevard blvd road rd drive dr lane ln way court ct place pl
-parkway pkwy highway hwy terrace circle square plaza alley crescent close""".split())
+def _cased(text: str) -> bool:
+    """Whether capitals in the words mean anything: not when every word is capitalised."""
+    return any(w[:1].islower() for w in WORD.findall(text))
 
 
-#: Words before a number that make it a name, not a quantity ("suite 109", "flight 22").
-_LABELS = frozenset("suite apt apartment unit floor room gate terminal platform flight route highway exit".split())
+def _said(text: str, tok: _Token) -> str:
+    return text[tok.start:tok.end]
 
 
-def _identifier(text: str, toks: list[_Token], c: Candidate) -> bool:
+def _joined(text: str, a: _Token, b: _Token) -> bool:
+    return not text[a.end:b.start].strip()
+
+
+def _identifier(text: str, toks: list[_Token], c: Candidate, count_cues: frozenset[str]) -> bool:
     """A number that labels a thing: after "#" or a word like "suite" or "gate", or a numeral
-    that ends a name ("Hisui 2", "Studio 54": right after a capitalised word that does not
-    open a sentence)."""
-    if text[:toks[c.first].start].rstrip().endswith("#") or (c.first > 0 and toks[c.first - 1].text in _LABELS):
+    that ends a name ("Hisui 2", "Studio 54": right after a capitalised word, nothing between,
+    that is neither a function word nor opens a sentence)."""
+    if text[:toks[c.first].start].rstrip().endswith("#"):
         return True
-    if c.kind != "number" or c.first == 0 or not _numeral(toks[c.first].text):
+    if c.first == 0 or not _joined(text, toks[c.first - 1], toks[c.first]):
         return False
     prev = toks[c.first - 1]
-    said = text[prev.start:prev.end]
+    if prev.text in LABELS:
+        return True
+    if c.kind != "number" or not _numeral(toks[c.first].text) or not _cased(text):
+        return False
+    if any(_is_cue(w, count_cues) for w in _nouns_after(text, toks, c.last)):
+        return False  # "at Nopa 4 *people*": a count after all
     opens = not text[:prev.start].strip() or text[:prev.start].rstrip()[-1] in ".!?"
-    return said[:1].isupper() and said not in ("I", "I'm") and not opens and prev.text not in _VALUE
+    return (_said(text, prev)[:1].isupper() and prev.text not in ("i", "i'm") and not opens
+            and prev.text not in _NOT_COUNTED and prev.text not in _VALUE)
 
 
-def _in_address(toks: list[_Token], c: Candidate) -> bool:
-    """Whether the value's words begin a street address: a numeral, at most three more words
-    (names or an ordinal, "54 37th Avenue"), then a street word."""
-    if not _numeral(toks[c.first].text):
+def _in_address(text: str, toks: list[_Token], c: Candidate) -> bool:
+    """Whether the value's words begin a street address: a numeral, one to three names or an
+    ordinal ("54 37th Avenue"), then a street word, with nothing but spaces between. A street
+    word before a capitalised name is a title ("Dr. Patel", "St. Louis"), and a function word
+    on the way means the number is not a house's ("a cab for 2 to Main Street")."""
+    if c.first != c.last or not _numeral(toks[c.first].text):
         return False
     for k in range(c.first + 1, min(len(toks), c.first + 5)):
-        if toks[k].text in _STREET:
-            return k > c.first + 1 or c.last == c.first
-        if not (toks[k].text.isalpha() or toks[k].text[-2:] in ("st", "nd", "rd", "th")):
+        tok = toks[k]
+        gap = text[toks[k - 1].end:tok.start]
+        if gap.strip(" ."):
+            return False
+        if tok.text in STREET and k > c.first + 1:
+            after = toks[k + 1] if k + 1 < len(toks) else None
+            title = tok.text in ("dr", "st") and after is not None and _said(text, after)[:1].isupper()
+            return not title
+        ordinal = tok.text[:1].isdigit() and tok.text[-2:] in ("st", "nd", "rd", "th")
+        name = tok.text.isalpha() and tok.text not in _NOT_COUNTED and (not _cased(text) or _said(text, tok)[:1].isupper())
+        if not (ordinal or name):
             return False
     return False
 
 
-#: Words before a value that make it the far end of a range ("until the 10th", "arriving at 5")
-#: or the near end ("from the 3rd", "leaving at 9"); "to" only right before it ("to the 7th",
-#: not "want to leave at 9").
-_END_WORDS = frozenset("until till til through thru ending end drop dropoff off checkout arrive arrives arriving land lands landing".split())
-_START_WORDS = frozenset("from leave leaves leaving depart departs departing pick pickup".split())
+#: Determiners and possessives between "to" and a value ("to *their* checking account").
 _DETERMINERS = frozenset("the my our their his her your".split())
-
-
-def _return_leg(spec: SlotSpec) -> bool:
-    """A slot for the way back (`return_date`, "Departure time for the return leg flight")."""
-    words = re.findall(r"[a-z]+", f"{spec.name.replace('_', ' ')} {spec.description}".lower())
-    return any(w.startswith("return") or w == "inbound" for w in words)
 
 
 def _clause_before(text: str, toks: list[_Token], first: int, most: int) -> list[_Token]:
@@ -459,37 +480,42 @@ def _clause_before(text: str, toks: list[_Token], first: int, most: int) -> list
 def _range_bonus(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec, specs: Sequence[SlotSpec]) -> float:
     """With two slots of one type ahead (pick-up and drop-off dates, the caller's account and
     the recipient's, the flight out and the flight back), the words before a value say which:
-    after "return" or "back", the way back's; else not the way back's, and after "until" or
-    "to", the far end's: the slot named or described as where things end (`trip_end`), else the
-    second one, whatever the order it comes in; after "from" or "leaving", the near end's. Not for counts:
+    after "return" or "back" in the same sentence, the way back's (a slot named or described as
+    `return` or `inbound`), else not the way back's; after "until" or "to" right before it, the
+    far end's: the slot named or described as where things end (`trip_end`), else the second
+    one, whatever the order it comes in; after "from", the near end's. "leaving" and "arriving"
+    say so only of a trip's slots (a stay's "arriving Friday" is its check-in). Not for counts:
     "want *to* find a 2 bedroom" is no range."""
     same = [x for x in specs if x.type == spec.type]
     if len(same) < 2 or spec.type == "number":
         return 0.0
-    window = toks[max(0, c.first - 3):c.first]
     lean = 0.0
-    legs = [x.name for x in same if _return_leg(x)]
+    legs = [x.name for x in same if return_leg(x)]
     if legs and len(legs) < len(same):
-        back = any(t.text in _RETURN_WORDS for t in _clause_before(text, toks, c.first, 8))
+        back = any(t.text in RETURN_CUES for t in _clause_before(text, toks, c.first, 8))
         if back:  # "the return flight needs to leave at 3:15": the way back's, and which of its ends
             lean = 1.0 if spec.name in legs else -1.0
         else:  # a time said plainly is for the way out
             lean = -0.5 if spec.name in legs else 0.0
-    cue = next((t.text for t in reversed(window) if t.text in _END_WORDS or t.text in _START_WORDS), None)
+    far = [x.name for x in same if trip_end(x) == "end"]
+    ends = {trip_end(x) for x in same}
+
+    def says(word: str) -> bool:  # "arriving" speaks only where a slot is where the trip ends
+        if word not in END_CUES and word not in START_CUES:
+            return False
+        return word not in TRIP_CUES or ("start" if word in START_CUES else "end") in ends
+
+    window = toks[max(0, c.first - 3):c.first]
+    cue = next((t.text for t in reversed(window) if says(t.text)), None)
     near = [t.text for t in window if t.text not in _DETERMINERS and not t.text.endswith("'s")][-1:]
-    if near == ["to"] and c.first > 0:
+    if near == ["to"]:
         cue = "to"
     if cue is None:
         return lean
-    sign = -1.0 if cue in _START_WORDS else 1.0  # "from savings": the near end's, whatever else is said
-    far = [x.name for x in same if trip_end(x) == "end"]
+    sign = -1.0 if cue in START_CUES else 1.0  # "from savings": the near end's, whatever else is said
     if far:
         return lean + (sign if spec.name in far else -sign)
     return lean + (sign if spec.name != same[0].name else -sign)
-
-
-#: Words before a value that make it the way back's ("*back* on Sunday", "*returning* at 5").
-_RETURN_WORDS = frozenset("return returning returned back inbound".split())
 
 
 def _kind_fits(c: Candidate, spec: SlotSpec) -> bool:
@@ -498,15 +524,21 @@ def _kind_fits(c: Candidate, spec: SlotSpec) -> bool:
     return c.kind == spec.type
 
 
-def _counts_other(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec) -> bool:
-    """A count of something this slot does not count: "3 *bedrooms*" for baths, "in 15
-    *minutes*" for riders, a house number for anything."""
-    if c.kind in _NUMERIC and (_in_address(toks, c) or _identifier(text, toks, c)):
+def _counts_other(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec, specs: Sequence[SlotSpec]) -> bool:
+    """A value this slot must not take: a house number or a label for any slot; for a count,
+    one of something else, said: a unit this slot's words do not name ("in 15 *minutes*") or
+    what another count slot ahead counts ("3 *bedrooms*" with beds and baths to fill). A word
+    that is neither says nothing ("4 *friends*", "5 *instead*")."""
+    count_cues = frozenset(w for x in specs if x.type == "number" for w in cue_words(x))
+    if c.kind in _NUMERIC and (_in_address(text, toks, c) or _identifier(text, toks, c, count_cues)):
         return True
     if c.kind != "number":
         return False
     nouns = _nouns_after(text, toks, c.last)
-    return bool(nouns) and not any(_is_cue(w, cue_words(spec)) for w in nouns)
+    if not nouns or any(_is_cue(w, cue_words(spec)) for w in nouns):
+        return False
+    others = [x for x in specs if x.type == "number" and x.name != spec.name]
+    return any(w in UNITS or any(_is_cue(w, cue_words(x)) for x in others) for w in nouns)
 
 
 def place(text: str, toks: list[_Token], cands: Sequence[Candidate], specs: Sequence[SlotSpec]) -> list[SlotValue]:
@@ -514,7 +546,7 @@ def place(text: str, toks: list[_Token], cands: Sequence[Candidate], specs: Sequ
     pairs = []
     for order, spec in enumerate(specs):
         for c in cands:
-            if _kind_fits(c, spec) and not _counts_other(text, toks, c, spec):
+            if _kind_fits(c, spec) and not _counts_other(text, toks, c, spec, specs):
                 score = c.strength + _cue_bonus(text, toks, c, spec) + _range_bonus(text, toks, c, spec, specs)
                 if score >= WEAK:
                     pairs.append((-score, c.first, order, spec, c))

@@ -11,11 +11,14 @@ caller's words, then reads the answer, `none` or a line for each field said:
     cuisine: Filipino
 
 with decoding held to a grammar built for this turn: the next line is one of the fields not yet
-given (or the end), and a value is a run of the caller's own words, so every value is grounded in what was said by construction, and a value that does not parse as
-its slot's type is dropped. Tokens the grammar forces (the rest of a field's name, the rest of a
-word once it is the only one that fits) are evaluated in one batch; the model is consulted only
-where there is a choice (~25 ms each with Qwen2.5-0.5B on two cores): one decision for a turn
-that carries nothing, about three for each value it carries.
+given (or the end), and a value is a run of the caller's own words, so every value is grounded
+in what was said by construction, and a value that does not parse as its slot's type is
+dropped. The word the caller said right before a place checks which slot the model gave it
+(`ivr.nlu.places.cued_slot`: "from Vancouver" is where a trip starts). Tokens the grammar
+forces (the rest of a field's name, the rest of a word once it is the only one that fits) are
+evaluated in one batch; the model is consulted only where there is a choice (~25 ms each with
+Qwen2.5-0.5B on two cores): one decision for a turn that carries nothing, about three for each
+value it carries.
 
 `likely_carries_values` is the gate in front: the model is asked only when the turn has words
 that are neither common words, nor the menu's own request words, nor values the parsers placed.
@@ -25,15 +28,16 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from ivr.nlu.places import cued_slot, place_kind, trip_end
+from ivr.nlu.places import cued_slot
 from ivr.nlu.slm_prompts import clean_text
 from ivr.nlu.slots import parse_slot
 from ivr.nlu.understanding import Shot, SlotSpec, SlotValue
+from ivr.nlu.vocabulary import COMMON, WORD
 
 MAX_SPAN_WORDS = 6
 _END = "<end>"
@@ -47,21 +51,6 @@ SYSTEM = (
     'Caller: "I need a cab to the airport, it\'s for Maria"\n'
     "destination: the airport\npassenger_name: Maria"
 )
-
-#: Words that carry no value of their own: function words and the verbs of asking.
-COMMON = frozenset("""
-a about above after again all also am an and any anything are around as at available be been
-before being below between both but by can could day did do does doing done for from get getting
-give go going good got had has have having hello help hey hi how i i'd i'll i'm i've if in into is
-it it's its just know last let like looking make me might more most my need needs new next no not
-now of off on one only or other our out over please really right say see she should so some
-something somewhere soon than thank thanks that that's the their them then there these they thing
-think this those time to today too try up us use very want wanted wants was way we we're well were
-what when where which while who why will with would yeah yes you you're your book booking find
-reserve reservation check tell show search looking look place places please sure okay ok also
-im id ive wanna gonna gotta listen locate provide arrange schedule recommend suggest assist
-""".split())
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'&.-]*")
 
 
 def spec_key(specs: Sequence[SlotSpec]) -> str:
@@ -78,7 +67,7 @@ def field_line(spec: SlotSpec) -> str:
 def likely_carries_values(text: str, request_words: frozenset[str], claimed: Sequence[tuple[int, int]]) -> bool:
     """Whether the turn has words left that could be a value: not common, not the menu's own
     words, not inside a span the parsers placed."""
-    for m in _WORD.finditer(text):
+    for m in WORD.finditer(text):
         if any(a <= m.start() < b for a, b in claimed):
             continue
         w = m.group(0).lower().strip(".'")
@@ -88,7 +77,7 @@ def likely_carries_values(text: str, request_words: frozenset[str], claimed: Seq
 
 
 def words_of(examples: Sequence[str]) -> frozenset[str]:
-    return frozenset(m.group(0).lower().strip(".'") for e in examples for m in _WORD.finditer(e))
+    return frozenset(m.group(0).lower().strip(".'") for e in examples for m in WORD.finditer(e))
 
 
 def answer_text(specs: Sequence[SlotSpec], values: Sequence[tuple[str, str]]) -> str:
@@ -117,7 +106,7 @@ def _spans(text: str, *, names_only: bool = False) -> list[_Span]:
     """Every run of up to MAX_SPAN_WORDS of the caller's words, as said (case kept). With
     `names_only`, runs that begin and end with a capitalised word that is not a common one
     ("Taste of Burma", "San Jose"), as whisper writes names, or begin with a house number."""
-    words = [(m.group(0).rstrip(".,"), m.start()) for m in _WORD.finditer(text)]
+    words = [(m.group(0).rstrip(".,"), m.start()) for m in WORD.finditer(text)]
 
     def name_like(k: int) -> bool:
         """Capitalised and not a common word; or a common word capitalised where a sentence does
@@ -144,73 +133,6 @@ def _spans(text: str, *, names_only: bool = False) -> list[_Span]:
                 continue
             said = " ".join(w for w, _ in words[i:j + 1])
             out.append(_Span(said, words[i][1], words[j][1] + len(words[j][0]), i, j))
-    return out
-
-
-#: A region after a place, as in "Fresno, CA" or "Sydney, Australia": one or two capitalised
-#: words after a comma, then the end of the phrase.
-_REGION = re.compile(r",\s*([A-Z](?:[A-Za-z.]*[A-Za-z])?(?:\s[A-Z](?:[A-Za-z.]*[A-Za-z])?)?)(?=\s*(?:[-.,;!?]|$|\s[a-z]))")
-_WHERE_CUES = frozenset(("in", "near", "around"))
-
-
-def with_region(text: str, value: SlotValue) -> SlotValue:
-    """A place's value with the region said right after it ("Fresno" -> "Fresno, CA")."""
-    if value.start < 0 or not isinstance(value.value, str):
-        return value
-    end = value.start + len(value.said)
-    m = _REGION.match(text, end)
-    if not m or m.group(1).lower() in COMMON:
-        return value
-    said = text[value.start:m.end()]
-    return replace(value, value=said, said=said)
-
-
-#: The word before a name, and which slot it says the name is for when the small model left
-#: that slot empty (ivr.nlu.places has the counts behind each).
-_FALLBACK_CUES = {"in": "where", "near": "where", "around": "where", "from": "start", "leaving": "start",
-                  "departing": "start", "to": "end", "towards": "end", "at": "name", "called": "name", "named": "name"}
-
-
-def _slot_for(kind: str, left: Sequence[SlotSpec]) -> SlotSpec | None:
-    text_slots = [x for x in left if x.type == "text"]
-    if kind == "where":
-        fits = [x for x in text_slots if place_kind(x) == "where" and trip_end(x) != "start"]
-    elif kind == "name":  # which of two names "at" gives (a film's or its cinema's) is not said
-        fits = [x for x in text_slots if place_kind(x) == "name"]
-        fits = fits if len(fits) == 1 else []
-    else:
-        fits = [x for x in text_slots if trip_end(x) == kind]
-    return fits[0] if fits else None
-
-
-def places_said(text: str, left: Sequence[SlotSpec], found: Sequence[SlotValue],
-                claimed: Sequence[tuple[int, int]] = ()) -> list[SlotValue]:
-    """The values found, with a place's region added to it ("Fresno" -> "Fresno, CA"), and a
-    name the caller said right after a word that tells its slot, put in that slot when the
-    small model left it (or was not asked): a city after "in", "near" or "around" (over the
-    2,800 first turns of Schema-Guided Dialogue, the turn's city or area 222 times in 264, most
-    of the rest that city with its region); where a trip starts after "from" or "leaving", where
-    it goes after "to"; the one name slot (a salon, a hotel) after "at", "called" or "named"."""
-    specs = {x.name: x for x in left}
-    out = [with_region(text, v) if v.slot in specs and (place_kind(specs[v.slot]) == "where" or trip_end(specs[v.slot]))
-           else v for v in found]
-    open_ = [x for x in left if all(v.slot != x.name for v in out)]
-    if not open_:
-        return out
-    taken = list(claimed) + [(v.start, v.start + len(v.said)) for v in out if v.start >= 0]
-    words = [m.group(0).lower() for m in _WORD.finditer(text)]
-    for sp in sorted(_spans(text, names_only=True), key=lambda sp: (sp.first, -sp.last)):
-        k = sp.first - 1
-        if k >= 0 and words[k] == "the":
-            k -= 1
-        kind = _FALLBACK_CUES.get(words[k]) if k >= 0 else None
-        slot = _slot_for(kind, open_) if kind else None
-        if slot is None or any(a < sp.end and sp.start < b for a, b in taken):
-            continue
-        said = text[sp.start:sp.end]
-        out.append(with_region(text, SlotValue(slot.name, said, said, "parser", sp.start)))
-        taken.append((sp.start, sp.start + len(out[-1].said)))
-        open_ = [x for x in open_ if x.name != slot.name]
     return out
 
 

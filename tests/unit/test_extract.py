@@ -190,3 +190,40 @@ def test_a_numeral_after_a_name_is_part_of_it():
 def test_a_choice_glued_to_a_numeral():
     show = [SlotSpec("show_type", "enum", choices=(("3d", ()), ("imax", ()), ("regular", ())))]
     assert found("a 3d movie please", show) == {"show_type": "3d"}
+
+
+APPOINTMENT = [SlotSpec("date", "date", "Day of the appointment"), SlotSpec("time", "time", "Time of the appointment")]
+
+
+@pytest.mark.parametrize("specs, text, expected", [
+    # a word after a number that no slot counts and no unit says nothing: the value stands
+    (APPOINTMENT, "Friday at 3 works", {"date": "2026-12-11", "time": "15:00"}),
+    (APPOINTMENT, "can we do Thursday at 2 instead", {"date": "2026-12-10", "time": "14:00"}),
+    (APPOINTMENT, "I'd like Friday at 3 with Dr. Patel", {"date": "2026-12-11", "time": "15:00"}),  # a title, no street
+    (TABLE, "for 4 friends", {"party_size": 4}),
+    (TABLE, "make it 5 instead", {"party_size": 5}),
+    (TABLE, "no, at 8 instead", {"at": "08:00"}),
+    # a count before a street is no house number when words come between
+    (TAXI, "a cab for 2 to Main Street", {"riders": 2}),
+    (TAXI, "pick me up at 7 at Main St", {"pickup": "19:00"}),
+    # a name and a number with a comma or a full stop between, or a count noun after, is no "Studio 54"
+    (TABLE, "Hi this is John, 4 people at 7", {"party_size": 4, "at": "19:00"}),
+    (TABLE, "It's Bob. 4 people", {"party_size": 4}),
+    (TABLE, "at Nopa 4 people", {"party_size": 4}),
+    (TABLE, "TABLE FOR 4 PEOPLE AT 7", {"party_size": 4, "at": "19:00"}),  # capitals that mean nothing
+])
+def test_what_the_rules_must_not_take_away(specs, text, expected):
+    assert found(text, specs) == expected
+
+
+def test_a_stay_is_not_a_trip():
+    stay = [SlotSpec("check_in_date", "date", "Day the guest arrives"),
+            SlotSpec("check_out_date", "date", "Day the guest leaves")]
+    assert found("arriving Friday, leaving Sunday", stay) == {"check_in_date": "2026-12-11", "check_out_date": "2026-12-13"}
+
+
+def test_features_said_in_other_forms_only_where_two_words_name_them():
+    ride = [SlotSpec("shared_ride", "yes_no", "Whether the ride is shared")]
+    smoke = [SlotSpec("smoking", "yes_no", "Whether smoking is allowed")]
+    assert found("I don't mind sharing a ride", ride) == {"shared_ride": True}
+    assert found("I'd like the smoked salmon", smoke) == {}

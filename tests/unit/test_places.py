@@ -20,7 +20,8 @@ def test_the_word_before_a_place_says_which_slot_it_fills():
     assert (place_kind(city), place_kind(name), place_kind(SlotSpec("genre", "text", "Kind of film"))) == ("where", "name", None)
     text = "a film in Petaluma at the Roxy Cinema, leaving from Oakland"
     assert cued_slot(name, [city], text, text.index("Petaluma")) == city
-    assert cued_slot(city, [name], text, text.index("Roxy")) is None  # "the" is no cue
+    assert cued_slot(city, [name], text, text.index("Roxy")) == name  # "at the": the article is skipped
+    assert cued_slot(city, [name], "a film for Roxy", len("a film for ")) is None  # "for" is no cue
     assert cued_slot(city, [name], "a film at Roxy Cinema", len("a film at ")) == name
     assert cued_slot(dest, [origin], text, text.index("Oakland")) == origin
     assert cued_slot(origin, [dest], text, text.index("Oakland")) is None  # the model was right
@@ -28,11 +29,11 @@ def test_the_word_before_a_place_says_which_slot_it_fills():
 
 
 def test_a_city_after_in_fills_the_slot_for_where_things_are():
-    from ivr.nlu.slm_extract import places_said
+    from ivr.nlu.places import places_said
     from ivr.nlu.understanding import SlotValue
 
     hotel = [SlotSpec("destination", "text", "Location of the hotel"), SlotSpec("hotel_name", "text", "Name of the hotel")]
-    text = "can you find me a room in Kuala Lumpur, Malaysia for tonight"
+    text = "can you find me a room for tonight in Kuala Lumpur, Malaysia."
     (v,) = places_said(text, hotel, [])
     assert (v.slot, v.value, v.source, text[v.start:v.start + len(v.said)]) == (
         "destination", "Kuala Lumpur, Malaysia", "parser", "Kuala Lumpur, Malaysia")
@@ -52,7 +53,7 @@ def test_a_city_after_in_fills_the_slot_for_where_things_are():
 
 
 def test_a_region_after_a_place_is_part_of_it():
-    from ivr.nlu.slm_extract import with_region
+    from ivr.nlu.places import with_region
     from ivr.nlu.understanding import SlotValue
 
     def region(text, place):
@@ -65,13 +66,47 @@ def test_a_region_after_a_place_is_part_of_it():
 
 
 def test_from_and_to_fill_the_ends_of_a_trip_the_model_left():
-    from ivr.nlu.slm_extract import places_said
+    from ivr.nlu.places import places_said
     from ivr.nlu.understanding import SlotValue
 
     bus = [SlotSpec("origin", "text", "City the bus leaves from"), SlotSpec("destination", "text", "City the bus goes to")]
     values = places_said("a bus from SF to Sacramento, CA tomorrow", bus, [SlotValue("origin", "SF", "SF", "model", 11)])
     assert [(v.slot, v.value) for v in values] == [("origin", "SF"), ("destination", "Sacramento, CA")]
     assert [(v.slot, v.value) for v in places_said("I'm leaving Fresno today", bus, [])] == [("origin", "Fresno")]
-    # two name slots: "at" does not say which
+    # a film's name is no place: "at" is the cinema's
     films = [SlotSpec("movie_name", "text", "Name of the film"), SlotSpec("theater_name", "text", "Name of the cinema")]
-    assert places_said("something at the Roxy", films, []) == []
+    assert [(v.slot, v.value) for v in places_said("something at the Roxy", films, [])] == [("theater_name", "Roxy")]
+    # two places' names: "at" does not say which
+    trip = [SlotSpec("hotel_name", "text", "Name of the hotel"), SlotSpec("restaurant_name", "text", "Name of the restaurant")]
+    assert places_said("dinner at the Ritz", trip, []) == []
+
+
+def test_what_a_cue_must_not_fill():
+    from ivr.nlu.places import places_said, with_region
+    from ivr.nlu.understanding import SlotValue
+
+    def said(text, specs, found=()):
+        return [(v.slot, v.value) for v in places_said(text, specs, list(found))]
+
+    bus = [SlotSpec("origin", "text", "City the bus leaves from"), SlotSpec("destination", "text", "City the bus goes to")]
+    assert said("a bus from SF to LA", bus) == [("origin", "SF"), ("destination", "LA")]  # each name stops at the next cue
+    hotel = [SlotSpec("city", "text", "City of the hotel")]
+    assert said("a hotel in Denver, Friday to Sunday", hotel) == [("city", "Denver")]  # a weekday is no region
+    assert said("I'm in Toronto and I need a room", hotel) == [("city", "Toronto")]
+    assert said("can we do this in Spanish", hotel) == []
+    assert said("a room in Zürich please", hotel) == [("city", "Zürich")]
+    assert said("in Oakland. Is there a room", hotel) == [("city", "Oakland")]
+    assert said("something in Singaporean cuisine", [SlotSpec("city", "text", "City of the restaurant")]) == []
+    taxi = [SlotSpec("destination", "text", "Where the taxi goes to"),
+            SlotSpec("passenger_name", "text", "Name of the passenger")]
+    assert said("pick me up at Union Square", taxi) == []  # a person's name is no place's
+    assert said("can I talk to John", taxi) == []
+    assert said("everything in lowercase to denver", taxi) == []  # no capitals, no names
+    v = SlotValue("city", "Portland", "Portland", "model", 10)
+    assert with_region("events in Portland, OR can you help", v).value == "Portland, OR"  # capitals, not "or"
+
+
+def test_a_cue_is_the_word_right_before():
+    trip = [SlotSpec("origin", "text", "City the trip starts from"), SlotSpec("destination", "text", "City the trip goes to")]
+    text = "I am leaving for Denver on Friday"
+    assert cued_slot(trip[1], [trip[0]], text, text.index("Denver")) is None
