@@ -74,14 +74,20 @@ def kind_of(spec: SlotSpec, cue: str) -> str | None:
 
 def cue_before(text: str, at: int) -> str | None:
     """The kind of place the caller's word right before `at` says follows (`CUES`), if any."""
-    before = [w.lower() for w in WORD.findall(text[:at])][-3:]
-    while before and before[-1] in _ARTICLES:
-        before.pop()
-    if not before or before[-1] not in CUES:
+    before = [w.lower() for w in WORD.findall(text[:at])]
+    return _cue_at(before, len(before))
+
+
+def _cue_at(words: list[str], i: int) -> str | None:
+    """`cue_before` for the place that starts at word `i` of the lowercased `words`."""
+    k = i - 1
+    while k >= 0 and words[k] in _ARTICLES and i - k <= 2:
+        k -= 1
+    if k < 0 or words[k] not in CUES:
         return None
-    if before[-1] == "to" and len(before) > 1 and before[-2] in _TO_A_PERSON:
+    if words[k] == "to" and k > 0 and words[k - 1] in _TO_A_PERSON:
         return None
-    return CUES[before[-1]]
+    return CUES[words[k]]
 
 
 def cued_slot(spec: SlotSpec, left: Sequence[SlotSpec], text: str, at: int) -> SlotSpec | None:
@@ -187,8 +193,9 @@ def places_said(text: str, left: Sequence[SlotSpec], found: Sequence[SlotValue],
         return out
     taken = list(claimed) + [(v.start, v.start + len(v.said)) for v in out if v.start >= 0]
     words = list(WORD.finditer(text))
-    for i, word in enumerate(words):
-        cue = cue_before(text, word.start()) if i else None
+    lower = [w.group(0).lower() for w in words]
+    for i in range(1, len(words)):
+        cue = _cue_at(lower, i)
         slot = _slot_for(cue, open_) if cue else None
         span = _name_run(text, words, i) if slot else None
         if span is None or any(a < span[1] and span[0] < b for a, b in taken):
