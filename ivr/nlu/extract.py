@@ -37,6 +37,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Sequence
 
 from ivr.nlu.places import return_leg, trip_end
@@ -324,11 +325,13 @@ def _drop_outranked(cands: list[Candidate]) -> list[Candidate]:
                        for o in cands)]
 
 
+@lru_cache(maxsize=1024)  # read for every candidate of every turn; a flow has few slots
 def name_words(spec: SlotSpec) -> frozenset[str]:
     words = spec.name.lower().split("_")
     return frozenset(SAME.get(w, w) for w in words if w not in _STOP and len(w) > 2)
 
 
+@lru_cache(maxsize=1024)
 def cue_words(spec: SlotSpec) -> frozenset[str]:
     """The slot's own words: its name's parts and its description's content words."""
     words = re.findall(r"[a-z]+", (spec.name.replace("_", " ") + " " + spec.description).lower())
