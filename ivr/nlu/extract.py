@@ -53,7 +53,7 @@ from ivr.nlu.slots import (
     phrase_key,
 )
 from ivr.nlu.understanding import SlotSpec, SlotValue
-from ivr.nlu.vocabulary import END_CUES, LABELS, RETURN_CUES, SAME, START_CUES, STREET, TRIP_CUES, UNITS, WORD
+from ivr.nlu.vocabulary import END_CUES, LABELS, RETURN_CUES, SAME, START_CUES, STREET, TRIP_CUES, UNITS, cased
 
 #: Types whose values the parsers find anywhere in a sentence.
 PARSED_TYPES = ("number", "money", "date", "time", "digits", "phone", "enum", "yes_no")
@@ -410,11 +410,6 @@ def _nouns_after(text: str, toks: list[_Token], last: int) -> list[str]:
     return out
 
 
-def _cased(text: str) -> bool:
-    """Whether capitals in the words mean anything: not when every word is capitalised."""
-    return any(w[:1].islower() for w in WORD.findall(text))
-
-
 def _said(text: str, tok: _Token) -> str:
     return text[tok.start:tok.end]
 
@@ -434,7 +429,7 @@ def _identifier(text: str, toks: list[_Token], c: Candidate, count_cues: frozens
     prev = toks[c.first - 1]
     if prev.text in LABELS:
         return True
-    if c.kind != "number" or not _numeral(toks[c.first].text) or not _cased(text):
+    if c.kind != "number" or not _numeral(toks[c.first].text) or not cased(text):
         return False
     if any(_is_cue(w, count_cues) for w in _nouns_after(text, toks, c.last)):
         return False  # "at Nopa 4 *people*": a count after all
@@ -460,7 +455,7 @@ def _in_address(text: str, toks: list[_Token], c: Candidate) -> bool:
             title = tok.text in ("dr", "st") and after is not None and _said(text, after)[:1].isupper()
             return not title
         ordinal = tok.text[:1].isdigit() and tok.text[-2:] in ("st", "nd", "rd", "th")
-        name = tok.text.isalpha() and tok.text not in _NOT_COUNTED and (not _cased(text) or _said(text, tok)[:1].isupper())
+        name = tok.text.isalpha() and tok.text not in _NOT_COUNTED and (not cased(text) or _said(text, tok)[:1].isupper())
         if not (ordinal or name):
             return False
     return False
@@ -504,6 +499,8 @@ def _range_bonus(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec, sp
     ends = {trip_end(x) for x in same}
 
     def says(word: str) -> bool:  # "arriving" speaks only where a slot is where the trip ends
+        if word in RETURN_CUES:  # "back on Sunday" with no slot for the way back: the far end
+            return not legs
         if word not in END_CUES and word not in START_CUES:
             return False
         return word not in TRIP_CUES or ("start" if word in START_CUES else "end") in ends

@@ -23,7 +23,7 @@ from typing import Sequence
 
 from ivr.nlu.slots import MONTHS, NUMBER_WORDS, WEEKDAYS
 from ivr.nlu.understanding import SlotSpec, SlotValue
-from ivr.nlu.vocabulary import COMMON, NOT_PLACES, PLACE_NOUNS, SLOT_ENDS, SLOT_STARTS, WHERE, WORD, slot_words
+from ivr.nlu.vocabulary import COMMON, NOT_PLACES, PLACE_NOUNS, SLOT_ENDS, SLOT_STARTS, WHERE, WORD, cased, slot_words
 
 #: The caller's word right before a place (after "the", "a" or "an"), and the kind of slot it
 #: says the place is for.
@@ -106,11 +106,6 @@ def cued_slot(spec: SlotSpec, left: Sequence[SlotSpec], text: str, at: int) -> S
     return max(twins, key=lambda x: len(mine_words & set(x.name.split("_"))))
 
 
-def _cased(text: str) -> bool:
-    """Whether capitals in the words mean anything: not when every word is capitalised."""
-    return any(w[:1].islower() for w in WORD.findall(text))
-
-
 def _name_run(text: str, words: list[re.Match], i: int) -> tuple[int, int] | None:
     """The place name that starts at word `i`: capitalised words (a common one too, where no
     sentence begins: "New York"), lowercase connectors between them ("Taste of Burma"), a house
@@ -158,7 +153,7 @@ _REGION = re.compile(r",\s*(?:([A-Z]{2})\b(?!')|([A-Z][a-z]+(?:\s[A-Z][a-z]+)?)(
 
 def with_region(text: str, value: SlotValue) -> SlotValue:
     """A place's value with the region said right after it ("Fresno" -> "Fresno, CA")."""
-    if value.start < 0 or not isinstance(value.value, str) or not _cased(text):
+    if value.start < 0 or not isinstance(value.value, str) or not cased(text):
         return value
     m = _REGION.match(text, value.start + len(value.said))
     if not m or (m.group(2) and any(w.lower() in COMMON or w.lower() in _NOT_NAMES for w in m.group(2).split())):
@@ -189,7 +184,7 @@ def places_said(text: str, left: Sequence[SlotSpec], found: Sequence[SlotValue],
     out = [with_region(text, v) if v.slot in specs and (place_kind(specs[v.slot]) == "where" or trip_end(specs[v.slot]))
            else v for v in found]
     open_ = [x for x in left if all(v.slot != x.name for v in out)]
-    if not open_ or not _cased(text):
+    if not open_ or not cased(text):
         return out
     taken = list(claimed) + [(v.start, v.start + len(v.said)) for v in out if v.start >= 0]
     words = list(WORD.finditer(text))

@@ -82,3 +82,9 @@ hanukkah ramadan diwali""".split())
 def slot_words(spec: SlotSpec) -> list[str]:
     """The words of a slot's name and description, lowercased, in order."""
     return re.findall(r"[a-z]+", f"{spec.name.replace('_', ' ')} {spec.description}".lower())
+
+
+def cased(text: str) -> bool:
+    """Whether capitals in the caller's words mean anything: not when every word is capitalised
+    (a transcript in capitals or title case), where no capital marks a name."""
+    return any(w[:1].islower() for w in WORD.findall(text))

@@ -227,3 +227,9 @@ def test_features_said_in_other_forms_only_where_two_words_name_them():
     smoke = [SlotSpec("smoking", "yes_no", "Whether smoking is allowed")]
     assert found("I don't mind sharing a ride", ride) == {"shared_ride": True}
     assert found("I'd like the smoked salmon", smoke) == {}
+
+
+def test_back_is_the_far_end_where_no_slot_is_the_way_back():
+    days = [SlotSpec("start_date", "date", "First day"), SlotSpec("end_date", "date", "Last day")]
+    assert found("back on Sunday", days) == {"end_date": "2026-12-13"}
+    assert found("from Friday to Sunday", days) == {"start_date": "2026-12-11", "end_date": "2026-12-13"}
