@@ -72,6 +72,20 @@ def kind_of(spec: SlotSpec, cue: str) -> str | None:
     return trip_end(spec) if cue in ("start", "end") else place_kind(spec)
 
 
+#: How `ivr validate --explain` says what the place rules read a slot as.
+_READ_AS = {"start": "where a trip starts", "end": "where a trip ends", "where": "a city or area",
+            "name": "a place's name"}
+
+
+def read_as(spec: SlotSpec) -> str | None:
+    """What the place rules take a text slot for, in words ("where a trip starts"), or None: so
+    that a designer can check that a slot's name and description say what they mean."""
+    if spec.type != "text":
+        return None
+    kind = trip_end(spec) or place_kind(spec)
+    return _READ_AS.get(kind) if kind else None
+
+
 def cue_before(text: str, at: int) -> str | None:
     """The kind of place the caller's word right before `at` says follows (`CUES`), if any."""
     before = [w.lower() for w in WORD.findall(text[:at])]

@@ -177,7 +177,8 @@ def cmd_simulate(args) -> int:
 # ---------------------------------------------------------------- validate / schema
 def cmd_validate(args) -> int:
     from ivr.dialog.loader import validate_paths
-    from ivr.dialog.paths import explain
+    from ivr.dialog.paths import explain, slot_spec
+    from ivr.nlu.places import read_as
 
     loaded, errors = validate_paths(args.paths or ["flows"])
     for err in errors:
@@ -188,7 +189,10 @@ def cmd_validate(args) -> int:
             for node, paths in explain(flow.flow).items():
                 for what, slots in paths.items():
                     kind = "collects" if flow.flow.nodes[node].collect else "intent"
-                    print(f"  {node} ({kind} {what}): may hear {', '.join(slots)}")
+                    # a text slot the place rules read as one end of a trip, a city or a place's name
+                    said = [f"{n} ({read_as(slot_spec(flow.flow, n))})" if read_as(slot_spec(flow.flow, n)) else n
+                            for n in slots]
+                    print(f"  {node} ({kind} {what}): may hear {', '.join(said)}")
     if errors:
         print(f"{len(errors)} error(s)", file=sys.stderr)
         return 1

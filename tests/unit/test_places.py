@@ -110,3 +110,44 @@ def test_a_cue_is_the_word_right_before():
     trip = [SlotSpec("origin", "text", "City the trip starts from"), SlotSpec("destination", "text", "City the trip goes to")]
     text = "I am leaving for Denver on Friday"
     assert cued_slot(trip[1], [trip[0]], text, text.index("Denver")) is None
+
+
+def test_what_validate_explain_says_a_slot_is_read_as():
+    from ivr.nlu.places import read_as
+
+    assert read_as(SlotSpec("origin", "text", "City the trip starts from")) == "where a trip starts"
+    assert read_as(SlotSpec("destination", "text", "Where the taxi goes to")) == "where a trip ends"
+    assert read_as(SlotSpec("city", "text", "City of the restaurant")) == "a city or area"
+    assert read_as(SlotSpec("restaurant_name", "text", "Name of the restaurant")) == "a place's name"
+    assert read_as(SlotSpec("caller_name", "text", "Name of the caller")) is None
+    assert read_as(SlotSpec("party_size", "number", "How many people")) is None
+
+
+RIDE_FLOW = """
+flow: rides
+start: menu
+slots:
+  pickup: {type: text, description: Where the rider is picked up from}
+  destination: {type: text, description: Where the taxi goes to}
+  riders: {type: number, description: How many riders}
+nodes:
+  menu:
+    say: Where to?
+    intents:
+      book_ride:
+        examples: [I need a cab, book me a taxi]
+        goto: ask_pickup
+  ask_pickup: {say: "Where from?", collect: pickup, next: ask_destination}
+  ask_destination: {say: "Where to?", collect: destination, next: ask_riders}
+  ask_riders: {say: "How many?", collect: riders, next: done}
+  done: {say: Booked., hangup: true}
+"""
+
+
+def test_validate_explain_shows_how_a_place_slot_is_read(tmp_path, capsys):
+    from ivr.tools.cli import main
+
+    (tmp_path / "rides.yaml").write_text(RIDE_FLOW)
+    assert main(["validate", "--explain", str(tmp_path / "rides.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "menu (intent book_ride): may hear pickup (where a trip starts), destination (where a trip ends), riders" in out
