@@ -219,6 +219,24 @@ def test_never_returns_a_name_outside_the_candidates(emb, mode):
         assert all(n in allowed for n, _ in r.ranked)
 
 
+def test_a_reviewed_out_of_scope_turn_weighs_on_the_conf_and_not_on_the_threshold(emb):
+    from ivr.nlu.router import ExampleRouter
+
+    router = ExampleRouter(emb)
+    plain = router.build(BANK)
+    near_miss = "pay my bill at the shop with my card"
+    taught = router.build(BANK, out_of_scope=(near_miss,))
+    assert abs(taught.tau - plain.tau) < 0.05  # the threshold is the designer examples' and the background's
+    q = emb.encode(["pay my phone bill"])
+    # a request nearer its own examples than the reviewed turn by more than the margin: untouched
+    assert router.score(taught, q).conf == pytest.approx(router.score(plain, q).conf, abs=0.05)
+    q = emb.encode([near_miss])
+    before, after = router.score(plain, q), router.score(taught, q)
+    # the reviewed turn said again: conf falls by how much nearer it is, plus the margin
+    assert after.conf <= before.conf - (1.0 - before.raw_best + router.own_margin) * router.own_weight + 1e-6
+    assert not after.background  # weighed, not vetoed
+
+
 def test_background_neighbour_is_out_of_scope(emb):
     clf = IntentClassifier(emb)
     for phrase in BACKGROUND_OOS[:10]:
