@@ -32,8 +32,9 @@ CUES = {"in": "where", "near": "where", "around": "where", "at": "name", "called
 _ARTICLES = frozenset(("the", "a", "an"))
 #: Verbs before "to" that make what follows a person, not where a trip goes ("talk to John").
 _TO_A_PERSON = frozenset("talk speak chat connect transfer put message write".split())
-#: Words inside a name that are not capitalised: "Taste *of* Burma", "Rio *de* Janeiro".
+#: Abbreviations whose full stop does not end a name ("St. Louis", "Dr. Martin Luther King").
 _ABBREVIATIONS = frozenset("st dr mt ft jr sr ave blvd rd ln ct pl hwy inc co ltd".split())
+#: Words inside a name that are not capitalised: "Taste *of* Burma", "Rio *de* Janeiro".
 _CONNECTORS = frozenset("of de del la le du da van von y & and on".split())
 _NOT_NAMES = NOT_PLACES | frozenset(MONTHS) | frozenset(WEEKDAYS) | frozenset(NUMBER_WORDS)
 #: A noun right after a name that makes the name say what kind of thing, or which one, not where.

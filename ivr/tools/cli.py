@@ -190,8 +190,8 @@ def cmd_validate(args) -> int:
                 for what, slots in paths.items():
                     kind = "collects" if flow.flow.nodes[node].collect else "intent"
                     # a text slot the place rules read as one end of a trip, a city or a place's name
-                    said = [f"{n} ({read_as(slot_spec(flow.flow, n))})" if read_as(slot_spec(flow.flow, n)) else n
-                            for n in slots]
+                    reads = {n: read_as(slot_spec(flow.flow, n)) for n in slots}
+                    said = [f"{n} ({reads[n]})" if reads[n] else n for n in slots]
                     print(f"  {node} ({kind} {what}): may hear {', '.join(said)}")
     if errors:
         print(f"{len(errors)} error(s)", file=sys.stderr)
