@@ -53,7 +53,7 @@ from ivr.nlu.slots import (
     phrase_key,
 )
 from ivr.nlu.understanding import SlotSpec, SlotValue
-from ivr.nlu.vocabulary import END_CUES, LABELS, RETURN_CUES, SAME, START_CUES, STREET, TRIP_CUES, UNITS, cased
+from ivr.nlu.vocabulary import END_CUES, LABELS, RETURN_CUES, SAME, START_CUES, STREET, TRIP_CUES, UNITS, cased, slot_words
 
 #: Types whose values the parsers find anywhere in a sentence.
 PARSED_TYPES = ("number", "money", "date", "time", "digits", "phone", "enum", "yes_no")
@@ -213,7 +213,7 @@ def candidates(text: str, specs: Sequence[SlotSpec], *, today: date | None = Non
             kinds[f"{spec.type}:{spec.name}"] = spec
     out: list[Candidate] = []
     windows = _windows(toks) if kinds else []
-    count_cues = frozenset(w for spec in specs if spec.type == "number" for w in cue_words(spec))
+    count_cues = _count_cues(specs)
     for kind, spec in kinds.items():
         found: dict[tuple[int, int], object] = {}
         for i, j in windows:
@@ -334,8 +334,7 @@ def name_words(spec: SlotSpec) -> frozenset[str]:
 @lru_cache(maxsize=1024)
 def cue_words(spec: SlotSpec) -> frozenset[str]:
     """The slot's own words: its name's parts and its description's content words."""
-    words = re.findall(r"[a-z]+", (spec.name.replace("_", " ") + " " + spec.description).lower())
-    return frozenset(SAME.get(w, w) for w in words if w not in _STOP and len(w) > 2)
+    return frozenset(SAME.get(w, w) for w in slot_words(spec) if w not in _STOP and len(w) > 2)
 
 
 def _stem(word: str) -> str:
@@ -524,12 +523,17 @@ def _kind_fits(c: Candidate, spec: SlotSpec) -> bool:
     return c.kind == spec.type
 
 
-def _counts_other(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec, specs: Sequence[SlotSpec]) -> bool:
+def _count_cues(specs: Sequence[SlotSpec]) -> frozenset[str]:
+    """The words of every count slot ahead: what some slot of the turn counts."""
+    return frozenset(w for x in specs if x.type == "number" for w in cue_words(x))
+
+
+def _counts_other(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec, specs: Sequence[SlotSpec],
+                  count_cues: frozenset[str]) -> bool:
     """A value this slot must not take: a house number or a label for any slot; for a count,
     one of something else, said: a unit this slot's words do not name ("in 15 *minutes*") or
     what another count slot ahead counts ("3 *bedrooms*" with beds and baths to fill). A word
     that is neither says nothing ("4 *friends*", "5 *instead*")."""
-    count_cues = frozenset(w for x in specs if x.type == "number" for w in cue_words(x))
     if c.kind in _NUMERIC and (_in_address(text, toks, c) or _identifier(text, toks, c, count_cues)):
         return True
     if c.kind != "number":
@@ -544,9 +548,10 @@ def _counts_other(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec, s
 def place(text: str, toks: list[_Token], cands: Sequence[Candidate], specs: Sequence[SlotSpec]) -> list[SlotValue]:
     """Each slot its best candidate; no two slots share words (see the module doc, 3)."""
     pairs = []
+    count_cues = _count_cues(specs)
     for order, spec in enumerate(specs):
         for c in cands:
-            if _kind_fits(c, spec) and not _counts_other(text, toks, c, spec, specs):
+            if _kind_fits(c, spec) and not _counts_other(text, toks, c, spec, specs, count_cues):
                 score = c.strength + _cue_bonus(text, toks, c, spec) + _range_bonus(text, toks, c, spec, specs)
                 if score >= WEAK:
                     pairs.append((-score, c.first, order, spec, c))
