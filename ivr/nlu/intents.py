@@ -127,11 +127,14 @@ class IntentClassifier:
             menu = [i for i in intents if i.name != OUT_OF_SCOPE]
             oos = [e for i in intents if i.name == OUT_OF_SCOPE for e in i.examples]
             index = self.router.build(menu, out_of_scope=oos)
+            if index.calibration.get("background_in_menu"):
+                log.info("menu %r handles these generic phrases itself, so they do not count as out of scope there: %s",
+                         key, "; ".join(index.calibration["background_in_menu"]))
             slm_ready = False
             if self.slm is not None:
                 try:
-                    self.slm.prepare(key, menu, confusable=self._confusable(index),
-                                     modes=(self.slm_mode,))
+                    self.slm.prepare(key, menu, confusable=self._confusable(index), modes=(self.slm_mode,),
+                                     in_menu=index.calibration.get("background_in_menu", ()))
                     slm_ready = True
                 except Exception:  # the router still works without it
                     log.exception("SLM prompt for %r failed; router only", key)

@@ -12,7 +12,9 @@ menu itself, not a global constant (docs/architecture.md, "Routing intents": a f
 one menu to another): leave each designer example out in turn, score it against the rest, and
 take a low quantile of the conf its own intent gets. A built-in background set of generic
 out-of-scope phrases (weather, sports, jokes, other businesses) bounds tau from below, and an
-utterance closer to a background phrase than to any designer example is out of scope.
+utterance closer to a background phrase than to any designer example is out of scope; a
+background phrase the menu handles itself ("I want to order a pizza" on a pizza line) is left
+out of that menu's background (`in_menu`).
 
 What reviewers marked out of scope on a menu (its own out-of-scope examples, near misses by
 nature: "pay my bill at the shop" on a bank's bill menu) is weighed differently: such a turn
@@ -143,6 +145,7 @@ class ExampleRouter:
         intent_weight: float = 0.5,
         own_weight: float = 1.0,
         own_margin: float = 0.1,
+        bg_in_menu_quantile: float | None = 0.25,
         background: Sequence[str] = BACKGROUND_OOS,
     ):
         self.embedder = embedder
@@ -155,6 +158,7 @@ class ExampleRouter:
         self.intent_weight = intent_weight
         self.own_weight = own_weight
         self.own_margin = own_margin
+        self.bg_in_menu_quantile = None if bg_in_menu_quantile is None else float(bg_in_menu_quantile)
         self.background = tuple(background)
         self._bg_raw: np.ndarray | None = None
 
@@ -184,17 +188,54 @@ class ExampleRouter:
             texts.extend(exs)
             labels.extend([k] * len(exs))
         raw = _unit(np.asarray(self.embedder.encode(texts), dtype=np.float32))
-        bg = self.background_vectors()
+        lab = np.asarray(labels)
         own = [t for t in out_of_scope if t and t.strip()]
         mine = _unit(np.asarray(self.embedder.encode(own), dtype=np.float32)) if own else None
+        bg = self.background_vectors()
+        index = self._index(names, raw, lab, bg, mine)
+        in_menu = self.in_menu(index)
+        if in_menu.any():
+            index = self._index(names, raw, lab, bg[~in_menu], mine)
+        index.calibration["background_in_menu"] = [t for t, m in zip(self.background, in_menu, strict=True) if m]
+        return index
+
+    def _index(self, names, raw, lab, bg, mine) -> RouterIndex:
         pool = [raw] + ([bg] if len(bg) else []) + ([mine] if mine is not None else [])
         mu = np.vstack(pool).mean(axis=0)
-        lab = np.asarray(labels)
         ex = _unit(raw - mu)
         cents = _unit(np.stack([ex[lab == k].mean(axis=0) for k in range(len(names))]))
         index = RouterIndex(names, ex, lab, raw, cents, mu, self.default_tau, 0.1, background=bg, own_oos=mine)
         self._calibrate(index)
         return index
+
+    def in_menu(self, index: RouterIndex) -> np.ndarray:
+        """Which built-in background phrases this menu handles itself ("I want to reserve a
+        hotel room" on a hotel's menu): those it would route past its own threshold that are
+        also as near a designer example as that example's intent keeps its examples to each
+        other (`bg_in_menu_quantile` of the examples' nearest-sibling similarity). Such a
+        phrase is the business's own request, not a stranger's errand: left in the background
+        it would turn away every caller who words the request its way, and raise the threshold.
+        Both tests, because either alone lets in strangers: the threshold passes near-domain
+        errands ("what time does the pharmacy close" on a shop's hours), nearness alone passes
+        chit-chat when an intent's examples are far apart."""
+        bg = index.background if index.background is not None else np.zeros((0, 1), dtype=np.float32)
+        out = np.zeros(len(bg), dtype=bool)
+        if not len(bg) or self.bg_in_menu_quantile is None:
+            return out
+        raw, lab = index.raw_examples, index.labels
+        sims = raw @ raw.T
+        np.fill_diagonal(sims, -np.inf)
+        sibling = np.asarray([sims[i, lab == lab[i]].max() for i in range(len(lab))])
+        near = bg @ raw.T  # (background, examples)
+        s = self._scores(index, bg)
+        k = s.argmax(axis=1)
+        passes = self._conf(s, k) >= index.intent_tau[k]
+        for b in np.nonzero(passes)[0]:
+            mates = np.isfinite(sibling) & (lab == k[b])
+            if mates.any():
+                level = float(np.quantile(sibling[mates], self.bg_in_menu_quantile))
+                out[b] = float(near[b, lab == k[b]].max()) >= level
+        return out
 
     def _scores(self, index: RouterIndex, raw_q: np.ndarray, exclude: int | None = None):
         """(n, n_intents) blended scores for unit query rows; optionally leave one example out."""

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 
@@ -34,10 +34,10 @@ from ivr.nlu.router import humanize
 from ivr.nlu.slm_prompts import (
     DEFAULT_SYSTEM,
     LETTERS,
-    NONE_SHOTS,
     VERIFY_SYSTEM,
     SlmBudgetExceeded,
     clean_text,
+    none_phrases,
     verify_shots,
     verify_system_text,
 )
@@ -167,7 +167,7 @@ class SlmScorer:
         return self._question_head() + self._question_tail(text, intent)
 
     # -- prompts ----------------------------------------------------------------------------
-    def build_prompt(self, intents: Sequence) -> _Prompt:
+    def build_prompt(self, intents: Sequence, in_menu: Collection[str] = ()) -> _Prompt:
         """The "choose" prompt: letters for the options, the last one "none of these"."""
         n = len(intents)
         if n + 1 > len(LETTERS):
@@ -185,24 +185,27 @@ class SlmScorer:
         # few-shot turns, round-robin over intents so no intent sits last in the prompt
         shots: list[tuple[str, str]] = []
         per = [[e for e in i.examples if e.strip()][: self.shots] for i in intents]
+        nones = none_phrases(self.none_shots, in_menu)
         rounds = max([len(p) for p in per] + [0])
-        for j in range(max(rounds, min(self.none_shots, len(NONE_SHOTS)))):
+        for j in range(max(rounds, len(nones))):
             for k, exs in enumerate(per):
                 if j < len(exs):
                     shots.append((exs[j], LETTERS[k]))
-            if j < self.none_shots and j < len(NONE_SHOTS):
-                shots.append((NONE_SHOTS[j], none_letter))
+            if j < len(nones):
+                shots.append((nones[j], none_letter))
         for user, letter in shots:
             tokens += self._turn(user) + self._tok(f"{letter}<|im_end|>\n", True)
         names = [i.name for i in intents] + [OUT_OF_SCOPE]
         return _Prompt(names, tokens, self._letter_ids[: n + 1])
 
-    def build_verify_prompt(self, intents: Sequence, confusable: dict | None = None) -> _Prompt:
+    def build_verify_prompt(self, intents: Sequence, confusable: dict | None = None,
+                            in_menu: Collection[str] = ()) -> _Prompt:
         """The "verify" prompt. `confusable[name]` lists the other intents nearest to it, best
-        first (the classifier passes what its router finds); without it, neighbours in order."""
+        first (the classifier passes what its router finds); without it, neighbours in order.
+        `in_menu`: background phrases this menu handles itself, never shown as "no"."""
         system = verify_system_text(intents, self.verify_system)
         tokens = self._tok(f"<|im_start|>system\n{system}<|im_end|>\n", True)
-        for text, intent, answer in verify_shots(intents, confusable, self.shots, self.none_shots):
+        for text, intent, answer in verify_shots(intents, confusable, self.shots, self.none_shots, in_menu):
             tokens += self._question(text, intent) + self._tok(f"{answer}<|im_end|>\n", True)
         # Every question opens the same way, so the opening is part of the cached prefix and a
         # turn evaluates only the caller's words and the request after them (~6 tokens, ~70 ms
@@ -371,20 +374,22 @@ class SlmScorer:
         return len(gone)
 
     def prepare(self, key: str, intents: Sequence, confusable: dict | None = None,
-                modes: Sequence[str] = ("verify",)) -> None:
-        """Build and evaluate the prompt(s) for a menu, keeping their KV state (seconds, once)."""
-        self._intents[key] = (tuple(intents), confusable)
+                modes: Sequence[str] = ("verify",), in_menu: Collection[str] = ()) -> None:
+        """Build and evaluate the prompt(s) for a menu, keeping their KV state (seconds, once).
+        `in_menu`: background phrases this menu handles itself (the router's
+        `background_in_menu`), never shown as "none"."""
+        self._intents[key] = (tuple(intents), confusable, tuple(in_menu))
         for mode in modes:
             if mode == "verify":
-                self._install((key, mode), self.build_verify_prompt(intents, confusable))
+                self._install((key, mode), self.build_verify_prompt(intents, confusable, in_menu))
             elif mode == "choose":
-                self._install((key, mode), self.build_prompt(intents))
+                self._install((key, mode), self.build_prompt(intents, in_menu))
             else:
                 raise ValueError(f"unknown SLM prompt mode {mode!r}")
 
     def verify(self, key: str, text: str, name: str, deadline: float | None = None) -> float:
         """log-odds that the caller wants intent `name` (yes minus no logit)."""
-        intents, _ = self._intents[key]
+        intents = self._intents[key][0]
         intent = next(i for i in intents if i.name == name)
         yes, no = self._next_logits((key, "verify"), self._question_tail(text, intent), [self._yes, self._no],
                                     deadline)
@@ -395,8 +400,8 @@ class SlmScorer:
         if (key, "choose") not in self._prompts:
             if key not in self._intents:
                 raise KeyError(f"SLM prompt {key!r} not prepared")
-            intents, confusable = self._intents[key]
-            self._install((key, "choose"), self.build_prompt(intents))
+            intents, _confusable, in_menu = self._intents[key]
+            self._install((key, "choose"), self.build_prompt(intents, in_menu))
         prompt = self._prompts[(key, "choose")]
         picked = self._next_logits((key, "choose"), self._turn(text), prompt.label_ids)
         picked[-1] += self.none_bias

@@ -5,7 +5,7 @@ examples, and the budget error both raise."""
 from __future__ import annotations
 
 import string
-from typing import Sequence
+from typing import Collection, Sequence
 
 from ivr.nlu.router import humanize
 
@@ -36,6 +36,13 @@ VERIFY_SYSTEM = (
 )
 
 
+def none_phrases(n: int, in_menu: Collection[str] = ()) -> list[str]:
+    """The first n background phrases the menu does not handle itself: on a pizza line "I want
+    to order a pizza" is its own request, not an example of "none" (`in_menu`: the router's
+    `background_in_menu` for the menu)."""
+    return [t for t in NONE_SHOTS if t not in in_menu][:max(n, 0)]
+
+
 def clean_text(text: str) -> str:
     """The caller's words must not close the turn or open a new one (ChatML markers)."""
     return " ".join(text.replace("<|", "< |").replace("|>", "| >").split())
@@ -51,17 +58,20 @@ def verify_question(text: str, intent) -> str:
     return f'Caller: "{clean_text(text)}"\nRequest: {clean_text(label)}'
 
 
-def verify_shots(intents: Sequence, confusable: dict | None, shots: int, none_shots: int) -> list[tuple[str, object, str]]:
+def verify_shots(intents: Sequence, confusable: dict | None, shots: int, none_shots: int,
+                 in_menu: Collection[str] = ()) -> list[tuple[str, object, str]]:
     """Few-shot (caller text, intent asked about, "yes"/"no") for the verify prompt: each
     example paired with its own intent (yes) or, alternately, with the intent the router
-    confuses it with (no), plus background phrases (no), round-robin over the intents so no
-    intent sits last. Pure: the local and the remote scorer share it."""
+    confuses it with (no), plus background phrases (no; none the menu handles itself,
+    `none_phrases`), round-robin over the intents so no intent sits last. Pure: the local and
+    the remote scorer share it."""
     names = [i.name for i in intents]
     by_name = {i.name: i for i in intents}
     per = [[e for e in i.examples if e.strip()][:shots] for i in intents]
     out: list[tuple[str, object, str]] = []
+    nones = none_phrases(none_shots, in_menu)
     rounds = max([len(p) for p in per] + [0])
-    for j in range(max(rounds, min(none_shots, len(NONE_SHOTS)))):
+    for j in range(max(rounds, len(nones))):
         for k, exs in enumerate(per):
             if j >= len(exs):
                 continue
@@ -73,8 +83,8 @@ def verify_shots(intents: Sequence, confusable: dict | None, shots: int, none_sh
                 ]
                 other = by_name[others[(j // 2) % len(others)]]
                 out.append((exs[j], other, "no"))
-        if j < none_shots and j < len(NONE_SHOTS):
-            out.append((NONE_SHOTS[j], intents[j % len(intents)], "no"))
+        if j < len(nones):
+            out.append((nones[j], intents[j % len(intents)], "no"))
     return out
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Sequence
+from typing import Collection, Sequence
 
 from ivr.nlu.slm_prompts import VERIFY_SYSTEM, SlmBudgetExceeded, verify_question, verify_shots, verify_system_text
 
@@ -63,11 +63,11 @@ class RemoteSlmScorer:
         return models[0].id
 
     def prepare(self, key: str, intents: Sequence, confusable: dict | None = None,
-                modes: Sequence[str] = ("verify",)) -> None:
+                modes: Sequence[str] = ("verify",), in_menu: Collection[str] = ()) -> None:
         if any(m != "verify" for m in modes):
             raise ValueError("the remote SLM supports the 'verify' mode only")
         messages = [{"role": "system", "content": verify_system_text(intents, VERIFY_SYSTEM)}]
-        for text, intent, answer in verify_shots(intents, confusable, self.shots, self.none_shots):
+        for text, intent, answer in verify_shots(intents, confusable, self.shots, self.none_shots, in_menu):
             messages.append({"role": "user", "content": verify_question(text, intent)})
             messages.append({"role": "assistant", "content": answer})
         self._prompts[key] = (tuple(intents), messages)

@@ -166,3 +166,46 @@ def test_slm_takes_idle_cores_and_gives_them_back(hybrid, monkeypatch):
     runnable["n"] = None  # /proc/loadavg unreadable: the floor
     slm.verify("bank", text, "lost_card")
     assert slm.threads.last == 1
+
+
+# Businesses whose own requests the built-in background set words as someone else's errand
+# (ivr/nlu/router.py BACKGROUND_OOS): each menu must route its core request, said the way the
+# background phrase says it, and still turn away what no such business handles.
+OWN_ERRANDS = {
+    "pizza": ([Intent("order", ("I'd like to place an order for delivery", "can I get a large pepperoni",
+                                "I want two pizzas for pickup", "I'd like to order food")),
+               Intent("order_status", ("where is my order", "my food hasn't arrived yet", "how long until my delivery")),
+               Intent("hours", ("what are your hours", "are you open now", "when do you close tonight"))],
+              "I want to order a pizza", "order"),
+    "hotel": ([Intent("book_room", ("I'd like to book a room", "do you have a room for tonight",
+                                    "I need a double room for two nights", "can I make a reservation")),
+               Intent("cancel_booking", ("I need to cancel my reservation", "cancel my booking please")),
+               Intent("front_desk", ("can I speak to the front desk", "connect me to reception"))],
+              "I want to reserve a hotel room", "book_room"),
+    "taxi": ([Intent("book_ride", ("I need a cab", "can you send a car to my address",
+                                   "I'd like to book a ride for tomorrow morning", "pick me up at the station")),
+              Intent("lost_item", ("I left my phone in the car", "I lost something in a taxi")),
+              Intent("complaint", ("the driver was rude", "I want to complain about my ride"))],
+             "I need a taxi to the airport", "book_ride"),
+    "internet": ([Intent("outage", ("my connection keeps dropping", "the wifi isn't working", "I have no service",
+                                    "is there an outage in my area")),
+                  Intent("billing", ("I have a question about my bill", "why is my bill so high")),
+                  Intent("install", ("I'd like to set up new service", "when can a technician come"))],
+                 "my internet is down", "outage"),
+    "shop": ([Intent("returns", ("I'd like to return something", "how do I send back an item",
+                                 "I want a refund for my order", "this doesn't fit, can I exchange it")),
+              Intent("order_status", ("where is my package", "has my order shipped", "track my delivery")),
+              Intent("store_hours", ("what time do you open", "are you open on sunday"))],
+             "I want to return a sweater I bought", "returns"),
+}
+
+
+@pytest.mark.parametrize("business", sorted(OWN_ERRANDS))
+def test_a_business_is_not_turned_away_from_its_own_errand(router_only, business):
+    intents, request, intent = OWN_ERRANDS[business]
+    key = f"own-{business}"
+    assert router_only.classify(key, intents, request).intent == intent
+    assert request in router_only.calibration(key)["background_in_menu"]
+    others = [r for b, (_, r, _) in OWN_ERRANDS.items() if b != business]
+    for stranger in ("tell me a joke", "who won the game last night", "what's the capital of france", *others):
+        assert router_only.classify(key, intents, stranger).intent == OUT_OF_SCOPE, stranger

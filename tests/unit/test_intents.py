@@ -52,12 +52,14 @@ class FakeSlm:
         self.prepared: dict[str, list[str]] = {}
         self.confusable: dict[str, dict] = {}
         self.modes: dict[str, tuple] = {}
+        self.in_menu: dict[str, tuple] = {}
         self.prepare_calls = 0
         self.score_calls = 0
         self.verify_calls = 0
 
-    def prepare(self, key, intents, confusable=None, modes=("verify",)):
+    def prepare(self, key, intents, confusable=None, modes=("verify",), in_menu=()):
         self.prepare_calls += 1
+        self.in_menu[key] = tuple(in_menu)
         self.prepared[key] = [i.name for i in intents]
         self.confusable[key] = confusable
         self.modes[key] = tuple(modes)
@@ -252,7 +254,7 @@ def test_intent_without_examples_uses_its_name(emb):
 
 def test_slm_failure_at_prepare_leaves_the_router(emb):
     class Broken(FakeSlm):
-        def prepare(self, key, intents):
+        def prepare(self, key, intents, **kwargs):
             raise RuntimeError("no model")
 
     slm = Broken()
@@ -391,3 +393,40 @@ def test_slm_over_budget_leaves_the_router_answer(emb):
     clf.prepare("m", BANK)
     r = clf.classify("m", BANK, "I want to pay my bill")
     assert r.source == "router" and r.detail["slm_skipped"] == "budget" and "slm_error" not in r.detail
+
+
+PIZZA = [
+    Intent("order", ("I want to order a large pizza", "order a pizza for delivery", "I'd like to order a pizza please",
+                     "can I order two pizzas")),
+    Intent("hours", ("what are your opening hours", "when do you open", "are you open today")),
+]
+
+
+def test_a_background_phrase_the_menu_handles_is_its_own_request(emb):
+    clf = IntentClassifier(emb)
+    assert "I want to order a pizza" in BACKGROUND_OOS
+    assert clf.classify("pizza", PIZZA, "I want to order a pizza").intent == "order"
+    assert "I want to order a pizza" in clf.calibration("pizza")["background_in_menu"]
+    assert clf.classify("pizza", PIZZA, "tell me a joke").intent == OUT_OF_SCOPE
+    assert "tell me a joke" not in clf.calibration("pizza")["background_in_menu"]
+    # a menu none of whose examples are near keeps every phrase as out of scope
+    assert clf.classify("menu", BANK, "who won the game last night").intent == OUT_OF_SCOPE
+    assert "who won the game last night" not in clf.calibration("menu")["background_in_menu"]
+
+
+def test_the_router_can_be_told_to_keep_every_background_phrase(emb):
+    clf = IntentClassifier(emb, bg_in_menu_quantile=None)
+    assert clf.classify("pizza", PIZZA, "I want to order a pizza").intent == OUT_OF_SCOPE
+
+
+def test_the_small_model_never_sees_the_menus_own_request_as_none(emb):
+    slm = FakeSlm(pick="order")
+    clf = IntentClassifier(emb, slm)
+    clf.prepare("pizza", PIZZA)
+    assert "I want to order a pizza" in slm.in_menu["pizza"]
+    s = _bare_scorer()
+    for text in (_text(s.build_verify_prompt(PIZZA, None, slm.in_menu["pizza"])),
+                 _text(s.build_prompt(PIZZA, slm.in_menu["pizza"]))):
+        assert "I want to order a pizza" not in text
+        assert "what's the weather like today" in text
+    assert "I want to order a pizza" in _text(s.build_verify_prompt(PIZZA))
