@@ -76,6 +76,15 @@ def humanize(name: str) -> str:
     return name.replace("_", " ").replace("-", " ").strip()
 
 
+def _alike(rows: np.ndarray) -> float | None:
+    """Mean cosine between distinct unit rows (None for fewer than two)."""
+    n = len(rows)
+    if n < 2:
+        return None
+    sims = rows @ rows.T
+    return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.clip(n, 1e-12, None)
@@ -324,6 +333,10 @@ class ExampleRouter:
             # designer examples the router itself would send elsewhere or reject: worth a look
             "weak_examples": int((loo_arr < per[loo_lab_arr]).sum()) if n else 0,
             "intent_tau": {name: float(t) for name, t in zip(index.names, per)},
+            # what a designer can act on (ivr/nlu/example_advice.py): how many examples each
+            # intent has, and how alike they are (mean cosine between them)
+            "intent_examples": {name: int((lab == k).sum()) for k, name in enumerate(index.names)},
+            "intent_alike": {name: _alike(index.raw_examples[lab == k]) for k, name in enumerate(index.names)},
         }
 
     # -- scoring ----------------------------------------------------------------------------

@@ -193,10 +193,36 @@ def cmd_validate(args) -> int:
                     reads = {n: read_as(slot_spec(flow.flow, n)) for n in slots}
                     said = [f"{n} ({reads[n]})" if reads[n] else n for n in slots]
                     print(f"  {node} ({kind} {what}): may hear {', '.join(said)}")
+            for line in _example_advice(flow):
+                print(f"  {line}")
     if errors:
         print(f"{len(errors)} error(s)", file=sys.stderr)
         return 1
     return 0
+
+
+def _example_advice(flow) -> list[str]:
+    """The intents whose examples are too few or too alike for the router to know callers by
+    (ivr/nlu/example_advice.py), once each however many menus offer them. The router only: the
+    embedder loads in about a second, with no small model."""
+    from ivr.dialog.engine import listening_candidates
+    from ivr.nlu.example_advice import advise
+    from ivr.nlu.intents import load_intent_classifier
+
+    menus = [c for c in listening_candidates(flow) if c.intents]
+    if not menus:
+        return []
+    _setup_logging("WARNING")
+    classifier = load_intent_classifier(use_slm=False)
+    where: dict[str, list[str]] = {}
+    said: dict[str, str] = {}
+    for c in menus:
+        classifier.prepare(c.key, list(c.intents))
+        for a in advise(classifier.calibration(c.key)):
+            where.setdefault(a.intent, []).append(c.key.split(":", 1)[-1])
+            said[a.intent] = a.line()
+    return [f"intent {said[i]} ({'every menu' if len(nodes) == len(menus) else 'menus: ' + ', '.join(nodes)})"
+            for i, nodes in where.items()]
 
 
 def cmd_test(args) -> int:
@@ -469,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check flow files; file:line errors, non-zero exit")
     val.add_argument("paths", nargs="*")
     val.add_argument("--explain", action="store_true",
-                     help="also list, per menu intent and collect node, the slots a caller may fill in passing")
+                     help="also list, per menu intent and collect node, the slots a caller may fill in passing, "
+                     "and the intents whose examples are too few or too alike (loads the router's embedder)")
     val.set_defaults(func=cmd_validate)
 
     test = sub.add_parser("test", help="run flow conversation tests (*.test.yaml) against the real NLU")

@@ -1,0 +1,57 @@
+"""What a designer should change in a menu's examples, from what the router made of them.
+
+The router learns an intent from its examples alone, so a menu written with three or four tidy
+examples per intent ("refill my prescription", "prescription refill") turns away most callers,
+who say what happened to them in their own words ("I'm almost out of my blood pressure pills").
+Measured on ten menus of businesses the router was never tuned on (dentist, vet, plumber,
+pharmacy, airline, utility, gym, garage, cinema, town hall; 41 intents of 3-5 examples, 164
+callers' requests and 80 out-of-scope ones written apart from the examples): 39% of the
+requests were routed right. Adding varied examples, written without seeing the requests, took
+it to 62% with one more per intent, 76% with two, 89% with four and 93% with six; out-of-scope
+recall went from 92% to 84-85%. Intents whose examples were near-paraphrases of each other
+(mean cosine 0.5 or more) routed almost none of their callers (docs/flows.md, "Writing
+examples").
+
+Pure: reads a menu's calibration (ivr/nlu/router.py `intent_examples`, `intent_alike`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+#: An intent with fewer examples than this is flagged (89% of requests routed at 7-9 above).
+ENOUGH_EXAMPLES = 8
+#: ... and one whose examples are this alike on average (cosine between them).
+TOO_ALIKE = 0.5
+
+
+@dataclass(frozen=True)
+class ExampleAdvice:
+    intent: str
+    examples: int
+    alike: float | None
+    few: bool
+    same: bool
+
+    def line(self) -> str:
+        said = []
+        if self.few:
+            said.append(f"{self.examples} example{'s' if self.examples != 1 else ''}, write {ENOUGH_EXAMPLES} or more")
+        if self.same:
+            said.append(f"examples alike ({self.alike:.2f}), word them as different callers would: "
+                        "whole sentences about their situation")
+        return f"{self.intent}: " + "; ".join(said)
+
+
+def advise(calibration: Mapping) -> list[ExampleAdvice]:
+    """One entry per intent whose examples are too few or too alike, in the menu's order."""
+    counts = calibration.get("intent_examples") or {}
+    alike = calibration.get("intent_alike") or {}
+    out = []
+    for name, n in counts.items():
+        a = alike.get(name)
+        few, same = n < ENOUGH_EXAMPLES, a is not None and a >= TOO_ALIKE
+        if few or same:
+            out.append(ExampleAdvice(name, int(n), a, few, same))
+    return out
