@@ -8,7 +8,7 @@ pharmacy, airline, utility, gym, garage, cinema, town hall; 41 intents of 3-5 ex
 callers' requests and 80 out-of-scope ones written apart from the examples): 39% of the
 requests were routed right. Adding varied examples, written without seeing the requests, took
 it to 62% with one more per intent, 76% with two, 89% with four and 93% with six; out-of-scope
-recall went from 92% to 84-85%. Intents whose examples were near-paraphrases of each other
+recall went from 92% to 84-86%. Intents whose examples were near-paraphrases of each other
 (mean cosine 0.5 or more) routed almost none of their callers (docs/flows.md, "Writing
 examples").
 
