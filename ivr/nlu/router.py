@@ -241,9 +241,11 @@ class ExampleRouter:
         passes = self._conf(s, k) >= index.intent_tau[k]
         for b in np.nonzero(passes)[0]:
             mates = np.isfinite(sibling) & (lab == k[b])
-            if mates.any():
-                level = float(np.quantile(sibling[mates], self.bg_in_menu_quantile))
-                out[b] = float(near[b, lab == k[b]].max()) >= level
+            if not mates.any():  # one example: nothing to measure nearness by, the threshold decides
+                out[b] = True
+                continue
+            level = float(np.quantile(sibling[mates], self.bg_in_menu_quantile))
+            out[b] = float(near[b, lab == k[b]].max()) >= level
         return out
 
     def _scores(self, index: RouterIndex, raw_q: np.ndarray, exclude: int | None = None):

@@ -414,6 +414,13 @@ def test_a_background_phrase_the_menu_handles_is_its_own_request(emb):
     assert "who won the game last night" not in clf.calibration("menu")["background_in_menu"]
 
 
+def test_an_intent_of_one_example_can_claim_its_own_errand_too(emb):
+    clf = IntentClassifier(emb)
+    menu = [Intent("order", ("I want to order a pizza for delivery",)), Intent("hours", ("when do you open",))]
+    assert clf.classify("one", menu, "I want to order a pizza").intent == "order"
+    assert clf.classify("one", menu, "tell me a joke").intent == OUT_OF_SCOPE
+
+
 def test_the_router_can_be_told_to_keep_every_background_phrase(emb):
     clf = IntentClassifier(emb, bg_in_menu_quantile=None)
     assert clf.classify("pizza", PIZZA, "I want to order a pizza").intent == OUT_OF_SCOPE
