@@ -26,3 +26,19 @@ def test_a_calibration_without_the_figures_gives_no_advice():
     assert advise({}) == []
     assert advise({"intent_examples": {"a": 1}}) == [advise({"intent_examples": {"a": 1}})[0]]
     assert advise({"intent_examples": {"a": 1}})[0].line() == "a: 1 example, write 8 or more"
+
+
+def test_validate_explain_says_when_it_could_not_check_the_examples(tmp_path, capsys, monkeypatch):
+    import ivr.nlu.intents
+    from ivr.tools.cli import main
+
+    def no_embedder(**_):
+        raise FileNotFoundError("minilm-l6-v2-int8 is not installed")
+
+    monkeypatch.setattr(ivr.nlu.intents, "load_intent_classifier", no_embedder)
+    (tmp_path / "menu.yaml").write_text(
+        "flow: m\nstart: menu\nnodes:\n  menu:\n    say: Hi.\n    intents:\n"
+        "      hours: {examples: [when are you open], goto: done}\n  done: {say: Bye., hangup: true}\n")
+    assert main(["validate", "--explain", str(tmp_path / "menu.yaml")]) == 0
+    assert "examples not checked: the router's embedder did not load (minilm-l6-v2-int8 is not installed)" in \
+        capsys.readouterr().out
