@@ -1,7 +1,7 @@
 """NLU benchmark: Banking77 mapped onto a bank menu, our router + SLM against LLM tool calls.
 
     .venv/bin/python -m ivr.bench.nlu [--menus 1,2] [--split test|dev] [--baseline-cases 100]
-                                      [--examples 4,10] [--modes router,hybrid,forced,auto]
+                                      [--examples 4,10] [--modes router,hybrid,forced,auto] [--tidy]
                                       [--json FILE]
 
 For each menu (10 Banking77 intents, 4 or 10 designer examples each from train.csv; 200 in-menu and
@@ -110,9 +110,11 @@ def print_over_draws(results: list[dict], seeds: list[int]) -> None:
 
 
 def run_menu(menu: int, args, embedder, slm, baseline) -> dict:
-    intents, cases = build_case(MENUS[menu], seed=args.seed, split=args.split, n_examples=args.examples)
+    intents, cases = build_case(MENUS[menu], seed=args.seed, split=args.split, n_examples=args.examples,
+                                tidy_with=embedder if args.tidy else None)
     n_in = sum(e != OUT_OF_SCOPE for _, e in cases)
-    print(f"\n== menu {menu} ({args.split}): {len(intents)} intents x {args.examples} examples; "
+    print(f"\n== menu {menu} ({args.split}): {len(intents)} intents x {args.examples} "
+          f"{'near-copy ' if args.tidy else ''}examples; "
           f"{n_in} in-menu + {len(cases) - n_in} out-of-scope turns ==", flush=True)
     key = f"bank{menu}"
     per_mode: dict[str, list] = {}
@@ -164,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--examples", default="4,10",
                     help="designer examples per intent, comma-separated: one run each; the "
                          "tool-call baselines run with the first count only")
+    ap.add_argument("--tidy", action="store_true",
+                    help="each intent's examples are one wording and the requests nearest it, as a designer "
+                         "in a hurry writes them (what `ivr validate --explain` warns of), instead of a random draw")
     ap.add_argument("--modes", default="router,hybrid,forced,auto")
     ap.add_argument("--baseline-cases", type=int, default=100,
                     help="turns per menu for the tool-call baselines (0: all)")

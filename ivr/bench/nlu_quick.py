@@ -60,8 +60,12 @@ def _read(path: Path) -> list[tuple[str, str]]:
 
 
 def build_case(menu: list[str], *, seed: int = 0, split: str = "test", n_examples: int = 4,
-               n_in: int = 200, n_oos: int = 100):
-    """(intents, [(text, expected)]) with expected = a menu name or OUT_OF_SCOPE."""
+               n_in: int = 200, n_oos: int = 100, tidy_with=None):
+    """(intents, [(text, expected)]) with expected = a menu name or OUT_OF_SCOPE.
+
+    `tidy_with` (an embedder): each intent's examples are one wording drawn at random and the
+    train requests nearest it, as a designer in a hurry writes them ("refill my prescription",
+    "prescription refill"); what `ivr validate --explain` warns of (ivr/nlu/example_advice.py)."""
     d = data_dir()
     train = _read(d / "train.csv")
     rng = random.Random(seed)
@@ -69,7 +73,7 @@ def build_case(menu: list[str], *, seed: int = 0, split: str = "test", n_example
     intents = []
     for cat in menu:
         idx = [i for i, (_, c) in enumerate(train) if c == cat]
-        pick = rng.sample(idx, n_examples)
+        pick = rng.sample(idx, n_examples) if tidy_with is None else _near_copies(tidy_with, train, idx, n_examples, rng)
         used.update(pick)
         intents.append(Intent(cat, tuple(train[i][0] for i in pick)))
     if split == "test":
@@ -86,6 +90,15 @@ def build_case(menu: list[str], *, seed: int = 0, split: str = "test", n_example
     oos = [i for i in avail if pool[i][1] not in menu]
     cases += [(pool[i][0], OUT_OF_SCOPE) for i in rng.sample(oos, n_oos)]
     return intents, cases
+
+
+def _near_copies(embedder, train, idx: list[int], n: int, rng: random.Random) -> list[int]:
+    import numpy as np
+
+    v = np.asarray(embedder.encode([train[i][0] for i in idx]), dtype=np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    first = rng.randrange(len(idx))
+    return [idx[j] for j in np.argsort(-(v @ v[first]), kind="stable")[:n]]
 
 
 def slm_only(slm, key: str, intents, text: str) -> IntentResult:

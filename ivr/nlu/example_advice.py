@@ -10,8 +10,9 @@ requests were routed right. Adding varied examples, written without seeing the r
 it to 62% with one more per intent, 76% with two, 89% with four and 93% with six; out-of-scope
 recall went from 92% to 84-86%. The five intents whose examples were near-paraphrases of each
 other (mean cosine 0.74-0.81) routed none of their callers. On Banking77 (menus 1-2, seeds
-0-2), the 4 examples per intent nearest a first wording (mean cosine 0.88) routed 20% of
-in-menu requests, against 87% for 4 drawn at random (0.63) and 92% for 8 (0.61). Banking77's
+0-2), a first wording and the 3 requests nearest it per intent (mean cosine 0.88) route 26-33%
+of in-menu requests, against 85-89% for 4 drawn at random (0.63): `ivr bench nlu --tidy`
+(docs/nlu.md, "Few and tidy examples"). Banking77's
 intents are narrow, so real callers' wordings of one are alike too: at 0.7, 2-3 of its 10
 intents are flagged with random examples, at 0.5 more than half (docs/flows.md, "How intents
 are recognised").
