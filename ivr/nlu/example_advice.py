@@ -23,7 +23,7 @@ Pure: reads a menu's calibration (ivr/nlu/router.py `intent_examples`, `intent_a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 #: An intent with fewer examples than this is flagged (89% of requests routed at 7-9 above).
 ENOUGH_EXAMPLES = 8
@@ -60,3 +60,14 @@ def advise(calibration: Mapping) -> list[ExampleAdvice]:
         if few or same:
             out.append(ExampleAdvice(name, int(n), a, few, same))
     return out
+
+
+def menus_advice(classifier, menus: Iterable) -> list[tuple[ExampleAdvice, list[str]]]:
+    """Advice for a flow's menus (`Candidates` with intents, prepared or not), once per intent
+    however many menus offer it (a global intent is in every one), with the nodes it is in."""
+    found: dict[str, tuple[ExampleAdvice, list[str]]] = {}
+    for c in menus:
+        classifier.prepare(c.key, list(c.intents))
+        for a in advise(classifier.calibration(c.key)):
+            found.setdefault(a.intent, (a, []))[1].append(c.key.split(":", 1)[-1])
+    return list(found.values())

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ivr.serving.config import Settings
-from ivr.dialog.engine import nlu_preparation
+from ivr.dialog.engine import listening_candidates, nlu_preparation
 from ivr.dialog.loader import LoadedFlow
 from ivr.serving.flows import FlowRepository, static_prompts
 from ivr.registry import model_registry, voice_registry
@@ -60,6 +60,7 @@ class Runtime:
     @classmethod
     def load(cls, settings: Settings, progress: Callable[[str], None] = print, *, store=None) -> "Runtime":
         from ivr.calllog.store import open_store
+        from ivr.nlu.example_advice import menus_advice
         from ivr.nlu.intents import load_intent_classifier
         from ivr.nlu.service import NLUService
         from ivr.speech.stt import STTSettings, Transcriber
@@ -126,6 +127,13 @@ class Runtime:
                 "flow %s v%s prepared: %d menu nodes, %d prompts synthesised in %.2fs",
                 loaded.name, loaded.version, nodes, prompts, time.perf_counter() - started,
             )
+            if hasattr(classifier, "calibration"):  # the example router (not the tool-call baseline)
+                menus = [c for c in listening_candidates(loaded) if c.intents]
+                weak = [a.line() for a, _nodes in menus_advice(classifier, menus)]
+                if weak:
+                    log.warning("flow %s v%s: callers who word a request their own way may be turned away, "
+                                "the examples are too few or too alike (ivr validate --explain): %s",
+                                loaded.name, loaded.version, " | ".join(weak))
 
         flows = FlowRepository(settings.flows_dir, prepare=prepare)
         changed = step(f"flows from {settings.flows_dir}", flows.reload)

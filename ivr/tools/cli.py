@@ -206,7 +206,7 @@ def _example_advice(flow) -> list[str]:
     (ivr/nlu/example_advice.py), once each however many menus offer them. The router only: the
     embedder loads in about a second, with no small model."""
     from ivr.dialog.engine import listening_candidates
-    from ivr.nlu.example_advice import advise
+    from ivr.nlu.example_advice import menus_advice
     from ivr.nlu.intents import load_intent_classifier
 
     menus = [c for c in listening_candidates(flow) if c.intents]
@@ -217,15 +217,8 @@ def _example_advice(flow) -> list[str]:
         classifier = load_intent_classifier(use_slm=False)
     except Exception as exc:  # no embedder installed: the flow itself was still checked
         return [f"examples not checked: the router's embedder did not load ({exc})"]
-    where: dict[str, list[str]] = {}
-    said: dict[str, str] = {}
-    for c in menus:
-        classifier.prepare(c.key, list(c.intents))
-        for a in advise(classifier.calibration(c.key)):
-            where.setdefault(a.intent, []).append(c.key.split(":", 1)[-1])
-            said[a.intent] = a.line()
-    return [f"intent {said[i]} ({'every menu' if len(nodes) == len(menus) else 'menus: ' + ', '.join(nodes)})"
-            for i, nodes in where.items()]
+    return [f"intent {a.line()} ({'every menu' if len(nodes) == len(menus) else 'menus: ' + ', '.join(nodes)})"
+            for a, nodes in menus_advice(classifier, menus)]
 
 
 def cmd_test(args) -> int:

@@ -42,3 +42,28 @@ def test_validate_explain_says_when_it_could_not_check_the_examples(tmp_path, ca
     assert main(["validate", "--explain", str(tmp_path / "menu.yaml")]) == 0
     assert "examples not checked: the router's embedder did not load (minilm-l6-v2-int8 is not installed)" in \
         capsys.readouterr().out
+
+
+def test_a_flows_advice_names_each_intent_once_with_the_menus_it_is_in():
+    from types import SimpleNamespace as NS
+
+    from ivr.nlu.example_advice import menus_advice
+    from ivr.nlu.understanding import Intent
+
+    class Classifier:
+        def __init__(self):
+            self.prepared = []
+
+        def prepare(self, key, intents):
+            self.prepared.append(key)
+
+        def calibration(self, key):
+            menu = {"v1:main": {"agent": 2, "hours": 9}, "v1:ask": {"agent": 2}}[key]
+            return {"intent_examples": menu, "intent_alike": {"hours": 0.2}}
+
+    agent, hours = Intent("agent", ("agent", "a person")), Intent("hours", ("when do you open",))
+    menus = [NS(key="v1:main", intents=(agent, hours)), NS(key="v1:ask", intents=(agent,))]
+    clf = Classifier()
+    got = menus_advice(clf, menus)
+    assert clf.prepared == ["v1:main", "v1:ask"]
+    assert [(a.intent, nodes) for a, nodes in got] == [("agent", ["main", "ask"])]
