@@ -36,8 +36,14 @@ class ExampleAdvice:
     intent: str
     examples: int
     alike: float | None
-    few: bool
-    same: bool
+
+    @property
+    def few(self) -> bool:
+        return self.examples < ENOUGH_EXAMPLES
+
+    @property
+    def same(self) -> bool:
+        return self.alike is not None and self.alike >= TOO_ALIKE
 
     def line(self) -> str:
         said = []
@@ -53,13 +59,8 @@ def advise(calibration: Mapping) -> list[ExampleAdvice]:
     """One entry per intent whose examples are too few or too alike, in the menu's order."""
     counts = calibration.get("intent_examples") or {}
     alike = calibration.get("intent_alike") or {}
-    out = []
-    for name, n in counts.items():
-        a = alike.get(name)
-        few, same = n < ENOUGH_EXAMPLES, a is not None and a >= TOO_ALIKE
-        if few or same:
-            out.append(ExampleAdvice(name, int(n), a, few, same))
-    return out
+    every = (ExampleAdvice(name, int(n), alike.get(name)) for name, n in counts.items())
+    return [a for a in every if a.few or a.same]
 
 
 def menus_advice(classifier, menus: Iterable) -> list[tuple[ExampleAdvice, list[str]]]:

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ivr.serving.config import Settings
-from ivr.dialog.engine import listening_candidates, nlu_preparation
+from ivr.dialog.engine import nlu_preparation
 from ivr.dialog.loader import LoadedFlow
+from ivr.nlu.understanding import Candidates
 from ivr.serving.flows import FlowRepository, static_prompts
 from ivr.registry import model_registry, voice_registry
 
@@ -121,14 +122,15 @@ class Runtime:
 
         def prepare(loaded: LoadedFlow) -> None:
             started = time.perf_counter()
-            nodes = nlu.prepare_all(nlu_preparation(loaded))
+            items = nlu_preparation(loaded)
+            nodes = nlu.prepare_all(items)
             prompts = tts.warm(static_prompts(loaded))
             log.info(
                 "flow %s v%s prepared: %d menu nodes, %d prompts synthesised in %.2fs",
                 loaded.name, loaded.version, nodes, prompts, time.perf_counter() - started,
             )
             if hasattr(classifier, "calibration"):  # the example router (not the tool-call baseline)
-                menus = [c for c in listening_candidates(loaded) if c.intents]
+                menus = [c for c in items if isinstance(c, Candidates) and c.intents]
                 weak = [a.line() for a, _nodes in menus_advice(classifier, menus)]
                 if weak:
                     log.warning("flow %s v%s: callers who word a request their own way may be turned away, "
