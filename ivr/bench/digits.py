@@ -316,6 +316,8 @@ class LiveResult:
     number_ms: list[float] | None = None
     """Voice to voice of the turns that read digits (speech end to the bot's first audio)."""
     failure: str = ""
+    heard: tuple[str, ...] = ()
+    """What the server's whisper heard, turn by turn (its `transcript` events)."""
 
 
 def _events(db: Path, call_sid: str) -> list[tuple[str, dict]]:
@@ -388,6 +390,7 @@ async def live_case(server, case: Case, first: np.ndarray, reread, workdir: Path
         out.recovered, out.wrong = value == case.digits, value != case.digits
     from ivr.nlu.slots import parse_digits
 
+    out.heard = tuple(t["text"] for t in transcripts)
     first_heard = parse_digits(transcripts[0]["text"], length=len(case.digits)) if transcripts else None
     out.first_try = bool(first_heard and first_heard.ok and first_heard.value == case.digits)
     out.number_ms = [t.latency_ms for i, t in enumerate(report.turns) if i in digit_turns and t.latency_ms is not None]
@@ -567,6 +570,13 @@ def main(argv: list[str] | None = None) -> int:
         report_live("real voices, all", live)
         for speaker in SPEAKERS:
             report_live(f"real voices, {speaker}", [r for c, r in zip(cases, live, strict=True) if c.speaker == speaker])
+        if args.errors:  # where the server heard the first try otherwise than the same reading offline
+            offline = rows["real voices, all"]
+            for case, off, on in zip(cases, offline, live, strict=True):
+                if off.first_try != on.first_try:
+                    print(f"  {case.speaker} {case.style} {case.digits}: offline {'exact' if off.first_try else 'missed'}"
+                          f" {off.heard!r} ({off.turns} turn(s)); live {'exact' if on.first_try else 'missed'}"
+                          f" {list(on.heard)!r}{' ' + on.failure if on.failure else ''}", file=sys.stderr)
     return 0
 
 
