@@ -12,6 +12,7 @@ import logging
 import re
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,17 @@ FULL_WINDOW = 3000  # the 30 s window whisper was trained on
 
 _window = threading.local()
 _WORDS = re.compile(r"[A-Za-z0-9]")
+
+#: A decoding that writes more words than WORDS_BASE + WORDS_PER_SECOND per second of audio
+#: went round in a loop: callers say 2-4 words a second, and read at most 4-5 digits.
+WORDS_BASE, WORDS_PER_SECOND = 3, 6
+#: ... as does one whose text compresses like a repetition (openai/whisper's
+#: `compression_ratio_threshold`: "zero zero zero ...").
+LOOP_COMPRESSION = 2.4
+#: A decoding's token budget per second of audio (at most MAX_TOKENS, 448 less the prompt's
+#: room): far past the loop test, so it only bounds what a loop costs.
+TOKENS_BASE, TOKENS_PER_SECOND, MAX_TOKENS = 32, 48, 220
+LOOP_BEAM = 3
 
 
 def _install_window_hook() -> None:
@@ -51,6 +63,14 @@ def _install_window_hook() -> None:
 
     pad_or_trim._ivr_window = True
     fw.pad_or_trim = pad_or_trim
+
+
+def _looped(segments, seconds: float) -> bool:
+    """Whether a decoding of `seconds` of audio went round in a loop."""
+    text = " ".join(seg.text for seg in segments)
+    raw = text.encode()
+    return (len(text.split()) > WORDS_BASE + WORDS_PER_SECOND * seconds
+            or len(raw) / max(1, len(zlib.compress(raw))) > LOOP_COMPRESSION)
 
 
 @dataclass(frozen=True)
@@ -123,32 +143,31 @@ class Transcriber:
         and `beam_size`, are levers `ivr bench digits` measures."""
         audio = pcm16_to_float(pcm16)
         started = time.perf_counter()
-        _window.frames = None if full_window else self.window_frames(len(audio) / STT_RATE)
-        segments, _info = self.model.transcribe(
-            audio,
-            language=self.settings.language,
-            beam_size=beam_size or self.settings.beam_size,
-            suppress_tokens=[-1, *self._letter_tokens()] if digits_only else [-1],
-            without_timestamps=True,
-            condition_on_previous_text=False,
-            initial_prompt=prompt,
-            vad_filter=False,  # the pipeline's VAD already cut this segment
-            temperature=0.0,  # no fallback retries: they cost seconds (docs/latency.md)
-        )
-        texts, no_speech, logprob, kept_logprob = [], [], [], []
+        seconds = len(audio) / STT_RATE
+        beam = beam_size or self.settings.beam_size
+        _window.frames = None if full_window else self.window_frames(seconds)
         try:
-            for seg in segments:  # a generator: the decoding happens here
-                no_speech.append(seg.no_speech_prob)
-                logprob.append(seg.avg_logprob)
-                st = self.settings
-                silent = not _WORDS.search(seg.text) or (not keep_unsure and (
-                    seg.no_speech_prob >= st.surely_silent
-                    or (seg.no_speech_prob >= st.no_speech_threshold and seg.avg_logprob < st.log_prob_threshold)))
-                if not silent:
-                    texts.append(seg.text.strip())
-                    kept_logprob.append(seg.avg_logprob)
+            segments = self._decode(audio, prompt, beam, digits_only, seconds)
+            if _looped(segments, seconds):
+                # tiny.en sometimes repeats a digit until it runs out of tokens ("6, 6, 6, ..."):
+                # 11 of 1290 decodings of numbers read aloud (`ivr bench digits`' takes, three
+                # seeds), each 1.2 s where the others took 0.26 s. A small beam hears the same
+                # audio without the loop (9 of those 11) in ~0.3 s.
+                log.info("whisper looped on %.1f s of audio; decoding again with a beam", seconds)
+                segments = self._decode(audio, prompt, max(beam, LOOP_BEAM), digits_only, seconds)
         finally:
             _window.frames = None
+        texts, no_speech, logprob, kept_logprob = [], [], [], []
+        for seg in segments:
+            no_speech.append(seg.no_speech_prob)
+            logprob.append(seg.avg_logprob)
+            st = self.settings
+            silent = not _WORDS.search(seg.text) or (not keep_unsure and (
+                seg.no_speech_prob >= st.surely_silent
+                or (seg.no_speech_prob >= st.no_speech_threshold and seg.avg_logprob < st.log_prob_threshold)))
+            if not silent:
+                texts.append(seg.text.strip())
+                kept_logprob.append(seg.avg_logprob)
         latency = (time.perf_counter() - started) * 1000
         return Transcript(
             text=" ".join(t for t in texts if t).strip(),
@@ -158,6 +177,25 @@ class Transcriber:
             avg_logprob=float(np.mean(logprob)) if logprob else -10.0,
             unsure=bool(kept_logprob) and float(np.mean(kept_logprob)) < self.settings.log_prob_threshold,
         )
+
+    def _decode(self, audio: np.ndarray, prompt: str | None, beam: int, digits_only: bool, seconds: float) -> list:
+        segments, _info = self.model.transcribe(
+            audio,
+            language=self.settings.language,
+            beam_size=beam,
+            suppress_tokens=[-1, *self._letter_tokens()] if digits_only else [-1],
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            initial_prompt=prompt,
+            vad_filter=False,  # the pipeline's VAD already cut this segment
+            temperature=0.0,  # no fallback retries: they cost seconds (docs/latency.md)
+            max_new_tokens=self._token_cap(seconds),
+        )
+        return list(segments)  # a generator: the decoding happens here
+
+    @staticmethod
+    def _token_cap(seconds: float) -> int:
+        return min(MAX_TOKENS, int(TOKENS_BASE + TOKENS_PER_SECOND * seconds))
 
     def _letter_tokens(self) -> list[int]:
         """The vocabulary's tokens with a letter in them (not the special ones), computed once."""
