@@ -61,7 +61,7 @@ PARSED_TYPES = ("number", "money", "date", "time", "digits", "phone", "enum", "y
 _NUMERIC = ("number", "money", "date", "time")
 
 _DATE_WORDS = frozenset("today tomorrow tonight yesterday week weeks day days fortnight weekend now".split())
-_TIME_WORDS = frozenset("am pm oclock o'clock clock noon midnight morning afternoon evening night".split())
+_TIME_WORDS = frozenset("am pm oclock o'clock clock noon midday midnight morning afternoon evening night".split())
 _MONEY_WORDS = frozenset("dollar dollars buck bucks cent cents pound pounds quid euro euros $".split())
 _DIGIT_WORDS = frozenset("double triple oh plus +".split())
 _VALUE = (NUMBER_WORDS | frozenset(ORDINALS) | frozenset(MONTHS) | frozenset(WEEKDAYS) | _DATE_WORDS
@@ -123,6 +123,12 @@ def _numeral(tok: str) -> bool:
 
 def _valueish(tok: str) -> bool:
     return _numeral(tok) or tok in _VALUE
+
+
+def value_word(word: str) -> bool:
+    """A word of the values the parsers read (a number, a month, a weekday, "tomorrow",
+    "afternoon", "o'clock"): on its own it is no name, place or thing (ivr.nlu.slm_extract)."""
+    return _valueish(word.lower().strip(".,!?'"))
 
 
 def _windows(toks: list[_Token]) -> list[tuple[int, int]]:

@@ -33,6 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ivr.nlu.extract import value_word
 from ivr.nlu.places import cued_slot
 from ivr.nlu.slm_prompts import clean_text
 from ivr.nlu.slots import parse_slot
@@ -66,12 +67,14 @@ def field_line(spec: SlotSpec) -> str:
 
 def likely_carries_values(text: str, request_words: frozenset[str], claimed: Sequence[tuple[int, int]]) -> bool:
     """Whether the turn has words left that could be a value: not common, not the menu's own
-    words, not inside a span the parsers placed."""
+    words, not inside a span the parsers placed, and not a word of the parsers' values (the
+    "three" of a time answered, the "afternoon" after "tomorrow", a year): a text slot's value
+    needs a word of its own."""
     for m in WORD.finditer(text):
         if any(a <= m.start() < b for a, b in claimed):
             continue
         w = m.group(0).lower().strip(".'")
-        if w and w not in COMMON and w not in request_words:
+        if w and w not in COMMON and w not in request_words and not value_word(w):
             return True
     return False
 

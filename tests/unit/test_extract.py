@@ -87,6 +87,19 @@ def test_the_gate_ignores_common_and_request_words_and_placed_values():
     assert not likely_carries_values(text, request, [(text.index("four"), len(text))])
 
 
+@pytest.mark.parametrize("answer", ["three", "tomorrow afternoon", "three o'clock", "midday", "ten in the morning",
+                                    "March 3rd 2027", "monday morning", "2 30"])
+def test_words_of_values_are_no_name_place_or_thing(answer):
+    """An answer to a time or date question leaves nothing for a text slot ahead (a patient's
+    name), even where its own parser, not the in-passing one, read it."""
+    assert not likely_carries_values(answer, frozenset(), [])
+
+
+@pytest.mark.parametrize("answer", ["Maria Lopez", "at Seven Hills", "Route 66", "a cleaning tomorrow at three"])
+def test_a_value_with_a_word_of_its_own_still_asks_the_model(answer):
+    assert likely_carries_values(answer, frozenset(), [])
+
+
 def test_the_models_answer_format():
     specs = [SlotSpec("city", "text"), SlotSpec("cuisine", "text")]
     assert answer_text(specs, ()) == "none"
