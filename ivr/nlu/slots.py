@@ -104,7 +104,13 @@ _NUMERAL_RE = re.compile(r"\d+(?:,\d+)*")
 
 
 def _normalise(text: str) -> str:
-    return (text or "").lower().replace("\u2019", "'").replace("\u2018", "'")
+    s = (text or "").lower().replace("\u2019", "'").replace("\u2018", "'")
+    # "first thing tomorrow" is early tomorrow, not the 1st of next month ("early": the same
+    # length, so character offsets into the caller's words still hold)
+    return _FIRST_THING.sub("early", s)
+
+
+_FIRST_THING = re.compile(r"\bfirst(?=\s+thing\b)")
 
 
 def _tokens(text: str) -> list[str]:
@@ -991,6 +997,14 @@ def _prepare_time_text(text: str) -> str:
     return s
 
 
+def _without_years(tokens: list[str]) -> list[str]:
+    """The tokens less a date's year: "March 3rd 2027" carries no time (not 20:27)."""
+    def dated(i: int) -> bool:
+        return any(t in _MONTHS or t in _ORDINALS or _ORDINAL_NUMERAL_RE.fullmatch(t) for t in tokens[max(0, i - 2):i])
+
+    return [t for i, t in enumerate(tokens) if not (re.fullmatch(r"(?:19|20)\d\d", t) and dated(i))]
+
+
 def _period(tokens: list[str]) -> tuple[str | None, str | None]:
     """(period, reason): am/pm said after a number, or the part of the day named."""
     found = set()
@@ -1130,7 +1144,7 @@ def _one_number_time(group: _Group, period: str | None, hours_said: bool) -> Par
 def parse_time(text: str) -> ParseResult:
     """ "HH:MM" on a 24-hour clock; see the business-hours rule above for hours said without am/pm."""
     s = _prepare_time_text(text)
-    tokens = _tokens(s)
+    tokens = _without_years(_tokens(s))
     words = _words(tokens)
     period, reason = _period(tokens)
     if reason:

@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 
+from ivr.nlu.extract import find_values
 from ivr.nlu.slots import (
     SLOT_TYPES,
     ParseResult,
@@ -23,6 +24,7 @@ from ivr.nlu.slots import (
     parse_time,
     parse_yes_no,
 )
+from ivr.nlu.understanding import SlotSpec
 
 # A Wednesday, so "this/next <weekday>" has both directions to get wrong.
 TODAY = date(2025, 3, 12)
@@ -382,6 +384,22 @@ def test_date(text, expected):
 
 
 @pytest.mark.parametrize("text, expected", [
+    ("first thing tomorrow", "2025-03-13"),  # early tomorrow, not the 1st of next month
+    ("I'd like a cleaning First thing tomorrow", "2025-03-13"),
+    ("first thing friday", "2025-03-14"),
+    ("on the first", "2025-04-01"),
+])
+def test_first_thing_is_early_not_the_first(text, expected):
+    ok(parse_date(text, today=TODAY), expected)
+    values = find_values(text, [SlotSpec("day", "date"), SlotSpec("at", "time")], today=TODAY)
+    assert [(v.slot, v.value) for v in values] == [("day", expected)]
+
+
+def test_first_thing_in_the_morning_names_no_day():
+    not_ok(parse_date("first thing in the morning", today=TODAY))
+
+
+@pytest.mark.parametrize("text, expected", [
     ("on the 5th", "2026-01-05"),
     ("january 3rd", "2026-01-03"),
     ("next monday", "2025-12-29"),
@@ -523,9 +541,15 @@ def test_time(text, expected):
 @pytest.mark.parametrize("text", [
     "", "sometime", "whenever suits", "two to three", "between two and three", "13 am", "25:00",
     "10:75", "morning", "3 pm in the morning",
+    "actually make it March 3rd 2027", "the 3rd of March, 2027",  # a date's year is no time (20:27)
 ])
 def test_time_not_ok(text):
     not_ok(parse_time(text))
+
+
+def test_a_time_after_a_dated_year_is_still_heard():
+    ok(parse_time("March 3rd 2027 at 3"), "15:00")
+    ok(parse_time("2027"), "20:27")  # a bare four-digit time, said as a 24-hour clock
 
 
 def test_time_round_trips_24h_clock():
