@@ -498,7 +498,7 @@ class FlowEngine:
             if slot_name is None:
                 result = parse_slot("yes_no", text)
             else:
-                result = self.flow.slots[slot_name].parse(text)
+                result = self.flow.slots[slot_name].parse(text, slot_name)
             self._parses[slot_name] = result
         return result
 

@@ -39,6 +39,12 @@ Prompt = Union[str, list[str]]
 """A prompt, or a list of variants picked in turn so repeats don't sound robotic."""
 
 
+def holds_a_name(slot: str, description: str = "") -> bool:
+    """Whether a slot is for a name, by the words of its name or description."""
+    words = set(re.findall(r"[a-z]+", f"{slot} {description}".lower().replace("_", " ")))
+    return bool(words & {"name", "surname", "firstname", "lastname", "fullname"})
+
+
 class SlotDef(_Strict):
     type: Literal[SLOT_TYPES]  # type: ignore[valid-type]
     description: str = ""
@@ -82,10 +88,12 @@ class SlotDef(_Strict):
             raise ValueError(f"{', '.join(numbers_only)} only apply to digits and phone slots")
         return self
 
-    def parse(self, text: str) -> ParseResult:
-        """`text` as this slot's value, with its length limits and choices."""
+    def parse(self, text: str, name: str = "") -> ParseResult:
+        """`text` as this slot's value, with its length limits and choices; `name`, the slot's
+        own, says whether a text slot holds a name ("patient_name", or "name" in its description)."""
         return parse_slot(self.type, text, length=self.length, min_length=self.min_length,
-                          max_length=self.max_length, choices=self.choices)
+                          max_length=self.max_length, choices=self.choices,
+                          name=self.type == "text" and holds_a_name(name, self.description))
 
 
 class IntentDef(_Strict):

@@ -1311,13 +1311,29 @@ _SILENCE_HALLUCINATIONS = frozenset({
 })
 
 
-def parse_text(text: str) -> ParseResult:
-    """The caller's words, whitespace-tidied; not ok only when nothing but fillers was said."""
+def parse_text(text: str, *, name: bool = False) -> ParseResult:
+    """The caller's words, whitespace-tidied; not ok only when nothing but fillers was said.
+    `name`: the slot holds a name, so "my name is Maria Lopez, thanks" is "Maria Lopez"."""
     cleaned = " ".join((text or "").split())
     words = _tokens(cleaned)
     if not words or " ".join(words) in _SILENCE_HALLUCINATIONS:
         return _fail("didn't hear anything")
+    if name:
+        bare = _NAME_TRAILER.sub("", _NAME_LEAD_IN.sub("", cleaned)).strip(" ,.;:!?")
+        if _tokens(bare):
+            return _ok(bare)
     return _ok(cleaned)
+
+
+# What callers say around a name they are asked for; never part of it.
+_NAME_LEAD_IN = re.compile(
+    r"^(?:(?:uh|um|er|erm|so|yeah|yes|yep|sure|okay|ok|oh|well|right|hi|hello)\b[\s,.]*)*"
+    r"(?:(?:(?:my|the|his|her|their|our|the patient's|the caller's)\s+)?(?:(?:full|first|last|sur)\s*)?name(?:'s|\s+is)?"
+    r"|it's|it is|its|this is|i'm|i am|that's|that is|that'd be|it'd be|it would be|it'll be|call me)\b[\s,.:]*",
+    re.IGNORECASE)
+# ", that's S M I T H", ", spelled J O N", ", thanks"
+_NAME_TRAILER = re.compile(r"(?:[\s,.]+(?:(?:that's|that is|spelled|spelt)\b.*|thank you|thanks|please|cheers))+[\s.!]*$",
+                           re.IGNORECASE)
 
 
 def _phrase_key(phrase: str) -> str:
@@ -1356,10 +1372,11 @@ def parse_enum(text: str, *, choices: dict[str, list[str]] | None = None) -> Par
 
 def parse_slot(slot_type: str, text: str, *, length: int | None = None, min_length: int | None = None,
                max_length: int | None = None, choices: dict[str, list[str]] | None = None,
-               today: date | None = None, within: bool = False) -> ParseResult:
+               today: date | None = None, within: bool = False, name: bool = False) -> ParseResult:
     """Parse `text` as `slot_type`. Length limits apply to digits and phone only (counts of digits).
     `within`: the words are a window of a longer sentence (ivr.nlu.extract), not an answer on its
-    own, so readings only an answer can mean are off (a date read as a number, a pause as a point)."""
+    own, so readings only an answer can mean are off (a date read as a number, a pause as a point).
+    `name`: a text slot that holds a name (its words around the name are dropped)."""
     text = text or ""
     parsers: dict[str, Callable[[], ParseResult]] = {
         "digits": lambda: parse_digits(text, length=length, min_length=min_length, max_length=max_length,
@@ -1372,7 +1389,7 @@ def parse_slot(slot_type: str, text: str, *, length: int | None = None, min_leng
         "phone": lambda: parse_phone(text, length=length, min_length=min_length, max_length=max_length,
                                      within=within),
         "email": lambda: parse_email(text),
-        "text": lambda: parse_text(text),
+        "text": lambda: parse_text(text, name=name),
         "enum": lambda: parse_enum(text, choices=choices),
     }
     if slot_type not in parsers:

@@ -170,3 +170,30 @@ def test_marked_examples_teach_the_small_model_and_are_plain_for_the_router():
     assert [s.name for s in plan.specs] == ["name"]
     assert ("a table under Ann Lee please", (("name", "Ann Lee"),)) in [(s.text, s.values) for s in plan.shots]
     assert "reserve" in plan.request_words
+
+
+@pytest.mark.parametrize("answer, kept", [
+    ("my name is Maria Lopez", "Maria Lopez"),
+    ("yes, it's John Smith, that's S M I T H", "John Smith"),
+    ("um, the name's Priya Patel, thanks", "Priya Patel"),
+    ("Ann Lee", "Ann Lee"),
+])
+def test_a_name_is_kept_without_the_words_around_it(answer, kept):
+    """Asked for a name, callers say "my name is ..."; the read-back must not say "for my name is"."""
+    engine = engine_for()
+    for text, intent in (("I'd like to reserve", "book"), ("four", None), ("tomorrow", None), ("at seven", None)):
+        turn(engine, text, intent)
+    assert engine.node.collect == "name"
+    effects = turn(engine, answer)
+    assert [e.value for e in effects if isinstance(e, SetSlot)] == [kept]
+
+
+def test_a_text_slot_that_is_no_name_keeps_every_word():
+    flow = FLOW.replace("name: {type: text, description: the name the table is under}",
+                        "name: {type: text, description: what the table is for}") % {"size_extra": "", "time_extra": ""}
+    engine = FlowEngine(load_flow_text(flow.replace("  name: {", "  occasion: {").replace("collect: name", "collect: occasion")
+                                       .replace("{slots.name}", "{slots.occasion}").replace("[Ann Lee](name)", "Ann Lee")))
+    engine.start()
+    for text, intent in (("I'd like to reserve", "book"), ("four", None), ("tomorrow", None), ("at seven", None)):
+        turn(engine, text, intent)
+    assert [e.value for e in turn(engine, "it's my mother's birthday") if isinstance(e, SetSlot)] == ["it's my mother's birthday"]
