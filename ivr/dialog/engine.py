@@ -40,6 +40,9 @@ MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a co
 END_CALL_CONFIDENCE = 0.8
 END_CALL_QUESTION = "Sorry, do you want to end the call?"
 #: Words that make a value said at a later question a correction of one heard earlier.
+#: Answered slots a caller may correct at a later question. Not yes/no (the "no" of a
+#: correction is no answer) nor text (any words are text).
+_CORRECTABLE = ("date", "time", "number", "money", "digits", "phone", "enum")
 _CORRECTION = re.compile(r"^\W*(?:no\b|nope\b|actually\b|sorry\b|wait\b|not\b|i said\b|i meant\b|make it\b|change\b)", re.I)
 
 
@@ -248,7 +251,8 @@ class FlowEngine:
         """The slots this turn's words may fill, in the order the flow would ask them: in a
         collect node its own slot, then the path ahead; in a menu, the path of the intent
         understood (ivr.dialog.paths); and the slots filled in passing earlier on this path,
-        which the caller may correct."""
+        which the caller may correct. At a question, the typed slots already answered too,
+        which the caller may correct with "no wait, Wednesday" (`_correct`)."""
         if not self._takes_values():
             return ()
         node, names = self.node, []
@@ -259,6 +263,9 @@ class FlowEngine:
         elif intent:
             names = list(intent_slots(self.flow, self.state.node).get(intent, ()))
         names += sorted(n for n in self.state.passing if n not in names)
+        if node.collect:
+            names += sorted(n for n in self.state.slots if n not in names and n in self.flow.slots
+                            and self.flow.slots[n].type in _CORRECTABLE and not self.flow.slots[n].sensitive)
         return tuple(slot_spec(self.flow, n) for n in names)
 
     def extraction_plan(self, intent: str | None = None) -> ExtractionPlan | None:
@@ -589,7 +596,8 @@ class FlowEngine:
         own = self.node.collect
         for v in values:
             slot = self.flow.slots.get(v.slot)
-            if slot is not None and not slot.sensitive and v.slot != own and v.slot not in self.state.passing:
+            if (slot is not None and not slot.sensitive and v.slot != own and v.slot not in self.state.passing
+                    and v.slot not in self.state.slots):  # an answered slot is only corrected (`_correct`)
                 self.state.heard[v.slot] = v
 
     def _take_heard(self, name: str, node: Node, hops: int) -> list[Effect] | None:
@@ -636,13 +644,17 @@ class FlowEngine:
 
     def _correct(self, text: str, values) -> list[Effect] | None:
         """ "No, Wednesday": a value for a slot taken in passing on this path, said at a later
-        question, replaces it (only it), and the question is asked again."""
-        changed = [v for v in values if v.slot in self.state.passing and v.slot != self.node.collect
-                   and self.state.slots.get(v.slot) != v.value]
+        question, replaces it (only it), and the question is asked again. A slot answered at
+        its own question is corrected so too when the words begin as a correction does ("no
+        wait, the 3rd"): without that, a caller changing the day at the time question was
+        told the time was not understood."""
+        cue = bool(_CORRECTION.search(text))
+        changed = [v for v in values if v.slot != self.node.collect and self.state.slots.get(v.slot) != v.value
+                   and (v.slot in self.state.passing or (cue and v.slot in self.state.slots))]
         if not changed:
             return None
         own = self.flow.slots[self.node.collect]
-        if self._parsed(self.node.collect, text).ok and own.type != "text" and not _CORRECTION.search(text):
+        if self._parsed(self.node.collect, text).ok and own.type != "text" and not cue:
             return None  # an answer to this question that happens to hold another value
         effects: list[Effect] = []
         for v in changed:

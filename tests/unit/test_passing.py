@@ -132,6 +132,23 @@ def test_a_correction_changes_only_the_slot_corrected():
     assert back.startswith("Got it: Wednesday") and question == "Under what name?"
 
 
+def test_an_answered_day_is_corrected_at_the_next_question_when_the_words_say_so():
+    engine = engine_for()
+    for text, intent in (("I'd like to reserve", "book"), ("four", None), ("tomorrow", None)):
+        turn(engine, text, intent)
+    assert engine.node.collect == "at"
+    effects = turn(engine, "no wait, Wednesday")
+    assert list(slots(effects)) == ["day"] and engine.node.collect == "at"
+    back, question = said(effects)
+    assert back.startswith("Got it: Wednesday") and question == "What time?"
+    # without a correction's first words, a day at the time question is no answer, and kept nowhere
+    before = engine.state.slots["day"]
+    effects = turn(engine, "Thursday")
+    assert engine.state.slots["day"] == before and not slots(effects) and "day" not in engine.state.heard
+    # and the time question still takes its answer
+    assert dict(slots(turn(engine, "at seven"))) == {"at": "19:00"}
+
+
 def test_rejections_apply_to_values_said_in_passing():
     engine = FlowEngine(load_flow_text((FLOW % {"size_extra": "", "time_extra": ""}).replace(
         "collect: party_size,", "collect: party_size, rejections: [{if: 'slots.party_size > 8', say: 'We seat up to 8.'}],")))
