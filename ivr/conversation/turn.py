@@ -203,9 +203,10 @@ class TurnStep:
 
     async def _route(self, expectation: Expectation, text: str) -> NLUOutcome:
         every_turn = getattr(self.nlu, "routes_every_turn", False)
-        if not every_turn and self.engine.fills_slot(text):
+        if not every_turn and self.engine.fills_slot(text) and not self.engine.may_be_a_request(text):
             # The answer parses as the slot this node collects: skip the NLU (its SLM can cost
-            # half a second) since a parsed value wins over intents anyway.
+            # half a second) since a parsed value wins over intents anyway (a short answer to a
+            # text question may be "agent": the engine decides with the NLU's view).
             return NLUOutcome(Understanding(None, 1.0, "slot"))
         if self.nlu is None or not (expectation.intents or every_turn):
             return NLUOutcome(Understanding(None, 0.0, "none"))

@@ -38,6 +38,11 @@ MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a co
 #: caller who said something else ("yes, that's right" heard as goodbye at 0.59, found by the
 #: call benchmark) costs the whole call; one question costs a turn.
 END_CALL_CONFIDENCE = 0.8
+#: A short answer to a text question ("agent", "sorry, what was that?") is the flow's global
+#: intent rather than the value when the NLU is this sure of it: any words are text, so without
+#: this a caller asked for a name could not reach a person or hear the question again.
+TEXT_NODE_INTENT_CONFIDENCE = 0.9
+TEXT_NODE_INTENT_WORDS = 5
 END_CALL_QUESTION = "Sorry, do you want to end the call?"
 #: Words that make a value said at a later question a correction of one heard earlier.
 #: Answered slots a caller may correct at a later question. Not yes/no (the "no" of a
@@ -343,6 +348,13 @@ class FlowEngine:
         number = self._read_number(text)  # with the part heard before, or the start of a number
         return number is not None and (number.value is not None or (partly and self._asks_rest()))
 
+    def may_be_a_request(self, text: str) -> bool:
+        """Whether an answer to this text question is short enough to be one of the flow's
+        global intents instead (then the NLU is asked, and `on_text` decides)."""
+        slot = self.flow.slots.get(self.node.collect) if self.node.collect and not self._closed() else None
+        return (slot is not None and slot.type == "text" and self.state.pending is None
+                and bool(self.flow.global_intents) and len(text.split()) <= TEXT_NODE_INTENT_WORDS)
+
     def number_incomplete(self, text: str) -> bool:
         """Whether `text` is the start of the number this node collects, with digits still to
         come: the caller is likely reading on, so the turn should not end at a short pause."""
@@ -387,6 +399,9 @@ class FlowEngine:
             corrected = self._correct(text, understanding.values)
             if corrected is not None:
                 return corrected
+            if (understanding.intent in self.flow.global_intents and self.may_be_a_request(text)
+                    and understanding.confidence >= TEXT_NODE_INTENT_CONFIDENCE):
+                return self._apply_intent(understanding.intent, self.flow.global_intents[understanding.intent])
             self._hear(understanding.values)
             filled = self._try_fill(text, understanding.value_of(node.collect), spoken=True, asr_unsure=asr_unsure)
             if filled is not None:

@@ -214,3 +214,30 @@ def test_a_text_slot_that_is_no_name_keeps_every_word():
     for text, intent in (("I'd like to reserve", "book"), ("four", None), ("tomorrow", None), ("at seven", None)):
         turn(engine, text, intent)
     assert [e.value for e in turn(engine, "it's my mother's birthday") if isinstance(e, SetSlot)] == ["it's my mother's birthday"]
+
+
+def _at_the_name_question():
+    engine = engine_for()
+    for text, intent in (("I'd like to reserve", "book"), ("four", None), ("tomorrow", None), ("at seven", None)):
+        turn(engine, text, intent)
+    assert engine.node.collect == "name"
+    return engine
+
+
+def test_a_short_answer_to_a_text_question_can_be_a_global_intent():
+    """Any words are text, so without this a caller asked for a name could not start over (or
+    reach a person, or hear the question again)."""
+    engine = _at_the_name_question()
+    assert engine.may_be_a_request("start over")
+    effects = engine.on_text("start over", Understanding("restart", 0.97, "test"))
+    assert not slots(effects) and engine.node.say == "How can I help?" and not engine.state.slots
+
+
+@pytest.mark.parametrize("answer, confidence", [
+    ("start over", 0.6),  # the NLU is not sure enough: the words are the value
+    ("Start Over Smith, and it is a birthday dinner for my mother", 0.97),  # too long to be a request
+])
+def test_otherwise_the_words_are_the_value(answer, confidence):
+    engine = _at_the_name_question()
+    effects = engine.on_text(answer, Understanding("restart", confidence, "test"))
+    assert list(slots(effects)) == ["name"]
