@@ -7,6 +7,7 @@ mapped back to the line a designer has to edit.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -154,6 +155,8 @@ def load_flow_text(text: str, filename: str = "<flow>", raw: bytes | None = None
         reason = exc.problem or str(exc)
         if "expected ',' or '}'" in reason or "expected ',' or ']'" in reason:
             reason += " (text with `?`, `:`, `,`, `{` or `}` inside {...} or [...] must be in quotes)"
+        elif "mapping values are not allowed" in reason:
+            reason += " (a `: ` inside unquoted text starts a key: put the text in quotes)"
         raise FlowLoadError([FlowError(filename, line, col, f"YAML syntax: {reason}")])
     if document is None:
         raise FlowLoadError([FlowError(filename, 1, 1, "the file is empty")])
@@ -182,6 +185,9 @@ def load_flow_text(text: str, filename: str = "<flow>", raw: bytes | None = None
 def _schema_errors(exc: ValidationError, pos: _Positions, filename: str) -> list[FlowError]:
     errors = []
     seen = set()
+    # where text was expected and YAML read a boolean or a number (`say: No`, `transfer: +1555...`)
+    not_text = {pos.at(_document_path(e["loc"], pos, keep_last=False)) for e in exc.errors()
+                if e["type"] == "string_type" and isinstance(e.get("input"), (bool, int, float))}
     for err in exc.errors():
         kind = err["type"]
         loc = _document_path(err["loc"], pos, keep_last=kind in ("extra_forbidden", "missing"))
@@ -193,6 +199,14 @@ def _schema_errors(exc: ValidationError, pos: _Positions, filename: str) -> list
         elif kind == "missing":
             line, col = pos.at(loc[:-1])
             msg = f"missing required key '{loc[-1]}'" + _where(loc[:-1])
+        elif kind.endswith("_type") and pos.at(loc) in not_text:
+            # `say: No`, `transfer: +15550142`, `- yes`: YAML read text as a boolean or a number
+            # (one error per value, where a union of types would give one per member)
+            line, col = pos.at(loc)
+            value = err["input"]
+            read = f"the boolean {str(value).lower()}" if isinstance(value, bool) else f"the number {value}"
+            msg = (f"{'.'.join(map(str, loc))}: YAML read this as {read}, not text: put it in quotes"
+                   + (" (unquoted yes, no, on, off, true and false are booleans)" if isinstance(value, bool) else ""))
         else:
             line, col = pos.at(loc)
             text = err["msg"].removeprefix("Value error, ")
@@ -293,7 +307,7 @@ def check_references(flow: Flow, pos: _Positions, filename: str) -> list[FlowErr
         targets = _edges(name, node)
         for loc, target in targets:
             if target not in nodes:
-                err(loc, f"node '{name}' goes to unknown node '{target}'")
+                err(loc, f"node '{name}' goes to unknown node '{target}'" + _did_you_mean(target, nodes))
         edges[name] = [t for _, t in targets]
         base = ("nodes", name)
         for key, target in (node.dtmf or {}).items():
@@ -345,10 +359,17 @@ def check_references(flow: Flow, pos: _Positions, filename: str) -> list[FlowErr
             continue
         reachable.add(current)
         frontier.extend(edges.get(current, []))
+    unknown_targets = any("unknown node" in e.message for e in errors)
     for name in nodes:
-        if name not in reachable and flow.start in nodes:
+        # a mistyped target leaves what it meant unreachable: that error says it all
+        if name not in reachable and flow.start in nodes and not unknown_targets:
             err(("nodes", name), f"node '{name}' is unreachable: nothing leads to it from '{flow.start}'", key=True)
     return sorted(errors, key=lambda e: (e.line, e.column))
+
+
+def _did_you_mean(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def is_dial_target(text: str) -> bool:
@@ -388,11 +409,20 @@ def validate_paths(paths: list[str | Path]) -> tuple[list[LoadedFlow], list[Flow
     """Validate flow files and directories of them (*.yaml, *.yml, drafts included; test files
     are skipped)."""
     loaded, errors = [], []
+    first: dict[str, LoadedFlow] = {}
     for path in expand_flow_paths(paths, drafts=True):
         try:
-            loaded.append(load_flow(path))
+            flow = load_flow(path)
         except FlowLoadError as exc:
             errors.extend(exc.errors)
+            continue
+        loaded.append(flow)
+        if flow.name in first and not is_draft(Path(path)) and not is_draft(Path(first[flow.name].path)):
+            # the server keeps one of them and refuses the other (ivr.serving.flows)
+            line, col = flow.positions.get(("flow",), (1, 1))
+            errors.append(FlowError(str(path), line, col, f"flow '{flow.name}' is also the name of "
+                                    f"{first[flow.name].path}: a server loads only one of them; rename one"))
+        first.setdefault(flow.name, flow)
     return loaded, errors
 
 

@@ -55,11 +55,15 @@ class ExampleAdvice:
         return f"{self.intent}: " + "; ".join(said)
 
 
-def advise(calibration: Mapping) -> list[ExampleAdvice]:
-    """One entry per intent whose examples are too few or too alike, in the menu's order."""
+def advise(calibration: Mapping, written: Mapping[str, int] | None = None) -> list[ExampleAdvice]:
+    """One entry per intent whose examples are too few or too alike, in the menu's order.
+    `written`: the examples the designer wrote per intent, where the router's own count holds
+    more (an intent with none is routed by its name and description, which are not examples)."""
     counts = calibration.get("intent_examples") or {}
     alike = calibration.get("intent_alike") or {}
-    every = (ExampleAdvice(name, int(n), alike.get(name)) for name, n in counts.items())
+    written = written or {}
+    every = (ExampleAdvice(name, written.get(name, int(n)), alike.get(name) if written.get(name, n) > 1 else None)
+             for name, n in counts.items())
     return [a for a in every if a.few or a.same]
 
 
@@ -69,6 +73,7 @@ def menus_advice(classifier, menus: Iterable) -> list[tuple[ExampleAdvice, list[
     found: dict[str, tuple[ExampleAdvice, list[str]]] = {}
     for c in menus:
         classifier.prepare(c.key, list(c.intents))
-        for a in advise(classifier.calibration(c.key)):
+        written = {i.name: len(i.examples) for i in c.intents}
+        for a in advise(classifier.calibration(c.key), written):
             found.setdefault(a.intent, (a, []))[1].append(c.key.split(":", 1)[-1])
     return list(found.values())

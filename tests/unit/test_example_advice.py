@@ -61,9 +61,18 @@ def test_a_flows_advice_names_each_intent_once_with_the_menus_it_is_in():
             menu = {"v1:main": {"agent": 2, "hours": 9}, "v1:ask": {"agent": 2}}[key]
             return {"intent_examples": menu, "intent_alike": {"hours": 0.2}}
 
-    agent, hours = Intent("agent", ("agent", "a person")), Intent("hours", ("when do you open",))
+    agent, hours = Intent("agent", ("agent", "a person")), Intent("hours", tuple(f"when do you open {i}" for i in range(9)))
     menus = [NS(key="v1:main", intents=(agent, hours)), NS(key="v1:ask", intents=(agent,))]
     clf = Classifier()
     got = menus_advice(clf, menus)
     assert clf.prepared == ["v1:main", "v1:ask"]
     assert [(a.intent, nodes) for a, nodes in got] == [("agent", ["main", "ask"])]
+
+
+def test_the_count_is_of_the_examples_written_not_the_name_and_description_the_router_uses():
+    from ivr.nlu.example_advice import advise
+
+    calibration = {"intent_examples": {"hours": 2, "agent": 9}, "intent_alike": {"hours": 0.9, "agent": 0.3}}
+    (a,) = advise(calibration, {"hours": 0, "agent": 9})
+    assert (a.intent, a.examples, a.alike) == ("hours", 0, None)
+    assert a.line() == "hours: 0 examples, write 8 or more"

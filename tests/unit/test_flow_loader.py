@@ -77,3 +77,38 @@ def test_empty_file(tmp_path):
     with pytest.raises(FlowLoadError) as info:
         load_flow(path)
     assert "empty" in str(info.value)
+
+
+def test_a_mistyped_target_names_the_node_meant_and_nothing_else():
+    """The node the typo meant is unreachable too; saying so nine times buries the one error."""
+    errors = errors_of("unknown_goto.yaml")
+    assert [e.message for e in errors] == ["node 'menu' goes to unknown node 'salez' (did you mean 'sales'?)"]
+
+
+@pytest.mark.parametrize("value, read", [
+    ("No", "the boolean false"), ("yes", "the boolean true"), ("+15550142", "the number 15550142"),
+])
+def test_text_yaml_reads_as_a_boolean_or_a_number_says_to_quote_it(value, read):
+    text = f"flow: f\nstart: a\nnodes:\n  a:\n    say: {value}\n    hangup: true\n"
+    with pytest.raises(FlowLoadError) as info:
+        load_flow_text(text, "f.yaml")
+    (err,) = info.value.errors  # one error, not one per type the key accepts
+    assert (err.line, err.column) == (5, 10) and read in err.message and "put it in quotes" in err.message
+
+
+def test_a_colon_inside_unquoted_text_says_to_quote_it():
+    with pytest.raises(FlowLoadError) as info:
+        load_flow_text("flow: f\nstart: a\nnodes:\n  a:\n    say: Note: we are closed\n    hangup: true\n", "f.yaml")
+    assert "put the text in quotes" in str(info.value)
+
+
+def test_two_files_of_one_flow_name_are_an_error(tmp_path):
+    """The server would answer with one of them and refuse the other."""
+    text = "flow: same\nstart: a\nnodes:\n  a:\n    say: Hello.\n    hangup: true\n"
+    (tmp_path / "a.yaml").write_text(text)
+    (tmp_path / "b.yaml").write_text(text.replace("Hello.", "Hi."))
+    (tmp_path / "c.draft.yaml").write_text(text)  # a draft of it is how flows are changed
+    loaded, errors = validate_paths([tmp_path])
+    assert len(loaded) == 3
+    (err,) = errors
+    assert err.file.endswith("b.yaml") and (err.line, err.column) == (1, 7) and "a.yaml" in err.message
