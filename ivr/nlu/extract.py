@@ -148,6 +148,30 @@ def _windows(toks: list[_Token]) -> list[tuple[int, int]]:
     return out
 
 
+#: Words that read a digit (or repeat one) in a number said a digit at a time.
+_DIGIT_RUN_WORDS = frozenset("zero oh o one two three four five six seven eight nine double triple".split())
+
+
+def _digit_runs(text: str, toks: list[_Token]) -> list[tuple[int, int]]:
+    """(first, last) token spans of three or more digits said one after another ("5, 5, 5, 1",
+    "four one one one", "555 123 4567"), only commas, hyphens and spaces between them."""
+    runs, start = [], None
+
+    def digit(k: int) -> bool:
+        t = toks[k].text
+        return (t.isdigit() and len(t) <= 4) or t in _DIGIT_RUN_WORDS
+
+    for k in range(len(toks) + 1):
+        joined = (k < len(toks) and digit(k) and start is not None
+                  and re.fullmatch(r"[\s,\-]*", text[toks[k - 1].end:toks[k].start]))
+        if joined:
+            continue
+        if start is not None and k - 1 - start >= 2:
+            runs.append((start, k - 1))
+        start = k if k < len(toks) and digit(k) else None
+    return runs
+
+
 def _minimal(found: dict[tuple[int, int], object]) -> list[tuple[int, int]]:
     """Windows whose value no shorter window sharing an end gives, and that no longer window of
     the same kind contains."""
@@ -219,10 +243,23 @@ def candidates(text: str, specs: Sequence[SlotSpec], *, today: date | None = Non
             kinds[f"{spec.type}:{spec.name}"] = spec
     out: list[Candidate] = []
     windows = _windows(toks) if kinds else []
+    runs = _digit_runs(text, toks) if kinds else []
     count_cues = _count_cues(specs)
     for kind, spec in kinds.items():
         found: dict[tuple[int, int], object] = {}
-        for i, j in windows:
+        reads_digits = spec is not None  # a digits or phone slot's own reading
+        # A number read a digit at a time ("5, 5, 5, 1, 2, ...", as whisper writes it) is one
+        # value as a whole: for a digits or phone slot, the whole run however long, never a
+        # part of it ("555123" of a phone number is no account number); for a count, a date
+        # or a time, no reading of three of its digits or across its commas ("4, 5, 7" and
+        # "five five five" are not 16:57 and 17:55).
+        kind_windows = (sorted(set(windows) | set(runs)) if reads_digits else windows)
+        for i, j in kind_windows:
+            if reads_digits and any(a <= i and j <= b and (a, b) != (i, j) for a, b in runs):
+                continue
+            if not reads_digits and any(min(j, b) - max(i, a) >= 2 or (a <= i < j <= b and "," in text[toks[i].start:toks[j].end])
+                                        for a, b in runs):
+                continue
             said = text[toks[i].start:toks[j].end]
             value = _parse_kind(kind.split(":")[0], said, spec, today)
             if value is not None:

@@ -246,3 +246,25 @@ def test_back_is_the_far_end_where_no_slot_is_the_way_back():
     days = [SlotSpec("start_date", "date", "First day"), SlotSpec("end_date", "date", "Last day")]
     assert found("back on Sunday", days) == {"end_date": "2026-12-13"}
     assert found("from Friday to Sunday", days) == {"start_date": "2026-12-11", "end_date": "2026-12-13"}
+
+
+ACCOUNT_AND_CALL = [SlotSpec("phone", "phone"), SlotSpec("day", "date"), SlotSpec("at", "time"),
+                    SlotSpec("account", "digits", length=6)]
+
+
+@pytest.mark.parametrize("text, values", [
+    # whisper writes a number read a digit at a time with commas
+    ("my account is 4, 5, 7, 2, 1, 9 and I want to pay", {"account": "457219"}),  # was a time, 16:57
+    ("my number is 5, 5, 5, 1, 2, 3, 4, 5, 6, 7", {"phone": "5551234567"}),  # was 8 digits of it
+    ("my number is five five five one two three four five six seven", {"phone": "5551234567"}),  # was 17:55
+    ("move it to tuesday at 3, my number is 555 123 4567", {"phone": "5551234567", "day": "2026-12-08", "at": "15:00"}),
+    ("at 4, please", {"at": "16:00"}),
+    ("at five fifty five", {"at": "17:55"}),
+])
+def test_a_number_read_a_digit_at_a_time_is_one_value_in_passing(text, values):
+    assert found(text, ACCOUNT_AND_CALL) == values
+
+
+def test_part_of_a_longer_number_is_not_a_shorter_one():
+    """Six of a phone number's ten digits are no account number."""
+    assert found("my number is 5, 5, 5, 1, 2, 3, 4, 5, 6, 7", [SlotSpec("account", "digits", length=6)]) == {}
