@@ -44,10 +44,10 @@ END_CALL_CONFIDENCE = 0.8
 TEXT_NODE_INTENT_CONFIDENCE = 0.9
 TEXT_NODE_INTENT_WORDS = 5
 END_CALL_QUESTION = "Sorry, do you want to end the call?"
-#: Words that make a value said at a later question a correction of one heard earlier.
 #: Answered slots a caller may correct at a later question. Not yes/no (the "no" of a
 #: correction is no answer) nor text (any words are text).
 _CORRECTABLE = ("date", "time", "number", "money", "digits", "phone", "enum")
+#: Words that make a value said at a later question a correction of one heard earlier.
 _CORRECTION = re.compile(r"^\W*(?:no\b|nope\b|actually\b|sorry\b|wait\b|not\b|i said\b|i meant\b|make it\b|change\b)", re.I)
 
 
