@@ -152,7 +152,7 @@ class Transcriber:
                 # tiny.en sometimes repeats a digit until it runs out of tokens ("6, 6, 6, ..."):
                 # 11 of 1290 decodings of numbers read aloud (`ivr bench digits`' takes, three
                 # seeds), each 1.2 s where the others took 0.26 s. A small beam hears the same
-                # audio without the loop (9 of those 11) in ~0.3 s.
+                # audio without the loop (10 of those 11), 0.65-1.2 s with the loop cut at its budget.
                 log.info("whisper looped on %.1f s of audio; decoding again with a beam", seconds)
                 segments = self._decode(audio, prompt, max(beam, LOOP_BEAM), digits_only, seconds)
         finally:
