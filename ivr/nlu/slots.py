@@ -467,7 +467,7 @@ _UNSURE = (
     "can't remember", "don't remember",
 )
 # Idioms containing "no" that don't answer the question; removed so "yes no problem" is a yes.
-_NEUTRAL = ("no problem", "no worries")
+_NEUTRAL = ("no problem", "no worries", "not a problem")
 _KEYPAD_YES_NO = {"1": True, "2": False}
 
 
@@ -483,8 +483,11 @@ def parse_yes_no(text: str) -> ParseResult:
     # Fillers are kept here: "uh huh" is a yes and "uh uh" a no.
     padded = _words(_TOKEN_RE.findall(_normalise(text)))
     padded = re.sub(r" (mm|m) (hmm|hm) ", " mm hmm ", padded)
-    for phrase in _NEUTRAL:
+    agreeable = _has_phrase(padded, _NEUTRAL)
+    for phrase in sorted(_NEUTRAL, key=len, reverse=True):
         padded = padded.replace(f" {phrase} ", " ")
+    if agreeable and set(padded.split()) <= {"thanks", "thank", "you", "at", "all"}:
+        return _ok(True)  # "no problem" on its own agrees: "Is that right?" "No problem."
     if _has_phrase(padded, _UNSURE):
         return _fail("caller wasn't sure")
     if _has_phrase(padded, _NO):
