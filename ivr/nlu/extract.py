@@ -48,6 +48,7 @@ from ivr.nlu.slots import (
     ORDINALS,
     TOKEN_RE,
     WEEKDAYS,
+    negated,
     normalise,
     parse_slot,
     phrase_key,
@@ -346,9 +347,10 @@ def _enum_candidates(text: str, toks: list[_Token], spec: SlotSpec) -> list[Cand
                     j = i + len(norm) - 1
                     out.append(Candidate(f"enum:{spec.name}", i, j, key, STRONG + 0.01 * len(norm),
                                          text[toks[i].start:toks[j].end], toks[i].start))
-    # "technical support" holds "support": the longer synonym is what was said.
+    # "technical support" holds "support": the longer synonym is what was said; and "not an
+    # emergency" says what it is not.
     return [c for c in out if not any(o.first <= c.first and c.last <= o.last and (o.last - o.first) > (c.last - c.first)
-                                      for o in out)]
+                                      for o in out) and not negated(" ".join(words[:c.first]))]
 
 
 def _overlap(a: Candidate, b: Candidate) -> bool:

@@ -1343,6 +1343,16 @@ def _phrase_key(phrase: str) -> str:
     return " ".join(_TOKEN_RE.findall(_normalise(phrase).replace("_", " ")))
 
 
+_NEGATIONS = frozenset("not no never isn't isnt wasn't wasnt without don't dont".split())
+_ARTICLES = frozenset("a an the really very that too".split())
+
+
+def negated(before: str) -> bool:
+    """Whether the words just before a phrase negate it ("not an", "no", "isn't really")."""
+    words = [w for w in before.split() if w not in _ARTICLES]
+    return any(w in _NEGATIONS for w in words[-2:])
+
+
 def parse_enum(text: str, *, choices: dict[str, list[str]] | None = None) -> ParseResult:
     """The key of `choices` whose synonym the caller said; the longest phrase wins, ties fail."""
     if not choices:
@@ -1359,6 +1369,13 @@ def parse_enum(text: str, *, choices: dict[str, list[str]] | None = None) -> Par
                 matches.append((m.start(), m.end() - 1, len(norm.split()), key))
     if not matches:
         return _fail("didn't hear one of the options")
+    # "it's not an emergency", "not flooding, just dripping": a choice said after a negation
+    # is what the caller's case is not (unless a longer synonym holds the negation: "not urgent").
+    said = [m for m in matches if not negated(padded[:m[0]])
+            or any(o[0] < m[0] and m[1] <= o[1] for o in matches)]
+    if not said:
+        return _fail("heard only what it is not (" + ", ".join(sorted({m[3] for m in matches})) + ")")
+    matches = said
     # A match inside a longer one ("support" in "technical support") is not a separate mention.
     outer = [a for a in matches
              if not any(b[0] <= a[0] and a[1] <= b[1] and (b[1] - b[0]) > (a[1] - a[0]) for b in matches)]

@@ -268,3 +268,9 @@ def test_a_number_read_a_digit_at_a_time_is_one_value_in_passing(text, values):
 def test_part_of_a_longer_number_is_not_a_shorter_one():
     """Six of a phone number's ten digits are no account number."""
     assert found("my number is 5, 5, 5, 1, 2, 3, 4, 5, 6, 7", [SlotSpec("account", "digits", length=6)]) == {}
+
+
+def test_a_choice_said_after_a_negation_is_not_taken_in_passing():
+    urgency = [SlotSpec("urgency", "enum", choices=(("emergency", ("flooding",)), ("whenever", ("no rush",))))]
+    assert found("there's a leak but it's not an emergency", urgency) == {}
+    assert found("there's a leak, no rush", urgency) == {"urgency": "whenever"}

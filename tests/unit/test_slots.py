@@ -838,3 +838,22 @@ def test_dates_read_as_numbers(text, expected):
 @pytest.mark.parametrize("text", ["thirteen forty five", "four", "four five", "my birthday is oh four twelve eighty"])
 def test_numbers_that_are_not_dates(text):
     assert not parse_date(text, today=date(2026, 12, 6)).ok
+
+
+URGENCY = {"emergency": ["emergency", "flooding", "burst", "urgent"], "soon": ["soon", "dripping"],
+           "whenever": ["whenever", "no rush", "not urgent"]}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("it's not flooding, just dripping", "soon"),
+    ("it is an emergency", "emergency"),
+    ("not urgent", "whenever"),  # a synonym that holds the negation
+    ("no rush", "whenever"),
+])
+def test_enum_choice_after_a_negation_is_not_taken(text, expected):
+    ok(parse_enum(text, choices=URGENCY), expected)
+
+
+def test_enum_heard_only_negated_asks_again():
+    """'It's not an emergency' must not send the night crew."""
+    not_ok(parse_enum("it's not an emergency", choices=URGENCY))
