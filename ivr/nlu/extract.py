@@ -251,15 +251,14 @@ def candidates(text: str, specs: Sequence[SlotSpec], *, today: date | None = Non
         reads_digits = spec is not None  # a digits or phone slot's own reading
         # A number read a digit at a time ("5, 5, 5, 1, 2, ...", as whisper writes it) is one
         # value as a whole: for a digits or phone slot, the whole run however long, never a
-        # part of it ("555123" of a phone number is no account number); for a count, a date
-        # or a time, no reading of three of its digits or across its commas ("4, 5, 7" and
-        # "five five five" are not 16:57 and 17:55).
+        # part of it ("555123" of a phone number is no account number); for a count, an
+        # amount, a date or a time, no reading of any of it ("4, 5, 7" and "five five five"
+        # are not 16:57 and 17:55, the "four" of "four five seven two" is no $4).
         kind_windows = (sorted(set(windows) | set(runs)) if reads_digits else windows)
         for i, j in kind_windows:
             if reads_digits and any(a <= i and j <= b and (a, b) != (i, j) for a, b in runs):
                 continue
-            if not reads_digits and any(min(j, b) - max(i, a) >= 2 or (a <= i < j <= b and "," in text[toks[i].start:toks[j].end])
-                                        for a, b in runs):
+            if not reads_digits and any(i <= b and a <= j for a, b in runs):
                 continue
             said = text[toks[i].start:toks[j].end]
             value = _parse_kind(kind.split(":")[0], said, spec, today)
@@ -581,6 +580,12 @@ def _counts_other(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec, s
     that is neither says nothing ("4 *friends*", "5 *instead*")."""
     if c.kind in _NUMERIC and (_in_address(text, toks, c) or _identifier(text, toks, c, count_cues)):
         return True
+    if c.kind == "money":
+        # "I called 3 *times*", "for 2 *people*": a bare number that counts something is no
+        # amount ("50 dollars", "$50" and "82.50" say they are)
+        marked = any(t.text in _MONEY_WORDS for t in toks[c.first:c.last + 2]) or "$" in text[max(0, c.start - 1):c.start + 1] \
+            or "." in c.said
+        return not marked and any(w in UNITS or _is_cue(w, count_cues) for w in _nouns_after(text, toks, c.last))
     if c.kind != "number":
         return False
     nouns = _nouns_after(text, toks, c.last)

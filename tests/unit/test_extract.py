@@ -274,3 +274,19 @@ def test_a_choice_said_after_a_negation_is_not_taken_in_passing():
     urgency = [SlotSpec("urgency", "enum", choices=(("emergency", ("flooding",)), ("whenever", ("no rush",))))]
     assert found("there's a leak but it's not an emergency", urgency) == {}
     assert found("there's a leak, no rush", urgency) == {"urgency": "whenever"}
+
+
+@pytest.mark.parametrize("text", ["four five seven two", "one nine three three", "4, 5, 7, 2"])
+def test_no_digit_of_a_number_being_read_is_an_amount_ahead(text):
+    """The start of an account number, read a digit at a time, fills no amount slot ahead."""
+    assert found(text, [SlotSpec("account", "digits", length=8), SlotSpec("amount", "money")]) == {}
+
+
+@pytest.mark.parametrize("text, values", [
+    ("hi, I called 3 times last week about my bill, I want to pay it, account 45721933", {"account": "45721933"}),
+    ("I want to pay 50 dollars on account 45721933", {"account": "45721933", "amount": "50.00"}),
+    ("pay $40 for 2 months", {"amount": "40.00"}),
+    ("I want to pay 40 please", {"amount": "40.00"}),
+])
+def test_a_number_that_counts_something_is_no_amount(text, values):
+    assert found(text, [SlotSpec("account", "digits", length=8), SlotSpec("amount", "money")]) == values
