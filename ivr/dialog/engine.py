@@ -44,6 +44,13 @@ END_CALL_CONFIDENCE = 0.8
 TEXT_NODE_INTENT_CONFIDENCE = 0.9
 TEXT_NODE_INTENT_WORDS = 5
 END_CALL_QUESTION = "Sorry, do you want to end the call?"
+#: Asked instead of acting on an intent that cannot be undone, heard with little confidence.
+_MEANT_IT = {"end": END_CALL_QUESTION, "start_over": "Sorry, do you want to start over?",
+             "transfer": "Sorry, do you want to talk to a person?"}
+#: ... under these confidences. A transfer's is lower: plain requests for a person are routed
+#: at 0.70-0.72 ("I need to talk to someone in customer service", "let me speak to your
+#: manager"), the request for something else that put a caller through at 0.55.
+_SURE_ENOUGH = {"end": END_CALL_CONFIDENCE, "start_over": END_CALL_CONFIDENCE, "transfer": 0.6}
 #: Answered slots a caller may correct at a later question. Not yes/no (the "no" of a
 #: correction is no answer) nor text (any words are text).
 _CORRECTABLE = ("date", "time", "number", "money", "digits", "phone", "enum")
@@ -408,7 +415,8 @@ class FlowEngine:
                 return filled
         spec = self._intent_spec(understanding.intent)
         if spec is not None:
-            if understanding.confidence < END_CALL_CONFIDENCE and self._ends_call(spec):
+            risk = self._cannot_be_undone(spec)
+            if risk is not None and understanding.confidence < _SURE_ENOUGH[risk]:
                 return self._ask_end_call(understanding.intent)
             if spec.goto:
                 self._hear(understanding.values)
@@ -737,12 +745,38 @@ class FlowEngine:
             name = node.next if isinstance(node.next, str) else None
         return False
 
+    def _transfers(self, spec: IntentDef) -> bool:
+        """Whether applying this intent hands the caller to a person without another question."""
+        name, seen = spec.goto, set()
+        while name is not None and name not in seen:
+            seen.add(name)
+            node = self.flow.nodes[name]
+            if node.transfer:
+                return True
+            if node.listens or node.action is not None or node.handoff or node.hangup:
+                return False
+            name = node.next if isinstance(node.next, str) else None
+        return False
+
+    def _cannot_be_undone(self, spec: IntentDef) -> str | None:
+        """What an intent would do that a misheard request must not: end the call, throw away
+        what the caller has given ("starting next month" heard as start over at 0.66), or put
+        them through to a person ("I'd like to report a leak too" as the agent at 0.55)."""
+        if self._ends_call(spec):
+            return "end"
+        if spec.action == "start_over" and self.state.slots:
+            return "start_over"
+        if self._transfers(spec):
+            return "transfer"
+        return None
+
     def _ask_end_call(self, intent: str) -> list[Effect]:
         self.state.pending_intent = intent
-        return self._reprompt()  # which asks END_CALL_QUESTION while an intent is pending
+        return self._reprompt()  # which asks whether they meant it while an intent is pending
 
     def _confirm_intent(self, text: str) -> list[Effect] | None:
-        """The answer to END_CALL_QUESTION. Anything but a yes or no is taken as an answer to
+        """The answer to END_CALL_QUESTION (or whether they meant to start over or reach a
+        person). Anything but a yes or no is taken as an answer to
         the node's own question, so a caller who just goes on is not asked again."""
         intent = self.state.pending_intent
         self.state.pending_intent = None
@@ -830,7 +864,8 @@ class FlowEngine:
 
     def _reprompt(self, said_back: bool = False) -> list[Effect]:
         if self.state.pending_intent is not None:
-            return [Say(END_CALL_QUESTION, self.state.node, "confirm"), Listen(self.expectation())]
+            risk = self._cannot_be_undone(self._intent_spec(self.state.pending_intent))
+            return [Say(_MEANT_IT.get(risk, END_CALL_QUESTION), self.state.node, "confirm"), Listen(self.expectation())]
         if self.state.pending is not None:
             return self._ask_confirmation()
         node = self.node

@@ -191,10 +191,33 @@ def test_unsure_goodbye_then_an_answer_to_the_node_carries_on(cs):
 def test_sure_goodbye_and_keys_end_at_once(cs):
     effects = cs.on_text("bye", intent("goodbye", 0.95))
     assert isinstance(effects[-1], Hangup)
-    # an intent that does not end the call is applied at any confidence
+    # an intent that can be undone (another question comes) is applied at any confidence
     other = FlowEngine(cs.loaded)
     other.start()
-    assert nodes(other.on_text("agent maybe", intent("talk_to_agent", 0.3)))
+    assert nodes(other.on_text("order maybe", intent("order", 0.3)))
+
+
+@pytest.mark.parametrize("confidence, asked", [(0.55, True), (0.95, False)])
+def test_a_transfer_heard_unsure_is_asked_about_first(cs, confidence, asked):
+    """'I'd like to report a leak too', heard as the agent at 0.55, put a caller through."""
+    from ivr.dialog.engine import Transfer
+
+    effects = cs.on_text("I'd like to report a leak too", intent("talk_to_agent", confidence))
+    assert (said(effects)[-1:] == ["Sorry, do you want to talk to a person?"]) == asked
+    assert any(isinstance(e, Transfer) for e in effects) != asked
+    if asked:
+        assert any(isinstance(e, Transfer) for e in cs.on_text("yes please", Understanding()))
+
+
+def test_start_over_heard_unsure_keeps_what_was_given(cs):
+    """'starting next month', heard as start over at 0.66, wiped the caller's answers."""
+    cs.on_text("where is my order", intent("order", 0.95))
+    cs.on_text("four five seven two one nine", Understanding())
+    assert cs.state.slots
+    effects = cs.on_text("starting next month", intent("start_over", 0.66))
+    assert said(effects)[-1:] == ["Sorry, do you want to start over?"] and cs.state.slots
+    cs.on_text("no", Understanding())
+    assert cs.state.slots
 
 
 def test_intent_not_of_this_node_is_not_applied(cs):
