@@ -54,6 +54,10 @@ _SURE_ENOUGH = {"end": END_CALL_CONFIDENCE, "start_over": END_CALL_CONFIDENCE, "
 #: Answered slots a caller may correct at a later question. Not yes/no (the "no" of a
 #: correction is no answer) nor text (any words are text).
 _CORRECTABLE = ("date", "time", "number", "money", "digits", "phone", "enum")
+#: A caller correcting themselves inside one answer ("fifty dollars, no, sixty", "the 3rd,
+#: sorry, the 4th"): the answer is the words after the last of these.
+_SELF_CORRECTED = re.compile(r"(?<=\w)[,.;]?\s+(?:no wait|i meant|i mean|make that|make it|actually|sorry|wait|no)\b[,.;]?\s+",
+                             re.I)
 #: Words that make a value said at a later question a correction of one heard earlier.
 _CORRECTION = re.compile(r"^\W*(?:no\b|nope\b|actually\b|sorry\b|wait\b|not\b|i said\b|i meant\b|make it\b|change\b)", re.I)
 
@@ -528,7 +532,12 @@ class FlowEngine:
             if slot_name is None:
                 result = parse_slot("yes_no", text)
             else:
-                result = self.flow.slots[slot_name].parse(text, slot_name)
+                slot = self.flow.slots[slot_name]
+                result = slot.parse(text, slot_name)
+                # "fifty dollars, no, sixty": the answer is what follows the caller's own correction
+                tail = _SELF_CORRECTED.split(text)[-1] if slot.type not in ("yes_no", "text") else text
+                if tail != text and (corrected := slot.parse(tail, slot_name)).ok:
+                    result = corrected
             self._parses[slot_name] = result
         return result
 

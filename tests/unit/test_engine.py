@@ -364,3 +364,14 @@ nodes:
 """))
     money.start()
     assert money.fills_slot("twelve dollars") and not money.answer_is_whole("twelve dollars")
+
+
+@pytest.mark.parametrize("answer, kept", [
+    ("four five seven two one nine", "457219"),
+    ("four five seven, no, four five eight two one nine", "458219"),
+    ("4 5 7 2 1 8, sorry, 4 5 7 2 1 9", "457219"),
+])
+def test_a_caller_correcting_themselves_in_one_answer_is_taken_at_their_word(cs, answer, kept):
+    """'fifty dollars, no, sixty' was read back as 50 dollars and 60 cents."""
+    cs.on_text("where is my order", intent("order", 0.95))
+    assert SetSlot("order_number", kept) in cs.on_text(answer, Understanding())
