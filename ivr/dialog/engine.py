@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from ivr.nlu.slots import ParseResult, parse_slot, spoken_number
+from ivr.nlu.slots import AMBIGUOUS, ParseResult, parse_slot, spoken_number
 from ivr.nlu.understanding import (
     OUT_OF_SCOPE,
     Candidates,
@@ -589,7 +589,9 @@ class FlowEngine:
                 read_back = policy == "always" or (policy == "unsure" and number.unsure)
             elif number is None and spoken_number(text) is not None:
                 return None  # too many digits: six of seven found in passing are not the number
-        if not result.ok and extracted is not None:
+        if not result.ok and extracted is not None and not (result.reason or "").startswith(AMBIGUOUS):
+            # (not when the answer named two choices: "electricity and water" is asked again,
+            # where the finder for values in passing would take one of them)
             result = ParseResult(True, extracted.value)
         if not result.ok:
             return None

@@ -1353,6 +1353,9 @@ def negated(before: str) -> bool:
     return any(w in _NEGATIONS for w in words[-2:])
 
 
+AMBIGUOUS = "heard more than one option"
+
+
 def parse_enum(text: str, *, choices: dict[str, list[str]] | None = None) -> ParseResult:
     """The key of `choices` whose synonym the caller said; the longest phrase wins, ties fail."""
     if not choices:
@@ -1382,7 +1385,7 @@ def parse_enum(text: str, *, choices: dict[str, list[str]] | None = None) -> Par
     longest = max(m[2] for m in outer)
     keys = sorted({m[3] for m in outer if m[2] == longest})
     if len(keys) > 1:
-        return _fail("heard more than one option (" + ", ".join(keys) + ")")
+        return _fail(f"{AMBIGUOUS} (" + ", ".join(keys) + ")")
     return _ok(keys[0])
 
 

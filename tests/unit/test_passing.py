@@ -241,3 +241,20 @@ def test_otherwise_the_words_are_the_value(answer, confidence):
     engine = _at_the_name_question()
     effects = engine.on_text(answer, Understanding("restart", confidence, "test"))
     assert list(slots(effects)) == ["name"]
+
+
+def test_two_choices_in_one_answer_are_asked_again_not_one_of_them_taken():
+    flow = """
+flow: bills
+start: ask
+slots:
+  payee: {type: enum, choices: {electricity: [electric, power], water: []}}
+nodes:
+  ask: {say: "Which bill?", collect: payee, next: done}
+  done: {say: "Paying {slots.payee}.", hangup: true}
+"""
+    engine = FlowEngine(load_flow_text(flow))
+    engine.start()
+    effects = turn(engine, "electricity and water")
+    assert not slots(effects) and engine.node.collect == "payee"
+    assert dict(slots(turn(engine, "the water one"))) == {"payee": "water"}
