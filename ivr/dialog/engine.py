@@ -743,31 +743,27 @@ class FlowEngine:
         `next` without a question) says goodbye and hangs up."""
         if spec.action is not None:
             return False
-        name, seen = spec.goto, set()
-        if name is None:
-            return True
+        return spec.goto is None or self._lands_on(spec.goto) == "hangup"
+
+    def _transfers(self, spec: IntentDef) -> bool:
+        """Whether applying this intent hands the caller to a person without another question."""
+        return spec.action is None and spec.goto is not None and self._lands_on(spec.goto) == "transfer"
+
+    def _lands_on(self, name: str | None) -> str | None:
+        """"hangup" or "transfer" when the node `name`, or its chain of `next` without a
+        question, a backend call or a handoff, ends in one; else None."""
+        seen: set[str] = set()
         while name is not None and name not in seen:
             seen.add(name)
             node = self.flow.nodes[name]
             if node.hangup:
-                return True
-            if node.listens or node.action is not None or node.transfer or node.handoff:
-                return False
-            name = node.next if isinstance(node.next, str) else None
-        return False
-
-    def _transfers(self, spec: IntentDef) -> bool:
-        """Whether applying this intent hands the caller to a person without another question."""
-        name, seen = spec.goto, set()
-        while name is not None and name not in seen:
-            seen.add(name)
-            node = self.flow.nodes[name]
+                return "hangup"
             if node.transfer:
-                return True
-            if node.listens or node.action is not None or node.handoff or node.hangup:
-                return False
+                return "transfer"
+            if node.listens or node.action is not None or node.handoff:
+                return None
             name = node.next if isinstance(node.next, str) else None
-        return False
+        return None
 
     def _cannot_be_undone(self, spec: IntentDef) -> str | None:
         """What an intent would do that a misheard request must not: end the call, throw away
