@@ -36,9 +36,10 @@ WORDS_BASE, WORDS_PER_SECOND = 3, 6
 #: ... as does one whose text compresses like a repetition (openai/whisper's
 #: `compression_ratio_threshold`: "zero zero zero ...").
 LOOP_COMPRESSION = 2.4
-#: A decoding's token budget per second of audio (at most MAX_TOKENS, 448 less the prompt's
-#: room): far past the loop test, so it only bounds what a loop costs.
-TOKENS_BASE, TOKENS_PER_SECOND, MAX_TOKENS = 32, 48, 220
+#: A decoding's token budget per second of audio, far past the loop test, so it only bounds
+#: what a loop costs (CTranslate2 stops at about half of it: 200 gave 101 tokens). At most
+#: what whisper's 448 leave after the prompt (a budget past that is an error, not a cut).
+TOKENS_BASE, TOKENS_PER_SECOND, MAX_TOKENS = 32, 48, 440
 LOOP_BEAM = 3
 
 
@@ -152,7 +153,7 @@ class Transcriber:
                 # tiny.en sometimes repeats a digit until it runs out of tokens ("6, 6, 6, ..."):
                 # 11 of 1290 decodings of numbers read aloud (`ivr bench digits`' takes, three
                 # seeds), each 1.2 s where the others took 0.26 s. A small beam hears the same
-                # audio without the loop (10 of those 11), 0.65-1.2 s with the loop cut at its budget.
+                # audio without the loop (10 of those 11), 0.65-1.4 s with the loop cut at its budget.
                 log.info("whisper looped on %.1f s of audio; decoding again with a beam", seconds)
                 segments = self._decode(audio, prompt, max(beam, LOOP_BEAM), digits_only, seconds)
         finally:
@@ -189,13 +190,13 @@ class Transcriber:
             initial_prompt=prompt,
             vad_filter=False,  # the pipeline's VAD already cut this segment
             temperature=0.0,  # no fallback retries: they cost seconds (docs/latency.md)
-            max_new_tokens=self._token_cap(seconds),
+            max_new_tokens=self._token_cap(seconds, prompt),
         )
         return list(segments)  # a generator: the decoding happens here
 
-    @staticmethod
-    def _token_cap(seconds: float) -> int:
-        return min(MAX_TOKENS, int(TOKENS_BASE + TOKENS_PER_SECOND * seconds))
+    def _token_cap(self, seconds: float, prompt: str | None = None) -> int:
+        room = MAX_TOKENS - (len(self.model.hf_tokenizer.encode(" " + prompt.strip()).ids) + 1 if prompt else 0)
+        return max(16, min(room, int(TOKENS_BASE + TOKENS_PER_SECOND * seconds)))
 
     def _letter_tokens(self) -> list[int]:
         """The vocabulary's tokens with a letter in them (not the special ones), computed once."""
