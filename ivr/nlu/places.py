@@ -23,7 +23,7 @@ from typing import Sequence
 
 from ivr.nlu.slots import MONTHS, NUMBER_WORDS, WEEKDAYS
 from ivr.nlu.understanding import SlotSpec, SlotValue
-from ivr.nlu.vocabulary import COMMON, NOT_PLACES, PLACE_NOUNS, SLOT_ENDS, SLOT_STARTS, WHERE, WORD, cased, slot_words
+from ivr.nlu.vocabulary import COMMON, NOT_PLACES, PLACE_NOUNS, SLOT_ENDS, SLOT_STARTS, STREET, WHERE, WORD, cased, slot_words
 
 #: The caller's word right before a place (after "the", "a" or "an"), and the kind of slot it
 #: says the place is for.
@@ -177,6 +177,22 @@ def with_region(text: str, value: SlotValue) -> SlotValue:
     return replace(value, value=said, said=said)
 
 
+_UNIT = re.compile(r"[,.]?\s*(?:apartment|apt\.?|unit|suite|flat|#)\s*(?:number\s+)?[A-Za-z]?\d+[A-Za-z]?\b", re.IGNORECASE)
+
+
+def with_unit(text: str, value: SlotValue) -> SlotValue:
+    """A street address with the apartment or unit said right after it ("379 Gellert Boulevard,
+    apartment 4"): a crew sent to the building without it knocks on every door."""
+    if value.start < 0 or not isinstance(value.value, str) or not value.said:
+        return value
+    last = value.said.rstrip(".").split()[-1].lower().rstrip(".")
+    m = _UNIT.match(text, value.start + len(value.said))
+    if last not in STREET or not m:
+        return value
+    said = text[value.start:m.end()]
+    return replace(value, value=said, said=said)
+
+
 def _slot_for(cue: str, left: Sequence[SlotSpec]) -> SlotSpec | None:
     text_slots = [x for x in left if x.type == "text"]
     if cue == "where":  # where a trip starts is not said with "in"
@@ -190,7 +206,8 @@ def _slot_for(cue: str, left: Sequence[SlotSpec]) -> SlotSpec | None:
 
 def places_said(text: str, left: Sequence[SlotSpec], found: Sequence[SlotValue],
                 claimed: Sequence[tuple[int, int]] = ()) -> list[SlotValue]:
-    """The values found, with a place's region added to it ("Fresno" -> "Fresno, CA"), and a
+    """The values found, with a place's region added to it ("Fresno" -> "Fresno, CA") and a
+    street address its apartment ("..., apartment 4"), and a
     place the caller named right after a word that tells its slot (`CUES`), put in that slot when
     the small model left it empty (or was not asked): a city after "in", "near" or "around";
     where a trip starts after "from" or "leaving", where it goes after "to"; a place's name after
@@ -198,6 +215,7 @@ def places_said(text: str, left: Sequence[SlotSpec], found: Sequence[SlotValue],
     specs = {x.name: x for x in left}
     out = [with_region(text, v) if v.slot in specs and (place_kind(specs[v.slot]) == "where" or trip_end(specs[v.slot]))
            else v for v in found]
+    out = [with_unit(text, v) if v.slot in specs and specs[v.slot].type == "text" else v for v in out]
     open_ = [x for x in left if all(v.slot != x.name for v in out)]
     if not open_ or not cased(text):
         return out

@@ -65,6 +65,21 @@ def test_a_region_after_a_place_is_part_of_it():
     assert region("to Paris, Can you help", "Paris") == "Paris"  # a common word is no region
 
 
+def test_an_apartment_after_a_street_address_is_part_of_it():
+    """The crew needs 'apartment 4': the model gave the street only."""
+    from ivr.nlu.places import with_unit
+    from ivr.nlu.understanding import SlotValue
+
+    def unit(text, address):
+        return with_unit(text, SlotValue("address", address, address, "model", text.index(address))).value
+
+    assert unit("water coming up at 379 Gellert Boulevard, apartment 4", "379 Gellert Boulevard") \
+        == "379 Gellert Boulevard, apartment 4"
+    assert unit("a leak at 5 Main St. unit 3B please", "5 Main St") == "5 Main St. unit 3B"
+    assert unit("12 Oak Street, thanks", "12 Oak Street") == "12 Oak Street"
+    assert unit("dinner at Nopa, suite 4", "Nopa") == "Nopa"  # not a street address
+
+
 def test_from_and_to_fill_the_ends_of_a_trip_the_model_left():
     from ivr.nlu.places import places_said
     from ivr.nlu.understanding import SlotValue
