@@ -421,7 +421,7 @@ class FlowEngine:
         if spec is not None:
             risk = self._cannot_be_undone(spec)
             if risk is not None and understanding.confidence < _SURE_ENOUGH[risk]:
-                return self._ask_end_call(understanding.intent)
+                return self._ask_if_meant(understanding.intent)
             if spec.goto:
                 self._hear(understanding.values)
             return self._apply_intent(understanding.intent, spec)
@@ -777,7 +777,7 @@ class FlowEngine:
             return "transfer"
         return None
 
-    def _ask_end_call(self, intent: str) -> list[Effect]:
+    def _ask_if_meant(self, intent: str) -> list[Effect]:
         self.state.pending_intent = intent
         return self._reprompt()  # which asks whether they meant it while an intent is pending
 
