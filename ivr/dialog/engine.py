@@ -12,9 +12,10 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Union
 
-from ivr.nlu.slots import AMBIGUOUS, ParseResult, parse_slot, spoken_number
+from ivr.nlu.slots import AMBIGUOUS, DateSpan, ParseResult, parse_date, parse_slot, spoken_number
 from ivr.nlu.understanding import (
     OUT_OF_SCOPE,
     Candidates,
@@ -193,7 +194,13 @@ class CallState:
     """The start of a number read aloud at this node ("I got 7 8 9. What comes next?"): the
     next answer is added to it (ivr.dialog.number_reading)."""
     parts: int = 0
-    """How many times in a row this node asked for the rest of a number."""
+    """How many times in a row this node asked for the rest of a number, or which day."""
+    date_span: DateSpan | None = None
+    """The days this date question was narrowed to ("next week": "Which day next week?"): the
+    next answer ("Tuesday") is a day among them."""
+    heard_spans: dict[str, DateSpan] = field(default_factory=dict)
+    """Days said in passing for a date slot ahead ("an appointment next week"), which its
+    question's answer is read within."""
     keypad_offered: bool = False
     """Whether this node has offered the keypad since it was entered."""
 
@@ -414,6 +421,7 @@ class FlowEngine:
                     and understanding.confidence >= TEXT_NODE_INTENT_CONFIDENCE):
                 return self._apply_intent(understanding.intent, self.flow.global_intents[understanding.intent])
             self._hear(understanding.values)
+            self._hear_days(text, understanding)
             filled = self._try_fill(text, understanding.value_of(node.collect), spoken=True, asr_unsure=asr_unsure)
             if filled is not None:
                 return filled
@@ -424,6 +432,7 @@ class FlowEngine:
                 return self._ask_if_meant(understanding.intent)
             if spec.goto:
                 self._hear(understanding.values)
+                self._hear_days(text, understanding)
             return self._apply_intent(understanding.intent, spec)
         reason = "out of scope" if understanding.intent == OUT_OF_SCOPE else "no match"
         return self._no_match(reason)
@@ -514,6 +523,7 @@ class FlowEngine:
         if spec.action == "start_over":
             self.state.slots.clear()
             self.state.heard.clear()
+            self.state.heard_spans.clear()
             self.state.passing.clear()
             self.state.mentions.clear()
             return self._enter(self.flow.start)
@@ -533,7 +543,7 @@ class FlowEngine:
                 result = parse_slot("yes_no", text)
             else:
                 slot = self.flow.slots[slot_name]
-                result = slot.parse(text, slot_name)
+                result = slot.parse(text, slot_name, self.state.date_span)
                 # "fifty dollars, no, sixty": the answer is what follows the caller's own correction
                 tail = _SELF_CORRECTED.split(text)[-1] if slot.type not in ("yes_no", "text") else text
                 if tail != text and (corrected := slot.parse(tail, slot_name)).ok:
@@ -568,6 +578,13 @@ class FlowEngine:
         self.state.last_prompts = [text]
         return [Say(text, self.state.node, "ask_rest"), Listen(self.expectation())]
 
+    def _ask_which_day(self, span: DateSpan) -> list[Effect]:
+        """ "Next week": "Which day next week?", and the answer is read among those days."""
+        self.state.date_span = span
+        self.state.parts += 1
+        self.state.last_prompts = [span.question]
+        return [Say(span.question, self.state.node, "ask_rest"), Listen(self.expectation())]
+
     def _try_fill(self, text: str, extracted: SlotValue | None = None, *, spoken: bool = False,
                   asr_unsure: bool = False) -> list[Effect] | None:
         """The answer as this node's value: the whole answer parsed, else the value found in it
@@ -589,6 +606,8 @@ class FlowEngine:
                 read_back = policy == "always" or (policy == "unsure" and number.unsure)
             elif number is None and spoken_number(text) is not None:
                 return None  # too many digits: six of seven found in passing are not the number
+        if not result.ok and result.span is not None and extracted is None and self._asks_rest():
+            return self._ask_which_day(result.span)
         if not result.ok and extracted is not None and not (result.reason or "").startswith(AMBIGUOUS):
             # (not when the answer named two choices: "electricity and water" is asked again,
             # where the finder for values in passing would take one of them)
@@ -633,6 +652,21 @@ class FlowEngine:
             if (slot is not None and not slot.sensitive and v.slot != own and v.slot not in self.state.passing
                     and v.slot not in self.state.slots):  # an answered slot is only corrected (`_correct`)
                 self.state.heard[v.slot] = v
+
+    def _hear_days(self, text: str, understanding: Understanding) -> None:
+        """ "An appointment next week": days said in passing for the first date slot ahead with no
+        day heard, unless they have all gone by (or, for a past date, are all to come)."""
+        own = self.node.collect
+        for spec in self.listening_slots(understanding.intent):
+            slot = self.flow.slots[spec.name]
+            if (spec.type != "date" or spec.name == own or slot.sensitive or spec.name in self.state.slots
+                    or spec.name in self.state.heard or understanding.value_of(spec.name) is not None):
+                continue
+            past = slot.in_the_past(spec.name)
+            span = parse_date(text, within=True, past=past).span
+            if span is not None and (span.first <= date.today() if past else span.last >= date.today()):
+                self.state.heard_spans[spec.name] = span
+            return
 
     def _take_heard(self, name: str, node: Node, hops: int) -> list[Effect] | None:
         """Entering a collect node whose value was said in passing: keep it and go on, confirm
@@ -823,7 +857,9 @@ class FlowEngine:
         node = self.flow.nodes[name]
         if node.intents or node.dtmf:  # a new menu: what was said in passing was for the path before it
             self.state.heard.clear()
+            self.state.heard_spans.clear()
             self.state.passing.clear()
+        self.state.date_span = self.state.heard_spans.pop(node.collect, None) if node.collect else None
         if node.collect and node.action is None and node.collect in self.state.heard:
             taken = self._take_heard(name, node, hops)
             if taken is not None:
@@ -876,7 +912,8 @@ class FlowEngine:
         if self.state.pending is not None:
             return self._ask_confirmation()
         node = self.node
-        self.state.partial, self.state.parts = None, 0  # the question asks for the whole number again
+        # the question asks for the whole number, or the day, again
+        self.state.partial, self.state.parts, self.state.date_span = None, 0, None
         effects: list[Effect] = self._said_back() if said_back else []
         if node.say:
             text = self._render(self._pick(self.state.node, node.say))

@@ -73,7 +73,8 @@ def slot_spec(flow: Flow, name: str) -> SlotSpec:
     """What the NLU is told of a slot."""
     slot = flow.slots[name]
     choices = tuple((k, tuple(v)) for k, v in (slot.choices or {}).items())
-    return SlotSpec(name, slot.type, slot.description, choices, slot.length, slot.min_length, slot.max_length)
+    return SlotSpec(name, slot.type, slot.description, choices, slot.length, slot.min_length, slot.max_length,
+                    slot.in_the_past(name))
 
 
 def extraction_plan(loaded: LoadedFlow, node_name: str, intent: str | None) -> ExtractionPlan | None:

@@ -12,7 +12,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ivr.nlu.slots import ParseResult, parse_slot
+from ivr.nlu.slots import DateSpan, ParseResult, parse_slot
 
 SLOT_TYPES = ("digits", "yes_no", "number", "money", "date", "time", "phone", "email", "text", "enum")
 INTENT_ACTIONS = ("repeat", "hangup", "start_over")
@@ -39,10 +39,18 @@ Prompt = Union[str, list[str]]
 """A prompt, or a list of variants picked in turn so repeats don't sound robotic."""
 
 
+def _words_of(slot: str, description: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", f"{slot} {description}".lower().replace("_", " ")))
+
+
 def holds_a_name(slot: str, description: str = "") -> bool:
     """Whether a slot is for a name, by the words of its name or description."""
-    words = set(re.findall(r"[a-z]+", f"{slot} {description}".lower().replace("_", " ")))
-    return bool(words & {"name", "surname", "firstname", "lastname", "fullname"})
+    return bool(_words_of(slot, description) & {"name", "surname", "firstname", "lastname", "fullname"})
+
+
+def is_a_birth(slot: str, description: str = "") -> bool:
+    """Whether a date slot is a date of birth, by the words of its name or description."""
+    return bool(_words_of(slot, description) & {"birth", "dob", "birthdate", "born"})
 
 
 class SlotDef(_Strict):
@@ -74,6 +82,11 @@ class SlotDef(_Strict):
     offer_keypad: str | None = None
     """digits and phone: said with the question again after a failed try (default: "You can
     also type it on your keypad."); "" never offers it."""
+    past: bool | None = None
+    """date: the day has been (a birth, an accident): "Tuesday" is the last one, "March 3rd" this
+    year's or last year's, and the line never offers today for "as soon as possible". Default:
+    yes where the slot's name or description speaks of a birth ("date_of_birth", "dob"), else no
+    (callers book ahead)."""
 
     @model_validator(mode="after")
     def _enum_has_choices(self) -> "SlotDef":
@@ -86,14 +99,24 @@ class SlotDef(_Strict):
         numbers_only = sorted({"read_back", "ask_rest", "offer_keypad"} & self.model_fields_set)
         if numbers_only and self.type not in NUMBER_TYPES:
             raise ValueError(f"{', '.join(numbers_only)} only apply to digits and phone slots")
+        if self.past is not None and self.type != "date":
+            raise ValueError("`past` only applies to date slots")
         return self
 
-    def parse(self, text: str, name: str = "") -> ParseResult:
+    def in_the_past(self, name: str = "") -> bool:
+        """A date slot whose day has been (`past`, or a birth by its name or description)."""
+        if self.type != "date":
+            return False
+        return self.past if self.past is not None else is_a_birth(name, self.description)
+
+    def parse(self, text: str, name: str = "", span: DateSpan | None = None) -> ParseResult:
         """`text` as this slot's value, with its length limits and choices; `name`, the slot's
-        own, says whether a text slot holds a name ("patient_name", or "name" in its description)."""
+        own, says whether a text slot holds a name ("patient_name", or "name" in its description)
+        and whether a date is past; `span`, the days a date question narrowed it to."""
         return parse_slot(self.type, text, length=self.length, min_length=self.min_length,
                           max_length=self.max_length, choices=self.choices,
-                          name=self.type == "text" and holds_a_name(name, self.description))
+                          name=self.type == "text" and holds_a_name(name, self.description),
+                          past=self.in_the_past(name), span=span)
 
 
 class IntentDef(_Strict):

@@ -35,7 +35,7 @@ feature, false after "no" or "without". Text slots are for the small model
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
 from typing import Sequence
@@ -622,7 +622,15 @@ def find_values(text: str, specs: Sequence[SlotSpec], *, today: date | None = No
     if not specs or not text.strip():
         return []
     toks, cands = candidates(text, specs, today=today)
-    return place(text, toks, cands, specs)
+    past = {s.name for s in specs if s.type == "date" and s.past}
+    return [_dated(v, today) if v.slot in past else v for v in place(text, toks, cands, specs)]
+
+
+def _dated(value: SlotValue, today: date | None) -> SlotValue:
+    """A day for a past date slot (a birth, an accident) read looking back: "on Tuesday" is the
+    last one. The candidates are read looking ahead, as most date slots are."""
+    result = parse_slot("date", value.said, today=today, within=True, past=True)
+    return replace(value, value=result.value) if result.ok else value
 
 
 def claimed_spans(values: Sequence[SlotValue]) -> list[tuple[int, int]]:

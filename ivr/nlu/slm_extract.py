@@ -295,5 +295,5 @@ class SlotExtractor:
         if not said:
             return None
         result = parse_slot(spec.type, said, length=spec.length, min_length=spec.min_length,
-                            max_length=spec.max_length, choices=spec.choice_map)
+                            max_length=spec.max_length, choices=spec.choice_map, past=spec.past)
         return result.value if result.ok else None

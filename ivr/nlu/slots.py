@@ -31,6 +31,7 @@ from typing import Any, Callable
 __all__ = [
     "SLOT_TYPES",
     "ParseResult",
+    "DateSpan",
     "parse_slot",
     "parse_digits",
     "parse_yes_no",
@@ -52,6 +53,7 @@ class ParseResult:
     ok: bool
     value: Any = None  # JSON-serialisable: str, bool, int, float
     reason: str | None = None  # plain-language reason when not ok, e.g. "expected 8 digits, heard 7"
+    span: "DateSpan | None" = None  # a date said as days, not a day: the days, and `reason` asks which
 
 
 def _ok(value: Any) -> ParseResult:
@@ -790,30 +792,37 @@ def _valid_date(year: int, month: int, day: int) -> date | None:
         return None
 
 
-def _next_date(today: date, month: int, day: int) -> date | None:
-    """The first `month`/`day` on or after today (callers are booking ahead, not looking back)."""
-    for year in range(today.year, today.year + 9):  # Feb 29 can be up to 8 years away
+def _next_date(today: date, month: int, day: int, past: bool = False) -> date | None:
+    """The first `month`/`day` on or after today (callers are booking ahead, not looking back);
+    `past`: the last one on or before today (a birth, an accident)."""
+    years = range(today.year, today.year - 9, -1) if past else range(today.year, today.year + 9)
+    for year in years:  # Feb 29 can be up to 8 years away
         d = _valid_date(year, month, day)
-        if d and d >= today:
+        if d and (d <= today if past else d >= today):
             return d
     return None
+
+
+def _full_year(two_digits: int, today: date) -> int:
+    """A two-digit year: one up to ten years ahead, else the last century ("65" is 1965)."""
+    return two_digits + (2000 if two_digits <= today.year % 100 + 10 else 1900)
 
 
 def _month_name(month: int) -> str:
     return _MONTH_NAMES[month - 1].capitalize()
 
 
-def _explicit_date(today: date, month: int, day: int, year: int | None) -> ParseResult:
+def _explicit_date(today: date, month: int, day: int, year: int | None, past: bool = False) -> ParseResult:
     if year is not None:
         d = _valid_date(year, month, day)
     else:
-        d = _next_date(today, month, day) if _valid_date(2000, month, day) else None
+        d = _next_date(today, month, day, past) if _valid_date(2000, month, day) else None
     if d is None:
         return _fail(f"{_month_name(month)} {day} isn't a real date")
     return _ok(d.isoformat())
 
 
-def _numeric_date(text: str, today: date) -> ParseResult | None:
+def _numeric_date(text: str, today: date, past: bool = False) -> ParseResult | None:
     """Dates whisper wrote as numbers: ISO "2025-03-05", US "3/5" and "3/5/25" (month first)."""
     m = re.search(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b", text)
     if m:
@@ -826,11 +835,11 @@ def _numeric_date(text: str, today: date) -> ParseResult | None:
     year = m.group(3)
     if not 1 <= mo <= 12:
         return _fail("that isn't a real date")
-    y = None if year is None else int(year) + (2000 if len(year) == 2 else 0)
-    return _explicit_date(today, mo, d, y)
+    y = None if year is None else int(year) if len(year) == 4 else _full_year(int(year), today)
+    return _explicit_date(today, mo, d, y, past)
 
 
-def _date_read_as_digits(text: str, today: date) -> ParseResult | None:
+def _date_read_as_digits(text: str, today: date, past: bool = False) -> ParseResult | None:
     """A date read as a number, month first as on US forms: "oh three fifteen" (0315), "three
     one five", "twelve twenty five", "oh four one two nineteen eighty" (04121980), "0 4 1 2 8 0"."""
     said = spoken_number(text)
@@ -844,24 +853,28 @@ def _date_read_as_digits(text: str, today: date) -> ParseResult | None:
         return None
     year = int(rest) if rest else None
     if rest and len(rest) == 2:  # a two-digit year: a birth year or one ahead, whichever is nearer
-        year += 2000 if year <= today.year % 100 + 10 else 1900
-    return _explicit_date(today, month, day, year)
+        year = _full_year(year, today)
+    return _explicit_date(today, month, day, year, past)
 
 
 _PERIOD_DAYS = {"day": 1, "days": 1, "week": 7, "weeks": 7, "fortnight": 14, "fortnights": 14}
+_COUNT_WORDS = frozenset({"a", "an", "of", "about", "just", "couple"})
 
 
 def _offset_days(tokens: list[str]) -> int | None:
-    """ "in three days", "3 days from now", "in a couple of weeks", "a week from today" -> days."""
+    """ "in three days", "3 days from now", "in a couple of weeks", "a week from today" -> days;
+    "three days ago", "a week ago" -> minus days."""
     for k, tok in enumerate(tokens):
         if tok not in _PERIOD_DAYS:
             continue
         start = k
-        while start > 0 and tokens[start - 1] not in ("in", "within"):
+        while start > 0 and (tokens[start - 1] in _NUMBER_WORDS or _is_numeral(tokens[start - 1])
+                             or tokens[start - 1] in _COUNT_WORDS):
             start -= 1
         after = tokens[k + 1:k + 3]
-        from_now = after in (["from", "now"], ["from", "today"])
-        if start == 0 and not from_now:
+        ago = after[:1] == ["ago"]
+        ahead = (start > 0 and tokens[start - 1] in ("in", "within")) or after in (["from", "now"], ["from", "today"])
+        if not (ago or ahead):
             continue  # "the day after tomorrow", "next week": not an offset from today
         count = [t for t in tokens[start:k] if t not in ("a", "an", "of", "about", "just")]
         if not count:
@@ -872,24 +885,34 @@ def _offset_days(tokens: list[str]) -> int | None:
             n = _single_number(count) if all(t in _NUMBER_WORDS or _is_numeral(t) for t in count) else None
             if n is None:
                 return None
-        return n * _PERIOD_DAYS[tok]
+        return -n * _PERIOD_DAYS[tok] if ago else n * _PERIOD_DAYS[tok]
     return None
 
 
-def _relative_date(tokens: list[str], today: date) -> ParseResult | None:
+_DAY_PHRASES = (("day after tomorrow", 2), ("day before yesterday", -2), ("tomorrow", 1), ("today", 0),
+                ("tonight", 0), ("this morning", 0), ("this afternoon", 0), ("this evening", 0),
+                ("yesterday", -1), ("last night", -1))
+# The first day the line can offer, for a caller who wants it soon rather than on a day.
+_SOONEST = re.compile(r" (as soon as (possible|you can)|asap|a s a p|earliest|soonest|first (available|opening)|"
+                      r"next available|whenever is soonest) ")
+
+
+def _relative_date(tokens: list[str], today: date, past: bool = False) -> ParseResult | None:
     offset = _offset_days(tokens)
     if offset is not None:
         return _ok((today + timedelta(days=offset)).isoformat())
     padded = _words(tokens)
-    for phrase, offset in (("day after tomorrow", 2), ("day before yesterday", -2), ("tomorrow", 1),
-                           ("today", 0), ("tonight", 0), ("yesterday", -1)):
+    for phrase, offset in _DAY_PHRASES:
         if f" {phrase} " in padded:
             return _ok((today + timedelta(days=offset)).isoformat())
+    if not past and _SOONEST.search(padded):
+        return _ok(today.isoformat())
     return None
 
 
-def _month_day(tokens: list[str], today: date) -> ParseResult | None:
-    """ "march 5th", "march the fifth", "the fifth of march", "5 march 2025", "december twenty first"."""
+def _month_day(tokens: list[str], today: date, past: bool = False) -> ParseResult | None:
+    """ "march 5th", "march the fifth", "the fifth of march", "5 march 2025", "december twenty first".
+    A month without a day is a span of days (`_date_span`)."""
     words = [t for t in tokens if t not in ("the", "of", "on")]
     for i, tok in enumerate(words):
         if tok not in _MONTHS:
@@ -914,15 +937,14 @@ def _month_day(tokens: list[str], today: date) -> ParseResult | None:
             day = before[0]
             year = _year_at(words, i + 1)
         else:
-            if tok in _AMBIGUOUS_MONTHS:
-                continue
-            return _fail(f"which day in {_month_name(month)}?")
-        return _explicit_date(today, month, day, year[0] if year else None)
+            continue
+        return _explicit_date(today, month, day, year[0] if year else None, past)
     return None
 
 
-def _day_of_month(tokens: list[str], today: date) -> ParseResult | None:
-    """ "on the 12th": this month, or next month once the 12th has passed."""
+def _day_of_month(tokens: list[str], today: date, past: bool = False) -> ParseResult | None:
+    """ "on the 12th": this month, or next month once the 12th has passed (`past`: this month,
+    or last month while the 12th is still to come)."""
     for i, tok in enumerate(tokens):
         found = _day_at(tokens, i, ordinal_only=True)
         # A spelled ordinal needs "the" or to open the answer: "wait a second" is not the 2nd.
@@ -934,25 +956,36 @@ def _day_of_month(tokens: list[str], today: date) -> ParseResult | None:
         year, month = today.year, today.month
         for _ in range(13):
             d = _valid_date(year, month, day)
-            if d and d >= today:
+            if d and (d <= today if past else d >= today):
                 return _ok(d.isoformat())
-            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+            if past:
+                year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+            else:
+                year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return None
 
 
-def _weekday(tokens: list[str], today: date) -> ParseResult | None:
-    """ "tuesday", "this tuesday", "next tuesday", "tuesday next week"."""
+def _weekday(tokens: list[str], today: date, past: bool = False) -> ParseResult | None:
+    """ "tuesday", "this tuesday", "next tuesday", "tuesday next week", "last tuesday" (`past`: a
+    bare "tuesday" is the last one)."""
     padded = _words(tokens)
+    monday = today - timedelta(days=today.weekday())
     for i, tok in enumerate(tokens):
         if tok not in _WEEKDAYS:
             continue
         wd = _WEEKDAYS[tok]
+        if " last week " in padded:
+            return _ok((monday - timedelta(days=7 - wd)).isoformat())
         if " next week " in padded or " week after next " in padded:
-            monday = today + timedelta(days=7 - today.weekday())
-            extra = 7 if " week after next " in padded else 0
-            return _ok((monday + timedelta(days=wd + extra)).isoformat())
-        ahead = (wd - today.weekday()) % 7
+            weeks = 2 if " week after next " in padded else 1
+            return _ok((monday + timedelta(days=wd + 7 * weeks)).isoformat())
         prev = tokens[i - 1] if i > 0 else ""
+        if past or prev == "last":
+            back = (today.weekday() - wd) % 7
+            if back == 0 and not (past and prev == "this"):
+                back = 7  # "last tuesday" said on a Tuesday is a week ago
+            return _ok((today - timedelta(days=back)).isoformat())
+        ahead = (wd - today.weekday()) % 7
         if ahead == 0 and prev != "this":
             ahead = 7  # "tuesday" said on a Tuesday means next week; today would be "today"
         if prev in ("after", "from") and i >= 2 and tokens[i - 2] == "week":
@@ -961,19 +994,151 @@ def _weekday(tokens: list[str], today: date) -> ParseResult | None:
     return None
 
 
-def parse_date(text: str, *, today: date | None = None, within: bool = False) -> ParseResult:
-    """An ISO date. Bare weekdays and month-days resolve to the next one, because callers book ahead.
-    `within`: the words are part of a longer sentence, where "125" is not January 25th."""
+@dataclass(frozen=True)
+class DateSpan:
+    """Days a caller named without naming one ("next week", "in March", "the weekend"): the line
+    asks `question`, and the answer ("Tuesday", "the 12th") is read as a day among them."""
+
+    first: date
+    last: date
+    said: str
+    """How the caller named them: "next week", "in March", "the weekend"."""
+
+    @property
+    def question(self) -> str:
+        return "Saturday or Sunday?" if self.said == "the weekend" else f"Which day {self.said}?"
+
+    def days(self) -> list[date]:
+        return [self.first + timedelta(days=k) for k in range((self.last - self.first).days + 1)]
+
+
+# Before an ambiguous month name ("may", "march"), words that make it the month.
+_MONTH_BEFORE = frozenset("in of early mid late end beginning start sometime during until till through".split())
+
+
+def _month_end(year: int, month: int) -> date:
+    return (date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)) - timedelta(days=1)
+
+
+def _span_of_month(tokens: list[str], today: date, past: bool) -> tuple[date, date, str] | None:
+    """The days of a month named ("in March", "next month"): (first, last, how it was said)."""
+    padded = _words(tokens)
+    first_of = today.replace(day=1)
+    if " next month " in padded:
+        start = _month_end(today.year, today.month) + timedelta(days=1)
+        return start, _month_end(start.year, start.month), "next month"
+    if " last month " in padded:
+        start = (first_of - timedelta(days=1)).replace(day=1)
+        return start, _month_end(start.year, start.month), "last month"
+    if " later this month " in padded:
+        return today, _month_end(today.year, today.month), "this month"
+    if any(f" {p} " in padded for p in ("this month", "end of the month", "end of this month")):
+        return first_of, _month_end(today.year, today.month), "this month"
+    for i, tok in enumerate(tokens):
+        if tok not in _MONTHS or (tok in _AMBIGUOUS_MONTHS and len(tokens) > 1
+                                  and (i == 0 or tokens[i - 1] not in _MONTH_BEFORE)):
+            continue
+        month = _MONTHS[tok]
+        said = _year_at(tokens, i + 1)
+        if said:
+            year = said[0]
+        elif past:
+            year = today.year if month <= today.month else today.year - 1
+        else:
+            year = today.year if month >= today.month else today.year + 1
+        return date(year, month, 1), _month_end(year, month), f"in {_month_name(month)}"
+    return None
+
+
+def _date_span(tokens: list[str], today: date, past: bool) -> DateSpan | date | None:
+    """The days meant by "next week", "this weekend", "in March", "next month" (`past`: "last
+    week", or a month gone by); only those not yet gone (`past`: already gone). One day left is
+    that day."""
+    padded = _words(tokens)
+    monday = today - timedelta(days=today.weekday())
+    found: tuple[date, date, str] | None = None
+    if " weekend " in padded:
+        if " last weekend " in padded:
+            saturday = monday - timedelta(days=2)
+        elif " next weekend " in padded:
+            saturday = monday + timedelta(days=12)
+        else:
+            saturday = monday + timedelta(days=5) if not past or today.weekday() >= 5 else monday - timedelta(days=2)
+        found = (saturday, saturday + timedelta(days=1), "the weekend")
+    else:
+        for phrase, start, label in ((" week after next ", monday + timedelta(days=14), "the week after next"),
+                                     (" next week ", monday + timedelta(days=7), "next week"),
+                                     (" last week ", monday - timedelta(days=7), "last week"),
+                                     (" later this week ", today, "this week"), (" this week ", monday, "this week"),
+                                     (" end of the week ", monday, "this week")):
+            if phrase in padded:
+                found = (start, start + timedelta(days=6), label)
+                break
+        else:
+            found = _span_of_month(tokens, today, past)
+    if found is None:
+        return None
+    first, last, label = found
+    # Only days not yet gone (`past`: already gone), unless the words say which: "last week".
+    if last < today or (past and first <= today):
+        last = min(last, today)
+    else:
+        first = max(first, today)
+    if first > last:
+        return None
+    if first == last:
+        return first
+    return DateSpan(first, last, label)
+
+
+_AROUND_A_DAY = frozenset("the on maybe say um uh how about let's lets make it probably please then i guess".split())
+
+
+def _narrowed(tokens: list[str], span: DateSpan) -> date | None:
+    """An answer to a span's question: a weekday among its days ("Tuesday", within a week), or a
+    day of the month among them ("the 12th", "twelve")."""
+    days = span.days()
+    weekdays = {_WEEKDAYS[t] for t in tokens if t in _WEEKDAYS}
+    if len(weekdays) == 1 and len(days) <= 7:
+        return next((d for d in days if d.weekday() in weekdays), None)
+    if any(t in _MONTHS for t in tokens):
+        return None  # a month said again: the answer is read on its own
+    words = [t for t in tokens if t not in _AROUND_A_DAY]
+    found = _day_at(words, 0) if words else None
+    if found is None or found[1] != len(words):
+        return None
+    matches = [d for d in days if d.day == found[0]]
+    return matches[0] if len(matches) == 1 else None
+
+
+def parse_date(text: str, *, today: date | None = None, within: bool = False, past: bool = False,
+               span: DateSpan | None = None) -> ParseResult:
+    """An ISO date. Bare weekdays and month-days resolve to the next one, because callers book
+    ahead; `past` (a birth, an accident), to the last one. `within`: the words are part of a longer
+    sentence, where "125" is not January 25th. Days named without one ("next week", "in March")
+    are no date: the result's `span` holds them and its `reason` the question that narrows them,
+    and the answer to it is parsed with that `span`."""
     today = today or date.today()
-    numeric = _numeric_date(_normalise(text), today)
+    numeric = _numeric_date(_normalise(text), today, past)
     if numeric is not None:
         return numeric
     tokens = _tokens(text)
+    if span is not None and (day := _narrowed(tokens, span)) is not None:
+        return _ok(day.isoformat())
+    if span is not None and len(span.days()) > 7 and any(t in _WEEKDAYS for t in tokens) and not any(
+            t in _MONTHS for t in tokens):
+        # "Tuesday", asked which day in March: one of four
+        return ParseResult(False, None, f"Which date {span.said}?", span)
     for matcher in (_relative_date, _month_day, _day_of_month, _weekday):
-        result = matcher(tokens, today)
+        result = matcher(tokens, today, past)
         if result is not None:
             return result
-    return (None if within else _date_read_as_digits(text, today)) or _fail("didn't hear a date")
+    found = _date_span(tokens, today, past)
+    if isinstance(found, date):
+        return _ok(found.isoformat())
+    if found is not None:
+        return ParseResult(False, None, found.question, found)
+    return (None if within else _date_read_as_digits(text, today, past)) or _fail("didn't hear a date")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1395,11 +1560,13 @@ def parse_enum(text: str, *, choices: dict[str, list[str]] | None = None) -> Par
 
 def parse_slot(slot_type: str, text: str, *, length: int | None = None, min_length: int | None = None,
                max_length: int | None = None, choices: dict[str, list[str]] | None = None,
-               today: date | None = None, within: bool = False, name: bool = False) -> ParseResult:
+               today: date | None = None, within: bool = False, name: bool = False, past: bool = False,
+               span: DateSpan | None = None) -> ParseResult:
     """Parse `text` as `slot_type`. Length limits apply to digits and phone only (counts of digits).
     `within`: the words are a window of a longer sentence (ivr.nlu.extract), not an answer on its
     own, so readings only an answer can mean are off (a date read as a number, a pause as a point).
-    `name`: a text slot that holds a name (its words around the name are dropped)."""
+    `name`: a text slot that holds a name (its words around the name are dropped). `past` and
+    `span`: dates only (`parse_date`)."""
     text = text or ""
     parsers: dict[str, Callable[[], ParseResult]] = {
         "digits": lambda: parse_digits(text, length=length, min_length=min_length, max_length=max_length,
@@ -1407,7 +1574,7 @@ def parse_slot(slot_type: str, text: str, *, length: int | None = None, min_leng
         "yes_no": lambda: parse_yes_no(text),
         "number": lambda: parse_number(text),
         "money": lambda: parse_money(text),
-        "date": lambda: parse_date(text, today=today, within=within),
+        "date": lambda: parse_date(text, today=today, within=within, past=past, span=span),
         "time": lambda: parse_time(text),
         "phone": lambda: parse_phone(text, length=length, min_length=min_length, max_length=max_length,
                                      within=within),

@@ -65,6 +65,8 @@ class SlotSpec:
     length: int | None = None
     min_length: int | None = None
     max_length: int | None = None
+    past: bool = False
+    """date: the day has been (a birth, an accident), so "Tuesday" is the last one."""
 
     @property
     def choice_map(self) -> dict[str, list[str]] | None:
