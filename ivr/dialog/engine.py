@@ -645,12 +645,16 @@ class FlowEngine:
         return self._said_back() + [Say(text, self.state.node, "confirm"), Listen(self.expectation())]
 
     def _hear(self, values) -> None:
-        """Keep values said in passing for the nodes ahead that collect them."""
+        """Keep values said in passing for the nodes ahead that collect them. At a text question
+        the answer is its own slot's: no other text slot takes its words ("Eliquis", asked for
+        the medication, is not also the pharmacy it comes from)."""
         own = self.node.collect
+        text_question = own is not None and self.flow.slots[own].type == "text"
         for v in values:
             slot = self.flow.slots.get(v.slot)
             if (slot is not None and not slot.sensitive and v.slot != own and v.slot not in self.state.passing
-                    and v.slot not in self.state.slots):  # an answered slot is only corrected (`_correct`)
+                    and v.slot not in self.state.slots  # an answered slot is only corrected (`_correct`)
+                    and not (text_question and slot.type == "text")):
                 self.state.heard[v.slot] = v
 
     def _hear_days(self, text: str, understanding: Understanding) -> None:
