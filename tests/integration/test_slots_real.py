@@ -66,11 +66,15 @@ def nlu():
     return service
 
 
-def understand(nlu, text):
-    loaded = load_flow_text(FLOW)
+def understand(nlu, text, flow=FLOW, answers=()):
+    loaded = load_flow_text(flow)
     engine = FlowEngine(loaded)
     engine.start()
     step = TurnStep(engine, nlu, EscalationPolicy(), loaded.flow, on_error=lambda node, err: pytest.fail(err))
+    for said, intent in answers:  # the call so far, to reach the node asked about
+        from ivr.nlu.understanding import Understanding
+
+        engine.on_text(said, Understanding(intent, 0.95 if intent else 0.0, "test"))
     return asyncio.run(step.understand(engine.expectation(), text)).understanding
 
 
@@ -95,3 +99,32 @@ def test_typed_values_come_from_the_parsers_with_the_intent(nlu):
     values = {v.slot: (v.value, v.source) for v in u.values}
     assert values["party_size"] == (4, "parser") and values["at"] == ("19:30", "parser")
     assert "day" in values
+
+
+DELIVERY = """
+flow: pharmacy
+start: menu
+slots:
+  fulfilment:
+    type: enum
+    choices: {pickup: [pick it up, pick up], delivery: [deliver, delivery, drop it off]}
+  address: {type: text, description: the street address to deliver the prescription to}
+nodes:
+  menu:
+    say: "How can I help?"
+    intents:
+      refill: {examples: ["I need a refill", "refill my prescription please"], goto: ask_fulfilment}
+  ask_fulfilment: {say: "Pick up or delivery?", collect: fulfilment, next: ask_address}
+  ask_address: {say: "What's the address?", collect: address, next: done}
+  done: {say: "Thanks.", hangup: true}
+"""
+
+
+@pytest.mark.parametrize("answer, address", [
+    ("I'd rather you drop it off at my house", None),  # no address said: the question is asked
+    ("whichever is faster", None),
+    ("deliver it to 379 Gellert Boulevard please", "379 Gellert Boulevard"),
+])
+def test_an_unmarked_text_slot_takes_only_a_name_or_an_address_in_passing(nlu, answer, address):
+    u = understand(nlu, answer, DELIVERY, answers=[("I need a refill", "refill")])
+    assert {v.slot: v.value for v in u.values}.get("address") == address

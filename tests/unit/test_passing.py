@@ -258,3 +258,30 @@ nodes:
     effects = turn(engine, "electricity and water")
     assert not slots(effects) and engine.node.collect == "payee"
     assert dict(slots(turn(engine, "the water one"))) == {"payee": "water"}
+
+
+def test_a_text_questions_answer_fills_no_other_text_slot():
+    from ivr.nlu.understanding import SlotValue
+
+    flow = """
+flow: transfers
+start: ask_medication
+slots:
+  medication: {type: text}
+  other_pharmacy: {type: text}
+  when: {type: date}
+nodes:
+  ask_medication: {say: "Which medication?", collect: medication, next: ask_pharmacy}
+  ask_pharmacy: {say: "Which pharmacy is it at now?", collect: other_pharmacy, next: ask_when}
+  ask_when: {say: "When?", collect: when, next: done}
+  done: {say: "Thanks.", hangup: true}
+"""
+    engine = FlowEngine(load_flow_text(flow))
+    engine.start()
+    # the small model also gave the medication's name to the pharmacy ahead, and a day
+    values = (SlotValue("other_pharmacy", "Eliquis", "Eliquis", "model", 0),
+              SlotValue("when", "2030-01-02", "January 2nd 2030", "parser", 12))
+    effects = engine.on_text("Eliquis from January 2nd 2030", Understanding(None, 0.0, "test", values))
+    assert slots(effects)["medication"] == "Eliquis from January 2nd 2030"
+    assert engine.state.node == "ask_pharmacy"  # asked, not skipped
+    assert "when" in engine.state.heard  # a typed value said with it is still heard
