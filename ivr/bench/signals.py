@@ -168,11 +168,30 @@ def spoken_turns() -> list[Turn]:
             for r in rows]
 
 
+def written_turns(part: str) -> list[Turn]:
+    """The spoken side of a call, written by writers blind to the model, each set to one part
+    (ivr/bench/labels/README.md): callers answering the line's questions and first requests about
+    bad news, calm and upset, to fit on; other answers, and the intent examples of four flows
+    written by designers from the docs, to report on."""
+    files = {"fit": (("answers_fit", "answers fit"), ("requests_fit", "requests fit")),
+             "report": (("answers", "answers"), ("designer_requests", "designer requests"))}[part]
+    turns = []
+    for name, source in files:
+        for line in (LABELS / f"{name}.jsonl").read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                upset = row["kind"] == "upset"
+                turns.append(Turn(row["text"], f"upset:written {source} {'upset' if upset else 'calm'}",
+                                  frozenset({"upset"} if upset else ())))
+    return turns
+
+
 def upset_turns(part: str) -> list[Turn]:
-    return airline_turns(part) + (vader_turns() + spoken_turns() if part == "report" else [])
+    return airline_turns(part) + written_turns(part) + (vader_turns() + spoken_turns() if part == "report" else [])
 
 
-STORY_LABELS = Path(__file__).with_name("labels") / "story_question.jsonl"
+LABELS = Path(__file__).with_name("labels")
+STORY_LABELS = LABELS / "story_question.jsonl"
 SPOKEN_TURNS = STORY_LABELS.with_name("spoken_turns.jsonl")
 
 
@@ -233,6 +252,7 @@ UPSET_WEIGHT = 10.0
 are angry tweets, so without them a probe never learns the caller who is quietly in distress
 ("my mother passed away last week and I have to sort out her accounts") or mock-thanks the
 line."""
+WRITTEN_WEIGHT = float(__import__("os").environ.get("IVR_WRITTEN_WEIGHT", "1"))
 PROBES = ("upset", "complaint", "story_question")
 """Heads fitted as a linear probe on the turn's sentence vector as well as the features (the
 several-requests head is always one, on its splits' pair vectors)."""
@@ -274,7 +294,8 @@ def fit_heads(turns: list[Turn], feats: list[tuple[dict, object, list]]) -> dict
         if not any(y):
             continue  # no labelled turns for it (policy_question): its default head stays
         if name in PROBES:
-            counts = [CALM_WEIGHT if t.source == "exemplar:calm" else UPSET_WEIGHT if t.source == "exemplar:upset" else 1.0
+            counts = [CALM_WEIGHT if t.source == "exemplar:calm" else UPSET_WEIGHT if t.source == "exemplar:upset"
+                      else WRITTEN_WEIGHT if t.source.startswith("upset:written") else 1.0
                       for t in turns if _counts_for(name, t)]
         else:
             counts = None

@@ -420,7 +420,7 @@ class FlowEngine:
             if (understanding.intent in self.flow.global_intents and self.may_be_a_request(text)
                     and understanding.confidence >= TEXT_NODE_INTENT_CONFIDENCE):
                 return self._apply_intent(understanding.intent, self.flow.global_intents[understanding.intent])
-            self._hear(understanding.values)
+            self._hear(understanding.values, text)
             self._hear_days(text, understanding)
             filled = self._try_fill(text, understanding.value_of(node.collect), spoken=True, asr_unsure=asr_unsure)
             if filled is not None:
@@ -546,8 +546,14 @@ class FlowEngine:
                 result = slot.parse(text, slot_name, self.state.date_span)
                 # "fifty dollars, no, sixty": the answer is what follows the caller's own correction
                 tail = _SELF_CORRECTED.split(text)[-1] if slot.type not in ("yes_no", "text") else text
-                if tail != text and (corrected := slot.parse(tail, slot_name)).ok:
-                    result = corrected
+                if tail != text:
+                    # "March 3rd 1965, no wait, the 4th": a day corrected in the month said
+                    corrected = slot.parse(tail, slot_name, DateSpan.month_of(result.value)) \
+                        if slot.type == "date" and result.ok else ParseResult(False)
+                    if not corrected.ok:
+                        corrected = slot.parse(tail, slot_name)
+                    if corrected.ok:
+                        result = corrected
             self._parses[slot_name] = result
         return result
 
@@ -644,17 +650,24 @@ class FlowEngine:
         self.state.last_prompts = [text]
         return self._said_back() + [Say(text, self.state.node, "confirm"), Listen(self.expectation())]
 
-    def _hear(self, values) -> None:
-        """Keep values said in passing for the nodes ahead that collect them. At a text question
-        the answer is its own slot's: no other text slot takes its words ("Eliquis", asked for
-        the medication, is not also the pharmacy it comes from)."""
+    def _hear(self, values, answer: str | None = None) -> None:
+        """Keep values said in passing for the nodes ahead that collect them. `answer`: the words
+        answer this node's question, which come first: a number said alone is its answer and
+        fills nothing ahead (an Rx number read in pairs is not also a time, a policy number not
+        also a phone number); at a text question no other text slot, nor a number slot, takes
+        its words ("Eliquis", asked for the medication, is not also the pharmacy it comes from;
+        the digits of "AB 1234567" are the policy's)."""
         own = self.node.collect
-        text_question = own is not None and self.flow.slots[own].type == "text"
+        if answer is not None and own is not None:
+            alone = spoken_number(answer)
+            if alone is not None and not alone.among_words:
+                return
+        text_question = answer is not None and own is not None and self.flow.slots[own].type == "text"
         for v in values:
             slot = self.flow.slots.get(v.slot)
             if (slot is not None and not slot.sensitive and v.slot != own and v.slot not in self.state.passing
                     and v.slot not in self.state.slots  # an answered slot is only corrected (`_correct`)
-                    and not (text_question and slot.type == "text")):
+                    and not (text_question and slot.type in ("text", "digits", "phone"))):
                 self.state.heard[v.slot] = v
 
     def _hear_days(self, text: str, understanding: Understanding) -> None:

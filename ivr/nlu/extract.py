@@ -184,6 +184,9 @@ def _minimal(found: dict[tuple[int, int], object]) -> list[tuple[int, int]]:
     return [w for w in keep if not any(o != w and o[0] <= w[0] and w[1] <= o[1] for o in keep)]
 
 
+_SLASHED = re.compile(r"\d\s*/\s*\d")  # a date as written: 3/3, 03/03/1965
+
+
 def _strength(kind: str, toks: list[_Token], i: int, j: int, said: str, counted: bool = False) -> float:
     """How sure the words are of the type; `counted`: a word follows that a count slot ahead
     counts, or a unit ("two *star* hotels", "in 15 *minutes*")."""
@@ -193,10 +196,12 @@ def _strength(kind: str, toks: list[_Token], i: int, j: int, said: str, counted:
     if words <= {"one", "a", "an"}:
         return WEAK / 2  # "a new one": a value only next to the slot's own words
     if kind == "date":
-        if words & _DATE_CUES or before in _DATE_BEFORE:
+        if words & _DATE_CUES or before in _DATE_BEFORE or _SLASHED.search(said):
             return STRONG
         return WEAK  # a lone ordinal: "my first time"
     if kind == "time":
+        if _SLASHED.search(said):
+            return 0.0  # "03/03/1965" is a date, not 3:03
         numbers = sum(1 for t in toks[i:j + 1] if _numeral(t.text) or t.text in NUMBER_WORDS)
         hour_minutes = numbers >= 2 and not (_numeral(before) or before in NUMBER_WORDS)  # not "eighty [two fifty]"
         if ":" in said or words & _TIME_CUES or after in _TIME_CUES or hour_minutes:

@@ -768,10 +768,21 @@ def _day_at(tokens: list[str], i: int, ordinal_only: bool = False) -> tuple[int,
     return None
 
 
-def _year_at(tokens: list[str], i: int) -> tuple[int, int] | None:
-    """A year after the day: "2025", "twenty twenty five", "two thousand and twenty five"."""
+def _year_at(tokens: list[str], i: int, two_digits: date | None = None) -> tuple[int, int] | None:
+    """A year after the day: "2025", "twenty twenty five", "two thousand and twenty five"; with
+    `two_digits` (today, for a date in the past), "65" and "sixty five" too (1965)."""
     if i < len(tokens) and re.fullmatch(r"(19|20)\d\d", tokens[i]):
         return int(tokens[i]), 1
+    clock = i + 1 < len(tokens) and tokens[i + 1] in ("am", "pm", "oclock", "o'clock", "o")  # "10 am"
+    if two_digits is not None and i < len(tokens) and not clock:
+        if re.fullmatch(r"\d\d", tokens[i]):
+            return _full_year(int(tokens[i]), two_digits), 1
+        if tokens[i] in _TENS:
+            unit = tokens[i + 1] if i + 1 < len(tokens) else ""
+            ones = _UNITS.get(unit, 0) if unit in _UNITS and 0 < _UNITS[unit] < 10 else 0
+            longer = _year_at(tokens, i)  # "nineteen sixty five" is read whole below
+            if longer is None:
+                return _full_year(_TENS[tokens[i]] + ones, two_digits), 1 + bool(ones)
     end = i
     while end < len(tokens) and (tokens[end] in _NUMBER_WORDS or tokens[end] in ("and", "oh")):
         end += 1
@@ -782,6 +793,16 @@ def _year_at(tokens: list[str], i: int) -> tuple[int, int] | None:
         text = str(groups[0].value) if len(groups) == 1 else _concat(groups)
         if len(text) == 4 and 1900 <= int(text) <= 2199:
             return int(text), stop - i
+    return None
+
+
+def _year_before(tokens: list[str], i: int) -> tuple[int, int] | None:
+    """A four-digit year said right before tokens[i]: "1965, March 3rd", "nineteen sixty five,
+    March third"."""
+    for start in range(max(0, i - 4), i):
+        found = _year_at(tokens, start)
+        if found and start + found[1] == i:
+            return found
     return None
 
 
@@ -822,13 +843,27 @@ def _explicit_date(today: date, month: int, day: int, year: int | None, past: bo
     return _ok(d.isoformat())
 
 
+class _Slashed:
+    """A date written with dashes or dots, read like one with slashes."""
+
+    def __init__(self, *parts: str):
+        self.parts = parts
+
+    def group(self, i: int) -> str:
+        return self.parts[i - 1]
+
+
 def _numeric_date(text: str, today: date, past: bool = False) -> ParseResult | None:
-    """Dates whisper wrote as numbers: ISO "2025-03-05", US "3/5" and "3/5/25" (month first)."""
+    """Dates whisper wrote as numbers: ISO "2025-03-05", US "3/5", "3/5/25", "3-5-2025" and
+    "3.5.25" (month first)."""
     m = re.search(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b", text)
     if m:
         y, mo, d = map(int, m.groups())
         return _ok(date(y, mo, d).isoformat()) if _valid_date(y, mo, d) else _fail("that isn't a real date")
-    m = re.search(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{2}|\d{4}))?\b", text)
+    m = re.search(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{2}|\d{4}))?\b", text) or re.search(
+        r"\b(\d{1,2})([.-])(\d{1,2})\2(\d{2}|\d{4})\b", text)  # "3-3-1965", "3.3.65": with a year only
+    if m and m.lastindex == 4:
+        m = _Slashed(m.group(1), m.group(3), m.group(4))
     if not m:
         return None
     mo, d = int(m.group(1)), int(m.group(2))
@@ -926,18 +961,21 @@ def _month_day(tokens: list[str], today: date, past: bool = False) -> ParseResul
                 if found and found[1] == back:
                     before = found
                     break
-        if after and before and _year_at(words, i + 1):
+        two_digits = today if past else None  # "March 3rd, sixty five": a birth's year
+        if after and (after[0] > 31 or (before and _year_at(words, i + 1, two_digits))):
             # "the twelfth of April twenty twenty seven": the day came first, what follows the
             # month is the year, not "April 20"
             after = None
         if after:
             day, used = after
-            year = _year_at(words, i + 1 + used)
+            year = _year_at(words, i + 1 + used, two_digits)
         elif before:
             day = before[0]
-            year = _year_at(words, i + 1)
+            year = _year_at(words, i + 1, two_digits)
         else:
             continue
+        if year is None:
+            year = _year_before(words, i - (before[1] if before and not after else 0))
         return _explicit_date(today, month, day, year[0] if year else None, past)
     return None
 
@@ -1010,6 +1048,12 @@ class DateSpan:
 
     def days(self) -> list[date]:
         return [self.first + timedelta(days=k) for k in range((self.last - self.first).days + 1)]
+
+    @classmethod
+    def month_of(cls, day: str) -> "DateSpan":
+        """The month of an ISO date: what "the 4th" corrects in "March 3rd 1965, no, the 4th"."""
+        d = date.fromisoformat(day)
+        return cls(d.replace(day=1), _month_end(d.year, d.month), f"in {_month_name(d.month)}")
 
 
 # Before an ambiguous month name ("may", "march"), words that make it the month.

@@ -188,3 +188,29 @@ def test_a_past_slot_reads_a_weekday_as_the_last_one():
 def test_past_is_only_for_dates():
     with pytest.raises(Exception, match="only applies to date slots"):
         load_flow_text(FLOW.replace("at: {type: time}", "at: {type: time, past: true}"))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("the third of March, sixty-five", "1965-03-03"),
+    ("March 3, '65", "1965-03-03"),
+    ("3rd of March 65", "1965-03-03"),
+    ("nineteen sixty five, March third", "1965-03-03"),
+    ("3-3-1965", "1965-03-03"),
+    ("3.3.65", "1965-03-03"),
+    ("March 3rd, nineteen sixty-five", "1965-03-03"),
+    ("march 3rd 10 am", "2025-03-03"),  # an hour is no year
+])
+def test_a_birth_date_keeps_its_year_however_it_is_said(text, expected):
+    assert parse_date(text, today=WEDNESDAY, past=True).value == expected
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("March 3rd 1965, no wait, the 4th", "1965-03-04"),  # the day corrected in the month said
+    ("March 3rd 1965, sorry, March 5th 1966", "1966-03-05"),
+])
+def test_a_date_of_birth_corrected_in_one_answer(answer, expected):
+    e = engine()
+    turn(e, "an appointment please", "book")
+    turn(e, "tomorrow")
+    turn(e, "10 am")
+    assert kept(turn(e, answer)) == {"date_of_birth": expected}

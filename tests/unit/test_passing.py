@@ -285,3 +285,32 @@ nodes:
     assert slots(effects)["medication"] == "Eliquis from January 2nd 2030"
     assert engine.state.node == "ask_pharmacy"  # asked, not skipped
     assert "when" in engine.state.heard  # a typed value said with it is still heard
+
+
+def test_a_number_said_alone_answers_its_question_and_fills_nothing_ahead():
+    flow = """
+flow: refills
+start: ask_rx
+slots:
+  rx: {type: digits, length: 7}
+  pickup_time: {type: time}
+  callback: {type: phone}
+nodes:
+  ask_rx: {say: "Your Rx number?", collect: rx, next: ask_time}
+  ask_time: {say: "What time?", collect: pickup_time, next: ask_phone}
+  ask_phone: {say: "A number to call you back?", collect: callback, next: done}
+  done: {say: "Thanks.", hangup: true}
+"""
+    engine = FlowEngine(load_flow_text(flow))
+    engine.start()
+    # read in pairs, "twelve thirty four" is also a time to the finder of values in passing
+    effects = turn(engine, "twelve thirty four five sixty seven")
+    assert slots(effects) == {"rx": "1234567"}
+    assert engine.state.node == "ask_time" and engine.state.heard == {}
+
+
+def test_a_date_written_with_slashes_is_no_time():
+    from ivr.nlu.understanding import SlotSpec
+
+    specs = [SlotSpec("dob", "date", past=True), SlotSpec("pickup_time", "time")]
+    assert [(v.slot, v.value) for v in find_values("it's 03/03/1965", specs, today=TODAY)] == [("dob", "1965-03-03")]
