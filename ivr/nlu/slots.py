@@ -1531,9 +1531,10 @@ def parse_text(text: str, *, name: bool = False) -> ParseResult:
     if not words or " ".join(words) in _SILENCE_HALLUCINATIONS:
         return _fail("didn't hear anything")
     if name:
-        bare = _NAME_TRAILER.sub("", _NAME_LEAD_IN.sub("", cleaned)).strip(" ,.;:!?")
-        if _tokens(bare):
-            return _ok(bare)
+        bare = _NAME_TRAILER.sub("", _NAME_FOR.sub("", _NAME_LEAD_IN.sub("", cleaned))).strip(" ,.;:!?")
+        if not _tokens(bare):  # "it's for my daughter", "my name is": no name yet
+            return _fail("didn't hear a name")
+        return _ok(bare)
     return _ok(cleaned)
 
 
@@ -1542,6 +1543,13 @@ _NAME_LEAD_IN = re.compile(
     r"^(?:(?:uh|um|er|erm|so|yeah|yes|yep|sure|okay|ok|oh|well|right|hi|hello)\b[\s,.]*)*"
     r"(?:(?:(?:my|the|his|her|their|our|the patient's|the caller's)\s+)?(?:(?:full|first|last|sur)\s*)?name(?:'s|\s+is)?"
     r"|it's|it is|its|this is|i'm|i am|that's|that is|that'd be|it'd be|it would be|it'll be|call me)\b[\s,.:]*",
+    re.IGNORECASE)
+# "(it's) for my husband, Robert Chen", "under my mom's name, Ana Diaz", "for my son, his name is Leo"
+_NAME_FOR = re.compile(
+    r"^(?:for|under)\s+(?:(?:my|our|the)\s+)?(?:(?:husband|wife|partner|spouse|son|daughter|child|kid|baby|mother|"
+    r"mom|mum|father|dad|parent|grandmother|grandma|grandfather|grandpa|brother|sister|aunt|uncle|niece|nephew|"
+    r"friend|neighbou?r|roommate|boss|patient|client)(?:'s)?\b\s*)?(?:name\b)?[\s,.:]*"
+    r"(?:(?:(?:his|her|their)\s+name\s+is|he's|she's|he is|she is|named|called)\b[\s,.:]*)?",
     re.IGNORECASE)
 # ", that's S M I T H", ", spelled J O N", ", thanks"
 _NAME_TRAILER = re.compile(r"(?:[\s,.]+(?:(?:that's|that is|spelled|spelt)\b.*|thank you|thanks|please|cheers))+[\s.!]*$",

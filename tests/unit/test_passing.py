@@ -194,6 +194,9 @@ def test_marked_examples_teach_the_small_model_and_are_plain_for_the_router():
     ("yes, it's John Smith, that's S M I T H", "John Smith"),
     ("um, the name's Priya Patel, thanks", "Priya Patel"),
     ("Ann Lee", "Ann Lee"),
+    ("it's for my husband, Robert Chen", "Robert Chen"),
+    ("under my mom's name, Ana Diaz", "Ana Diaz"),
+    ("for my son, his name is Leo Park", "Leo Park"),
 ])
 def test_a_name_is_kept_without_the_words_around_it(answer, kept):
     """Asked for a name, callers say "my name is ..."; the read-back must not say "for my name is"."""
@@ -314,3 +317,11 @@ def test_a_date_written_with_slashes_is_no_time():
 
     specs = [SlotSpec("dob", "date", past=True), SlotSpec("pickup_time", "time")]
     assert [(v.slot, v.value) for v in find_values("it's 03/03/1965", specs, today=TODAY)] == [("dob", "1965-03-03")]
+
+
+def test_a_name_answer_without_the_name_is_asked_again():
+    engine = engine_for()
+    for text, intent in (("I'd like to reserve", "book"), ("four", None), ("tomorrow", None), ("at seven", None)):
+        turn(engine, text, intent)
+    effects = turn(engine, "it's for my daughter")
+    assert "name" not in slots(effects) and engine.node.collect == "name"
