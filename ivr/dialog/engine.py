@@ -419,7 +419,12 @@ class FlowEngine:
                 return corrected
             if (understanding.intent in self.flow.global_intents and self.may_be_a_request(text)
                     and understanding.confidence >= TEXT_NODE_INTENT_CONFIDENCE):
-                return self._apply_intent(understanding.intent, self.flow.global_intents[understanding.intent])
+                spec = self.flow.global_intents[understanding.intent]
+                if self._cannot_be_undone(spec) in ("end", "start_over"):
+                    # "that's all I know" (the plate asked for) is goodbye to the router: asked
+                    # about, since a short answer here is more often the value
+                    return self._ask_if_meant(understanding.intent)
+                return self._apply_intent(understanding.intent, spec)
             self._hear(understanding.values, text)
             self._hear_days(text, understanding)
             filled = self._try_fill(text, understanding.value_of(node.collect), spoken=True, asr_unsure=asr_unsure)

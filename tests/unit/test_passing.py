@@ -5,7 +5,7 @@ from datetime import date
 
 import pytest
 
-from ivr.dialog.engine import FlowEngine, Listen, Say, SetSlot
+from ivr.dialog.engine import FlowEngine, Hangup, Listen, Say, SetSlot
 from ivr.dialog.loader import FlowLoadError, load_flow_text
 from ivr.dialog.paths import explain, extraction_plans, slots_ahead
 from ivr.nlu.extract import find_values
@@ -233,6 +233,10 @@ def test_a_short_answer_to_a_text_question_can_be_a_global_intent():
     engine = _at_the_name_question()
     assert engine.may_be_a_request("start over")
     effects = engine.on_text("start over", Understanding("restart", 0.97, "test"))
+    # what would throw away the caller's answers or end the call is asked about first: a short
+    # answer here is more often the value ("that's all I know", asked for a plate, is goodbye)
+    assert said(effects) == ["Sorry, do you want to start over?"] and engine.state.slots
+    effects = engine.on_text("yes", Understanding(None, 0.0, "test"))
     assert not slots(effects) and engine.node.say == "How can I help?" and not engine.state.slots
 
 
@@ -325,3 +329,25 @@ def test_a_name_answer_without_the_name_is_asked_again():
         turn(engine, text, intent)
     effects = turn(engine, "it's for my daughter")
     assert "name" not in slots(effects) and engine.node.collect == "name"
+
+
+def test_goodbye_heard_at_a_text_question_is_asked_about_not_hung_up_on():
+    flow = """
+flow: claims
+start: ask_plate
+slots:
+  plate: {type: text, description: the other driver's licence plate}
+  injured: {type: yes_no}
+global_intents:
+  goodbye: {examples: ["that's all, bye"], goto: bye}
+nodes:
+  ask_plate: {say: "Did you get the other car's plate?", collect: plate, next: ask_injured}
+  ask_injured: {say: "Was anyone hurt?", collect: injured, next: bye}
+  bye: {say: "Goodbye.", hangup: true}
+"""
+    engine = FlowEngine(load_flow_text(flow))
+    engine.start()
+    effects = engine.on_text("that's all I know", Understanding("goodbye", 0.95, "test"))
+    assert not any(isinstance(e, Hangup) for e in effects) and engine.state.node == "ask_plate"
+    effects = engine.on_text("no", Understanding(None, 0.0, "test"))
+    assert not any(isinstance(e, Hangup) for e in effects)
