@@ -60,7 +60,8 @@ _CORRECTABLE = ("date", "time", "number", "money", "digits", "phone", "enum")
 _SELF_CORRECTED = re.compile(r"(?<=\w)[,.;]?\s+(?:no wait|i meant|i mean|make that|make it|actually|sorry|wait|no)\b[,.;]?\s+",
                              re.I)
 #: Words that make a value said at a later question a correction of one heard earlier.
-_CORRECTION = re.compile(r"^\W*(?:no\b|nope\b|actually\b|sorry\b|wait\b|not\b|i said\b|i meant\b|make it\b|change\b)", re.I)
+_CORRECTION = re.compile(r"^\W*(?:no\b|nope\b|actually\b|sorry\b|wait\b|not\b|i said\b|i meant\b|make it\b|change\b)"
+                         r"|\bbut\b.*\b(?:make it|change it|instead|rather)\b|\binstead\b", re.I)  # "yes but make it 6 pm"
 
 
 # ---------------------------------------------------------------- effects (engine -> session)

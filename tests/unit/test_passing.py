@@ -351,3 +351,23 @@ nodes:
     assert not any(isinstance(e, Hangup) for e in effects) and engine.state.node == "ask_plate"
     effects = engine.on_text("no", Understanding(None, 0.0, "test"))
     assert not any(isinstance(e, Hangup) for e in effects)
+
+
+def test_yes_but_a_new_value_at_a_read_back_corrects_it():
+    flow = """
+flow: pickups
+start: ask_time
+slots:
+  at: {type: time}
+  ok: {type: yes_no}
+nodes:
+  ask_time: {say: "What time?", collect: at, next: confirm}
+  confirm: {say: "Pick up at {slots.at|time}. Shall I put it in?", collect: ok, next: done}
+  done: {say: "Done.", hangup: true}
+"""
+    engine = FlowEngine(load_flow_text(flow))
+    engine.start()
+    turn(engine, "at 5")
+    effects = turn(engine, "yes but can you make it 6 pm instead")
+    assert slots(effects) == {"at": "18:00"} and engine.state.node == "confirm"
+    assert said(effects)[-1] == "Pick up at 6 PM. Shall I put it in?"
