@@ -509,6 +509,13 @@ def _in_address(text: str, toks: list[_Token], c: Candidate) -> bool:
     return False
 
 
+def _street_name(toks: list[_Token], c: Candidate) -> bool:
+    """An ordinal that names a street ("on 5th Avenue", "West 42nd Street"): no day."""
+    last = toks[c.last].text
+    ordinal = last in ORDINALS or (last[:1].isdigit() and last[-2:] in ("st", "nd", "rd", "th"))
+    return ordinal and c.last + 1 < len(toks) and toks[c.last + 1].text in STREET
+
+
 #: Determiners and possessives between "to" and a value ("to *their* checking account").
 _DETERMINERS = frozenset("the my our their his her your".split())
 
@@ -583,7 +590,8 @@ def _counts_other(text: str, toks: list[_Token], c: Candidate, spec: SlotSpec, s
     one of something else, said: a unit this slot's words do not name ("in 15 *minutes*") or
     what another count slot ahead counts ("3 *bedrooms*" with beds and baths to fill). A word
     that is neither says nothing ("4 *friends*", "5 *instead*")."""
-    if c.kind in _NUMERIC and (_in_address(text, toks, c) or _identifier(text, toks, c, count_cues)):
+    if c.kind in _NUMERIC and (_in_address(text, toks, c) or _identifier(text, toks, c, count_cues)
+                               or _street_name(toks, c)):
         return True
     if c.kind == "money":
         # "I called 3 *times*", "for 2 *people*": a bare number that counts something is no
