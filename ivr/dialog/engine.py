@@ -367,6 +367,18 @@ class FlowEngine:
         number = self._read_number(text)  # with the part heard before, or the start of a number
         return number is not None and (number.value is not None or (partly and self._asks_rest()))
 
+    def answer_value(self, text: str) -> Any | None:
+        """The value this node's slot would keep from `text` as an answer (None: it keeps none),
+        read as the line reads it: with a correction in the answer ("5, no, 6"), a number read
+        in parts, the days a date question narrowed. For tools that show what the line hears."""
+        if self._closed() or not self.node.collect:
+            return None
+        number = self._read_number(text)
+        if number is not None and number.value is not None:
+            return number.value
+        result = self._parsed(self.node.collect, text)
+        return result.value if result.ok else None
+
     def may_be_a_request(self, text: str) -> bool:
         """Whether an answer to this text question is short enough to be one of the flow's
         global intents instead (then the NLU is asked, and `on_text` decides)."""

@@ -240,7 +240,9 @@ def cmd_test(args) -> int:
 
 
 def _own_value(engine, text: str):
-    return engine.flow.slots[engine.node.collect].parse(text).value
+    """What the node keeps from this answer, as the line reads it (a correction in the answer,
+    a number read in parts, the days a date question narrowed)."""
+    return engine.answer_value(text)
 
 
 def cmd_nlu(args) -> int:
@@ -285,7 +287,7 @@ def cmd_nlu(args) -> int:
         understood = asyncio.run(step.understand(expectation, text))
         u, outcome = understood.understanding, understood.outcome
         slots = {v.slot: {"value": v.value, "said": v.said, "source": v.source} for v in u.values}
-        if expectation.slot and expectation.slot not in slots and engine.fills_slot(text):
+        if expectation.slot and engine.fills_slot(text) and engine.answer_value(text) is not None:
             slots[expectation.slot] = {"value": _own_value(engine, text), "said": text, "source": "parser"}
         escalation = decide(understood.facts, policy)
         result = {
@@ -436,8 +438,12 @@ def cmd_chat(args) -> int:
 def _show(session, capture) -> None:
     for data in capture.of("nlu"):
         print(f"  [nlu] intent={data.get('intent')} confidence={data.get('confidence')} via {data.get('source')} ({data.get('latency_ms')} ms)")
+        kept = {e.get("name"): e.get("value") for e in capture.of("slot")}
         for heard in data.get("slots") or []:
-            print(f"  [heard] {heard['slot']}={heard['value']!r} by the {heard['source']}")
+            # what the words carry; the line's own reading of an answer can differ ("5, no, 6"),
+            # and then says what it kept
+            also = f" (kept {kept[heard['slot']]!r})" if heard["slot"] in kept and kept[heard["slot"]] != heard["value"] else ""
+            print(f"  [heard] {heard['slot']}={heard['value']!r} by the {heard['source']}{also}")
         decision = data.get("decision") or {}
         if decision.get("escalate"):
             print(f"  [escalate] {decision['trigger']} -> {decision['target']}: {decision['reason']}")

@@ -214,3 +214,15 @@ def test_a_date_of_birth_corrected_in_one_answer(answer, expected):
     turn(e, "tomorrow")
     turn(e, "10 am")
     assert kept(turn(e, answer)) == {"date_of_birth": expected}
+
+
+def test_the_value_an_answer_gives_is_the_lines_own_reading():
+    """What `ivr nlu` and `ivr chat` show for a node's own slot: the correction inside the
+    answer, and the days a date question narrowed."""
+    e = engine()
+    turn(e, "an appointment please", "book")
+    assert e.answer_value("Friday, no wait, Thursday") == (
+        date.today() + timedelta(days=(3 - date.today().weekday()) % 7 or 7)).isoformat()
+    turn(e, "next week")
+    assert e.answer_value("tuesday") == next_weeks(1)
+    assert e.answer_value("I have no idea") is None
