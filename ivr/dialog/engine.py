@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Union
 
+from ivr.nlu.non_answers import HOLD, non_answer
 from ivr.nlu.slots import AMBIGUOUS, DateSpan, ParseResult, parse_date, parse_slot, spoken_number
 from ivr.nlu.understanding import (
     OUT_OF_SCOPE,
@@ -51,6 +52,9 @@ _MEANT_IT = {"end": END_CALL_QUESTION, "start_over": "Sorry, do you want to star
 #: ... under these confidences. A transfer's is lower: plain requests for a person are routed
 #: at 0.70-0.72 ("I need to talk to someone in customer service", "let me speak to your
 #: manager"), the request for something else that put a caller through at 0.55.
+HOLD_REPLY = "Sure, take your time."
+HOLD_SECONDS = 20.0
+"""How long the line waits for a caller who asked it to ("hang on, let me find it")."""
 _SURE_ENOUGH = {"end": END_CALL_CONFIDENCE, "start_over": END_CALL_CONFIDENCE, "transfer": 0.6}
 #: Answered slots a caller may correct at a later question. Not yes/no (the "no" of a
 #: correction is no answer) nor text (any words are text).
@@ -74,7 +78,7 @@ class EnterNode:
 class Say:
     text: str
     node: str
-    kind: str = "prompt"  # prompt | no_match | no_input | repeat
+    kind: str = "prompt"  # prompt | no_match | no_input | repeat | hold | ...
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,9 @@ class CallState:
     question's answer is read within."""
     keypad_offered: bool = False
     """Whether this node has offered the keypad since it was entered."""
+    holding: bool = False
+    """The caller asked the line to wait ("hang on, let me grab my card"): the next silence is
+    given HOLD_SECONDS before it counts as no input."""
 
 
 _TEMPLATE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\s*(?:\|\s*([a-z]+)\s*)?\}")
@@ -260,7 +267,7 @@ class FlowEngine:
         """Whether `on_text` would act on this answer rather than count a no match (no state change)."""
         if self._closed():
             return False
-        if self.fills_slot(text) or self._intent_spec(understanding.intent) is not None:
+        if self.fills_slot(text) or self._intent_spec(understanding.intent) is not None or non_answer(text) == HOLD:
             return True
         own = self.node.collect
         return bool(own) and self.state.pending is None and any(
@@ -342,7 +349,7 @@ class FlowEngine:
             max_digits=max_digits,
             finish_on_key=rules.finish_on_key,
             inter_digit_timeout=rules.inter_digit_timeout,
-            no_input_timeout=no_input.timeout or 6.0,
+            no_input_timeout=max(no_input.timeout or 6.0, HOLD_SECONDS if self.state.holding else 0.0),
             barge_in=node.barge_in,
             hints=tuple(node.hints),
             confirming=confirming,
@@ -417,6 +424,9 @@ class FlowEngine:
     def _on_text(self, text: str, understanding: Understanding, asr_unsure: bool = False) -> list[Effect]:
         if self._closed():
             return []
+        self.state.holding = False
+        if non_answer(text) == HOLD:
+            return self._hold()
         node = self.node
         if self.state.pending_intent is not None:
             answered = self._confirm_intent(text)
@@ -513,6 +523,7 @@ class FlowEngine:
     def on_no_input(self) -> list[Effect]:
         if self._closed():
             return []
+        self.state.holding = False
         policy = self._policy("no_input")
         self.state.no_input += 1
         if self.state.no_input <= policy.retries:
@@ -601,6 +612,11 @@ class FlowEngine:
         text = self._render(template, candidate={slot_name: digits})
         self.state.last_prompts = [text]
         return [Say(text, self.state.node, "ask_rest"), Listen(self.expectation())]
+
+    def _hold(self) -> list[Effect]:
+        """ "Hang on, let me grab my card": no answer and no miss; the line waits, longer."""
+        self.state.holding = True
+        return [Say(HOLD_REPLY, self.state.node, "hold"), Listen(self.expectation())]
 
     def _ask_which_day(self, span: DateSpan) -> list[Effect]:
         """ "Next week": "Which day next week?", and the answer is read among those days."""

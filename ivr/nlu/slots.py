@@ -28,6 +28,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Callable
 
+from ivr.nlu.non_answers import non_answer
+
 __all__ = [
     "SLOT_TYPES",
     "ParseResult",
@@ -1530,6 +1532,8 @@ def parse_text(text: str, *, name: bool = False) -> ParseResult:
     words = _tokens(cleaned)
     if not words or " ".join(words) in _SILENCE_HALLUCINATIONS:
         return _fail("didn't hear anything")
+    if non_answer(cleaned):  # "hold on a second", "no idea, sorry": no plate, no medication
+        return _fail("no answer")
     if name:
         bare = _NAME_TRAILER.sub("", _NAME_FOR.sub("", _NAME_LEAD_IN.sub("", cleaned))).strip(" ,.;:!?")
         if not _tokens(bare):  # "it's for my daughter", "my name is": no name yet

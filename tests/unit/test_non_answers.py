@@ -1,0 +1,81 @@
+"""What callers say instead of an answer: the line waits for "hang on", and "no idea" is no
+text value."""
+
+import pytest
+
+from ivr.dialog.engine import HOLD_REPLY, HOLD_SECONDS, FlowEngine, Say, SetSlot, Understanding
+from ivr.dialog.loader import load_flow_text
+from ivr.nlu.non_answers import HOLD, UNKNOWN, non_answer
+from ivr.nlu.slots import parse_text
+
+
+@pytest.mark.parametrize("text", [
+    "hang on", "um hang on a sec", "hold on a second", "hang on, let me grab my card", "let me check",
+    "just a moment please", "one sec", "bear with me", "let me get my insurance card", "I'm looking for it now",
+    "not yet, hold on", "hmm actually hold on, let me check with my wife real quick",
+])
+def test_asking_the_line_to_wait(text):
+    assert non_answer(text) == HOLD
+
+
+@pytest.mark.parametrize("text", [
+    "I don't know", "I don't know the name", "no idea, sorry", "I'm not sure", "I don't have it with me",
+    "I don't have the bottle with me right now", "nope, didn't see it", "no, I didn't get it", "I can't remember",
+])
+def test_not_knowing(text):
+    assert non_answer(text) == UNKNOWN
+    assert not parse_text(text).ok
+
+
+@pytest.mark.parametrize("text", [
+    "Maria Lopez", "I don't know, maybe Eliquis", "wait, what time did you say?", "hang on my kid is talking to me",
+    "I don't have a car", "I'm not sure, maybe Tuesday", "I didn't catch that", "I didn't get that", "no",
+])
+def test_answers_and_other_requests_are_neither(text):
+    assert non_answer(text) is None
+
+
+FLOW = """
+flow: claims
+start: ask_policy
+slots:
+  policy: {type: text, description: the policy number}
+  plate: {type: text}
+nodes:
+  ask_policy:
+    say: "What's your policy number?"
+    collect: policy
+    no_input: {timeout: 5}
+    next: ask_plate
+  ask_plate: {say: "The other car's plate?", collect: plate, next: done}
+  done: {say: "Thanks.", hangup: true}
+"""
+
+
+def test_hang_on_is_answered_and_waited_for_longer_without_counting_a_miss():
+    e = FlowEngine(load_flow_text(FLOW))
+    e.start()
+    effects = e.on_text("hang on, let me grab my card", Understanding(None, 0.0, "test"))
+    assert [x.text for x in effects if isinstance(x, Say)] == [HOLD_REPLY]
+    assert e.expectation().no_input_timeout == HOLD_SECONDS and e.state.no_match == 0
+    assert e.understands("hang on", Understanding(None, 0.0, "test"))  # no escalation for "not understood"
+    effects = e.on_text("it's AB1234567", Understanding(None, 0.0, "test"))
+    assert SetSlot("policy", "it's AB1234567") in effects and e.state.node == "ask_plate"
+    assert e.expectation().no_input_timeout == 6.0  # the default again
+
+
+def test_a_silence_after_hang_on_asks_the_question_again():
+    e = FlowEngine(load_flow_text(FLOW))
+    e.start()
+    e.on_text("one sec", Understanding(None, 0.0, "test"))
+    effects = e.on_no_input()
+    assert "What's your policy number?" in [x.text for x in effects if isinstance(x, Say)]
+    assert e.expectation().no_input_timeout == 5.0
+
+
+def test_no_idea_at_a_text_question_is_no_value():
+    e = FlowEngine(load_flow_text(FLOW))
+    e.start()
+    e.on_text("AB1234567", Understanding(None, 0.0, "test"))
+    effects = e.on_text("no idea, sorry", Understanding(None, 0.0, "test"))
+    assert not any(isinstance(x, SetSlot) for x in effects) and e.state.node == "ask_plate"
