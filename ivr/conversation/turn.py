@@ -30,6 +30,7 @@ from ivr.dialog.engine import Expectation, FlowEngine, signal_examples
 from ivr.handoff.policy import Escalation, EscalationPolicy, TurnFacts, decide, is_person_intent, with_repetition
 from ivr.nlu.extract import claimed_spans, find_values
 from ivr.nlu.places import places_said
+from ivr.nlu.non_answers import non_answer
 from ivr.nlu.signals import Signals, detect
 from ivr.nlu.slm_extract import likely_carries_values
 from ivr.nlu.understanding import OUT_OF_SCOPE, NLUOutcome, SlotValue, Understanding
@@ -171,10 +172,11 @@ class TurnStep:
         but the node's, none written."""
         outcome = await self._route(expectation, text)
         scoring = None
-        if getattr(self.nlu, "signals", None) is not None and not self.engine.fills_slot(text):
+        if getattr(self.nlu, "signals", None) is not None and not self.engine.fills_slot(text) and not non_answer(text):
             # After the router, not beside it: its vector of these words is then in the
             # embedder's cache, and the second worker thread stays free for another call's turn.
-            # ("1 2 3 4", "yes": nothing to feel in a value.)
+            # ("1 2 3 4", "yes", "hang on", "no idea": nothing to feel in a value or a stock
+            # phrase, on which the model misfired: "not yet, hold on" scored upset 0.67.)
             scoring = asyncio.ensure_future(self.signal_scores(expectation.node, text))
         try:
             started = time.perf_counter()

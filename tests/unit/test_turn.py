@@ -214,6 +214,15 @@ async def test_a_value_the_node_asked_for_is_not_scored_nor_counted_as_a_repeat(
     assert "said the same thing again" not in understood.signals.cues
 
 
+async def test_a_stock_non_answer_is_not_scored():
+    nlu = FeelingNLU({"upset": 0.7})
+    engine, step, _ = make(nlu)
+    for said in ("not yet, hold on", "I don't have it with me"):
+        understood = await step.understand(engine.expectation(), said)
+        assert said not in nlu.scored and understood.signals.frustration == 0.0
+        assert step.decide(understood.facts, ["human"]).trigger != "frustration"
+
+
 async def test_a_failing_signal_model_leaves_the_words():
     engine, step, errors = make(FeelingNLU(explode=True))
     understood = await step.understand(engine.expectation(), "this is ridiculous and useless")
