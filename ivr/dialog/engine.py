@@ -33,7 +33,7 @@ from .conditions import evaluate
 from .loader import LoadedFlow
 from .number_reading import MAX_PARTS, read_number, reads_numbers
 from .paths import extraction_plan, extraction_plans, heard_policy, intent_slots, slot_spec, slots_ahead
-from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy
+from .schema import Branch, DigitRules, ElseBranch, IntentDef, Node, RetryPolicy, holds_a_name
 
 MAX_HOPS = 50  # `next` chains longer than this are a loop in the flow, not a conversation
 #: Below this confidence an intent that would end the call is asked about first: hanging up on a
@@ -199,7 +199,9 @@ class CallState:
     """The start of a number read aloud at this node ("I got 7 8 9. What comes next?"): the
     next answer is added to it (ivr.dialog.number_reading)."""
     parts: int = 0
-    """How many times in a row this node asked for the rest of a number, or which day."""
+    """How many times in a row this node asked for the rest of a number."""
+    days_asked: int = 0
+    """How many times in a row this node asked which day ("Which day next week?")."""
     date_span: DateSpan | None = None
     """The days this date question was narrowed to ("next week": "Which day next week?"): the
     next answer ("Tuesday") is a day among them."""
@@ -474,6 +476,7 @@ class FlowEngine:
     def _on_dtmf(self, digits: str) -> list[Effect]:
         if self._closed():
             return []
+        self.state.holding = False
         node = self.node
         if self.state.pending_intent is not None:
             answered = self._confirm_intent(digits)
@@ -576,15 +579,25 @@ class FlowEngine:
                 # "fifty dollars, no, sixty": the answer is what follows the caller's own correction
                 tail = _SELF_CORRECTED.split(text)[-1] if slot.type not in ("yes_no", "text") else text
                 if tail != text:
-                    # "March 3rd 1965, no wait, the 4th": a day corrected in the month said
-                    corrected = slot.parse(tail, slot_name, DateSpan.month_of(result.value)) \
-                        if slot.type == "date" and result.ok else ParseResult(False)
+                    corrected = self._corrected_day(slot_name, tail, result)
                     if not corrected.ok:
-                        corrected = slot.parse(tail, slot_name)
+                        corrected = slot.parse(tail, slot_name, self.state.date_span)
                     if corrected.ok:
                         result = corrected
             self._parses[slot_name] = result
         return result
+
+    def _corrected_day(self, slot_name: str, tail: str, said: ParseResult) -> ParseResult:
+        """ "March 3rd 1965, no wait, the 4th": a day corrected within the month said first, as
+        long as that day has not gone by (for a date ahead: "the 30th, no, the 4th" on the 7th
+        is next month's 4th)."""
+        slot = self.flow.slots[slot_name]
+        if slot.type != "date" or not said.ok:
+            return ParseResult(False)
+        corrected = slot.parse(tail, slot_name, DateSpan.month_of(said.value))
+        if corrected.ok and not slot.in_the_past(slot_name) and corrected.value < date.today().isoformat():
+            return ParseResult(False)
+        return corrected
 
     def _read_number(self, text: str, asr_unsure: bool = False, alone: bool = False):
         """What `text` gives of the number this node collects (None: not a number node, or no
@@ -621,9 +634,9 @@ class FlowEngine:
     def _ask_which_day(self, span: DateSpan) -> list[Effect]:
         """ "Next week": "Which day next week?", and the answer is read among those days."""
         self.state.date_span = span
-        self.state.parts += 1
+        self.state.days_asked += 1
         self.state.last_prompts = [span.question]
-        return [Say(span.question, self.state.node, "ask_rest"), Listen(self.expectation())]
+        return [Say(span.question, self.state.node, "which_day"), Listen(self.expectation())]
 
     def _try_fill(self, text: str, extracted: SlotValue | None = None, *, spoken: bool = False,
                   asr_unsure: bool = False) -> list[Effect] | None:
@@ -646,7 +659,7 @@ class FlowEngine:
                 read_back = policy == "always" or (policy == "unsure" and number.unsure)
             elif number is None and spoken_number(text) is not None:
                 return None  # too many digits: six of seven found in passing are not the number
-        if not result.ok and result.span is not None and extracted is None and self._asks_rest():
+        if not result.ok and result.span is not None and extracted is None and self.state.days_asked < MAX_PARTS:
             return self._ask_which_day(result.span)
         if not result.ok and extracted is not None and not (result.reason or "").startswith(AMBIGUOUS):
             # (not when the answer named two choices: "electricity and water" is asked again,
@@ -696,18 +709,28 @@ class FlowEngine:
             alone = spoken_number(answer)
             if alone is not None and not alone.among_words:
                 return
-        text_question = answer is not None and own is not None and self.flow.slots[own].type == "text"
+        own_slot = self.flow.slots[own] if answer is not None and own is not None else None
+        if own_slot is not None and own_slot.type not in ("yes_no", "text") and _SELF_CORRECTED.search(answer):
+            # "tuesday, no, wednesday": both are this question's answer, the one taken back and
+            # the one that stands; neither is a value for a date ahead
+            values = [v for v in values if v.slot not in self.flow.slots or self.flow.slots[v.slot].type != own_slot.type]
+        # what a text answer's words may hold: no other text; no number, unless the answer is
+        # a name ("John Smith, and my number is 415 555 0134")
+        kept_in_text = () if own_slot is None or own_slot.type != "text" else \
+            ("text",) if holds_a_name(own, own_slot.description) else ("text", "digits", "phone")
         for v in values:
             slot = self.flow.slots.get(v.slot)
             if (slot is not None and not slot.sensitive and v.slot != own and v.slot not in self.state.passing
                     and v.slot not in self.state.slots  # an answered slot is only corrected (`_correct`)
-                    and not (text_question and slot.type in ("text", "digits", "phone"))):
+                    and slot.type not in kept_in_text):
                 self.state.heard[v.slot] = v
 
     def _hear_days(self, text: str, understanding: Understanding) -> None:
         """ "An appointment next week": days said in passing for the first date slot ahead with no
         day heard, unless they have all gone by (or, for a past date, are all to come)."""
         own = self.node.collect
+        if own is not None and self.flow.slots[own].type in ("date", "text"):
+            return  # the days are this date question's own; a text answer's words are its own ("June Carter")
         for spec in self.listening_slots(understanding.intent):
             slot = self.flow.slots[spec.name]
             if (spec.type != "date" or spec.name == own or slot.sensitive or spec.name in self.state.slots
@@ -902,9 +925,11 @@ class FlowEngine:
             return [Hangup(f"flow loops through '{name}' without waiting for the caller")]
         self.state.node = name
         self.state.no_match = self.state.no_input = 0
+        self.state.holding = False
         self.state.pending = None
         self.state.pending_intent = None
         self.state.partial, self.state.parts, self.state.keypad_offered = None, 0, False
+        self.state.days_asked = 0
         node = self.flow.nodes[name]
         if node.intents or node.dtmf:  # a new menu: what was said in passing was for the path before it
             self.state.heard.clear()
@@ -964,7 +989,7 @@ class FlowEngine:
             return self._ask_confirmation()
         node = self.node
         # the question asks for the whole number, or the day, again
-        self.state.partial, self.state.parts, self.state.date_span = None, 0, None
+        self.state.partial, self.state.parts, self.state.date_span, self.state.days_asked = None, 0, None, 0
         effects: list[Effect] = self._said_back() if said_back else []
         if node.say:
             text = self._render(self._pick(self.state.node, node.say))

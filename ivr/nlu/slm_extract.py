@@ -179,8 +179,8 @@ class SlotExtractor:
         # with none marked is read as names too: said in passing, its value is a name or an
         # address ("Eliquis", "CVS", "379 Gellert Boulevard"), and without that rule the model
         # took "my house", "whichever is faster" and "not exactly" for a delivery address.
-        self._names[pkey] = {x.name: all(v[:1].isupper() or v[:1].isdigit() for v in marked.get(x.name, ["A"]))
-                             for x in specs}
+        self._names[pkey] = {x.name: all(v[:1].isupper() or v[:1].isdigit() for v in marked.get(x.name, ()))
+                             for x in specs}  # all() of none marked: names
         self.scorer._install(pkey, _Prompt([x.name for x in specs], self._prompt_tokens(specs, shots), []))
 
     def _trie(self, candidates: dict[str, list[int]]) -> _Trie:

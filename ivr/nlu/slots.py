@@ -775,16 +775,18 @@ def _year_at(tokens: list[str], i: int, two_digits: date | None = None) -> tuple
     `two_digits` (today, for a date in the past), "65" and "sixty five" too (1965)."""
     if i < len(tokens) and re.fullmatch(r"(19|20)\d\d", tokens[i]):
         return int(tokens[i]), 1
-    clock = i + 1 < len(tokens) and tokens[i + 1] in ("am", "pm", "oclock", "o'clock", "o")  # "10 am"
+    nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+    clock = nxt in ("am", "pm", "oclock", "o'clock", "o") or (  # "10 am", "12 30"
+        i < len(tokens) and _is_numeral(tokens[i]) and (_is_numeral(nxt) or nxt in _NUMBER_WORDS))
     if two_digits is not None and i < len(tokens) and not clock:
         if re.fullmatch(r"\d\d", tokens[i]):
-            return _full_year(int(tokens[i]), two_digits), 1
+            return _full_year(int(tokens[i]), two_digits, True), 1
         if tokens[i] in _TENS:
             unit = tokens[i + 1] if i + 1 < len(tokens) else ""
             ones = _UNITS.get(unit, 0) if unit in _UNITS and 0 < _UNITS[unit] < 10 else 0
             longer = _year_at(tokens, i)  # "nineteen sixty five" is read whole below
             if longer is None:
-                return _full_year(_TENS[tokens[i]] + ones, two_digits), 1 + bool(ones)
+                return _full_year(_TENS[tokens[i]] + ones, two_digits, True), 1 + bool(ones)
     end = i
     while end < len(tokens) and (tokens[end] in _NUMBER_WORDS or tokens[end] in ("and", "oh")):
         end += 1
@@ -826,9 +828,10 @@ def _next_date(today: date, month: int, day: int, past: bool = False) -> date | 
     return None
 
 
-def _full_year(two_digits: int, today: date) -> int:
-    """A two-digit year: one up to ten years ahead, else the last century ("65" is 1965)."""
-    return two_digits + (2000 if two_digits <= today.year % 100 + 10 else 1900)
+def _full_year(two_digits: int, today: date, past: bool = False) -> int:
+    """A two-digit year: one up to ten years ahead (`past`: none ahead), else the last century
+    ("65" is 1965; a birth in "30" is 1930)."""
+    return two_digits + (2000 if two_digits <= today.year % 100 + (0 if past else 10) else 1900)
 
 
 def _month_name(month: int) -> str:
@@ -845,16 +848,6 @@ def _explicit_date(today: date, month: int, day: int, year: int | None, past: bo
     return _ok(d.isoformat())
 
 
-class _Slashed:
-    """A date written with dashes or dots, read like one with slashes."""
-
-    def __init__(self, *parts: str):
-        self.parts = parts
-
-    def group(self, i: int) -> str:
-        return self.parts[i - 1]
-
-
 def _numeric_date(text: str, today: date, past: bool = False) -> ParseResult | None:
     """Dates whisper wrote as numbers: ISO "2025-03-05", US "3/5", "3/5/25", "3-5-2025" and
     "3.5.25" (month first)."""
@@ -862,17 +855,18 @@ def _numeric_date(text: str, today: date, past: bool = False) -> ParseResult | N
     if m:
         y, mo, d = map(int, m.groups())
         return _ok(date(y, mo, d).isoformat()) if _valid_date(y, mo, d) else _fail("that isn't a real date")
-    m = re.search(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{2}|\d{4}))?\b", text) or re.search(
-        r"\b(\d{1,2})([.-])(\d{1,2})\2(\d{2}|\d{4})\b", text)  # "3-3-1965", "3.3.65": with a year only
-    if m and m.lastindex == 4:
-        m = _Slashed(m.group(1), m.group(3), m.group(4))
-    if not m:
+    m = re.search(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{2}|\d{4}))?\b", text)
+    dashed = re.search(r"\b(\d{1,2})([.-])(\d{1,2})\2(\d{2}|\d{4})\b", text)  # "3-3-1965", "3.3.65": with a year only
+    if m:
+        month, day, year = m.groups()
+    elif dashed:
+        month, _, day, year = dashed.groups()
+    else:
         return None
-    mo, d = int(m.group(1)), int(m.group(2))
-    year = m.group(3)
+    mo, d = int(month), int(day)
     if not 1 <= mo <= 12:
         return _fail("that isn't a real date")
-    y = None if year is None else int(year) if len(year) == 4 else _full_year(int(year), today)
+    y = None if year is None else int(year) if len(year) == 4 else _full_year(int(year), today, past)
     return _explicit_date(today, mo, d, y, past)
 
 
@@ -890,7 +884,7 @@ def _date_read_as_digits(text: str, today: date, past: bool = False) -> ParseRes
         return None
     year = int(rest) if rest else None
     if rest and len(rest) == 2:  # a two-digit year: a birth year or one ahead, whichever is nearer
-        year = _full_year(year, today)
+        year = _full_year(year, today, past)
     return _explicit_date(today, month, day, year, past)
 
 
@@ -908,6 +902,8 @@ def _offset_days(tokens: list[str]) -> int | None:
         while start > 0 and (tokens[start - 1] in _NUMBER_WORDS or _is_numeral(tokens[start - 1])
                              or tokens[start - 1] in _COUNT_WORDS):
             start -= 1
+        if start == k and k > 0 and tokens[k - 1] not in ("in", "within"):
+            return None  # "a few days ago", "several weeks from now": how many is not said
         after = tokens[k + 1:k + 3]
         ago = after[:1] == ["ago"]
         ahead = (start > 0 and tokens[start - 1] in ("in", "within")) or after in (["from", "now"], ["from", "today"])
@@ -934,10 +930,15 @@ _SOONEST = re.compile(r" (as soon as (possible|you can)|asap|a s a p|earliest|so
                       r"next available|whenever is soonest) ")
 
 
-def _relative_date(tokens: list[str], today: date, past: bool = False) -> ParseResult | None:
+def _offset_date(tokens: list[str], today: date, past: bool = False) -> ParseResult | None:
     offset = _offset_days(tokens)
-    if offset is not None:
-        return _ok((today + timedelta(days=offset)).isoformat())
+    return None if offset is None else _ok((today + timedelta(days=offset)).isoformat())
+
+
+def _relative_date(tokens: list[str], today: date, past: bool = False) -> ParseResult | None:
+    """ "tomorrow", "last night", "as soon as possible": read after the days named, so that "I
+    called this morning, can I move it to Friday" is Friday and "the next available Tuesday" a
+    Tuesday."""
     padded = _words(tokens)
     for phrase, offset in _DAY_PHRASES:
         if f" {phrase} " in padded:
@@ -1020,7 +1021,7 @@ def _weekday(tokens: list[str], today: date, past: bool = False) -> ParseResult 
             weeks = 2 if " week after next " in padded else 1
             return _ok((monday + timedelta(days=wd + 7 * weeks)).isoformat())
         prev = tokens[i - 1] if i > 0 else ""
-        if past or prev == "last":
+        if past or prev in ("last", "past"):
             back = (today.weekday() - wd) % 7
             if back == 0 and not (past and prev == "this"):
                 back = 7  # "last tuesday" said on a Tuesday is a week ago
@@ -1066,7 +1067,7 @@ def _month_end(year: int, month: int) -> date:
     return (date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)) - timedelta(days=1)
 
 
-def _span_of_month(tokens: list[str], today: date, past: bool) -> tuple[date, date, str] | None:
+def _span_of_month(tokens: list[str], today: date, past: bool, within: bool = False) -> tuple[date, date, str] | None:
     """The days of a month named ("in March", "next month"): (first, last, how it was said)."""
     padded = _words(tokens)
     first_of = today.replace(day=1)
@@ -1081,8 +1082,9 @@ def _span_of_month(tokens: list[str], today: date, past: bool) -> tuple[date, da
     if any(f" {p} " in padded for p in ("this month", "end of the month", "end of this month")):
         return first_of, _month_end(today.year, today.month), "this month"
     for i, tok in enumerate(tokens):
-        if tok not in _MONTHS or (tok in _AMBIGUOUS_MONTHS and len(tokens) > 1
-                                  and (i == 0 or tokens[i - 1] not in _MONTH_BEFORE)):
+        cued = i > 0 and tokens[i - 1] in _MONTH_BEFORE
+        # in a sentence, a month alone may be a name ("June Carter", "April Jones"): "in June" is not
+        if tok not in _MONTHS or (not cued and (within or (tok in _AMBIGUOUS_MONTHS and len(tokens) > 1))):
             continue
         month = _MONTHS[tok]
         said = _year_at(tokens, i + 1)
@@ -1096,7 +1098,7 @@ def _span_of_month(tokens: list[str], today: date, past: bool) -> tuple[date, da
     return None
 
 
-def _date_span(tokens: list[str], today: date, past: bool) -> DateSpan | date | None:
+def _date_span(tokens: list[str], today: date, past: bool, within: bool = False) -> DateSpan | date | None:
     """The days meant by "next week", "this weekend", "in March", "next month" (`past`: "last
     week", or a month gone by); only those not yet gone (`past`: already gone). One day left is
     that day."""
@@ -1121,7 +1123,7 @@ def _date_span(tokens: list[str], today: date, past: bool) -> DateSpan | date | 
                 found = (start, start + timedelta(days=6), label)
                 break
         else:
-            found = _span_of_month(tokens, today, past)
+            found = _span_of_month(tokens, today, past, within)
     if found is None:
         return None
     first, last, label = found
@@ -1140,9 +1142,10 @@ def _date_span(tokens: list[str], today: date, past: bool) -> DateSpan | date | 
 _AROUND_A_DAY = frozenset("the on maybe say um uh how about let's lets make it probably please then i guess".split())
 
 
-def _narrowed(tokens: list[str], span: DateSpan) -> date | None:
+def _narrowed(tokens: list[str], span: DateSpan) -> date | ParseResult | None:
     """An answer to a span's question: a weekday among its days ("Tuesday", within a week), or a
-    day of the month among them ("the 12th", "twelve")."""
+    day of the month among them ("the 12th", "twelve"); a day of the month not among them is
+    asked about again (a failed result)."""
     days = span.days()
     weekdays = {_WEEKDAYS[t] for t in tokens if t in _WEEKDAYS}
     if len(weekdays) == 1 and len(days) <= 7:
@@ -1154,7 +1157,9 @@ def _narrowed(tokens: list[str], span: DateSpan) -> date | None:
     if found is None or found[1] != len(words):
         return None
     matches = [d for d in days if d.day == found[0]]
-    return matches[0] if len(matches) == 1 else None
+    if len(matches) != 1:  # "the 30th" asked which day in February, "the 5th" once it has gone
+        return ParseResult(False, None, span.question, span)
+    return matches[0]
 
 
 def parse_date(text: str, *, today: date | None = None, within: bool = False, past: bool = False,
@@ -1170,16 +1175,16 @@ def parse_date(text: str, *, today: date | None = None, within: bool = False, pa
         return numeric
     tokens = _tokens(text)
     if span is not None and (day := _narrowed(tokens, span)) is not None:
-        return _ok(day.isoformat())
+        return _ok(day.isoformat()) if isinstance(day, date) else day
     if span is not None and len(span.days()) > 7 and any(t in _WEEKDAYS for t in tokens) and not any(
             t in _MONTHS for t in tokens):
         # "Tuesday", asked which day in March: one of four
         return ParseResult(False, None, f"Which date {span.said}?", span)
-    for matcher in (_relative_date, _month_day, _day_of_month, _weekday):
+    for matcher in (_offset_date, _month_day, _day_of_month, _weekday, _relative_date):
         result = matcher(tokens, today, past)
         if result is not None:
             return result
-    found = _date_span(tokens, today, past)
+    found = _date_span(tokens, today, past, within)
     if isinstance(found, date):
         return _ok(found.isoformat())
     if found is not None:
@@ -1536,7 +1541,8 @@ def parse_text(text: str, *, name: bool = False) -> ParseResult:
         return _fail("no answer")
     if name:
         bare = _NAME_TRAILER.sub("", _NAME_FOR.sub("", _NAME_LEAD_IN.sub("", cleaned))).strip(" ,.;:!?")
-        if not _tokens(bare):  # "it's for my daughter", "my name is": no name yet
+        # "it's for my daughter", "my name is", "for my son, I don't know", "for my son's appointment"
+        if not _tokens(bare) or non_answer(bare) or bare.startswith("'"):
             return _fail("didn't hear a name")
         return _ok(bare)
     return _ok(cleaned)
@@ -1548,15 +1554,20 @@ _NAME_LEAD_IN = re.compile(
     r"(?:(?:(?:my|the|his|her|their|our|the patient's|the caller's)\s+)?(?:(?:full|first|last|sur)\s*)?name(?:'s|\s+is)?"
     r"|it's|it is|its|this is|i'm|i am|that's|that is|that'd be|it'd be|it would be|it'll be|call me)\b[\s,.:]*",
     re.IGNORECASE)
-# "(it's) for my husband, Robert Chen", "under my mom's name, Ana Diaz", "for my son, his name is Leo"
+# "(it's) for my husband, Robert Chen", "I'm calling for my son, he's called Leo", "under my
+# mom's name, Ana Diaz", "it's for me, John Smith"
+_RELATIONS = (r"husband|wife|partner|spouse|son|daughter|child|kid|baby|mother|mom|mum|father|dad|parent|"
+              r"grandmother|grandma|grandfather|grandpa|grandson|granddaughter|grandchild|brother|sister|aunt|"
+              r"uncle|niece|nephew|friend|neighbou?r|roommate|boss|patient|client")
 _NAME_FOR = re.compile(
-    r"^(?:for|under)\s+(?:(?:my|our|the)\s+)?(?:(?:husband|wife|partner|spouse|son|daughter|child|kid|baby|mother|"
-    r"mom|mum|father|dad|parent|grandmother|grandma|grandfather|grandpa|brother|sister|aunt|uncle|niece|nephew|"
-    r"friend|neighbou?r|roommate|boss|patient|client)(?:'s)?\b\s*)?(?:name\b)?[\s,.:]*"
-    r"(?:(?:(?:his|her|their)\s+name\s+is|he's|she's|he is|she is|named|called)\b[\s,.:]*)?",
+    r"^(?:(?:i'm |i am )?calling (?:for|on behalf of)\s+|(?:for|under)\s+)"
+    r"(?:(?:(?:my|our|the)\s+)?(?:" + _RELATIONS + r")(?:'s name\b|\s+name\b)?\b|me\b|myself\b)?[\s,.:]*"
+    r"(?:(?:(?:his|her|their)\s+name(?:'s|\s+is)|he's(?:\s+called)?|she's(?:\s+called)?|he is|she is|named|called)\b[\s,.:]*)?",
     re.IGNORECASE)
 # ", that's S M I T H", ", spelled J O N", ", thanks"
-_NAME_TRAILER = re.compile(r"(?:[\s,.]+(?:(?:that's|that is|spelled|spelt)\b.*|thank you|thanks|please|cheers))+[\s.!]*$",
+_NAME_TRAILER = re.compile(r"(?:[\s,.]+(?:(?:that's|that is|spelled|spelt)\b.*|thank you|thanks|please|cheers"
+                           r"|(?:and )?(?:my|his|her|the) (?:phone |cell |call ?back )?(?:number|phone|date of birth|"
+                           r"birthday|dob|address|email)\b.*))+[\s.!]*$",
                            re.IGNORECASE)
 
 

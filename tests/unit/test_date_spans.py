@@ -85,7 +85,7 @@ def test_as_soon_as_possible_is_today(text, expected):
     ("last night", "2025-03-11", "2025-03-11"),
     ("this morning", "2025-03-12", "2025-03-12"),
     ("3/3/65", "1965-03-03", "1965-03-03"),  # a two-digit year a decade or more ahead is last century's
-    ("3/3/31", "2031-03-03", "2031-03-03"),
+    ("3/3/31", "2031-03-03", "1931-03-03"),  # looking back, no year ahead
 ])
 def test_a_past_date_reads_the_day_looking_back(text, ahead, back):
     assert parse_date(text, today=WEDNESDAY).value == ahead
@@ -226,3 +226,78 @@ def test_the_value_an_answer_gives_is_the_lines_own_reading():
     turn(e, "next week")
     assert e.answer_value("tuesday") == next_weeks(1)
     assert e.answer_value("I have no idea") is None
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("the next available Tuesday", "2025-03-18"),  # a day named wins over "next available"
+    ("the earliest appointment on Friday", "2025-03-14"),
+    ("I called this morning, can I move it to Friday", "2025-03-14"),
+    ("this past Monday", "2025-03-10"),
+])
+def test_a_day_named_wins_over_a_relative_phrase(text, expected):
+    assert parse_date(text, today=WEDNESDAY).value == expected
+
+
+@pytest.mark.parametrize("text", ["a few days ago", "several weeks from now"])
+def test_how_many_unsaid_is_no_date(text):
+    assert not parse_date(text, today=WEDNESDAY).ok
+
+
+@pytest.mark.parametrize("said, answer", [("in february", "the 30th"), ("this month", "the 5th")])
+def test_a_day_not_among_the_span_is_asked_about_again(said, answer):
+    span = parse_date(said, today=WEDNESDAY).span
+    result = parse_date(answer, today=WEDNESDAY, span=span)
+    assert not result.ok and result.reason == span.question and result.span == span
+
+
+def test_a_month_in_a_sentence_needs_a_word_before_it():
+    assert parse_date("June Carter", today=WEDNESDAY, within=True).span is None
+    assert parse_date("sometime in June", today=WEDNESDAY, within=True).span is not None
+
+
+TRIP = """
+flow: trips
+start: ask_out
+slots:
+  out: {type: date}
+  back: {type: date}
+  traveller_name: {type: text}
+  day: {type: date}
+nodes:
+  ask_out: {say: "Leaving when?", collect: out, next: ask_back}
+  ask_back: {say: "Back when?", collect: back, next: ask_name}
+  ask_name: {say: "Your name?", collect: traveller_name, next: ask_day}
+  ask_day: {say: "What day?", collect: day, next: done}
+  done: {say: "Thanks.", hangup: true}
+"""
+
+
+def test_the_days_a_date_question_narrowed_are_its_own_not_the_next_questions():
+    e = FlowEngine(load_flow_text(TRIP))
+    e.start()
+    turn(e, "next week")
+    assert kept(turn(e, "wednesday")) == {"out": next_weeks(2)}
+    assert e.state.heard_spans == {} and e.state.date_span is None
+    assert kept(turn(e, "the 3rd of next year")) or e.state.node == "ask_back"
+
+
+def test_a_month_in_a_name_narrows_no_date():
+    e = FlowEngine(load_flow_text(TRIP))
+    e.start()
+    turn(e, "tomorrow")
+    turn(e, "in two weeks")
+    turn(e, "June Carter")
+    assert e.state.node == "ask_day" and e.state.date_span is None
+
+
+def test_a_day_corrected_in_one_answer_stays_ahead_and_within_the_span():
+    e = FlowEngine(load_flow_text(TRIP))
+    e.start()
+    today = date.today()
+    effects = turn(e, "the 30th, no, the 4th") if today.day > 4 else []
+    if effects:
+        assert kept(effects)["out"] >= today.isoformat()  # next month's 4th, not this month's gone by
+    e = FlowEngine(load_flow_text(TRIP))
+    e.start()
+    turn(e, "next week")
+    assert kept(turn(e, "tuesday, no, wednesday")) == {"out": next_weeks(2)}

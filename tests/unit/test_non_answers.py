@@ -12,7 +12,8 @@ from ivr.nlu.slots import parse_text
 @pytest.mark.parametrize("text", [
     "hang on", "um hang on a sec", "hold on a second", "hang on, let me grab my card", "let me check",
     "just a moment please", "one sec", "bear with me", "let me get my insurance card", "I'm looking for it now",
-    "not yet, hold on", "hmm actually hold on, let me check with my wife real quick",
+    "not yet, hold on", "hmm actually hold on, let me check with my wife real quick", "can you hold on",
+    "could you give me a minute", "hold please", "hold on I'm driving", "let me look at the bottle",
 ])
 def test_asking_the_line_to_wait(text):
     assert non_answer(text) == HOLD
@@ -21,6 +22,8 @@ def test_asking_the_line_to_wait(text):
 @pytest.mark.parametrize("text", [
     "I don't know", "I don't know the name", "no idea, sorry", "I'm not sure", "I don't have it with me",
     "I don't have the bottle with me right now", "nope, didn't see it", "no, I didn't get it", "I can't remember",
+    "I forgot", "I don't have my card", "I don't have a policy number", "I don't know his name",
+    "I don't have that information",
 ])
 def test_not_knowing(text):
     assert non_answer(text) == UNKNOWN
@@ -29,7 +32,8 @@ def test_not_knowing(text):
 
 @pytest.mark.parametrize("text", [
     "Maria Lopez", "I don't know, maybe Eliquis", "wait, what time did you say?", "hang on my kid is talking to me",
-    "I don't have a car", "I'm not sure, maybe Tuesday", "I didn't catch that", "I didn't get that", "no",
+    "I'm not sure, maybe Tuesday", "I didn't catch that", "I didn't get that", "no",
+    "no wait", "no, hang on",  # at a read-back, a no
 ])
 def test_answers_and_other_requests_are_neither(text):
     assert non_answer(text) is None
@@ -79,3 +83,28 @@ def test_no_idea_at_a_text_question_is_no_value():
     e.on_text("AB1234567", Understanding(None, 0.0, "test"))
     effects = e.on_text("no idea, sorry", Understanding(None, 0.0, "test"))
     assert not any(isinstance(x, SetSlot) for x in effects) and e.state.node == "ask_plate"
+
+
+def test_whispers_repetitions_are_no_non_answer():
+    """Read piece by piece: one pattern over the whole answer took seconds on these (whisper
+    repeats itself on noise), and 22 repeats took 15 s."""
+    assert non_answer("hold on a second, " * 22 + "hold on a") is None
+    assert non_answer("hang on " * 200) is None
+
+
+def test_wait_is_forgotten_once_the_call_moves_on():
+    e = FlowEngine(load_flow_text(FLOW))
+    e.start()
+    e.on_text("hang on a sec", Understanding(None, 0.0, "test"))
+    e.on_text("AB1234567", Understanding(None, 0.0, "test"))
+    assert e.state.node == "ask_plate" and not e.state.holding
+
+
+def test_no_wait_at_a_read_back_is_a_no_not_a_hold():
+    flow = FLOW.replace("    no_input: {timeout: 5}\n", "    no_input: {timeout: 5}\n    confirm: true\n")
+    e = FlowEngine(load_flow_text(flow))
+    e.start()
+    e.on_text("AB1234567", Understanding(None, 0.0, "test"))
+    assert e.state.pending is not None
+    effects = e.on_text("no wait", Understanding(None, 0.0, "test"))
+    assert HOLD_REPLY not in [x.text for x in effects if isinstance(x, Say)] and e.state.pending is None

@@ -197,6 +197,10 @@ def test_marked_examples_teach_the_small_model_and_are_plain_for_the_router():
     ("it's for my husband, Robert Chen", "Robert Chen"),
     ("under my mom's name, Ana Diaz", "Ana Diaz"),
     ("for my son, his name is Leo Park", "Leo Park"),
+    ("I'm calling for my husband, Robert Chen", "Robert Chen"),
+    ("it's for me, John Smith", "John Smith"),
+    ("for my grandson, Tim", "Tim"),
+    ("for my son, he's called Leo", "Leo"),
 ])
 def test_a_name_is_kept_without_the_words_around_it(answer, kept):
     """Asked for a name, callers say "my name is ..."; the read-back must not say "for my name is"."""
@@ -323,12 +327,32 @@ def test_a_date_written_with_slashes_is_no_time():
     assert [(v.slot, v.value) for v in find_values("it's 03/03/1965", specs, today=TODAY)] == [("dob", "1965-03-03")]
 
 
-def test_a_name_answer_without_the_name_is_asked_again():
+@pytest.mark.parametrize("answer", ["it's for my daughter", "it's for my son's appointment", "for my husband, I don't know",
+                                    "I don't know his name"])
+def test_a_name_answer_without_the_name_is_asked_again(answer):
     engine = engine_for()
     for text, intent in (("I'd like to reserve", "book"), ("four", None), ("tomorrow", None), ("at seven", None)):
         turn(engine, text, intent)
-    effects = turn(engine, "it's for my daughter")
+    effects = turn(engine, answer)
     assert "name" not in slots(effects) and engine.node.collect == "name"
+
+
+def test_a_phone_number_given_with_the_name_is_heard():
+    flow = """
+flow: callbacks
+start: ask_name
+slots:
+  caller_name: {type: text}
+  callback: {type: phone}
+nodes:
+  ask_name: {say: "Your name?", collect: caller_name, next: ask_phone}
+  ask_phone: {say: "A number to call you back?", collect: callback, next: done}
+  done: {say: "Thanks.", hangup: true}
+"""
+    engine = FlowEngine(load_flow_text(flow))
+    engine.start()
+    effects = turn(engine, "John Smith, and my number is 415 555 0134")
+    assert slots(effects) == {"caller_name": "John Smith", "callback": "4155550134"}
 
 
 def test_goodbye_heard_at_a_text_question_is_asked_about_not_hung_up_on():
