@@ -48,6 +48,11 @@ def holds_a_name(slot: str, description: str = "") -> bool:
     return bool(_words_of(slot, description) & {"name", "surname", "firstname", "lastname", "fullname"})
 
 
+def holds_an_address(slot: str, description: str = "") -> bool:
+    """Whether a text slot is for a street address, by the words of its name or description."""
+    return bool(_words_of(slot, description) & {"address", "street"})
+
+
 def is_a_birth(slot: str, description: str = "") -> bool:
     """Whether a date slot is a date of birth, by the words of its name or description."""
     return bool(_words_of(slot, description) & {"birth", "dob", "birthdate", "born"})
@@ -116,6 +121,7 @@ class SlotDef(_Strict):
         return parse_slot(self.type, text, length=self.length, min_length=self.min_length,
                           max_length=self.max_length, choices=self.choices,
                           name=self.type == "text" and holds_a_name(name, self.description),
+                          address=self.type == "text" and holds_an_address(name, self.description),
                           past=self.in_the_past(name), span=span)
 
 
@@ -305,6 +311,9 @@ class Trigger(_Strict):
     target: Literal[TARGETS] | list[Literal[TARGETS]] | None = None  # type: ignore[valid-type]
     """`llm` (hand the conversation to the language model), `human` (transfer) or `off`; or a
     list in order of preference (`[llm, human]`: the model where one is configured, else a person)."""
+    at_once: float | None = Field(default=None, ge=0, le=1)
+    """frustration: a score at or above it escalates at once; from `threshold` up to it, the
+    second such turn in the call does (default 0.7). Set it to the threshold for one turn."""
 
 
 class SignalExampleDefs(_Strict):
@@ -382,6 +391,10 @@ class Escalation(_Strict):
             if trigger is not None and trigger.threshold is not None and trigger.threshold > 1:
                 raise ValueError(f"{name}.threshold is a score from 0 to 1 (the signal's calibrated probability), "
                                  f"not {trigger.threshold:g}")
+        for name in type(self).model_fields:
+            trigger = getattr(self, name)
+            if name != "frustration" and isinstance(trigger, Trigger) and trigger.at_once is not None:
+                raise ValueError(f"{name}: `at_once` only applies to frustration")
         return self
 
 

@@ -35,6 +35,10 @@ class Rule:
     threshold: float
     target: str | tuple[str, ...]
     """A target, or targets in order of preference: the first this call can reach is used."""
+    at_once: float | None = None
+    """Scored triggers: a score at or above it fires at once; from `threshold` up to it the
+    turn counts, and the second such turn in the call fires (frustration: at once too when the
+    turn's words or a repetition say it). None: `threshold` fires at once."""
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -46,9 +50,13 @@ TO_LLM_OR_PERSON = (LLM, HUMAN)
 DEFAULT_RULES: dict[str, Rule] = {
     # Upset callers and turns the script cannot serve go to the language model where there is
     # one, else to a person. Thresholds on calibrated scores, chosen with `ivr bench signals`
-    # (docs/flows.md 10a): at 0.3 an upset turn is missed about 1 time in 13 while 1 ordinary
-    # request in 100 is escalated; missing an upset caller costs more than an agent's minute.
-    "frustration": Rule(0.3, TO_LLM_OR_PERSON),
+    # (docs/flows.md 10a). One turn's words are weak evidence of a mood: at 0.3 the model also
+    # fired on 7-12% of calm requests and answers about bad news (an accident, running out of
+    # pills), so that half of such calls were escalated somewhere. A turn at 0.7 or more goes
+    # at once, and so does one from 0.3 that says so in words ("this is ridiculous") or says
+    # the same thing again; else from 0.3 a second such turn in the call does, which a calm
+    # caller rarely gives and an upset one usually does.
+    "frustration": Rule(0.3, TO_LLM_OR_PERSON, at_once=0.7),
     "person": Rule(1, HUMAN),
     "no_match": Rule(2, LLM),
     "multiple_requests": Rule(0.4, TO_LLM_OR_PERSON),
@@ -94,8 +102,10 @@ class EscalationPolicy:
                 continue
             base = rules.get(trigger, DEFAULT_RULES[trigger])
             threshold, target = spec.get("threshold"), spec.get("target") or base.target
-            rules[trigger] = Rule(base.threshold if threshold is None else float(threshold),
-                                  target if isinstance(target, str) else tuple(target))
+            at_once = spec.get("at_once", base.at_once)
+            threshold = base.threshold if threshold is None else float(threshold)
+            rules[trigger] = Rule(threshold, target if isinstance(target, str) else tuple(target),
+                                  None if at_once is None else max(float(at_once), threshold))
         simple = {k: layer[k] for k in ("human", "dtmf_human", "llm_fallback", "whisper") if layer.get(k) is not None}
         return replace(self, rules=rules, **simple)
 
@@ -185,14 +195,21 @@ def decide(turn: TurnFacts, policy: EscalationPolicy = EscalationPolicy(), *, co
     held = conditions(turn, policy)
     notes: list[str] = []
     unreachable: Escalation | None = None
-    counted = tuple(t for t in held if t in COUNTED)
+    counted = tuple(t for t in held if t in COUNTED or policy.rule(t).at_once is not None)
     for trigger in TRIGGERS:
         if trigger not in held:
             continue
         rule = policy.rule(trigger)
         what = held[trigger]
         score = turn.signals.score(trigger) if trigger in SCORED else None
-        if trigger in COUNTED:
+        said = trigger == "frustration" and bool(turn.signals.upset_cues)  # in words, or by saying it again
+        if score is not None and rule.at_once is not None and score < rule.at_once and not said:
+            seen = counts.get(trigger, 0) + 1
+            if seen < 2:
+                notes.append(f"{what} (1 of 2 turns; at once from {rule.at_once:g})")
+                continue
+            what = f"{what}, the second such turn"
+        elif trigger in COUNTED:
             seen = counts.get(trigger, 0) + 1
             if seen < rule.threshold:
                 notes.append(f"{what} ({seen} of {rule.threshold:g})")

@@ -1530,9 +1530,10 @@ _SILENCE_HALLUCINATIONS = frozenset({
 })
 
 
-def parse_text(text: str, *, name: bool = False) -> ParseResult:
+def parse_text(text: str, *, name: bool = False, address: bool = False) -> ParseResult:
     """The caller's words, whitespace-tidied; not ok only when nothing but fillers was said.
-    `name`: the slot holds a name, so "my name is Maria Lopez, thanks" is "Maria Lopez"."""
+    `name`: the slot holds a name, so "my name is Maria Lopez, thanks" is "Maria Lopez";
+    `address`: an address, so "it's 379 Gellert Boulevard, thanks" is "379 Gellert Boulevard"."""
     cleaned = " ".join((text or "").split())
     words = _tokens(cleaned)
     if not words or " ".join(words) in _SILENCE_HALLUCINATIONS:
@@ -1545,7 +1546,21 @@ def parse_text(text: str, *, name: bool = False) -> ParseResult:
         if not _tokens(bare) or non_answer(bare) or bare.startswith("'"):
             return _fail("didn't hear a name")
         return _ok(bare)
+    if address:
+        bare = _ADDRESS_TRAILER.sub("", _ADDRESS_LEAD_IN.sub("", cleaned)).strip(" ,.;:!?")
+        if _tokens(bare):
+            return _ok(bare)
     return _ok(cleaned)
+
+
+# What callers say around an address they are asked for.
+_ADDRESS_LEAD_IN = re.compile(
+    r"^(?:(?:uh|um|er|erm|so|yeah|yes|yep|sure|okay|ok|oh|well|right)\b[\s,.]*)*"
+    r"(?:(?:(?:my|the|our|his|her|their)\s+)?(?:(?:home|delivery|street|mailing|billing|new)\s+)?address(?:'s|\s+is)?"
+    r"|it's at|it is at|it's|it is|that's|that is|that'd be|i'm at|i am at|we're at|we are at|i live at|we live at"
+    r"|(?:please\s+)?(?:send|deliver|bring|ship|mail) it to)\b[\s,.:]*",
+    re.IGNORECASE)
+_ADDRESS_TRAILER = re.compile(r"(?:[\s,.]+(?:thank you|thanks|please|cheers))+[\s.!]*$", re.IGNORECASE)
 
 
 # What callers say around a name they are asked for; never part of it.
@@ -1627,12 +1642,13 @@ def parse_enum(text: str, *, choices: dict[str, list[str]] | None = None) -> Par
 
 def parse_slot(slot_type: str, text: str, *, length: int | None = None, min_length: int | None = None,
                max_length: int | None = None, choices: dict[str, list[str]] | None = None,
-               today: date | None = None, within: bool = False, name: bool = False, past: bool = False,
-               span: DateSpan | None = None) -> ParseResult:
+               today: date | None = None, within: bool = False, name: bool = False, address: bool = False,
+               past: bool = False, span: DateSpan | None = None) -> ParseResult:
     """Parse `text` as `slot_type`. Length limits apply to digits and phone only (counts of digits).
     `within`: the words are a window of a longer sentence (ivr.nlu.extract), not an answer on its
     own, so readings only an answer can mean are off (a date read as a number, a pause as a point).
-    `name`: a text slot that holds a name (its words around the name are dropped). `past` and
+    `name`, `address`: a text slot that holds a name or an address (the words around it are
+    dropped). `past` and
     `span`: dates only (`parse_date`)."""
     text = text or ""
     parsers: dict[str, Callable[[], ParseResult]] = {
@@ -1646,7 +1662,7 @@ def parse_slot(slot_type: str, text: str, *, length: int | None = None, min_leng
         "phone": lambda: parse_phone(text, length=length, min_length=min_length, max_length=max_length,
                                      within=within),
         "email": lambda: parse_email(text),
-        "text": lambda: parse_text(text, name=name),
+        "text": lambda: parse_text(text, name=name, address=address),
         "enum": lambda: parse_enum(text, choices=choices),
     }
     if slot_type not in parsers:

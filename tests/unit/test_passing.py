@@ -395,3 +395,23 @@ nodes:
     effects = turn(engine, "yes but can you make it 6 pm instead")
     assert slots(effects) == {"at": "18:00"} and engine.state.node == "confirm"
     assert said(effects)[-1] == "Pick up at 6 PM. Shall I put it in?"
+
+
+@pytest.mark.parametrize("answer, kept", [
+    ("it's 379 Gellert Boulevard, apartment 4, Daly City", "379 Gellert Boulevard, apartment 4, Daly City"),
+    ("my address is 12 Oak Lane, thanks", "12 Oak Lane"),
+    ("uh we're at 55 Main Street", "55 Main Street"),
+])
+def test_an_address_is_kept_without_the_words_around_it(answer, kept):
+    flow = """
+flow: deliveries
+start: ask_address
+slots:
+  address: {type: text, description: the street address to deliver to}
+nodes:
+  ask_address: {say: "What's the address?", collect: address, next: done}
+  done: {say: "Thanks.", hangup: true}
+"""
+    engine = FlowEngine(load_flow_text(flow))
+    engine.start()
+    assert slots(turn(engine, answer)) == {"address": kept}

@@ -74,7 +74,8 @@ def test_thresholds_and_targets_are_configurable():
         "frustration": {"threshold": 0.95}, "low_confidence": {"threshold": 0.1},
         "out_of_scope": {"target": "human", "threshold": 2}, "multiple_requests": {"target": "off"},
     })
-    assert policy.rule("frustration") == Rule(0.95, ("llm", "human"))  # targets kept from the default
+    # targets kept from the default; "at once" never below the threshold
+    assert policy.rule("frustration") == Rule(0.95, ("llm", "human"), at_once=0.95)
     assert not decide(turn("this is ridiculous, you're useless", confidence=0.2), policy).escalate
     oos = turn("boats", intent="out_of_scope", understood=False)
     assert not decide(oos, policy).escalate and "(1 of 2)" in decide(oos, policy).reason
@@ -228,3 +229,25 @@ def test_a_frustration_reason_quotes_only_the_upset_words():
     assert e.trigger == "frustration" and "ridiculous" in e.reason and "need to" not in e.reason
     quiet = detect("my husband passed away and I need to stop his orders", {"upset": 0.9})
     assert decide(TurnFacts("out_of_scope", 0.8, quiet)).reason == "caller sounds upset (score 0.90)"
+
+
+def test_an_upset_score_from_the_model_alone_escalates_at_once_only_when_high():
+    """One calm turn about bad news ("someone hit my car, nobody's hurt") can score 0.4-0.9:
+    from 0.3 the turn counts, and the second such turn in the call escalates; from 0.7 at once."""
+    def scored(text, upset):
+        return TurnFacts("report", 0.95, detect(text, {"upset": upset}), understood=True)
+
+    first = decide(scored("someone hit my car yesterday", 0.5))
+    assert not first.escalate and "1 of 2 turns" in first.reason and "frustration" in first.held
+    second = decide(scored("it's at the body shop now", 0.4), counts={"frustration": 1})
+    assert second.escalate and second.trigger == "frustration" and "second such turn" in second.reason
+    assert decide(scored("I'm so scared, I can't stop shaking", 0.8)).escalate
+    # said in words, or said again: at once from the threshold
+    assert decide(scored("this is ridiculous", 0.4)).escalate
+    assert decide(TurnFacts("report", 0.95, with_repetition(detect("report a claim", {"upset": 0.2}), "report a claim",
+                                                            "report a claim"), understood=True)).escalate
+
+
+def test_at_once_is_configurable_per_flow():
+    policy = EscalationPolicy().merged({"frustration": {"at_once": 0.3}})
+    assert decide(TurnFacts("report", 0.95, detect("someone hit my car", {"upset": 0.5}), understood=True), policy).escalate
