@@ -16,6 +16,7 @@ from datetime import date
 from typing import Any, Union
 
 from ivr.nlu.non_answers import HOLD, non_answer
+from ivr.nlu.signals import upset_words
 from ivr.nlu.slots import AMBIGUOUS, DateSpan, ParseResult, parse_date, parse_slot, spoken_number
 from ivr.nlu.understanding import (
     OUT_OF_SCOPE,
@@ -1100,11 +1101,35 @@ def listening_candidates(loaded: LoadedFlow) -> list[Candidates]:
 
 
 def signal_examples(loaded: LoadedFlow) -> SignalExamples:
-    """The flow's own sentences for the escalation signals (`escalation.signal_examples`)."""
+    """The flow's own sentences for the escalation signals (`escalation.signal_examples`), and
+    its intents' examples as calm ones: the requests the designer wrote down are what the line
+    exists to serve ("I'm almost out of my blood pressure pills" scored upset 0.92 at a pharmacy
+    and put the caller through to a person). Not an example with upset words in it ("this is
+    ridiculous, where is my order"), nor one the designer also gave as upset."""
+    known = _SIGNAL_EXAMPLES.get(loaded.version)
+    if known is not None:  # asked on every turn; the same for every call on this version
+        return known
+    if len(_SIGNAL_EXAMPLES) >= 64:
+        _SIGNAL_EXAMPLES.pop(next(iter(_SIGNAL_EXAMPLES)))
+    found = _SIGNAL_EXAMPLES[loaded.version] = _signal_examples(loaded)
+    return found
+
+
+_SIGNAL_EXAMPLES: dict[str, SignalExamples] = {}
+
+
+def _signal_examples(loaded: LoadedFlow) -> SignalExamples:
     defs = loaded.flow.escalation.signal_examples
+    flow = loaded.flow
+    upset = tuple(defs.upset) if defs else ()
+    intents = [spec for node in flow.nodes.values() for spec in (node.intents or {}).values()]
+    intents += list(flow.global_intents.values())
+    requests = tuple(dict.fromkeys(p for spec in intents for p in spec.phrases
+                                   if p not in upset and not upset_words(p)))
     if defs is None:
-        return SignalExamples()
-    return SignalExamples(tuple(defs.upset), tuple(defs.complaint), tuple(defs.policy_question), tuple(defs.calm))
+        return SignalExamples(calm=requests)
+    calm = tuple(dict.fromkeys((*defs.calm, *requests)))
+    return SignalExamples(upset, tuple(defs.complaint), tuple(defs.policy_question), calm)
 
 
 def nlu_preparation(loaded: LoadedFlow) -> list[Candidates | ExtractionPlan | SignalExamples]:

@@ -62,6 +62,13 @@ def cue_counts(text: str) -> dict[str, int]:
             "multiple_requests": len(_found(_MULTI, lowered))}
 
 
+def upset_words(text: str) -> tuple[str, ...]:
+    """The words in the text that say the caller is upset ("ridiculous", "no no no")."""
+    lowered = _normal(text)
+    repeats = _REPEATS.search(lowered)
+    return tuple(_found(_FRUSTRATION, lowered)) + ((repeats.group(0),) if repeats else ())
+
+
 def announces_several(text: str) -> bool:
     """The caller says they have more than one thing to ask ("I've got two questions")."""
     return bool(_ANNOUNCED.search(_normal(text)))

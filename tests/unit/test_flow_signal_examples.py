@@ -44,8 +44,10 @@ def test_a_turn_nearly_the_same_as_a_flow_sentence_is_scored_as_the_designer_say
 def test_the_flows_sentences_reach_the_scorer_on_a_real_scorer():
     loaded = load_flow_text(FLOW)
     examples = signal_examples(loaded)
+    # the intents' examples are calm sentences too: the requests the line exists to serve
     assert examples == SignalExamples(upset=("my mum passed away and I need to close her account",),
-                                      calm=("my card was declined at the shop",))
+                                      calm=("my card was declined at the shop", "what is my balance",
+                                            "how much money do I have"))
     assert examples in nlu_preparation(loaded)  # embedded at load, before the first caller
     scorer = SignalScorer(FakeEmbedder(), load_examples())
     flow = scorer.embed_examples(examples)
@@ -79,3 +81,11 @@ async def test_a_distressed_caller_the_flow_taught_is_handed_to_a_person():
     [turn] = events.of("nlu")
     assert turn["signals"]["frustration"] >= NEAR and turn["decision"]["trigger"] == "frustration"
     assert any(e.get("trigger") == "frustration" for e in events.of("handoff"))
+
+
+def test_the_intents_examples_are_calm_unless_they_say_otherwise():
+    flow = load_flow_text(FLOW.replace("      balance: {examples: [what is my balance, how much money do I have], goto: main}",
+                                       "      balance: {examples: [what is my balance, this is ridiculous where is my money], "
+                                       "goto: main}"))
+    calm = signal_examples(flow).calm
+    assert "what is my balance" in calm and "this is ridiculous where is my money" not in calm

@@ -177,7 +177,7 @@ class FeelingNLU(KeywordNLU):
         super().__init__()
         self.scores, self.explode, self.scored = scores or {}, explode, []
 
-    async def signals(self, text):
+    async def signals(self, text, examples=None):
         self.scored.append(text)
         if self.explode:
             raise RuntimeError("signal model exploded")
