@@ -59,6 +59,7 @@ HOLD_SECONDS = 20.0
 _SURE_ENOUGH = {"end": END_CALL_CONFIDENCE, "start_over": END_CALL_CONFIDENCE, "transfer": 0.6}
 #: Answered slots a caller may correct at a later question. Not yes/no (the "no" of a
 #: correction is no answer) nor text (any words are text).
+_NUMBER_KINDS = ("digits", "phone", "number", "money")
 _CORRECTABLE = ("date", "time", "number", "money", "digits", "phone", "enum")
 #: A caller correcting themselves inside one answer ("fifty dollars, no, sixty", "the 3rd,
 #: sorry, the 4th"): the answer is the words after the last of these.
@@ -712,9 +713,10 @@ class FlowEngine:
                 return
         own_slot = self.flow.slots[own] if answer is not None and own is not None else None
         if own_slot is not None and own_slot.type not in ("yes_no", "text") and _SELF_CORRECTED.search(answer):
-            # "tuesday, no, wednesday": both are this question's answer, the one taken back and
-            # the one that stands; neither is a value for a date ahead
-            values = [v for v in values if v.slot not in self.flow.slots or self.flow.slots[v.slot].type != own_slot.type]
+            # "tuesday, no, wednesday", "457 211 398, sorry, 399": both are this question's
+            # answer, the one taken back and the one that stands; neither is a value ahead
+            values = [v for v in values if v.slot not in self.flow.slots or self.flow.slots[v.slot].type not in (
+                own_slot.type, *(_NUMBER_KINDS if own_slot.type in _NUMBER_KINDS else ()))]
         # what a text answer's words may hold: no other text; no number, unless the answer is
         # a name ("John Smith, and my number is 415 555 0134")
         kept_in_text = () if own_slot is None or own_slot.type != "text" else \

@@ -34,7 +34,7 @@ _HOLD_PHRASE = (
     r"|wait a (?:sec(?:ond)?|moment|minute)|wait|bear with me"
     r"|let me (?:check|look|see|find it|find that|get it|grab it|get that|grab that|think|have a look|look it up)"
     r"|let me (?:get|grab|find|look for|look at|dig out|pull up|check) (?:my|the|our|his|her) \w+(?: \w+)?"
-    r"|let me (?:check|ask) with (?:my|the|our) \w+"
+    r"|(?:let me|i need to|i have to|i'll|i will|i gotta) (?:check with|ask) (?:my|the|our) \w+"
     r"|i(?:'m| am) (?:looking|checking)(?: for it)?|i(?:'m| am) driving"
 )
 _UNKNOWN_PHRASE = (

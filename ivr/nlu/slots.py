@@ -1012,8 +1012,8 @@ def _weekday(tokens: list[str], today: date, past: bool = False) -> ParseResult 
     padded = _words(tokens)
     monday = today - timedelta(days=today.weekday())
     for i, tok in enumerate(tokens):
-        if tok not in _WEEKDAYS:
-            continue
+        if tok not in _WEEKDAYS or (i > 0 and tokens[i - 1] in ("not", "except")):
+            continue  # "not Monday, Tuesday"
         wd = _WEEKDAYS[tok]
         if " last week " in padded:
             return _ok((monday - timedelta(days=7 - wd)).isoformat())
@@ -1594,9 +1594,13 @@ _NEGATIONS = frozenset("not no never isn't isnt wasn't wasnt without don't dont"
 _ARTICLES = frozenset("a an the really very that too".split())
 
 
+_CLAUSED_TOKEN_RE = re.compile(r"[,;.!?](?!\d)|" + _TOKEN_RE.pattern)
+
+
 def negated(before: str) -> bool:
-    """Whether the words just before a phrase negate it ("not an", "no", "isn't really")."""
-    words = [w for w in before.split() if w not in _ARTICLES]
+    """Whether the words just before a phrase, in its clause, negate it ("not an", "no", "isn't
+    really"; not the "not" of "not unlimited | basic")."""
+    words = [w for w in before.rsplit("|", 1)[-1].split() if w not in _ARTICLES]
     return any(w in _NEGATIONS for w in words[-2:])
 
 
@@ -1607,7 +1611,9 @@ def parse_enum(text: str, *, choices: dict[str, list[str]] | None = None) -> Par
     """The key of `choices` whose synonym the caller said; the longest phrase wins, ties fail."""
     if not choices:
         raise ValueError("an enum slot needs choices (key: [synonyms])")
-    padded = _words(_TOKEN_RE.findall(_normalise(text)))
+    # a clause break is kept as "|": no phrase spans it, and no negation reaches over it ("not
+    # unlimited, basic" is basic)
+    padded = _words(["|" if t in ",;.!?" else t for t in _CLAUSED_TOKEN_RE.findall(_normalise(text))])
     matches: list[tuple[int, int, int, str]] = []  # (start, end, words, key)
     for key, synonyms in choices.items():
         for phrase in [key, *synonyms]:

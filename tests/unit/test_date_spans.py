@@ -301,3 +301,8 @@ def test_a_day_corrected_in_one_answer_stays_ahead_and_within_the_span():
     e.start()
     turn(e, "next week")
     assert kept(turn(e, "tuesday, no, wednesday")) == {"out": next_weeks(2)}
+
+
+def test_a_day_said_with_not_is_not_the_day():
+    assert parse_date("not Monday, Tuesday", today=WEDNESDAY).value == "2025-03-18"
+    assert not parse_date("not monday", today=WEDNESDAY).ok

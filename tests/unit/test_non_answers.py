@@ -108,3 +108,8 @@ def test_no_wait_at_a_read_back_is_a_no_not_a_hold():
     assert e.state.pending is not None
     effects = e.on_text("no wait", Understanding(None, 0.0, "test"))
     assert HOLD_REPLY not in [x.text for x in effects if isinstance(x, Say)] and e.state.pending is None
+
+
+@pytest.mark.parametrize("text", ["hang on let me ask my wife", "one sec, I need to ask my husband"])
+def test_asking_someone_else_is_a_wait(text):
+    assert non_answer(text) == HOLD

@@ -415,3 +415,21 @@ nodes:
     engine = FlowEngine(load_flow_text(flow))
     engine.start()
     assert slots(turn(engine, answer)) == {"address": kept}
+
+
+def test_a_number_corrected_in_one_answer_fills_no_amount_ahead():
+    flow = """
+flow: payments
+start: ask_account
+slots:
+  account: {type: digits, length: 9}
+  amount: {type: money}
+nodes:
+  ask_account: {say: "Your account number?", collect: account, next: ask_amount}
+  ask_amount: {say: "How much?", collect: amount, next: done}
+  done: {say: "Thanks.", hangup: true}
+"""
+    engine = FlowEngine(load_flow_text(flow))
+    engine.start()
+    turn(engine, "457 211 398, sorry, 399")
+    assert "amount" not in engine.state.heard

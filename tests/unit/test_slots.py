@@ -857,3 +857,9 @@ def test_enum_choice_after_a_negation_is_not_taken(text, expected):
 def test_enum_heard_only_negated_asks_again():
     """'It's not an emergency' must not send the night crew."""
     not_ok(parse_enum("it's not an emergency", choices=URGENCY))
+
+
+def test_a_negation_does_not_reach_over_a_clause_break():
+    plans = {"unlimited": ["unlimited mobile"], "basic": ["basic mobile"]}
+    ok(parse_enum("not unlimited, basic", choices=plans), "basic")
+    not_ok(parse_enum("not unlimited basic", choices=plans))  # one clause: both negated, or unclear
