@@ -460,7 +460,10 @@ class FlowEngine:
         spec = self._intent_spec(understanding.intent)
         if spec is not None:
             risk = self._cannot_be_undone(spec)
-            if risk is not None and understanding.confidence < _SURE_ENOUGH[risk]:
+            # at a question, starting over is asked about however sure: "I've restarted it three
+            # times already", asked whether the router was restarted, was start over at 0.97
+            at_a_question = risk == "start_over" and node.collect is not None
+            if risk is not None and (understanding.confidence < _SURE_ENOUGH[risk] or at_a_question):
                 return self._ask_if_meant(understanding.intent)
             if spec.goto:
                 self._hear(understanding.values)

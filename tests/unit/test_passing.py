@@ -163,6 +163,8 @@ def test_start_over_forgets_what_was_heard():
     turn(engine, "a table for four at seven", "book")
     assert engine.node_name == "ask_day" and engine.state.heard
     effects = engine.on_text("start over", Understanding("restart", 0.95, "test"))
+    assert said(effects) == ["Sorry, do you want to start over?"]  # at a question, asked first
+    effects = engine.on_text("yes", Understanding(None, 0.0, "test"))
     assert engine.node_name == "menu" and said(effects) == ["How can I help?"]
     assert engine.state.slots == {} and not engine.state.heard and not engine.state.passing
 
@@ -433,3 +435,24 @@ nodes:
     engine.start()
     turn(engine, "457 211 398, sorry, 399")
     assert "amount" not in engine.state.heard
+
+
+def test_start_over_heard_at_a_question_is_asked_about_however_sure():
+    flow = """
+flow: outages
+start: ask_address
+slots:
+  address: {type: text, description: the service address}
+  restarted: {type: yes_no}
+global_intents:
+  restart: {examples: ["start over", "restart please"], action: start_over}
+nodes:
+  ask_address: {say: "The service address?", collect: address, next: ask_restarted}
+  ask_restarted: {say: "Have you restarted your router?", collect: restarted, next: done}
+  done: {say: "Thanks.", hangup: true}
+"""
+    engine = FlowEngine(load_flow_text(flow))
+    engine.start()
+    engine.on_text("12 Oak Street", Understanding(None, 0.0, "test"))
+    effects = engine.on_text("I've restarted it three times already", Understanding("restart", 0.97, "test"))
+    assert said(effects) == ["Sorry, do you want to start over?"] and engine.state.slots == {"address": "12 Oak Street"}
