@@ -510,10 +510,12 @@ def _in_address(text: str, toks: list[_Token], c: Candidate) -> bool:
 
 
 def _street_name(toks: list[_Token], c: Candidate) -> bool:
-    """An ordinal that names a street ("on 5th Avenue", "West 42nd Street"): no day."""
+    """An ordinal that names a street ("on 5th Avenue", "West 42nd Street") or counts times
+    ("the third time I'm calling"): no day."""
     last = toks[c.last].text
     ordinal = last in ORDINALS or (last[:1].isdigit() and last[-2:] in ("st", "nd", "rd", "th"))
-    return ordinal and c.last + 1 < len(toks) and toks[c.last + 1].text in STREET
+    after = toks[c.last + 1].text if c.last + 1 < len(toks) else ""
+    return ordinal and (after in STREET or after in ("time", "times"))
 
 
 #: Determiners and possessives between "to" and a value ("to *their* checking account").

@@ -988,8 +988,10 @@ def _day_of_month(tokens: list[str], today: date, past: bool = False) -> ParseRe
     or last month while the 12th is still to come)."""
     for i, tok in enumerate(tokens):
         found = _day_at(tokens, i, ordinal_only=True)
-        # A spelled ordinal needs "the" or to open the answer: "wait a second" is not the 2nd.
-        if not found or (tok.isalpha() and i > 0 and tokens[i - 1] not in ("the", "on")):
+        # A spelled ordinal needs "the" or to open the answer: "wait a second" is not the 2nd;
+        # nor is "the third time I'm calling".
+        if not found or (tok.isalpha() and i > 0 and tokens[i - 1] not in ("the", "on")) or \
+                tokens[i + found[1]:i + found[1] + 1] in (["time"], ["times"]):
             continue
         day = found[0]
         if not 1 <= day <= 31:

@@ -225,6 +225,7 @@ APPOINTMENT = [SlotSpec("date", "date", "Day of the appointment"), SlotSpec("tim
     (TABLE, "at Nopa 4 people", {"party_size": 4}),
     (TABLE, "TABLE FOR 4 PEOPLE AT 7", {"party_size": 4, "at": "19:00"}),  # capitals that mean nothing
     (TABLE, "damage to my car on 5th Avenue", {}),  # a street, no day
+    (TABLE, "it's the third time I'm calling about this", {}),  # a count of times, no day
     (TABLE, "we're on West 42nd Street, two of us", {"party_size": 2}),
     (TABLE, "on the 5th at 3", {"day": "2027-01-05", "at": "15:00"}),
 ])
