@@ -120,8 +120,8 @@ nodes:
 """
 
 
-def engine():
-    e = FlowEngine(load_flow_text(FLOW))
+def engine(flow=FLOW):
+    e = FlowEngine(load_flow_text(flow))
     e.start()
     return e
 
@@ -273,8 +273,7 @@ nodes:
 
 
 def test_the_days_a_date_question_narrowed_are_its_own_not_the_next_questions():
-    e = FlowEngine(load_flow_text(TRIP))
-    e.start()
+    e = engine(TRIP)
     turn(e, "next week")
     assert kept(turn(e, "wednesday")) == {"out": next_weeks(2)}
     assert e.state.heard_spans == {} and e.state.date_span is None
@@ -282,8 +281,7 @@ def test_the_days_a_date_question_narrowed_are_its_own_not_the_next_questions():
 
 
 def test_a_month_in_a_name_narrows_no_date():
-    e = FlowEngine(load_flow_text(TRIP))
-    e.start()
+    e = engine(TRIP)
     turn(e, "tomorrow")
     turn(e, "in two weeks")
     turn(e, "June Carter")
@@ -291,14 +289,12 @@ def test_a_month_in_a_name_narrows_no_date():
 
 
 def test_a_day_corrected_in_one_answer_stays_ahead_and_within_the_span():
-    e = FlowEngine(load_flow_text(TRIP))
-    e.start()
+    e = engine(TRIP)
     today = date.today()
     effects = turn(e, "the 30th, no, the 4th") if today.day > 4 else []
     if effects:
         assert kept(effects)["out"] >= today.isoformat()  # next month's 4th, not this month's gone by
-    e = FlowEngine(load_flow_text(TRIP))
-    e.start()
+    e = engine(TRIP)
     turn(e, "next week")
     assert kept(turn(e, "tuesday, no, wednesday")) == {"out": next_weeks(2)}
 
