@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Union
@@ -1111,16 +1112,17 @@ def signal_examples(loaded: LoadedFlow) -> SignalExamples:
     exists to serve ("I'm almost out of my blood pressure pills" scored upset 0.92 at a pharmacy
     and put the caller through to a person). Not an example with upset words in it ("this is
     ridiculous, where is my order"), nor one the designer also gave as upset."""
-    known = _SIGNAL_EXAMPLES.get(loaded.version)
-    if known is not None:  # asked on every turn; the same for every call on this version
+    with _SIGNAL_EXAMPLES_LOCK:  # asked on every turn (and at load, off the event loop)
+        known = _SIGNAL_EXAMPLES.get(loaded.version)
+        if known is None:  # the same for every call on this version
+            if len(_SIGNAL_EXAMPLES) >= 64:
+                _SIGNAL_EXAMPLES.pop(next(iter(_SIGNAL_EXAMPLES)))
+            known = _SIGNAL_EXAMPLES[loaded.version] = _signal_examples(loaded)
         return known
-    if len(_SIGNAL_EXAMPLES) >= 64:
-        _SIGNAL_EXAMPLES.pop(next(iter(_SIGNAL_EXAMPLES)))
-    found = _SIGNAL_EXAMPLES[loaded.version] = _signal_examples(loaded)
-    return found
 
 
 _SIGNAL_EXAMPLES: dict[str, SignalExamples] = {}
+_SIGNAL_EXAMPLES_LOCK = threading.Lock()
 
 
 def _signal_examples(loaded: LoadedFlow) -> SignalExamples:
