@@ -46,7 +46,7 @@ END_CALL_CONFIDENCE = 0.8
 #: intent rather than the value when the NLU is this sure of it: any words are text, so without
 #: this a caller asked for a name could not reach a person or hear the question again.
 TEXT_NODE_INTENT_CONFIDENCE = 0.9
-TEXT_NODE_INTENT_WORDS = 5
+TEXT_NODE_INTENT_WORDS = 7  # "sorry, can you say that again" is six
 END_CALL_QUESTION = "Sorry, do you want to end the call?"
 #: Asked instead of acting on an intent that cannot be undone, heard with little confidence.
 _MEANT_IT = {"end": END_CALL_QUESTION, "start_over": "Sorry, do you want to start over?",

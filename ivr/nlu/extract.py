@@ -354,7 +354,18 @@ def _enum_candidates(text: str, toks: list[_Token], spec: SlotSpec) -> list[Cand
     # "technical support" holds "support": the longer synonym is what was said; and "not an
     # emergency" says what it is not.
     return [c for c in out if not any(o.first <= c.first and c.last <= o.last and (o.last - o.first) > (c.last - c.first)
-                                      for o in out) and not negated(" ".join(words[:c.first]))]
+                                      for o in out) and not negated(_clause_words_before(text, toks, c.first))]
+
+
+def _clause_words_before(text: str, toks: list[_Token], first: int) -> str:
+    """The words before token `first`, back to the last comma or full stop: the "no" of "no, the
+    morning" negates nothing in it (it answers the read-back)."""
+    out: list[str] = []
+    for k in range(first - 1, -1, -1):
+        if re.search(r"[,;.!?]", text[toks[k].end:toks[k + 1].start]):
+            break
+        out.append(toks[k].text)
+    return " ".join(reversed(out))
 
 
 def _overlap(a: Candidate, b: Candidate) -> bool:

@@ -457,3 +457,28 @@ nodes:
     engine.on_text("12 Oak Street", Understanding(None, 0.0, "test"))
     effects = engine.on_text("I've restarted it three times already", Understanding("restart", 0.97, "test"))
     assert said(effects) == ["Sorry, do you want to start over?"] and engine.state.slots == {"address": "12 Oak Street"}
+
+
+def test_no_then_a_choice_at_a_read_back_changes_the_choice():
+    flow = """
+flow: visits
+start: menu
+slots:
+  window:
+    type: enum
+    choices: {morning: [morning], afternoon: [afternoon], evening: [evening]}
+  ok: {type: yes_no}
+nodes:
+  menu:
+    say: "How can I help?"
+    intents:
+      visit: {examples: ["book a technician", "I need someone to come out"], goto: ask_window}
+  ask_window: {say: "Morning, afternoon or evening?", collect: window, next: confirm}
+  confirm: {say: "A visit in the {slots.window}. Is that right?", collect: ok, next: done}
+  done: {say: "Booked.", hangup: true}
+"""
+    engine = started(flow)
+    turn(engine, "book a technician for the afternoon", "visit")
+    assert engine.state.node == "confirm"
+    effects = turn(engine, "no, the morning")
+    assert slots(effects) == {"window": "morning"} and said(effects)[-1] == "A visit in the morning. Is that right?"
