@@ -38,7 +38,7 @@ from ivr.nlu.places import cued_slot
 from ivr.nlu.slm_prompts import clean_text
 from ivr.nlu.slots import parse_slot
 from ivr.nlu.understanding import Shot, SlotSpec, SlotValue
-from ivr.nlu.vocabulary import COMMON, WORD
+from ivr.nlu.vocabulary import COMMON, STREET, WORD, slot_words
 
 MAX_SPAN_WORDS = 6
 _END = "<end>"
@@ -298,6 +298,12 @@ class SlotExtractor:
     def _validated(spec: SlotSpec, said: str | None):
         if not said:
             return None
+        if _is_address(spec) and not (re.search(r"\d", said) or any(w in STREET for w in said.lower().split())):
+            return None  # an address has a number or a street in it: not "RX" of "RX 1234567"
         result = parse_slot(spec.type, said, length=spec.length, min_length=spec.min_length,
                             max_length=spec.max_length, choices=spec.choice_map, past=spec.past)
         return result.value if result.ok else None
+
+
+def _is_address(spec: SlotSpec) -> bool:
+    return spec.type == "text" and bool({"address", "street"} & set(slot_words(spec)))

@@ -294,3 +294,13 @@ def test_no_digit_of_a_number_being_read_is_an_amount_ahead(text):
 ])
 def test_a_number_that_counts_something_is_no_amount(text, values):
     assert found(text, [SlotSpec("account", "digits", length=8), SlotSpec("amount", "money")]) == values
+
+
+def test_an_address_in_passing_has_a_number_or_a_street_in_it():
+    from ivr.nlu.slm_extract import SlotExtractor
+
+    address = SlotSpec("address", "text", "the street address to deliver to")
+    assert SlotExtractor._validated(address, "RX") is None  # of "RX 1234567"
+    assert SlotExtractor._validated(address, "379 Gellert Boulevard") == "379 Gellert Boulevard"
+    assert SlotExtractor._validated(address, "Main Street") == "Main Street"
+    assert SlotExtractor._validated(SlotSpec("pharmacy", "text"), "CVS") == "CVS"
