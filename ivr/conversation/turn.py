@@ -162,6 +162,7 @@ class TurnStep:
             menu=any(o.scope == "node" for o in expectation.intents),
             from_slot=u.source == "slot",
             sensitive=bool(slot is not None and slot.sensitive),
+            text_answer=expectation.slot_type == "text" and self.engine.fills_slot(text),
         )
         if u.intent and u.intent != OUT_OF_SCOPE and facts.understood:
             self.last_intent = u.intent
@@ -172,7 +173,9 @@ class TurnStep:
         but the node's, none written."""
         outcome = await self._route(expectation, text)
         scoring = None
-        if getattr(self.nlu, "signals", None) is not None and not self.engine.fills_slot(text) and not non_answer(text):
+        free_text = expectation.slot_type == "text"  # an answer, but one that may say how the caller feels
+        if (getattr(self.nlu, "signals", None) is not None and (free_text or not self.engine.fills_slot(text))
+                and not non_answer(text)):
             # After the router, not beside it: its vector of these words is then in the
             # embedder's cache, and the second worker thread stays free for another call's turn.
             # ("1 2 3 4", "yes", "hang on", "no idea": nothing to feel in a value or a stock

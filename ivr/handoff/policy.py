@@ -127,6 +127,10 @@ class TurnFacts:
     """The answer parsed as the slot the node collects (no intent was classified)."""
     sensitive: bool = False
     """The node collects a sensitive value: reasons must not quote the caller's words."""
+    text_answer: bool = False
+    """The turn answers a question that takes free text (an address, what happened): the model
+    reads the topic ("water is coming through the ceiling") as much as the mood there, so only
+    upset said in words escalates ("this is ridiculous, it's the third time I'm calling")."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,8 @@ def conditions(turn: TurnFacts, policy: EscalationPolicy) -> dict[str, str]:
             continue  # the flow's own intent for it wins (a "charged twice" menu option)
         if trigger == "frustration" and turn.person_intent and turn.understood:
             continue  # the flow is taking them to its own person already
+        if trigger == "frustration" and turn.text_answer and not s.upset_cues:
+            continue
         quoted = trigger == "frustration" and s.upset_cues and not turn.sensitive
         cues = f"{', '.join(s.upset_cues[:3])}; " if quoted else ""
         held[trigger] = f"{_SIGNAL_WORDS[trigger]} ({cues}score {score:.2f})"

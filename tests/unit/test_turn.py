@@ -223,6 +223,26 @@ async def test_a_stock_non_answer_is_not_scored():
         assert step.decide(understood.facts, ["human"]).trigger != "frustration"
 
 
+async def test_at_a_free_text_question_only_upset_said_in_words_escalates():
+    """A leak or a pain described scores upset from its topic; "this is ridiculous" says it."""
+    flow = FLOW.replace("  order_number: {type: digits, length: 6}",
+                        "  order_number: {type: digits, length: 6}\n  problem: {type: text, description: what went wrong}")
+    flow = flow.replace("collect: order_number, next: menu}", "collect: order_number, next: ask_problem}\n"
+                        "  ask_problem: {say: \"What went wrong?\", collect: problem, next: menu}")
+    loaded = load_flow_text(flow)
+    engine = FlowEngine(loaded)
+    engine.start()
+    nlu = FeelingNLU({"upset": 0.9})
+    step = TurnStep(engine, nlu, EscalationPolicy(), loaded.flow, on_error=lambda node, error: None)
+    engine.on_text("my order", (await step.understand(engine.expectation(), "my order")).understanding)
+    engine.on_text("457219", (await step.understand(engine.expectation(), "457219")).understanding)
+    assert engine.node.collect == "problem"
+    calm = await step.understand(engine.expectation(), "water is coming through the ceiling of the box")
+    assert calm.facts.text_answer and not step.decide(calm.facts, ["human"]).escalate
+    angry = await step.understand(engine.expectation(), "this is ridiculous, it's the third time I'm calling")
+    assert step.decide(angry.facts, ["human"]).trigger == "frustration"
+
+
 async def test_a_failing_signal_model_leaves_the_words():
     engine, step, errors = make(FeelingNLU(explode=True))
     understood = await step.understand(engine.expectation(), "this is ridiculous and useless")
