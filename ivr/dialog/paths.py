@@ -14,7 +14,7 @@ from __future__ import annotations
 from ivr.nlu.understanding import MODEL_TYPES, ExtractionPlan, Shot, SlotSpec
 
 from .loader import LoadedFlow
-from .schema import Branch, ElseBranch, Flow, Node, SlotDef, annotated
+from .schema import Branch, ElseBranch, Flow, Node, SlotDef, annotated, without_values
 
 MAX_SHOTS = 8
 
@@ -98,7 +98,9 @@ def extraction_plan(loaded: LoadedFlow, node_name: str, intent: str | None) -> E
     for name, spec in {**flow.global_intents, **(node.intents or {})}.items():
         for example in spec.examples:
             plain, values = annotated(example)
-            words.update(w.strip(".,!?'").lower() for w in plain.split())
+            # the request's own words, not its values: with "12 Oak Street" among them, "no
+            # internet at 12 Oak Street" had no word left that could be a value
+            words.update(w.strip(".,!?'").lower() for w in without_values(example).split())
             mine = tuple((k, v) for k, v in values if k in wanted)
             if mine or (name == intent and not values):
                 shots.append(Shot(plain, mine))

@@ -31,6 +31,12 @@ def annotated(example: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     return _ANNOTATION.sub(lambda m: m.group(1), example), values
 
 
+def without_values(example: str) -> str:
+    """An example without the values it marks: the words that ask, not the ones that answer
+    ("there's an outage at [12 Oak Street](service_address)" -> "there's an outage at")."""
+    return " ".join(_ANNOTATION.sub(" ", example).split())
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 

@@ -199,6 +199,8 @@ def test_marked_examples_teach_the_small_model_and_are_plain_for_the_router():
     assert [s.name for s in plan.specs] == ["name"]
     assert ("a table under Ann Lee please", (("name", "Ann Lee"),)) in [(s.text, s.values) for s in plan.shots]
     assert "reserve" in plan.request_words
+    # a marked value is no request word: else a caller saying "Ann Lee" left no word to fill it with
+    assert "ann" not in plan.request_words and "lee" not in plan.request_words
 
 
 @pytest.mark.parametrize("answer, kept", [
