@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Union
 
-from ivr.nlu.non_answers import HOLD, non_answer
+from ivr.nlu.non_answers import HOLD, UNKNOWN, non_answer
 from ivr.nlu.signals import upset_words
 from ivr.nlu.slots import AMBIGUOUS, DateSpan, ParseResult, parse_date, parse_slot, spoken_number
 from ivr.nlu.understanding import (
@@ -272,7 +272,8 @@ class FlowEngine:
         """Whether `on_text` would act on this answer rather than count a no match (no state change)."""
         if self._closed():
             return False
-        if self.fills_slot(text) or self._intent_spec(understanding.intent) is not None or non_answer(text) == HOLD:
+        if (self.fills_slot(text) or self._intent_spec(understanding.intent) is not None or non_answer(text) == HOLD
+                or self._optional_unknown(text)):
             return True
         own = self.node.collect
         return bool(own) and self.state.pending is None and any(
@@ -379,6 +380,12 @@ class FlowEngine:
         number = self._read_number(text)  # with the part heard before, or the start of a number
         return number is not None and (number.value is not None or (partly and self._asks_rest()))
 
+    def _optional_unknown(self, text: str) -> bool:
+        """The caller does not know what an `optional` slot asks ("no idea, sorry")."""
+        own = self.node.collect
+        return (own is not None and self.state.pending is None and self.state.pending_intent is None
+                and self.flow.slots[own].optional and non_answer(text) == UNKNOWN)
+
     def answer_value(self, text: str) -> Any | None:
         """The value this node's slot would keep from `text` as an answer (None: it keeps none),
         read as the line reads it: with a correction in the answer ("5, no, 6"), a number read
@@ -453,6 +460,8 @@ class FlowEngine:
                     # about, since a short answer here is more often the value
                     return self._ask_if_meant(understanding.intent)
                 return self._apply_intent(understanding.intent, spec)
+            if self._optional_unknown(text):
+                return self._keep(node.collect, None)  # "no idea, sorry": an optional slot stays empty
             self._hear(understanding.values, text)
             self._hear_days(text, understanding)
             filled = self._try_fill(text, understanding.value_of(node.collect), spoken=True, asr_unsure=asr_unsure)

@@ -93,6 +93,10 @@ class SlotDef(_Strict):
     offer_keypad: str | None = None
     """digits and phone: said with the question again after a failed try (default: "You can
     also type it on your keypad."); "" never offers it."""
+    optional: bool = False
+    """The caller may not know it: an answer that only says so ("I don't know", "no idea", "I
+    didn't get it") leaves the slot empty (null) and the flow goes on to `next`. Without it,
+    such an answer is no value and the question is asked again."""
     past: bool | None = None
     """date: the day has been (a birth, an accident): "Tuesday" is the last one, "March 3rd" this
     year's or last year's, and the line never offers today for "as soon as possible". Default:

@@ -113,3 +113,13 @@ def test_no_wait_at_a_read_back_is_a_no_not_a_hold():
 @pytest.mark.parametrize("text", ["hang on let me ask my wife", "one sec, I need to ask my husband"])
 def test_asking_someone_else_is_a_wait(text):
     assert non_answer(text) == HOLD
+
+
+def test_an_optional_slot_the_caller_does_not_know_stays_empty_and_the_flow_goes_on():
+    flow = FLOW.replace("  plate: {type: text}", "  plate: {type: text, optional: true}")
+    e = FlowEngine(load_flow_text(flow))
+    e.start()
+    e.on_text("AB1234567", Understanding(None, 0.0, "test"))
+    assert e.understands("no, I didn't get it", Understanding(None, 0.0, "test"))  # no miss, no escalation
+    effects = e.on_text("no, I didn't get it", Understanding(None, 0.0, "test"))
+    assert SetSlot("plate", None) in effects and e.state.node == "done"
