@@ -452,6 +452,8 @@ class FlowEngine:
             corrected = self._correct(text, understanding.values)
             if corrected is not None:
                 return corrected
+            if self._optional_unknown(text):  # "no, I didn't get it": an optional slot stays empty
+                return self._keep(node.collect, None)
             if (understanding.intent in self.flow.global_intents and self.may_be_a_request(text)
                     and understanding.confidence >= TEXT_NODE_INTENT_CONFIDENCE):
                 spec = self.flow.global_intents[understanding.intent]
@@ -460,8 +462,6 @@ class FlowEngine:
                     # about, since a short answer here is more often the value
                     return self._ask_if_meant(understanding.intent)
                 return self._apply_intent(understanding.intent, spec)
-            if self._optional_unknown(text):
-                return self._keep(node.collect, None)  # "no idea, sorry": an optional slot stays empty
             self._hear(understanding.values, text)
             self._hear_days(text, understanding)
             filled = self._try_fill(text, understanding.value_of(node.collect), spoken=True, asr_unsure=asr_unsure)

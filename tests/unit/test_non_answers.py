@@ -42,6 +42,8 @@ def test_answers_and_other_requests_are_neither(text):
 FLOW = """
 flow: claims
 start: ask_policy
+global_intents:
+  repeat: {examples: ["say that again"], action: repeat}
 slots:
   policy: {type: text, description: the policy number}
   plate: {type: text}
@@ -121,5 +123,6 @@ def test_an_optional_slot_the_caller_does_not_know_stays_empty_and_the_flow_goes
     e.start()
     e.on_text("AB1234567", Understanding(None, 0.0, "test"))
     assert e.understands("no, I didn't get it", Understanding(None, 0.0, "test"))  # no miss, no escalation
-    effects = e.on_text("no, I didn't get it", Understanding(None, 0.0, "test"))
+    # even where the router hears a global intent in it ("I didn't get it" as "repeat")
+    effects = e.on_text("no, I didn't get it", Understanding("repeat", 0.95, "test"))
     assert SetSlot("plate", None) in effects and e.state.node == "done"
