@@ -479,8 +479,26 @@ def _has_phrase(padded: str, phrases: tuple[str, ...]) -> bool:
     return any(f" {p} " in padded for p in phrases)
 
 
+# A "no" that answers the question, rather than one inside what the caller goes on to tell.
+_FLAT_NO = ("no", "nope", "nah", "naw", "wrong", "incorrect", "negative", "not right", "not correct", "no way",
+            "cancel that", "absolutely not", "not really", "uh uh", "nuh uh", "not quite", "not exactly")
+
+
+def _yes_then_a_story(text: str) -> bool:
+    """ "yeah I already did that, it didn't help", "yes, but it still doesn't work": a yes first,
+    then what happened, whose "didn't" answers nothing. Not "yeah, no" or "yes, that's wrong"."""
+    clauses = [c for c in re.split(r"[,.;!?]+|\bbut\b", _normalise(text)) if c.strip()]
+    if len(clauses) < 2:
+        return False
+    first = _words(_TOKEN_RE.findall(clauses[0]))
+    rest = _words(_TOKEN_RE.findall(" ".join(clauses[1:])))
+    return (_has_phrase(first, _YES) and not _has_phrase(first, _NO) and not _has_phrase(rest, _FLAT_NO)
+            and not _has_phrase(rest, _UNSURE))
+
+
 def parse_yes_no(text: str) -> ParseResult:
-    """True/False. Any negation wins ("no that's not right", "not correct", "yeah no")."""
+    """True/False. Any negation wins ("no that's not right", "not correct", "yeah no"), except
+    one in what a caller tells after a yes ("yeah I did, it didn't help")."""
     stripped = (text or "").strip().strip(".#* ")
     if stripped in _KEYPAD_YES_NO:
         return _ok(_KEYPAD_YES_NO[stripped])
@@ -494,6 +512,8 @@ def parse_yes_no(text: str) -> ParseResult:
         return _ok(True)  # "no problem" on its own agrees: "Is that right?" "No problem."
     if _has_phrase(padded, _UNSURE):
         return _fail("caller wasn't sure")
+    if _yes_then_a_story(text):
+        return _ok(True)
     if _has_phrase(padded, _NO):
         return _ok(False)
     if _has_phrase(padded, _YES):

@@ -863,3 +863,15 @@ def test_a_negation_does_not_reach_over_a_clause_break():
     plans = {"unlimited": ["unlimited mobile"], "basic": ["basic mobile"]}
     ok(parse_enum("not unlimited, basic", choices=plans), "basic")
     not_ok(parse_enum("not unlimited basic", choices=plans))  # one clause: both negated, or unclear
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("yeah I already did that, it didn't help", True),  # what happened after the yes answers nothing
+    ("yes, but it still doesn't work", True),
+    ("sure, why not", True),
+    ("yeah, no", False),
+    ("yes, that's wrong", False),
+    ("no, it didn't help", False),
+])
+def test_a_yes_then_what_happened(text, expected):
+    ok(parse_yes_no(text), expected)
