@@ -1230,8 +1230,15 @@ _RELATIVE_AFTER = frozenset({"past", "after"})
 _RELATIVE_BEFORE = frozenset({"to", "till", "til", "before", "of"})
 
 
+# A house number and its street ("outside my house at 12 Oak Lane"): no time in it.
+_STREET_ADDRESS = re.compile(
+    r"\b\d+\s+(?!(?:on|at|in|by|to|for|and|or|the|a|pm|am|oclock|o'clock|thirty|fifteen|forty|o)\b)[a-z]+"
+    r"(?:\s+[a-z]+){0,2}\s+(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|way|place|pl|"
+    r"parkway|pkwy|highway|hwy|terrace|circle|square)\b")
+
+
 def _prepare_time_text(text: str) -> str:
-    s = _normalise(text)
+    s = _STREET_ADDRESS.sub(" ", _normalise(text))
     s = re.sub(r"\b([ap])\s*\.?\s*m\b\.?", r" \1m ", s)  # "p.m.", "p m", "PM" -> "pm"
     s = re.sub(r"(\d)([ap]m)\b", r"\1 \2", s)  # "7pm" -> "7 pm"
     s = re.sub(r"\bo\s*'?\s*clock\b", " oclock ", s)

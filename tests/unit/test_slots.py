@@ -875,3 +875,13 @@ def test_a_negation_does_not_reach_over_a_clause_break():
 ])
 def test_a_yes_then_what_happened(text, expected):
     ok(parse_yes_no(text), expected)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("12 Oak Lane at 4", "16:00"),
+    ("meet at 5 on Main Street", "17:00"),
+    ("10:30 at 55 Elm Street", "10:30"),
+])
+def test_a_street_address_holds_no_time(text, expected):
+    ok(parse_time(text), expected)
+    not_ok(parse_time("outside my house at 12 Oak Lane"))
