@@ -16,6 +16,7 @@ reject such a turn.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 HOLD = "hold"
 UNKNOWN = "unknown"
@@ -88,6 +89,7 @@ def _all(pieces: list[str], pattern: re.Pattern, empty: frozenset[str]) -> bool:
     return found
 
 
+@lru_cache(maxsize=512)  # asked several times a turn (the signals, the engine, the text parser)
 def non_answer(text: str) -> str | None:
     """HOLD when the whole answer asks the line to wait, UNKNOWN when it only says the caller
     does not know or does not have it, else None."""
