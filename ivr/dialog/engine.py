@@ -54,7 +54,6 @@ _MEANT_IT = {"end": END_CALL_QUESTION, "start_over": "Sorry, do you want to star
 #: ... under these confidences. A transfer's is lower: plain requests for a person are routed
 #: at 0.70-0.72 ("I need to talk to someone in customer service", "let me speak to your
 #: manager"), the request for something else that put a caller through at 0.55.
-HOLD_REPLY = "Sure, take your time."
 HOLD_SECONDS = 20.0
 """How long the line waits for a caller who asked it to ("hang on, let me find it")."""
 _SURE_ENOUGH = {"end": END_CALL_CONFIDENCE, "start_over": END_CALL_CONFIDENCE, "transfer": 0.6}
@@ -644,7 +643,7 @@ class FlowEngine:
     def _hold(self) -> list[Effect]:
         """ "Hang on, let me grab my card": no answer and no miss; the line waits, longer."""
         self.state.holding = True
-        return [Say(HOLD_REPLY, self.state.node, "hold"), Listen(self.expectation())]
+        return [Say(self._pick("hold", self.flow.defaults.hold), self.state.node, "hold"), Listen(self.expectation())]
 
     def _ask_which_day(self, span: DateSpan) -> list[Effect]:
         """ "Next week": "Which day next week?", and the answer is read among those days."""

@@ -303,9 +303,15 @@ class Node(_Strict):
         return bool(self.collect or self.intents or self.dtmf)
 
 
+HOLD_REPLY = "Sure, take your time."
+
+
 class Defaults(_Strict):
     no_match: RetryPolicy = RetryPolicy(say="Sorry, I didn't catch that.", retries=2)
     no_input: RetryPolicy = RetryPolicy(say="Are you still there?", retries=2, timeout=6.0)
+    hold: Prompt = HOLD_REPLY
+    """Said when the caller asks the line to wait ("hang on, let me find my card"); the line
+    then waits 20 seconds before the silence counts as no input."""
 
 
 TARGETS = ("llm", "human", "off")

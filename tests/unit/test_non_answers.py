@@ -3,8 +3,9 @@ text value."""
 
 import pytest
 
-from ivr.dialog.engine import HOLD_REPLY, HOLD_SECONDS, FlowEngine, Say, SetSlot, Understanding
+from ivr.dialog.engine import HOLD_SECONDS, FlowEngine, Say, SetSlot, Understanding
 from ivr.dialog.loader import load_flow_text
+from ivr.dialog.schema import HOLD_REPLY
 from ivr.nlu.non_answers import HOLD, UNKNOWN, non_answer
 from ivr.nlu.slots import parse_text
 
@@ -126,3 +127,11 @@ def test_an_optional_slot_the_caller_does_not_know_stays_empty_and_the_flow_goes
     # even where the router hears a global intent in it ("I didn't get it" as "repeat")
     effects = e.on_text("no, I didn't get it", Understanding("repeat", 0.95, "test"))
     assert SetSlot("plate", None) in effects and e.state.node == "done"
+
+
+def test_the_wait_is_worded_by_the_flow():
+    flow = FLOW.replace("nodes:", "defaults:\n  hold: [\"No rush, I'll wait.\", \"Take your time.\"]\nnodes:", 1)
+    e = FlowEngine(load_flow_text(flow))
+    e.start()
+    said = [x.text for x in e.on_text("hang on", Understanding(None, 0.0, "test")) if isinstance(x, Say)]
+    assert said == ["No rush, I'll wait."]
