@@ -13,6 +13,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ivr.nlu.slots import DateSpan, ParseResult, parse_slot
+from ivr.nlu.vocabulary import ADDRESS_WORDS, words_of
 
 SLOT_TYPES = ("digits", "yes_no", "number", "money", "date", "time", "phone", "email", "text", "enum")
 INTENT_ACTIONS = ("repeat", "hangup", "start_over")
@@ -45,23 +46,19 @@ Prompt = Union[str, list[str]]
 """A prompt, or a list of variants picked in turn so repeats don't sound robotic."""
 
 
-def _words_of(slot: str, description: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", f"{slot} {description}".lower().replace("_", " ")))
-
-
 def holds_a_name(slot: str, description: str = "") -> bool:
     """Whether a slot is for a name, by the words of its name or description."""
-    return bool(_words_of(slot, description) & {"name", "surname", "firstname", "lastname", "fullname"})
+    return bool(set(words_of(slot, description)) & {"name", "surname", "firstname", "lastname", "fullname"})
 
 
 def holds_an_address(slot: str, description: str = "") -> bool:
     """Whether a text slot is for a street address, by the words of its name or description."""
-    return bool(_words_of(slot, description) & {"address", "street"})
+    return bool(set(words_of(slot, description)) & ADDRESS_WORDS)
 
 
 def is_a_birth(slot: str, description: str = "") -> bool:
     """Whether a date slot is a date of birth, by the words of its name or description."""
-    return bool(_words_of(slot, description) & {"birth", "dob", "birthdate", "born"})
+    return bool(set(words_of(slot, description)) & {"birth", "dob", "birthdate", "born"})
 
 
 class SlotDef(_Strict):

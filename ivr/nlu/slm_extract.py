@@ -38,7 +38,7 @@ from ivr.nlu.places import cued_slot
 from ivr.nlu.slm_prompts import clean_text
 from ivr.nlu.slots import parse_slot
 from ivr.nlu.understanding import Shot, SlotSpec, SlotValue
-from ivr.nlu.vocabulary import COMMON, STREET, WORD, slot_words
+from ivr.nlu.vocabulary import ADDRESS_WORDS, COMMON, STREET, WORD, slot_words
 
 MAX_SPAN_WORDS = 6
 _END = "<end>"
@@ -306,4 +306,4 @@ class SlotExtractor:
 
 
 def _is_address(spec: SlotSpec) -> bool:
-    return spec.type == "text" and bool({"address", "street"} & set(slot_words(spec)))
+    return spec.type == "text" and bool(ADDRESS_WORDS & set(slot_words(spec)))

@@ -79,9 +79,18 @@ korean arabic hindi russian vietnamese tagalog polish dutch christmas easter tha
 hanukkah ramadan diwali""".split())
 
 
+def words_of(name: str, description: str = "") -> list[str]:
+    """The words of a slot's name and description, lowercased, in order."""
+    return re.findall(r"[a-z]+", f"{name.replace('_', ' ')} {description}".lower())
+
+
 def slot_words(spec: SlotSpec) -> list[str]:
     """The words of a slot's name and description, lowercased, in order."""
-    return re.findall(r"[a-z]+", f"{spec.name.replace('_', ' ')} {spec.description}".lower())
+    return words_of(spec.name, spec.description)
+
+
+ADDRESS_WORDS = frozenset({"address", "street"})
+"""A text slot named or described with one of these holds a street address."""
 
 
 def cased(text: str) -> bool:
